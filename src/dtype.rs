@@ -1,0 +1,107 @@
+//! Element types of tensors and the `Float` bound for the kernels.
+
+use std::fmt;
+
+use ndarray::{ArrayD, ArrayViewD, LinalgScalar, ScalarOperand};
+
+use crate::tensor::Tensor;
+
+/// The element type of a tensor.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// 64-bit float.
+    F64,
+    /// 64-bit signed integer (indices, labels).
+    I64,
+    /// Boolean (comparison results, masks).
+    Bool,
+}
+
+impl DType {
+    /// `f32` or `f64`.
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+
+    /// Lower-case name, as in `f32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::I64 => "i64",
+            DType::Bool => "bool",
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The float element types gradus computes with (`f32`, `f64`): kernels are written once,
+/// generic over this bound.
+pub trait Float:
+    num_traits::Float
+    + num_traits::FloatConst
+    + LinalgScalar
+    + ScalarOperand
+    + Send
+    + Sync
+    + fmt::Debug
+    + fmt::Display
+    + std::iter::Sum
+    + 'static
+{
+    /// The matching [`DType`].
+    const DTYPE: DType;
+    /// Wrap an array of this type as a [`Tensor`].
+    fn wrap(a: ArrayD<Self>) -> Tensor;
+    /// View a tensor of this type, `None` for another dtype.
+    fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>>;
+    /// Conversion from `f64` (rounding for `f32`).
+    fn from_f(v: f64) -> Self;
+    /// Conversion to `f64`.
+    fn to_f(self) -> f64;
+}
+
+impl Float for f32 {
+    const DTYPE: DType = DType::F32;
+    fn wrap(a: ArrayD<Self>) -> Tensor {
+        Tensor::F32(a)
+    }
+    fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>> {
+        match t {
+            Tensor::F32(a) => Some(a.view()),
+            _ => None,
+        }
+    }
+    fn from_f(v: f64) -> Self {
+        v as f32
+    }
+    fn to_f(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Float for f64 {
+    const DTYPE: DType = DType::F64;
+    fn wrap(a: ArrayD<Self>) -> Tensor {
+        Tensor::F64(a)
+    }
+    fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>> {
+        match t {
+            Tensor::F64(a) => Some(a.view()),
+            _ => None,
+        }
+    }
+    fn from_f(v: f64) -> Self {
+        v
+    }
+    fn to_f(self) -> f64 {
+        self
+    }
+}

@@ -1,0 +1,212 @@
+//! One error type for every user mistake gradus can detect.
+//!
+//! Graph-building mistakes carry the [`Location`] of the user's code that built the bad node
+//! (captured with `#[track_caller]`), so a message reads like
+//! `shape mismatch in add: [3, 4] vs [5] (built at src/main.rs:12:13)`.
+
+use std::fmt;
+use std::panic::Location as StdLocation;
+
+/// Where in the user's code a node was built.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Location(pub &'static StdLocation<'static>);
+
+impl Location {
+    /// The caller of the current `#[track_caller]` chain.
+    #[track_caller]
+    pub fn caller() -> Self {
+        Location(StdLocation::caller())
+    }
+
+    /// Source file of the location.
+    pub fn file(&self) -> &'static str {
+        self.0.file()
+    }
+
+    /// Line of the location.
+    pub fn line(&self) -> u32 {
+        self.0.line()
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.0.file(), self.0.line(), self.0.column())
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Everything that can go wrong when building, differentiating, compiling or running a graph,
+/// or when reading data.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Operand shapes that do not fit the op (broadcasting, matmul inner dims, reshape sizes...).
+    #[error("shape mismatch in {op}: {detail} (built at {loc})")]
+    Shape {
+        /// The op that rejected its operands.
+        op: String,
+        /// The shapes involved and why they do not fit.
+        detail: String,
+        /// Where the user built the node.
+        loc: Location,
+    },
+    /// Operand dtypes that do not fit the op.
+    #[error("dtype mismatch in {op}: {detail} (built at {loc})")]
+    DType {
+        /// The op that rejected its operands.
+        op: String,
+        /// The dtypes involved and what was expected.
+        detail: String,
+        /// Where the user built the node.
+        loc: Location,
+    },
+    /// An axis outside `-ndim..ndim`, or repeated.
+    #[error("axis error in {op}: axis {axis} for a tensor of {ndim} dims (built at {loc})")]
+    Axis {
+        /// The op that received the axis.
+        op: String,
+        /// The axis as the user gave it.
+        axis: isize,
+        /// Number of dimensions of the operand.
+        ndim: usize,
+        /// Where the user built the node.
+        loc: Location,
+    },
+    /// Any other invalid argument to an op (bad permutation, empty concat list, ...).
+    #[error("invalid argument to {op}: {detail} (built at {loc})")]
+    Invalid {
+        /// The op that received the argument.
+        op: String,
+        /// What is wrong.
+        detail: String,
+        /// Where the user built the node.
+        loc: Location,
+    },
+    /// `grad` needs a scalar cost.
+    #[error(
+        "grad needs a scalar cost, got shape {shape} (cost built at {loc}, grad called at {at})"
+    )]
+    NonScalarCost {
+        /// Shape of the cost.
+        shape: String,
+        /// Where the cost was built.
+        loc: Location,
+        /// Where `grad` was called.
+        at: Location,
+    },
+    /// The cost does not depend on a variable `grad` was asked about.
+    #[error(
+        "cost does not depend on {name} (built at {loc}); pass GradOptions::allow_disconnected() \
+         to get zeros instead"
+    )]
+    Disconnected {
+        /// The variable.
+        name: String,
+        /// Where it was built.
+        loc: Location,
+    },
+    /// Gradients were requested of something that is not a float tensor.
+    #[error("cannot differentiate with respect to {name}: {detail} (built at {loc})")]
+    NotDifferentiable {
+        /// The variable.
+        name: String,
+        /// Why.
+        detail: String,
+        /// Where it was built.
+        loc: Location,
+    },
+    /// A compiled function was called without a value for one of its inputs.
+    #[error("missing feed for input {name}: expected {expected} values, got {got}")]
+    MissingFeed {
+        /// Name of the first input without a value.
+        name: String,
+        /// Number of inputs the function takes.
+        expected: usize,
+        /// Number of values given.
+        got: usize,
+    },
+    /// A fed value has the wrong shape.
+    #[error("wrong shape for input {name}: expected {expected}, got {got}")]
+    FeedShape {
+        /// Input name.
+        name: String,
+        /// Declared shape (`?` for dims known only at run time).
+        expected: String,
+        /// Shape of the fed value.
+        got: String,
+    },
+    /// A fed value has the wrong dtype.
+    #[error("wrong dtype for input {name}: expected {expected}, got {got}")]
+    FeedDType {
+        /// Input name.
+        name: String,
+        /// Declared dtype.
+        expected: String,
+        /// Dtype of the fed value.
+        got: String,
+    },
+    /// A shape mismatch that could only be detected at run time (dims unknown at build time).
+    #[error("run-time shape error in {op}: {detail} (built at {loc})")]
+    Runtime {
+        /// The op that failed.
+        op: String,
+        /// What went wrong.
+        detail: String,
+        /// Where the user built the node.
+        loc: Location,
+    },
+    /// A mistake in the arguments to `function`, `grad` or another graph-level call.
+    #[error("{what} (at {loc})")]
+    Usage {
+        /// What is wrong.
+        what: String,
+        /// Where the call was made.
+        loc: Location,
+    },
+    /// A gradient check failed; the report names the worst element.
+    #[error("gradient check failed:\n{0}")]
+    GradCheck(String),
+    /// A malformed data file (IDX, parameters).
+    #[error("malformed data in {path}: {reason}")]
+    Data {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An I/O error, with the path it concerns.
+    #[error("I/O error on {path}: {reason}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error, as text.
+        reason: String,
+    },
+}
+
+/// `Result` with gradus's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The user location carried by the error, when it has one.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            Error::Shape { loc, .. }
+            | Error::DType { loc, .. }
+            | Error::Axis { loc, .. }
+            | Error::Invalid { loc, .. }
+            | Error::NonScalarCost { loc, .. }
+            | Error::Disconnected { loc, .. }
+            | Error::NotDifferentiable { loc, .. }
+            | Error::Runtime { loc, .. }
+            | Error::Usage { loc, .. } => Some(*loc),
+            _ => None,
+        }
+    }
+}

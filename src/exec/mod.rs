@@ -1,0 +1,5 @@
+//! Execution: the kernels, and the slow reference evaluator that is the oracle for every faster
+//! path.
+
+pub mod kernels;
+pub mod reference;

@@ -1,0 +1,321 @@
+//! Symbolic reverse mode: `grad` turns a graph into more graph.
+//!
+//! The sweep is op-agnostic: it restricts work to nodes on a path from the variables to the
+//! outputs, walks them in reverse topological order, sums fan-out contributions once per node,
+//! un-broadcasts each contribution to its operand's shape (the one place that happens), and
+//! tells disconnected variables from zero gradients. The per-op rules live in `rules.rs`.
+
+mod rules;
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Location, Result};
+use crate::graph::op::Op;
+use crate::graph::{Expr, NodeId, Type};
+
+/// Options of [`grad_with`] and [`vjp`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GradOptions {
+    allow_disconnected: bool,
+}
+
+impl GradOptions {
+    /// Return zeros for variables the cost does not depend on, instead of an error.
+    pub fn allow_disconnected(mut self) -> Self {
+        self.allow_disconnected = true;
+        self
+    }
+}
+
+/// The gradient of a scalar `cost` with respect to each of `wrt`, as new nodes of the same graph.
+///
+/// ```
+/// use gradus::prelude::*;
+/// let g = Graph::new();
+/// let x = g.scalar("x", DType::F64);
+/// let gx = grad(&x.pow(2.0), &[&x]).unwrap().remove(0);
+/// let f = function(&[&x], &[&gx]).compile().unwrap();
+/// assert_eq!(f.call(&[4.0.into()]).unwrap()[0].item().unwrap(), 8.0);
+/// ```
+#[track_caller]
+pub fn grad(cost: &Expr, wrt: &[&Expr]) -> Result<Vec<Expr>> {
+    grad_at(cost, wrt, GradOptions::default(), Location::caller())
+}
+
+/// [`grad`] with options.
+#[track_caller]
+pub fn grad_with(cost: &Expr, wrt: &[&Expr], options: GradOptions) -> Result<Vec<Expr>> {
+    grad_at(cost, wrt, options, Location::caller())
+}
+
+fn grad_at(cost: &Expr, wrt: &[&Expr], options: GradOptions, at: Location) -> Result<Vec<Expr>> {
+    cost.graph.check(&[cost.id])?;
+    let ty = cost.ty();
+    if ty.ndim() != 0 {
+        return Err(Error::NonScalarCost {
+            shape: ty.shape.to_string(),
+            loc: cost.location(),
+            at,
+        });
+    }
+    let one = cost.lit(1.0);
+    sweep(&[cost], &[&one], wrt, options, at)
+}
+
+/// Vector-Jacobian product: the gradient of `sum_i <outputs_i, cotangents_i>` with respect to
+/// `wrt`, i.e. reverse mode seeded with known output gradients (Theano's `known_grads`).
+#[track_caller]
+pub fn vjp(
+    outputs: &[&Expr],
+    cotangents: &[&Expr],
+    wrt: &[&Expr],
+    options: GradOptions,
+) -> Result<Vec<Expr>> {
+    let at = Location::caller();
+    if outputs.len() != cotangents.len() {
+        return Err(Error::Usage {
+            what: format!(
+                "vjp: {} outputs but {} cotangents",
+                outputs.len(),
+                cotangents.len()
+            ),
+            loc: at,
+        });
+    }
+    for (o, c) in outputs.iter().zip(cotangents) {
+        let (to, tc) = (o.ty(), c.ty());
+        if to.dtype != tc.dtype
+            || crate::shape::broadcast(&to.shape, &tc.shape).ok().as_ref() != Some(&to.shape)
+        {
+            return Err(Error::Usage {
+                what: format!(
+                    "vjp: cotangent {tc} does not fit output {to} of {}",
+                    o.name()
+                ),
+                loc: at,
+            });
+        }
+    }
+    sweep(outputs, cotangents, wrt, options, at)
+}
+
+/// Sum `g` down to the shape of `x`: leading axes `g` has in excess, and axes where `x` is
+/// statically 1 but `g` is not. Only static 1s broadcast, so this is decided at build time.
+fn unbroadcast(g: Expr, x: &Expr, xt: &Type) -> Expr {
+    let gt = g.ty();
+    if gt.shape == xt.shape {
+        return g;
+    }
+    let extra = gt.ndim().saturating_sub(xt.ndim());
+    let mut g = if extra > 0 {
+        g.sum_axes(&(0..extra as isize).collect::<Vec<_>>(), false)
+    } else {
+        g
+    };
+    let gs = g.shape();
+    let ones: Vec<isize> = (0..xt.ndim())
+        .filter(|&i| xt.shape.0[i] == Some(1) && gs.0.get(i).copied().flatten() != Some(1))
+        .map(|i| i as isize)
+        .collect();
+    if !ones.is_empty() {
+        g = g.sum_axes(&ones, true);
+    }
+    if g.shape() != xt.shape {
+        g.broadcast_like(x)
+    } else {
+        g
+    }
+}
+
+fn sweep(
+    outputs: &[&Expr],
+    seeds: &[&Expr],
+    wrt: &[&Expr],
+    options: GradOptions,
+    at: Location,
+) -> Result<Vec<Expr>> {
+    let graph = outputs
+        .first()
+        .map(|o| o.graph.clone())
+        .ok_or_else(|| Error::Usage {
+            what: "grad of no outputs".into(),
+            loc: at,
+        })?;
+    for e in outputs.iter().chain(seeds).chain(wrt) {
+        if !e.graph.same(&graph) {
+            return Err(Error::Usage {
+                what: format!("{} belongs to another graph", e.name()),
+                loc: at,
+            });
+        }
+    }
+    let roots: Vec<NodeId> = outputs
+        .iter()
+        .chain(seeds)
+        .chain(wrt)
+        .map(|e| e.id)
+        .collect();
+    graph.check(&roots)?;
+    for w in wrt {
+        if !rules::differentiable(w.dtype()) {
+            return Err(Error::NotDifferentiable {
+                name: w.name(),
+                detail: format!("dtype is {}", w.dtype()),
+                loc: w.location(),
+            });
+        }
+    }
+
+    // Snapshot the part of the graph the sweep reads, so rules can build nodes freely.
+    let hi = outputs.iter().map(|o| o.id.index()).max().unwrap_or(0);
+    let lo = wrt.iter().map(|w| w.id.index()).min().unwrap_or(hi + 1);
+    let nodes: Vec<(Op, Vec<NodeId>, Type, Location)> = {
+        let g = graph.lock();
+        (0..=hi)
+            .map(|i| {
+                let n = &g.nodes[i];
+                (n.op.clone(), n.inputs.to_vec(), n.ty.clone(), n.loc)
+            })
+            .collect()
+    };
+
+    // On a path: depends on some wrt (forward), and some output depends on it (backward).
+    let mut from_wrt = vec![false; hi + 1];
+    for w in wrt {
+        if w.id.index() <= hi {
+            from_wrt[w.id.index()] = true;
+        }
+    }
+    for i in lo..=hi {
+        let (op, ins, ty, _) = &nodes[i];
+        if !from_wrt[i] && !matches!(op, Op::StopGradient) && rules::differentiable(ty.dtype) {
+            from_wrt[i] = ins.iter().any(|p| from_wrt[p.index()]);
+        }
+    }
+    let mut to_out = vec![false; hi + 1];
+    for o in outputs {
+        to_out[o.id.index()] = true;
+    }
+    for i in (lo..=hi).rev() {
+        if to_out[i] && from_wrt[i] {
+            for p in &nodes[i].1 {
+                to_out[p.index()] = true;
+            }
+        }
+    }
+    let on_path = |i: usize| from_wrt[i] && to_out[i];
+
+    let mut pending: HashMap<NodeId, Vec<Expr>> = HashMap::new();
+    for (o, s) in outputs.iter().zip(seeds) {
+        if on_path(o.id.index()) {
+            let s = unbroadcast((*s).clone(), o, &o.ty());
+            pending.entry(o.id).or_default().push(s);
+        }
+    }
+    let mut totals: HashMap<NodeId, Expr> = HashMap::new();
+    for i in (lo..=hi).rev() {
+        if !on_path(i) {
+            continue;
+        }
+        let id = NodeId(i as u32);
+        let Some(parts) = pending.remove(&id) else {
+            continue;
+        };
+        let total = parts
+            .into_iter()
+            .reduce(|a, b| &a + &b)
+            .expect("pending lists are never empty");
+        let (op, ins, ty, loc) = &nodes[i];
+        if !ins.is_empty() {
+            let needs: Vec<bool> = ins.iter().map(|p| on_path(p.index())).collect();
+            if needs.iter().any(|n| *n) {
+                let xs: Vec<Expr> = ins.iter().map(|p| graph.expr(*p)).collect();
+                let y = graph.expr(id);
+                graph.lock().loc_override = Some(*loc);
+                let contributions = rules::vjp(op, &xs, &y, &total, &needs);
+                graph.lock().loc_override = None;
+                for (k, c) in contributions?.into_iter().enumerate() {
+                    if let (Some(c), true) = (c, needs[k]) {
+                        let p = ins[k];
+                        let pt = &nodes[p.index()].2;
+                        graph.lock().loc_override = Some(*loc);
+                        let c = unbroadcast(c, &xs[k], pt);
+                        graph.lock().loc_override = None;
+                        pending.entry(p).or_default().push(c);
+                    }
+                }
+            }
+        }
+        let _ = ty;
+        totals.insert(id, total);
+    }
+
+    let mut out = Vec::with_capacity(wrt.len());
+    for w in wrt {
+        match totals.get(&w.id) {
+            Some(g) => out.push(g.clone()),
+            None if options.allow_disconnected => out.push(w.lit(0.0).broadcast_like(w)),
+            None => {
+                return Err(Error::Disconnected {
+                    name: w.name(),
+                    loc: w.location(),
+                });
+            }
+        }
+    }
+    graph.check(&out.iter().map(|e| e.id).collect::<Vec<_>>())?;
+    Ok(out)
+}
+
+/// The Jacobian of a vector `y` (static length n) with respect to `x`: shape `[n, x.shape...]`.
+#[track_caller]
+pub fn jacobian(y: &Expr, x: &Expr) -> Result<Expr> {
+    let at = Location::caller();
+    let shape = y.shape();
+    let n = match shape.0.as_slice() {
+        [Some(n)] => *n,
+        _ => {
+            return Err(Error::Usage {
+                what: format!("jacobian needs a vector of known length, got {}", y.ty()),
+                loc: at,
+            });
+        }
+    };
+    let rows = (0..n)
+        .map(|i| {
+            grad_at(
+                &y.slice(0, i as isize, Some(i as isize + 1)).sum(),
+                &[x],
+                GradOptions::default().allow_disconnected(),
+                at,
+            )
+            .map(|mut g| g.remove(0))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    crate::graph::stack_at(&rows.iter().collect::<Vec<_>>(), 0, at)
+}
+
+/// The Hessian of a scalar `cost` with respect to `x`: shape `[x.size, x.shape...]`
+/// (a square matrix for a vector `x`).
+#[track_caller]
+pub fn hessian(cost: &Expr, x: &Expr) -> Result<Expr> {
+    let at = Location::caller();
+    let g = grad_at(cost, &[x], GradOptions::default(), at)?.remove(0);
+    let flat = if g.ndim() == 1 { g } else { g.reshape(&[-1]) };
+    jacobian(&flat, x)
+}
+
+/// The Hessian-vector product `H v` of a scalar `cost` with respect to `x`, by reverse over
+/// reverse: `grad(sum(grad(cost, x) * v), x)`.
+#[track_caller]
+pub fn hessian_vector_product(cost: &Expr, x: &Expr, v: &Expr) -> Result<Expr> {
+    let at = Location::caller();
+    let g = grad_at(cost, &[x], GradOptions::default(), at)?.remove(0);
+    Ok(grad_at(
+        &(&g * v).sum(),
+        &[x],
+        GradOptions::default().allow_disconnected(),
+        at,
+    )?
+    .remove(0))
+}

@@ -1,0 +1,232 @@
+//! One vector-Jacobian product rule per op: given the forward operands `x`, the output `y` and
+//! the output's cotangent `dy`, the cotangent of each operand (`None`: no gradient flows).
+//! Contributions may have the output's broadcast shape; the sweep un-broadcasts them.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::Expr;
+use crate::graph::op::{Binary, Op, Reduce, Unary};
+
+type Grads = Vec<Option<Expr>>;
+
+fn mask(cond: Expr, like: &Expr) -> Expr {
+    cond.cast(like.dtype())
+}
+
+/// Re-insert reduced axes so `dy` broadcasts against the operand.
+fn keep(dy: &Expr, axes: &[usize], keepdims: bool) -> Expr {
+    if keepdims {
+        dy.clone()
+    } else {
+        let axes: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+        dy.expand_dims(&axes)
+    }
+}
+
+/// The rule for `op`. `needs[i]` says whether operand `i` is on a path to a variable of interest,
+/// so rules skip terms nobody asked for (and never build `log(a)` for a constant exponent).
+pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> Result<Grads> {
+    let one = |e: Expr| vec![Some(e)];
+    Ok(match op {
+        Op::Input { .. } | Op::Constant(_) | Op::Shared(_) => vec![],
+        Op::Unary(u) => {
+            let a = &x[0];
+            match u {
+                // y = -x: dx = -dy
+                Unary::Neg => one(-dy),
+                // y = exp(x): dx = dy * y
+                Unary::Exp => one(dy * y),
+                // y = log(x): dx = dy / x
+                Unary::Log => one(dy / a),
+                // y = log(1 + x): dx = dy / (1 + x)
+                Unary::Log1p => one(dy / &(a + 1.0)),
+                // y = exp(x) - 1: dx = dy * (y + 1)
+                Unary::Expm1 => one(dy * &(y + 1.0)),
+                // y = sqrt(x): dx = dy / (2 y)
+                Unary::Sqrt => one(dy / &(y * 2.0)),
+                // y = x^2: dx = 2 x dy
+                Unary::Square => one(dy * &(a * 2.0)),
+                // y = |x|: dx = sign(x) dy
+                Unary::Abs => one(dy * &a.sign()),
+                // y = sign(x): flat almost everywhere
+                Unary::Sign | Unary::Not => vec![None],
+                // y = sin(x): dx = cos(x) dy
+                Unary::Sin => one(dy * &a.cos()),
+                // y = cos(x): dx = -sin(x) dy
+                Unary::Cos => one(-(dy * &a.sin())),
+                // y = tanh(x): dx = (1 - y^2) dy
+                Unary::Tanh => one(dy * &(1.0 - &y.square())),
+                // y = sigmoid(x): dx = y (1 - y) dy
+                Unary::Sigmoid => one(dy * &(y * &(1.0 - y))),
+                // y = softplus(x): dx = sigmoid(x) dy
+                Unary::Softplus => one(dy * &a.sigmoid()),
+                // y = relu(x): dx = [x > 0] dy
+                Unary::Relu => one(dy * &mask(a.gt(0.0), a)),
+            }
+        }
+        Op::Binary(b) => {
+            let (a, c) = (&x[0], &x[1]);
+            match b {
+                // y = a + b: da = dy, db = dy
+                Binary::Add => vec![Some(dy.clone()), Some(dy.clone())],
+                // y = a - b: da = dy, db = -dy
+                Binary::Sub => vec![Some(dy.clone()), Some(-dy)],
+                // y = a b: da = b dy, db = a dy
+                Binary::Mul => vec![needs[0].then(|| dy * c), needs[1].then(|| dy * a)],
+                // y = a / b: da = dy / b, db = -dy y / b
+                Binary::Div => vec![needs[0].then(|| dy / c), needs[1].then(|| -(dy * y) / c)],
+                // y = a^b: da = b a^(b-1) dy, db = log(a) y dy
+                Binary::Pow => vec![
+                    needs[0].then(|| dy * &(c * &a.pow(&(c - 1.0)))),
+                    needs[1].then(|| dy * &(&a.log() * y)),
+                ],
+                // y = max(a, b): the larger operand gets dy (a on ties)
+                Binary::Maximum => vec![
+                    needs[0].then(|| dy * &mask(a.ge(c), dy)),
+                    needs[1].then(|| dy * &mask(a.lt(c), dy)),
+                ],
+                // y = min(a, b): the smaller operand gets dy (a on ties)
+                Binary::Minimum => vec![
+                    needs[0].then(|| dy * &mask(a.le(c), dy)),
+                    needs[1].then(|| dy * &mask(a.gt(c), dy)),
+                ],
+                Binary::And | Binary::Or => vec![None, None],
+            }
+        }
+        Op::Compare(_) => vec![None, None],
+        // y = where(c, a, b): da = where(c, dy, 0), db = where(c, 0, dy)
+        Op::Where => {
+            let c = &x[0];
+            vec![
+                None,
+                needs[1].then(|| c.select(dy, 0.0)),
+                needs[2].then(|| c.select(0.0, dy)),
+            ]
+        }
+        // y = cast(x): dx = cast back (no gradient into integers)
+        Op::Cast(_) => vec![x[0].dtype().is_float().then(|| dy.cast(x[0].dtype()))],
+        Op::Reduce { op, axes, keepdims } => {
+            let a = &x[0];
+            let dyk = keep(dy, axes, *keepdims).broadcast_like(a);
+            one(match op {
+                // y = sum(x): dx = dy broadcast
+                Reduce::Sum => dyk,
+                // y = prod(x): dx = dy y / x (x nonzero)
+                Reduce::Prod => &dyk * &(&keep(y, axes, *keepdims).broadcast_like(a) / a),
+                // y = max(x): dx = dy where x attains the max
+                Reduce::Max | Reduce::Min => {
+                    let yk = keep(y, axes, *keepdims);
+                    &dyk * &mask(a.equal(&yk), a)
+                }
+            })
+        }
+        Op::Argmax { .. } => vec![None],
+        Op::MatMul => {
+            let (a, b) = (&x[0], &x[1]);
+            let tr = |e: &Expr| {
+                if e.ndim() == 3 {
+                    e.permute(&[0, 2, 1])
+                } else {
+                    e.t()
+                }
+            };
+            // y = a b: da = dy b^T, db = a^T dy
+            vec![
+                needs[0].then(|| dy.matmul(&tr(b))),
+                needs[1].then(|| tr(a).matmul(dy)),
+            ]
+        }
+        // y = transpose(x, p): dx = transpose(dy, p^-1)
+        Op::Transpose(perm) => {
+            let mut inv = vec![0; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                inv[p] = i;
+            }
+            one(dy.permute(&inv))
+        }
+        Op::Reshape(_) => one(dy.reshape_like(&x[0])),
+        Op::ReshapeLike => vec![Some(dy.reshape_like(&x[0])), None],
+        // broadcasting: the sweep sums the broadcast axes out
+        Op::BroadcastTo(_) => one(dy.clone()),
+        Op::BroadcastLike => vec![Some(dy.clone()), None],
+        Op::ExpandDims(axes) => {
+            one(dy.squeeze(&axes.iter().map(|&a| a as isize).collect::<Vec<_>>()))
+        }
+        Op::Squeeze(axes) => {
+            one(dy.expand_dims(&axes.iter().map(|&a| a as isize).collect::<Vec<_>>()))
+        }
+        // y = concat(x_i): dx_i = the slice of dy where x_i landed
+        Op::Concat(axis) => {
+            let mut start = 0isize;
+            let mut out = Vec::with_capacity(x.len());
+            for (i, xi) in x.iter().enumerate() {
+                let Some(len) = xi.shape().0[*axis] else {
+                    return Err(Error::NotDifferentiable {
+                        name: xi.name(),
+                        detail: "concat along a dim known only at run time".into(),
+                        loc: y.location(),
+                    });
+                };
+                let end = start + len as isize;
+                out.push(needs[i].then(|| dy.slice(*axis as isize, start, Some(end))));
+                start = end;
+            }
+            out
+        }
+        Op::Slice {
+            axis,
+            start,
+            end,
+            step,
+        } => {
+            let op = Op::SliceGrad {
+                axis: *axis,
+                start: *start,
+                end: *end,
+                step: *step,
+            };
+            one(dy.apply(op, &[dy, &x[0]]))
+        }
+        Op::SliceGrad {
+            axis,
+            start,
+            end,
+            step,
+        } => {
+            let op = Op::Slice {
+                axis: *axis,
+                start: *start,
+                end: *end,
+                step: *step,
+            };
+            vec![Some(dy.apply(op, &[dy])), None]
+        }
+        // y = x[idx]: dx = scatter-add dy into zeros at idx
+        Op::Take => vec![Some(dy.apply(Op::ScatterAdd, &[dy, &x[1], &x[0]])), None],
+        Op::ScatterAdd => vec![Some(dy.take(&x[1])), None, None],
+        Op::OneHot { .. } | Op::StopGradient | Op::DimSize { .. } => vec![None; x.len()],
+        // y = softmax(x): dx = y (dy - sum(dy y))
+        Op::Softmax(axis) => {
+            let a = [*axis as isize];
+            one(y * &(dy - &(dy * y).sum_axes(&a, true)))
+        }
+        // y = log_softmax(x): dx = dy - exp(y) sum(dy)
+        Op::LogSoftmax(axis) => one(dy - &(&y.exp() * &dy.sum_axes(&[*axis as isize], true))),
+        Op::Custom(c) => {
+            let g = c.0.vjp(x, y, dy)?;
+            if g.len() != x.len() {
+                return Err(Error::Invalid {
+                    op: c.0.name().to_string(),
+                    detail: format!("vjp returned {} gradients for {} inputs", g.len(), x.len()),
+                    loc: y.location(),
+                });
+            }
+            g
+        }
+    })
+}
+
+/// Float dtype check used by the sweep.
+pub(crate) fn differentiable(d: DType) -> bool {
+    d.is_float()
+}

@@ -1,0 +1,513 @@
+//! Type and shape inference: one match over [`Op`].
+
+use crate::dtype::DType;
+use crate::error::{Error, Location};
+use crate::graph::Type;
+use crate::graph::op::{Binary, Op, Unary};
+use crate::shape::{self, Dim, Shape};
+
+/// Why inference rejected an op's operands.
+#[derive(Debug)]
+pub enum InferError {
+    /// Shapes do not fit.
+    Shape(String),
+    /// Dtypes do not fit.
+    DType(String),
+    /// An axis out of range.
+    Axis(isize, usize),
+    /// Another invalid argument.
+    Invalid(String),
+}
+
+impl InferError {
+    pub(crate) fn into_error(self, op: &Op, inputs: &[Type], loc: Location) -> Error {
+        let op = op.name();
+        let shapes = inputs
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match self {
+            InferError::Shape(d) => Error::Shape {
+                op,
+                detail: format!("{d}; operands {shapes}"),
+                loc,
+            },
+            InferError::DType(d) => Error::DType {
+                op,
+                detail: format!("{d}; operands {shapes}"),
+                loc,
+            },
+            InferError::Axis(axis, ndim) => Error::Axis {
+                op,
+                axis,
+                ndim,
+                loc,
+            },
+            InferError::Invalid(detail) => Error::Invalid { op, detail, loc },
+        }
+    }
+}
+
+type R = Result<Type, InferError>;
+
+fn same_dtype(ts: &[Type]) -> Result<DType, InferError> {
+    let d = ts[0].dtype;
+    match ts.iter().find(|t| t.dtype != d) {
+        Some(t) => Err(InferError::DType(format!(
+            "{d} vs {}; cast one operand",
+            t.dtype
+        ))),
+        None => Ok(d),
+    }
+}
+
+fn need_float(t: &Type) -> Result<(), InferError> {
+    if t.dtype.is_float() {
+        Ok(())
+    } else {
+        Err(InferError::DType(format!(
+            "needs a float operand, got {}",
+            t.dtype
+        )))
+    }
+}
+
+fn arity(ts: &[Type], n: usize) -> Result<(), InferError> {
+    if ts.len() == n {
+        Ok(())
+    } else {
+        Err(InferError::Invalid(format!(
+            "takes {n} operands, got {}",
+            ts.len()
+        )))
+    }
+}
+
+fn bcast(a: &Shape, b: &Shape) -> Result<Shape, InferError> {
+    shape::broadcast(a, b).map_err(InferError::Shape)
+}
+
+fn reduce_shape(s: &Shape, axes: &[usize], keepdims: bool) -> Shape {
+    let mut out = Vec::new();
+    for (i, d) in s.0.iter().enumerate() {
+        if axes.contains(&i) {
+            if keepdims {
+                out.push(Some(1));
+            }
+        } else {
+            out.push(*d);
+        }
+    }
+    Shape(out)
+}
+
+fn check_axes(axes: &[usize], ndim: usize) -> Result<(), InferError> {
+    match axes.iter().find(|a| **a >= ndim) {
+        Some(a) => Err(InferError::Axis(*a as isize, ndim)),
+        None => Ok(()),
+    }
+}
+
+/// The type of `op` applied to operands of types `ts`.
+pub fn infer(op: &Op, ts: &[Type]) -> R {
+    match op {
+        Op::Input { .. } | Op::Constant(_) | Op::Shared(_) => Err(InferError::Invalid(
+            "leaf nodes are created by the graph".into(),
+        )),
+        Op::Unary(u) => {
+            arity(ts, 1)?;
+            match u {
+                Unary::Not if ts[0].dtype != DType::Bool => Err(InferError::DType(format!(
+                    "needs a bool operand, got {}",
+                    ts[0].dtype
+                ))),
+                Unary::Not => Ok(ts[0].clone()),
+                _ => need_float(&ts[0]).map(|_| ts[0].clone()),
+            }
+        }
+        Op::Binary(b) => {
+            arity(ts, 2)?;
+            let dtype = same_dtype(ts)?;
+            match b {
+                Binary::And | Binary::Or if dtype != DType::Bool => {
+                    return Err(InferError::DType(format!(
+                        "needs bool operands, got {dtype}"
+                    )));
+                }
+                Binary::And | Binary::Or => {}
+                _ => need_float(&ts[0])?,
+            }
+            Ok(Type {
+                dtype,
+                shape: bcast(&ts[0].shape, &ts[1].shape)?,
+            })
+        }
+        Op::Compare(_) => {
+            arity(ts, 2)?;
+            same_dtype(ts)?;
+            Ok(Type {
+                dtype: DType::Bool,
+                shape: bcast(&ts[0].shape, &ts[1].shape)?,
+            })
+        }
+        Op::Where => {
+            arity(ts, 3)?;
+            if ts[0].dtype != DType::Bool {
+                return Err(InferError::DType(format!(
+                    "condition must be bool, got {}",
+                    ts[0].dtype
+                )));
+            }
+            let dtype = same_dtype(&ts[1..])?;
+            let s = bcast(&bcast(&ts[0].shape, &ts[1].shape)?, &ts[2].shape)?;
+            Ok(Type { dtype, shape: s })
+        }
+        Op::Cast(d) => {
+            arity(ts, 1)?;
+            Ok(Type {
+                dtype: *d,
+                shape: ts[0].shape.clone(),
+            })
+        }
+        Op::Reduce { axes, keepdims, .. } => {
+            arity(ts, 1)?;
+            need_float(&ts[0])?;
+            check_axes(axes, ts[0].ndim())?;
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: reduce_shape(&ts[0].shape, axes, *keepdims),
+            })
+        }
+        Op::Argmax { axis, keepdims } => {
+            arity(ts, 1)?;
+            check_axes(&[*axis], ts[0].ndim())?;
+            Ok(Type {
+                dtype: DType::I64,
+                shape: reduce_shape(&ts[0].shape, &[*axis], *keepdims),
+            })
+        }
+        Op::MatMul => {
+            arity(ts, 2)?;
+            let dtype = same_dtype(ts)?;
+            need_float(&ts[0])?;
+            let (a, b) = (&ts[0].shape.0, &ts[1].shape.0);
+            let inner = |p: Dim, q: Dim| match (p, q) {
+                (Some(p), Some(q)) if p != q => {
+                    Err(InferError::Shape(format!("inner dims differ ({p} vs {q})")))
+                }
+                _ => Ok(()),
+            };
+            let shape = match (a.len(), b.len()) {
+                (2, 2) => {
+                    inner(a[1], b[0])?;
+                    vec![a[0], b[1]]
+                }
+                (3, 3) => {
+                    inner(a[2], b[1])?;
+                    if let (Some(p), Some(q)) = (a[0], b[0]) {
+                        if p != q {
+                            return Err(InferError::Shape(format!(
+                                "batch dims differ ({p} vs {q})"
+                            )));
+                        }
+                    }
+                    vec![a[0].or(b[0]), a[1], b[2]]
+                }
+                _ => {
+                    return Err(InferError::Shape(
+                        "needs two 2-d or two 3-d (batched) operands; use dot for vectors".into(),
+                    ));
+                }
+            };
+            Ok(Type {
+                dtype,
+                shape: Shape(shape),
+            })
+        }
+        Op::Transpose(perm) => {
+            arity(ts, 1)?;
+            let n = ts[0].ndim();
+            let mut seen = vec![false; n];
+            for &p in perm {
+                if p >= n || std::mem::replace(&mut seen[p], true) {
+                    return Err(InferError::Invalid(format!(
+                        "{perm:?} is not a permutation of {n} axes"
+                    )));
+                }
+            }
+            if perm.len() != n {
+                return Err(InferError::Invalid(format!(
+                    "{perm:?} is not a permutation of {n} axes"
+                )));
+            }
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: Shape(perm.iter().map(|&p| ts[0].shape.0[p]).collect()),
+            })
+        }
+        Op::Reshape(target) => {
+            arity(ts, 1)?;
+            if target.iter().filter(|d| **d == -1).count() > 1 || target.iter().any(|d| *d < -1) {
+                return Err(InferError::Invalid(format!(
+                    "target {target:?} may hold one -1 and sizes >= 0"
+                )));
+            }
+            let known: usize = target
+                .iter()
+                .filter(|d| **d >= 0)
+                .map(|d| *d as usize)
+                .product();
+            let out: Vec<Dim> = match ts[0].shape.size() {
+                Some(n) => {
+                    let fill = if target.contains(&-1) {
+                        if known == 0 || n % known != 0 {
+                            return Err(InferError::Shape(format!(
+                                "cannot reshape {} to {target:?}",
+                                ts[0].shape
+                            )));
+                        }
+                        n / known
+                    } else {
+                        if known != n {
+                            return Err(InferError::Shape(format!(
+                                "cannot reshape {} to {target:?}",
+                                ts[0].shape
+                            )));
+                        }
+                        0
+                    };
+                    target
+                        .iter()
+                        .map(|&d| Some(if d == -1 { fill } else { d as usize }))
+                        .collect()
+                }
+                None => {
+                    if !target.contains(&-1) {
+                        return Err(InferError::Shape(format!(
+                            "{} has run-time dims: give -1 for the dim to infer",
+                            ts[0].shape
+                        )));
+                    }
+                    target
+                        .iter()
+                        .map(|&d| (d >= 0).then_some(d as usize))
+                        .collect()
+                }
+            };
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: Shape(out),
+            })
+        }
+        Op::ReshapeLike => {
+            arity(ts, 2)?;
+            if let (Some(p), Some(q)) = (ts[0].shape.size(), ts[1].shape.size()) {
+                if p != q {
+                    return Err(InferError::Shape(format!(
+                        "{} has {p} elements, {} has {q}",
+                        ts[0].shape, ts[1].shape
+                    )));
+                }
+            }
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: ts[1].shape.clone(),
+            })
+        }
+        Op::BroadcastTo(target) => {
+            arity(ts, 1)?;
+            let t = Shape::known(target);
+            let b = bcast(&ts[0].shape, &t)?;
+            if b != t {
+                return Err(InferError::Shape(format!(
+                    "{} does not broadcast to {t}",
+                    ts[0].shape
+                )));
+            }
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: t,
+            })
+        }
+        Op::BroadcastLike => {
+            arity(ts, 2)?;
+            let b = bcast(&ts[0].shape, &ts[1].shape)?;
+            if b.ndim() != ts[1].ndim() {
+                return Err(InferError::Shape(format!(
+                    "{} does not broadcast to {}",
+                    ts[0].shape, ts[1].shape
+                )));
+            }
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: b,
+            })
+        }
+        Op::ExpandDims(axes) => {
+            arity(ts, 1)?;
+            let n = ts[0].ndim() + axes.len();
+            check_axes(axes, n)?;
+            let mut src = ts[0].shape.0.iter();
+            let shape = (0..n)
+                .map(|i| {
+                    if axes.contains(&i) {
+                        Some(1)
+                    } else {
+                        src.next().copied().flatten()
+                    }
+                })
+                .collect();
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: Shape(shape),
+            })
+        }
+        Op::Squeeze(axes) => {
+            arity(ts, 1)?;
+            check_axes(axes, ts[0].ndim())?;
+            if let Some(a) = axes.iter().find(|a| ts[0].shape.0[**a] != Some(1)) {
+                return Err(InferError::Shape(format!(
+                    "axis {a} of {} is not 1",
+                    ts[0].shape
+                )));
+            }
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: reduce_shape(&ts[0].shape, axes, false),
+            })
+        }
+        Op::Concat(axis) => {
+            if ts.is_empty() {
+                return Err(InferError::Invalid("needs at least one operand".into()));
+            }
+            let dtype = same_dtype(ts)?;
+            let n = ts[0].ndim();
+            check_axes(&[*axis], n)?;
+            let mut out = ts[0].shape.0.clone();
+            for t in &ts[1..] {
+                if t.ndim() != n {
+                    return Err(InferError::Shape("operands differ in rank".into()));
+                }
+                for (i, (o, d)) in out.iter_mut().zip(&t.shape.0).enumerate() {
+                    if i == *axis {
+                        *o = o.zip(*d).map(|(p, q)| p + q);
+                    } else {
+                        match (*o, *d) {
+                            (Some(p), Some(q)) if p != q => {
+                                return Err(InferError::Shape(format!(
+                                    "dim {i} differs ({p} vs {q})"
+                                )));
+                            }
+                            (None, Some(q)) => *o = Some(q),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Ok(Type {
+                dtype,
+                shape: Shape(out),
+            })
+        }
+        Op::Slice {
+            axis,
+            start,
+            end,
+            step,
+        } => {
+            arity(ts, 1)?;
+            check_axes(&[*axis], ts[0].ndim())?;
+            if *step == 0 {
+                return Err(InferError::Invalid("slice step must be positive".into()));
+            }
+            let mut shape = ts[0].shape.clone();
+            shape.0[*axis] = shape.0[*axis].map(|n| slice_len(n, *start, *end, *step));
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape,
+            })
+        }
+        Op::SliceGrad { .. } => {
+            arity(ts, 2)?;
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: ts[1].shape.clone(),
+            })
+        }
+        Op::Take => {
+            arity(ts, 2)?;
+            if ts[1].dtype != DType::I64 {
+                return Err(InferError::DType(format!(
+                    "indices must be i64, got {}",
+                    ts[1].dtype
+                )));
+            }
+            if ts[0].ndim() == 0 {
+                return Err(InferError::Shape("cannot take rows of a scalar".into()));
+            }
+            let mut shape = ts[1].shape.0.clone();
+            shape.extend_from_slice(&ts[0].shape.0[1..]);
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: Shape(shape),
+            })
+        }
+        Op::ScatterAdd => {
+            arity(ts, 3)?;
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape: ts[2].shape.clone(),
+            })
+        }
+        Op::OneHot { depth, dtype } => {
+            arity(ts, 1)?;
+            if ts[0].dtype != DType::I64 {
+                return Err(InferError::DType(format!(
+                    "labels must be i64, got {}",
+                    ts[0].dtype
+                )));
+            }
+            let mut shape = ts[0].shape.0.clone();
+            shape.push(Some(*depth));
+            Ok(Type {
+                dtype: *dtype,
+                shape: Shape(shape),
+            })
+        }
+        Op::Softmax(axis) | Op::LogSoftmax(axis) => {
+            arity(ts, 1)?;
+            need_float(&ts[0])?;
+            check_axes(&[*axis], ts[0].ndim())?;
+            Ok(ts[0].clone())
+        }
+        Op::StopGradient => {
+            arity(ts, 1)?;
+            Ok(ts[0].clone())
+        }
+        Op::DimSize { axes, dtype } => {
+            arity(ts, 1)?;
+            check_axes(axes, ts[0].ndim())?;
+            Ok(Type {
+                dtype: *dtype,
+                shape: Shape::scalar(),
+            })
+        }
+        Op::Custom(c) => c.0.infer(ts).map_err(InferError::Invalid),
+    }
+}
+
+/// Length of `start:end:step` over a dim of size `n`, numpy style (clamped).
+pub fn slice_len(n: usize, start: isize, end: Option<isize>, step: usize) -> usize {
+    let (s, e) = slice_bounds(n, start, end);
+    if e <= s { 0 } else { (e - s).div_ceil(step) }
+}
+
+/// Clamped `[start, end)` of a slice over a dim of size `n`.
+pub fn slice_bounds(n: usize, start: isize, end: Option<isize>) -> (usize, usize) {
+    let clamp = |i: isize| -> usize {
+        let i = if i < 0 { i + n as isize } else { i };
+        i.clamp(0, n as isize) as usize
+    };
+    (clamp(start), end.map_or(n, clamp))
+}

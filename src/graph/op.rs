@@ -1,0 +1,374 @@
+//! The closed set of primitive ops. Every `match` over [`Op`] (inference, gradient, kernels,
+//! printing) is checked for completeness by the compiler.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::dtype::DType;
+use crate::graph::custom::CustomOp;
+
+/// Elementwise ops of one operand.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Unary {
+    /// `-x`
+    Neg,
+    /// `e^x`
+    Exp,
+    /// natural log
+    Log,
+    /// `log(1 + x)`, accurate near 0
+    Log1p,
+    /// `e^x - 1`, accurate near 0
+    Expm1,
+    /// square root
+    Sqrt,
+    /// `x * x`
+    Square,
+    /// `|x|`
+    Abs,
+    /// -1, 0 or 1
+    Sign,
+    /// sine
+    Sin,
+    /// cosine
+    Cos,
+    /// hyperbolic tangent
+    Tanh,
+    /// `1 / (1 + e^-x)`
+    Sigmoid,
+    /// `log(1 + e^x)`, computed stably
+    Softplus,
+    /// `max(x, 0)`
+    Relu,
+    /// logical not (bool)
+    Not,
+}
+
+impl Unary {
+    /// Name as printed and in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unary::Neg => "neg",
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+            Unary::Log1p => "log1p",
+            Unary::Expm1 => "expm1",
+            Unary::Sqrt => "sqrt",
+            Unary::Square => "sqr",
+            Unary::Abs => "abs",
+            Unary::Sign => "sign",
+            Unary::Sin => "sin",
+            Unary::Cos => "cos",
+            Unary::Tanh => "tanh",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Softplus => "softplus",
+            Unary::Relu => "relu",
+            Unary::Not => "not",
+        }
+    }
+}
+
+/// Elementwise ops of two broadcast operands.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Binary {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `a ** b`
+    Pow,
+    /// elementwise max
+    Maximum,
+    /// elementwise min
+    Minimum,
+    /// logical and (bool)
+    And,
+    /// logical or (bool)
+    Or,
+}
+
+impl Binary {
+    /// Name as printed and in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Add => "add",
+            Binary::Sub => "sub",
+            Binary::Mul => "mul",
+            Binary::Div => "div",
+            Binary::Pow => "pow",
+            Binary::Maximum => "maximum",
+            Binary::Minimum => "minimum",
+            Binary::And => "and",
+            Binary::Or => "or",
+        }
+    }
+
+    /// Infix symbol for `pp`, where the op has one.
+    pub fn symbol(self) -> Option<&'static str> {
+        match self {
+            Binary::Add => Some("+"),
+            Binary::Sub => Some("-"),
+            Binary::Mul => Some("*"),
+            Binary::Div => Some("/"),
+            Binary::Pow => Some("**"),
+            Binary::And => Some("&"),
+            Binary::Or => Some("|"),
+            Binary::Maximum | Binary::Minimum => None,
+        }
+    }
+}
+
+/// Elementwise comparisons; the result is `bool`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Cmp {
+    /// `a < b`
+    Lt,
+    /// `a <= b`
+    Le,
+    /// `a > b`
+    Gt,
+    /// `a >= b`
+    Ge,
+    /// `a == b`
+    Eq,
+    /// `a != b`
+    Ne,
+}
+
+impl Cmp {
+    /// Infix symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+            Cmp::Eq => "==",
+            Cmp::Ne => "!=",
+        }
+    }
+}
+
+/// Reductions over a set of axes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Reduce {
+    /// sum
+    Sum,
+    /// product
+    Prod,
+    /// maximum
+    Max,
+    /// minimum
+    Min,
+}
+
+impl Reduce {
+    /// Name as printed and in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduce::Sum => "sum",
+            Reduce::Prod => "prod",
+            Reduce::Max => "max",
+            Reduce::Min => "min",
+        }
+    }
+}
+
+/// One target dimension of a reshape: a fixed size, or `-1` (inferred).
+pub type ReshapeDim = isize;
+
+/// A user op behind the [`CustomOp`] trait, compared by identity.
+#[derive(Clone)]
+pub struct CustomHandle(pub Arc<dyn CustomOp>);
+
+impl PartialEq for CustomHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for CustomHandle {}
+impl std::hash::Hash for CustomHandle {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.0) as *const () as usize).hash(state)
+    }
+}
+impl fmt::Debug for CustomHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+/// A primitive op. Nodes are `(op, inputs, type)`; composites such as `mean`, `clip`,
+/// `logsumexp` or the cross-entropies are built from these by [`Expr`](crate::Expr) methods.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Op {
+    /// A symbolic input, fed when a compiled function is called. `id` keeps inputs distinct.
+    Input {
+        /// Display name.
+        name: String,
+        /// Unique id within the graph.
+        id: usize,
+    },
+    /// A constant value, index into the graph's constant table.
+    Constant(usize),
+    /// A shared variable, index into the graph's shared table.
+    Shared(usize),
+    /// Elementwise op of one operand.
+    Unary(Unary),
+    /// Elementwise op of two broadcast operands.
+    Binary(Binary),
+    /// Elementwise comparison to `bool`.
+    Compare(Cmp),
+    /// `where(cond, a, b)`, broadcast.
+    Where,
+    /// Convert to another dtype.
+    Cast(DType),
+    /// Reduction over sorted axes.
+    Reduce {
+        /// The reduction.
+        op: Reduce,
+        /// Sorted, normalised axes.
+        axes: Vec<usize>,
+        /// Keep reduced axes as size 1.
+        keepdims: bool,
+    },
+    /// Index of the maximum along one axis (`i64`).
+    Argmax {
+        /// Normalised axis.
+        axis: usize,
+        /// Keep the axis as size 1.
+        keepdims: bool,
+    },
+    /// Matrix product of 2-d operands, or batched over the first dim of 3-d operands.
+    MatMul,
+    /// Permutation of axes.
+    Transpose(Vec<usize>),
+    /// Reshape to a target with at most one `-1`.
+    Reshape(Vec<ReshapeDim>),
+    /// Reshape input 0 to the run-time shape of input 1.
+    ReshapeLike,
+    /// Broadcast to a static shape.
+    BroadcastTo(Vec<usize>),
+    /// Broadcast input 0 to the run-time shape of input 1.
+    BroadcastLike,
+    /// Insert size-1 axes at these (sorted) output positions.
+    ExpandDims(Vec<usize>),
+    /// Remove these (sorted) size-1 axes.
+    Squeeze(Vec<usize>),
+    /// Concatenate along an axis.
+    Concat(usize),
+    /// `x[start:end:step]` along one axis (negative start/end count from the end).
+    Slice {
+        /// Normalised axis.
+        axis: usize,
+        /// First index.
+        start: isize,
+        /// One past the last index; `None` for the end.
+        end: Option<isize>,
+        /// Positive step.
+        step: usize,
+    },
+    /// Gradient of `Slice`: zeros shaped like input 1 with input 0 placed at the slice.
+    SliceGrad {
+        /// Normalised axis.
+        axis: usize,
+        /// First index.
+        start: isize,
+        /// One past the last index.
+        end: Option<isize>,
+        /// Positive step.
+        step: usize,
+    },
+    /// Rows of input 0 picked by the `i64` indices in input 1.
+    Take,
+    /// Gradient of `Take`: zeros shaped like input 2, rows of input 0 added at indices input 1.
+    ScatterAdd,
+    /// `i64` labels to float rows with a 1 at the label.
+    OneHot {
+        /// Number of classes.
+        depth: usize,
+        /// Float dtype of the result.
+        dtype: DType,
+    },
+    /// Softmax along an axis.
+    Softmax(usize),
+    /// Log of softmax along an axis, computed stably.
+    LogSoftmax(usize),
+    /// Identity whose gradient is zero (Theano's `consider_constant`).
+    StopGradient,
+    /// The number of elements along `axes` of input 0, as a scalar of the given float dtype.
+    DimSize {
+        /// Sorted axes.
+        axes: Vec<usize>,
+        /// Float dtype of the result.
+        dtype: DType,
+    },
+    /// A user op.
+    Custom(CustomHandle),
+}
+
+impl Op {
+    /// Short name, as used in errors and `debugprint`.
+    pub fn name(&self) -> String {
+        match self {
+            Op::Input { name, .. } => name.clone(),
+            Op::Constant(_) => "constant".into(),
+            Op::Shared(_) => "shared".into(),
+            Op::Unary(u) => u.name().into(),
+            Op::Binary(b) => b.name().into(),
+            Op::Compare(c) => format!("compare{}", c.symbol()),
+            Op::Where => "where".into(),
+            Op::Cast(d) => format!("cast<{d}>"),
+            Op::Reduce { op, axes, keepdims } => {
+                format!(
+                    "{}{{axes={axes:?}{}}}",
+                    op.name(),
+                    if *keepdims { ", keepdims" } else { "" }
+                )
+            }
+            Op::Argmax { axis, .. } => format!("argmax{{axis={axis}}}"),
+            Op::MatMul => "matmul".into(),
+            Op::Transpose(p) => format!("transpose{p:?}"),
+            Op::Reshape(s) => format!("reshape{s:?}"),
+            Op::ReshapeLike => "reshape_like".into(),
+            Op::BroadcastTo(s) => format!("broadcast_to{s:?}"),
+            Op::BroadcastLike => "broadcast_like".into(),
+            Op::ExpandDims(a) => format!("expand_dims{a:?}"),
+            Op::Squeeze(a) => format!("squeeze{a:?}"),
+            Op::Concat(a) => format!("concat{{axis={a}}}"),
+            Op::Slice {
+                axis,
+                start,
+                end,
+                step,
+            } => format!("slice{{axis={axis}, {start}:{}:{step}}}", fmt_end(*end)),
+            Op::SliceGrad {
+                axis,
+                start,
+                end,
+                step,
+            } => {
+                format!(
+                    "slice_grad{{axis={axis}, {start}:{}:{step}}}",
+                    fmt_end(*end)
+                )
+            }
+            Op::Take => "take".into(),
+            Op::ScatterAdd => "scatter_add".into(),
+            Op::OneHot { depth, .. } => format!("one_hot{{{depth}}}"),
+            Op::Softmax(a) => format!("softmax{{axis={a}}}"),
+            Op::LogSoftmax(a) => format!("log_softmax{{axis={a}}}"),
+            Op::StopGradient => "stop_gradient".into(),
+            Op::DimSize { axes, .. } => format!("dim_size{axes:?}"),
+            Op::Custom(c) => c.0.name().to_string(),
+        }
+    }
+}
+
+fn fmt_end(end: Option<isize>) -> String {
+    end.map(|e| e.to_string()).unwrap_or_default()
+}

@@ -312,7 +312,7 @@ fn reshape_dims(target: &[isize], size: usize, from: &[usize]) -> Result<Vec<usi
         .map(|&d| {
             if d >= 0 {
                 Ok(d as usize)
-            } else if known > 0 && size % known == 0 {
+            } else if known > 0 && size.is_multiple_of(known) {
                 Ok(size / known)
             } else {
                 Err(bad())

@@ -180,10 +180,10 @@ impl Program {
             values[j] = Some(v);
             peak = peak.max(live);
             for &i in &n.inputs {
-                if self.last_use[i] == j {
-                    if let Some(Val::Own(t)) = values[i].take() {
-                        live -= bytes(&t);
-                    }
+                if self.last_use[i] == j
+                    && let Some(Val::Own(t)) = values[i].take()
+                {
+                    live -= bytes(&t);
                 }
             }
         }

@@ -725,8 +725,9 @@ macro_rules! binary_operator {
                 ops::$trait::$method(self, &rhs)
             }
         }
+        // Only `f64`: with a second scalar type a bare literal (`&x * 2.0`) would be ambiguous.
+        // The constant takes the tensor's dtype either way.
         binary_operator!(@scalar $trait, $method, f64);
-        binary_operator!(@scalar $trait, $method, f32);
     };
     (@scalar $trait:ident, $method:ident, $t:ty) => {
         impl ops::$trait<$t> for &Expr {

@@ -205,12 +205,10 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
                 }
                 (3, 3) => {
                     inner(a[2], b[1])?;
-                    if let (Some(p), Some(q)) = (a[0], b[0]) {
-                        if p != q {
-                            return Err(InferError::Shape(format!(
-                                "batch dims differ ({p} vs {q})"
-                            )));
-                        }
+                    if let (Some(p), Some(q)) = (a[0], b[0])
+                        && p != q
+                    {
+                        return Err(InferError::Shape(format!("batch dims differ ({p} vs {q})")));
                     }
                     vec![a[0].or(b[0]), a[1], b[2]]
                 }
@@ -302,13 +300,13 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
         }
         Op::ReshapeLike => {
             arity(ts, 2)?;
-            if let (Some(p), Some(q)) = (ts[0].shape.size(), ts[1].shape.size()) {
-                if p != q {
-                    return Err(InferError::Shape(format!(
-                        "{} has {p} elements, {} has {q}",
-                        ts[0].shape, ts[1].shape
-                    )));
-                }
+            if let (Some(p), Some(q)) = (ts[0].shape.size(), ts[1].shape.size())
+                && p != q
+            {
+                return Err(InferError::Shape(format!(
+                    "{} has {p} elements, {} has {q}",
+                    ts[0].shape, ts[1].shape
+                )));
             }
             Ok(Type {
                 dtype: ts[0].dtype,

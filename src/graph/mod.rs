@@ -133,10 +133,8 @@ impl GraphInner {
             Op::Custom(c) => !c.0.is_random(),
             _ => true,
         };
-        if interned {
-            if let Some(&id) = self.intern.get(&(op.clone(), inputs.clone())) {
-                return id;
-            }
+        if interned && let Some(&id) = self.intern.get(&(op.clone(), inputs.clone())) {
+            return id;
         }
         let types: Vec<Type> = inputs.iter().map(|i| self.node(*i).ty.clone()).collect();
         match infer(&op, &types) {

@@ -1,0 +1,109 @@
+//! What the examples share: command-line options, data loading, minibatches, initialisation.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use gradus::Tensor;
+use gradus::data::Mnist;
+use ndarray::{Array1, Array2, Axis};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+/// Options every example takes.
+pub struct Args {
+    /// Directory with the four MNIST IDX files (gzip or plain); the bundled subset if absent.
+    pub data: Option<PathBuf>,
+    pub epochs: usize,
+    pub seed: u64,
+    pub out: PathBuf,
+}
+
+impl Args {
+    /// Parse `--data DIR --epochs N --seed S --out DIR` with the example's default epoch count.
+    pub fn parse(default_epochs: usize) -> Result<Args, String> {
+        let mut args = Args {
+            data: None,
+            epochs: default_epochs,
+            seed: 1,
+            out: PathBuf::from("out"),
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--data" => args.data = Some(PathBuf::from(value()?)),
+                "--epochs" => {
+                    args.epochs = value()?.parse().map_err(|e| format!("--epochs: {e}"))?
+                }
+                "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
+                "--out" => args.out = PathBuf::from(value()?),
+                "-h" | "--help" => {
+                    return Err("options: --data DIR (full MNIST IDX files), --epochs N, --seed S, --out DIR".into());
+                }
+                other => return Err(format!("unknown option {other}; try --help")),
+            }
+        }
+        Ok(args)
+    }
+
+    /// The digits: the files in `--data`, or the subset bundled with gradus.
+    pub fn mnist(&self) -> gradus::Result<Mnist> {
+        let m = match &self.data {
+            Some(dir) => Mnist::load(dir)?,
+            None => Mnist::bundled()?,
+        };
+        println!(
+            "data: {} training and {} test digits from {}",
+            m.train_labels.len(),
+            m.test_labels.len(),
+            self.data
+                .as_ref()
+                .map_or("the bundled subset".into(), |d| d.display().to_string())
+        );
+        Ok(m)
+    }
+
+    pub fn rng(&self) -> StdRng {
+        StdRng::seed_from_u64(self.seed)
+    }
+}
+
+/// Rows `idx` of `x` as a tensor.
+pub fn rows(x: &Array2<f32>, idx: &[usize]) -> Tensor {
+    Tensor::from(x.select(Axis(0), idx))
+}
+
+/// Labels `idx` as an `i64` tensor.
+pub fn labels(y: &[usize], idx: &[usize]) -> Tensor {
+    Tensor::from(Array1::from_iter(idx.iter().map(|&i| y[i] as i64)))
+}
+
+/// All labels as an `i64` tensor.
+pub fn all_labels(y: &[usize]) -> Tensor {
+    Tensor::from(Array1::from_iter(y.iter().map(|&v| v as i64)))
+}
+
+/// Minibatches of a fresh permutation of `0..n`.
+pub fn minibatches(n: usize, size: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    order.chunks(size).map(|c| c.to_vec()).collect()
+}
+
+/// Glorot/Xavier uniform initialisation, `U(-s, s)` with `s = sqrt(6 / (fan_in + fan_out))`.
+pub fn glorot(rows: usize, cols: usize, rng: &mut StdRng) -> Array2<f32> {
+    let s = (6.0 / (rows + cols) as f32).sqrt();
+    Array2::from_shape_fn((rows, cols), |_| rng.random_range(-s..s))
+}
+
+/// Fraction of predictions that differ from the labels.
+pub fn error_rate(pred: &Tensor, labels: &[usize]) -> f64 {
+    let p = pred.to_f64_vec();
+    let wrong = p
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p as usize != **l)
+        .count();
+    wrong as f64 / labels.len().max(1) as f64
+}

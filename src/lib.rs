@@ -24,6 +24,7 @@ pub mod function;
 pub mod grad;
 pub mod gradcheck;
 pub mod graph;
+pub mod random;
 pub mod shape;
 pub mod tensor;
 

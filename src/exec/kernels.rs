@@ -529,6 +529,18 @@ pub fn eval(op: &Op, x: &[&Tensor], ty: &Type, fast: bool) -> K {
             let n: usize = axes.iter().map(|&a| x[0].shape()[a]).product();
             Tensor::scalar(n as f64, *dtype)
         }
+        Op::Random { dist, dtype, key } => {
+            let state = x[0].as_i64().ok_or("stream state must be i64")?;
+            let st: Vec<i64> = state.iter().copied().collect();
+            let (seed, counter) = (st[0] as u64, st[1] as u64);
+            let shape = x[1].shape();
+            match dtype {
+                DType::F32 => {
+                    Tensor::F32(crate::random::draw(*dist, seed, counter, *key, shape, fast))
+                }
+                _ => Tensor::F64(crate::random::draw(*dist, seed, counter, *key, shape, fast)),
+            }
+        }
         Op::Custom(c) => {
             let out = c.0.forward(x)?;
             if out.dtype() != ty.dtype || !ty.shape.matches(out.shape()) {

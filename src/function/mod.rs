@@ -221,6 +221,18 @@ impl FunctionBuilder {
                 }
             }
         }
+        // Streams sampled from advance after each call, unless the user updates their state.
+        let mut streams: Vec<Arc<SharedVar>> = Vec::new();
+        for n in &nodes {
+            if let Op::Random { .. } = n.op {
+                if let Some(Leaf::Shared(s)) = &nodes[n.inputs[0]].leaf {
+                    let updated = updates.iter().any(|(u, _)| Arc::ptr_eq(u, s));
+                    if !updated && !streams.iter().any(|t| Arc::ptr_eq(t, s)) {
+                        streams.push(s.clone());
+                    }
+                }
+            }
+        }
         let outputs = self.outputs.iter().map(|e| index[&subst(e.id)]).collect();
         let updates = updates
             .into_iter()
@@ -228,7 +240,7 @@ impl FunctionBuilder {
             .collect();
         drop(g);
         Ok(Function {
-            program: Program::new(nodes, outputs, updates, input_types, self.mode),
+            program: Program::new(nodes, outputs, updates, streams, input_types, self.mode),
         })
     }
 }

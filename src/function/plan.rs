@@ -41,6 +41,8 @@ pub(crate) struct Program {
     pub nodes: Vec<PNode>,
     outputs: Vec<usize>,
     updates: Vec<(Arc<SharedVar>, usize)>,
+    /// Random stream states whose counter advances after each call.
+    streams: Vec<Arc<SharedVar>>,
     pub input_types: Vec<(String, Type)>,
     mode: Mode,
     /// Index of the last node that reads each value (`usize::MAX`: kept to the end).
@@ -78,6 +80,7 @@ impl Program {
         nodes: Vec<PNode>,
         outputs: Vec<usize>,
         updates: Vec<(Arc<SharedVar>, usize)>,
+        streams: Vec<Arc<SharedVar>>,
         input_types: Vec<(String, Type)>,
         mode: Mode,
     ) -> Program {
@@ -97,6 +100,7 @@ impl Program {
             nodes,
             outputs,
             updates,
+            streams,
             input_types,
             mode,
             last_use,
@@ -218,6 +222,16 @@ impl Program {
             .collect();
         for ((var, _), v) in self.updates.iter().zip(new_values) {
             *var.value.write().unwrap_or_else(|p| p.into_inner()) = v;
+        }
+        for s in &self.streams {
+            let mut state = s.value.write().unwrap_or_else(|p| p.into_inner());
+            let mut next = (**state).clone();
+            if let Tensor::I64(a) = &mut next {
+                if let Some(c) = a.iter_mut().nth(1) {
+                    *c = c.wrapping_add(1);
+                }
+            }
+            *state = Arc::new(next);
         }
         Ok(outputs)
     }

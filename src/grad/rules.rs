@@ -204,7 +204,10 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
         // y = x[idx]: dx = scatter-add dy into zeros at idx
         Op::Take => vec![Some(dy.apply(Op::ScatterAdd, &[dy, &x[1], &x[0]])), None],
         Op::ScatterAdd => vec![Some(dy.take(&x[1])), None, None],
-        Op::OneHot { .. } | Op::StopGradient | Op::DimSize { .. } => vec![None; x.len()],
+        // Samples carry no gradient (use stop_gradient semantics, as CD needs).
+        Op::OneHot { .. } | Op::StopGradient | Op::DimSize { .. } | Op::Random { .. } => {
+            vec![None; x.len()]
+        }
         // y = softmax(x): dx = y (dy - sum(dy y))
         Op::Softmax(axis) => {
             let a = [*axis as isize];

@@ -491,6 +491,24 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
                 shape: Shape::scalar(),
             })
         }
+        Op::Random { dtype, .. } => {
+            arity(ts, 2)?;
+            if ts[0].dtype != DType::I64 || ts[0].shape != Shape::known(&[2]) {
+                return Err(InferError::DType(format!(
+                    "the stream state must be i64[2], got {}",
+                    ts[0]
+                )));
+            }
+            if !dtype.is_float() {
+                return Err(InferError::DType(format!(
+                    "draws must be float, got {dtype}"
+                )));
+            }
+            Ok(Type {
+                dtype: *dtype,
+                shape: ts[1].shape.clone(),
+            })
+        }
         Op::Custom(c) => c.0.infer(ts).map_err(InferError::Invalid),
     }
 }

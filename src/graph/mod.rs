@@ -107,6 +107,8 @@ pub(crate) struct GraphInner {
     pub constants: Vec<Arc<Tensor>>,
     pub shared: Vec<Arc<SharedVar>>,
     n_inputs: usize,
+    /// Next key for a sampling node.
+    pub next_key: u64,
     /// While a gradient rule runs, new nodes get the location of the forward node.
     pub loc_override: Option<Location>,
 }
@@ -129,7 +131,7 @@ impl GraphInner {
             return bad;
         }
         let interned = match &op {
-            Op::Input { .. } | Op::Constant(_) | Op::Shared(_) => false,
+            Op::Input { .. } | Op::Constant(_) | Op::Shared(_) | Op::Random { .. } => false,
             Op::Custom(c) => !c.0.is_random(),
             _ => true,
         };

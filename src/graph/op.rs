@@ -307,8 +307,27 @@ pub enum Op {
         /// Float dtype of the result.
         dtype: DType,
     },
+    /// Random draws shaped like input 1 from the stream whose state is input 0 (an `i64[2]`
+    /// shared variable: seed and call counter). `key` makes every sampling node distinct.
+    Random {
+        /// The distribution.
+        dist: Dist,
+        /// Float dtype of the draws.
+        dtype: DType,
+        /// Unique per sampling node: two draws never merge.
+        key: u64,
+    },
     /// A user op.
     Custom(CustomHandle),
+}
+
+/// Distributions of [`Op::Random`]; other distributions are built from these.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Dist {
+    /// Uniform on `[0, 1)`.
+    Uniform,
+    /// Standard normal.
+    Normal,
 }
 
 impl Op {
@@ -364,6 +383,7 @@ impl Op {
             Op::LogSoftmax(a) => format!("log_softmax{{axis={a}}}"),
             Op::StopGradient => "stop_gradient".into(),
             Op::DimSize { axes, .. } => format!("dim_size{axes:?}"),
+            Op::Random { dist, .. } => format!("{dist:?}").to_lowercase(),
             Op::Custom(c) => c.0.name().to_string(),
         }
     }

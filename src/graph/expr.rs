@@ -127,14 +127,17 @@ impl Expr {
     #[track_caller]
     fn axes(&self, op: &str, axes: &[isize]) -> std::result::Result<Vec<usize>, Expr> {
         let ndim = self.ndim();
-        shape::axes(axes, ndim).map_err(|axis| {
-            self.fail(Error::Axis {
+        // Not `map_err`: `#[track_caller]` does not reach into closures, and the error must
+        // name the user's line.
+        match shape::axes(axes, ndim) {
+            Ok(a) => Ok(a),
+            Err(axis) => Err(self.fail(Error::Axis {
                 op: op.into(),
                 axis,
                 ndim,
                 loc: Location::caller(),
-            })
-        })
+            })),
+        }
     }
 
     #[track_caller]

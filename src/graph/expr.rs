@@ -111,10 +111,17 @@ impl Expr {
         self.graph.apply_loc(op, inputs, Location::caller())
     }
 
+    /// Record `err` as an invalid node. An operand that is already invalid has no real shape
+    /// to check against, so its own error wins: a chain reports the first bad line.
     #[track_caller]
     fn fail(&self, err: Error) -> Expr {
         let loc = Location::caller();
-        let id = self.graph.lock().invalid(err, loc);
+        let mut g = self.graph.lock();
+        if g.node(self.id).error.is_some() {
+            return self.clone();
+        }
+        let id = g.invalid(err, loc);
+        drop(g);
         self.graph.expr(id)
     }
 

@@ -627,6 +627,10 @@ pub(crate) fn stack_at(xs: &[&Expr], axis: isize, loc: Location) -> Result<Expr>
         what: "stack of no tensors".into(),
         loc,
     })?;
+    // An invalid operand's error comes first: its placeholder type says nothing about axes.
+    for x in xs {
+        x.graph.check(&[x.id])?;
+    }
     let ndim = first.ndim() + 1;
     let a = shape::axis(axis, ndim).ok_or(Error::Axis {
         op: "stack".into(),
@@ -653,6 +657,10 @@ fn concat_at(xs: &[&Expr], axis: isize, loc: Location) -> Result<Expr> {
         what: "concat of no tensors".into(),
         loc,
     })?;
+    // An invalid operand's error comes first: its placeholder type says nothing about axes.
+    for x in xs {
+        x.graph.check(&[x.id])?;
+    }
     let ndim = first.ndim();
     let a = shape::axis(axis, ndim).ok_or(Error::Axis {
         op: "concat".into(),

@@ -104,6 +104,7 @@ impl Program {
         }
     }
 
+    #[track_caller]
     fn check_feeds(&self, inputs: &[Tensor]) -> Result<()> {
         if inputs.len() < self.input_types.len() {
             let (name, _) = &self.input_types[inputs.len()];
@@ -142,6 +143,7 @@ impl Program {
         Ok(())
     }
 
+    #[track_caller]
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         self.check_feeds(inputs)?;
         let fast = self.mode == Mode::Fast;

@@ -94,11 +94,15 @@ pub fn eval(outputs: &[&Expr], feeds: &[(&Expr, Tensor)]) -> Result<Vec<Tensor>>
                         .iter()
                         .map(|p| values[p.index()].as_ref().expect("operands come first"))
                         .collect();
-                    kernels::eval(op, &args, &n.ty, false).map_err(|detail| Error::Runtime {
-                        op: op.name(),
-                        detail,
-                        loc: n.loc,
-                    })?
+                    let declared: Vec<_> =
+                        n.inputs.iter().map(|p| &g.nodes[p.index()].ty).collect();
+                    kernels::check_broadcast(op, &declared, &args)
+                        .and_then(|()| kernels::eval(op, &args, &n.ty, false))
+                        .map_err(|detail| Error::Runtime {
+                            op: op.name(),
+                            detail,
+                            loc: n.loc,
+                        })?
                 }
             }
         };

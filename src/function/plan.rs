@@ -168,13 +168,15 @@ impl Program {
                                 .get()
                         })
                         .collect();
-                    let out = kernels::eval(&n.op, &args, &n.ty, fast).map_err(|detail| {
-                        Error::Runtime {
+                    let declared: Vec<&Type> =
+                        n.inputs.iter().map(|&i| &self.nodes[i].ty).collect();
+                    let out = kernels::check_broadcast(&n.op, &declared, &args)
+                        .and_then(|()| kernels::eval(&n.op, &args, &n.ty, fast))
+                        .map_err(|detail| Error::Runtime {
                             op: n.op.name(),
                             detail,
                             loc: n.loc,
-                        }
-                    })?;
+                        })?;
                     live += bytes(&out);
                     Val::Own(out)
                 }

@@ -80,7 +80,11 @@ fn broadcast_mismatch_in_mul() {
     let err = reported(&bad, &[&a, &b]);
     assert_mentions(
         &err.to_string(),
-        &["shape mismatch in mul", "[2, 3] and [3, 2]", "f32[2, 3], f32[3, 2]"],
+        &[
+            "shape mismatch in mul",
+            "[2, 3] and [3, 2]",
+            "f32[2, 3], f32[3, 2]",
+        ],
     );
     assert_built_at(&err, line);
 }
@@ -94,7 +98,11 @@ fn matmul_inner_dim_mismatch() {
     let err = reported(&bad, &[&a, &b]);
     assert_mentions(
         &err.to_string(),
-        &["shape mismatch in matmul", "inner dims differ (3 vs 4)", "f64[?, 3], f64[4, 5]"],
+        &[
+            "shape mismatch in matmul",
+            "inner dims differ (3 vs 4)",
+            "f64[?, 3], f64[4, 5]",
+        ],
     );
     assert_built_at(&err, line);
 }
@@ -121,13 +129,26 @@ fn unknown_axis_in_sum_and_softmax() {
 
     let (bad, line) = (m.sum_axes(&[5], false), line!());
     let err = reported(&bad, &[&m]);
-    assert!(matches!(err, Error::Axis { axis: 5, ndim: 2, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Axis {
+                axis: 5,
+                ndim: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_mentions(&err.to_string(), &["axis error in sum", "axis 5", "2 dims"]);
     assert_built_at(&err, line);
 
     let (bad, line) = (m.softmax(3), line!());
     let err = reported(&bad, &[&m]);
-    assert_mentions(&err.to_string(), &["axis error in softmax", "axis 3", "2 dims"]);
+    assert_mentions(
+        &err.to_string(),
+        &["axis error in softmax", "axis 3", "2 dims"],
+    );
     assert_built_at(&err, line);
 
     let (bad, line) = (m.mean_axes(&[-3], false), line!());
@@ -144,7 +165,11 @@ fn reshape_to_an_incompatible_size() {
     let err = reported(&bad, &[&m]);
     assert_mentions(
         &err.to_string(),
-        &["shape mismatch in reshape[4, 2]", "cannot reshape [2, 3]", "f64[2, 3]"],
+        &[
+            "shape mismatch in reshape[4, 2]",
+            "cannot reshape [2, 3]",
+            "f64[2, 3]",
+        ],
     );
     assert_built_at(&err, line);
 
@@ -186,7 +211,10 @@ fn an_error_deep_in_a_chain_names_the_first_bad_line() {
     y = y.log_softmax(0);
     y = y.mean();
     let err = reported(&y, &[&a, &b]);
-    assert_mentions(&err.to_string(), &["shape mismatch in add", "[2, 3] and [4, 3]"]);
+    assert_mentions(
+        &err.to_string(),
+        &["shape mismatch in add", "[2, 3] and [4, 3]"],
+    );
     assert_built_at(&err, line);
     assert_eq!(
         err.to_string().matches("tests/errors.rs").count(),
@@ -206,7 +234,10 @@ fn an_error_reaches_concat_stack_jacobian_and_vjp_unchanged() {
         ("stack", stack(&[&bad, &a], 1).err()),
         ("jacobian", jacobian(&bad, &a).err()),
         ("hessian", hessian(&bad, &a).err()),
-        ("vjp", vjp(&[&bad], &[&a], &[&a], GradOptions::default()).err()),
+        (
+            "vjp",
+            vjp(&[&bad], &[&a], &[&a], GradOptions::default()).err(),
+        ),
     ];
     for (what, err) in results {
         let err = err.unwrap_or_else(|| panic!("{what} must fail"));
@@ -227,7 +258,12 @@ fn non_scalar_cost_names_cost_and_grad_lines() {
     assert!(matches!(err, Error::NonScalarCost { .. }), "{err:?}");
     assert_mentions(
         &err.to_string(),
-        &["grad needs a scalar cost", "[3]", &at(cost_line), &at(grad_line)],
+        &[
+            "grad needs a scalar cost",
+            "[3]",
+            &at(cost_line),
+            &at(grad_line),
+        ],
     );
     assert_eq!(err.location().map(|l| l.line()), Some(cost_line));
 }
@@ -260,7 +296,12 @@ fn an_input_the_outputs_need_but_not_listed() {
     let err = res.err().expect("y is missing from the inputs");
     assert_mentions(
         &err.to_string(),
-        &["depend on input y", "not among the function's inputs", &at(y_line), &at(fn_line)],
+        &[
+            "depend on input y",
+            "not among the function's inputs",
+            &at(y_line),
+            &at(fn_line),
+        ],
     );
     assert_eq!(err.location().map(|l| l.line()), Some(fn_line));
 }
@@ -284,18 +325,14 @@ fn update_with_another_dtype_than_the_shared_variable() {
     // An update computed in f64 on purpose: refused at compile, naming the variable, both
     // types and the line that built the new value.
     let (new_w, line) = (&w.cast(DType::F64) - &x, line!());
-    let res = function(&[&x], &[&cost])
-        .updates(&[(&w, &new_w)])
-        .compile();
+    let res = function(&[&x], &[&cost]).updates(&[(&w, &new_w)]).compile();
     let err = res.err().expect("an f64 update of an f32 variable");
     assert_mentions(&err.to_string(), &["update of w", "f32[2]", "f64[2]"]);
     assert_built_at(&err, line);
 
     // Same for a shape the variable cannot hold.
     let (new_w, line) = (concat(&[&w, &w], 0).unwrap(), line!());
-    let res = function(&[&x], &[&cost])
-        .updates(&[(&w, &new_w)])
-        .compile();
+    let res = function(&[&x], &[&cost]).updates(&[(&w, &new_w)]).compile();
     let err = res.err().expect("an update of another shape");
     assert_mentions(&err.to_string(), &["update of w", "f32[2]", "f32[4]"]);
     assert_built_at(&err, line);
@@ -314,7 +351,11 @@ fn set_value_with_a_wrong_shape_or_dtype() {
     let err = res.expect_err("f64 into f32");
     assert_mentions(&err.to_string(), &["set_value of w", "f32[2]", "f64[2]"]);
     assert_built_at(&err, line);
-    assert_eq!(w.get_value().unwrap(), vec![1.0f32, 2.0].into(), "value unchanged");
+    assert_eq!(
+        w.get_value().unwrap(),
+        vec![1.0f32, 2.0].into(),
+        "value unchanged"
+    );
 }
 
 // ----- calling -----
@@ -332,7 +373,10 @@ fn missing_feed_names_the_input() {
     let (f, _) = two_input_function();
     let err = f.call(&[f64s(&[1.0, 2.0, 3.0])]).expect_err("y is missing");
     assert!(matches!(err, Error::MissingFeed { .. }), "{err:?}");
-    assert_mentions(&err.to_string(), &["missing feed for input y", "expected 2", "got 1"]);
+    assert_mentions(
+        &err.to_string(),
+        &["missing feed for input y", "expected 2", "got 1"],
+    );
     let err = f.call(&[]).expect_err("both are missing");
     assert_mentions(&err.to_string(), &["missing feed for input x"]);
 }
@@ -425,4 +469,37 @@ fn run_time_mismatch_in_matmul() {
         &["run-time shape error in matmul", "[2, 3] vs [4, 5]"],
     );
     assert_built_at(&err, line);
+}
+
+#[test]
+fn a_run_time_one_does_not_broadcast_unless_declared_one() {
+    // [?] * [?] fed lengths 3 and 1: broadcasting here would make grad(y) come out [3] for a
+    // [1] input, since un-broadcasting is decided from the declared shapes.
+    let g = Graph::new();
+    let x = g.vector("x", DType::F64);
+    let y = g.vector("y", DType::F64);
+    let (p, line) = (&x * &y, line!());
+    let cost = p.sum();
+    let gy = grad(&cost, &[&y]).unwrap().remove(0);
+    let f = function(&[&x, &y], &[&cost, &gy]).compile().unwrap();
+    let err = f
+        .call(&[f64s(&[1.0, 2.0, 3.0]), f64s(&[2.0])])
+        .expect_err("y's dim is not declared 1");
+    assert_mentions(
+        &err.to_string(),
+        &[
+            "run-time shape error in mul",
+            "[1] (declared [?])",
+            "only dims declared 1 broadcast",
+        ],
+    );
+    assert_built_at(&err, line);
+
+    // Declared 1, it broadcasts, and the gradient has y's shape.
+    let y1 = g.input("y1", DType::F64, &[Some(1)]);
+    let cost = (&x * &y1).sum();
+    let gy1 = grad(&cost, &[&y1]).unwrap().remove(0);
+    let f = function(&[&x, &y1], &[&gy1]).compile().unwrap();
+    let out = f.call(&[f64s(&[1.0, 2.0, 3.0]), f64s(&[2.0])]).unwrap();
+    assert_eq!(out[0], f64s(&[6.0]));
 }

@@ -7,10 +7,12 @@ use gradus::prelude::*;
 
 type Main = Result<(), Box<dyn std::error::Error>>;
 
+// ANCHOR: mistake
 /// The error a mistake must produce; a mistake that goes unreported ends `main` with an error.
 fn mistake<T>(result: Result<T, Error>) -> Result<Error, &'static str> {
     result.err().ok_or("a mistake went unreported")
 }
+// ANCHOR_END: mistake
 
 fn main() -> Main {
     build_time()?;

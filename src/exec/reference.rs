@@ -17,7 +17,7 @@ use crate::tensor::Tensor;
 /// use gradus::prelude::*;
 /// let g = Graph::new();
 /// let x = g.vector("x", DType::F64);
-/// let y = (&x * 2.0).sum();
+/// let y = x.sum() * 2.0;
 /// let v = gradus::eval(&[&y], &[(&x, vec![1.0, 2.0].into())]).unwrap();
 /// assert_eq!(v[0].item().unwrap(), 6.0);
 /// ```

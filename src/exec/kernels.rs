@@ -387,6 +387,17 @@ fn slice_info(n: usize, start: isize, end: Option<isize>, step: usize) -> Slice 
     Slice::new(s as isize, Some(e.max(s) as isize), step as isize)
 }
 
+/// Before [`eval`]: refuse a run-time broadcast the declared operand types do not allow
+/// (see [`shape::check_runtime_broadcast`]). Only the broadcasting elementwise ops need it.
+pub fn check_broadcast(op: &Op, declared: &[&Type], x: &[&Tensor]) -> Result<(), String> {
+    if !matches!(op, Op::Binary(_) | Op::Compare(_) | Op::Where) {
+        return Ok(());
+    }
+    let shapes: Vec<&shape::Shape> = declared.iter().map(|t| &t.shape).collect();
+    let concrete: Vec<&[usize]> = x.iter().map(|t| t.shape()).collect();
+    shape::check_runtime_broadcast(&shapes, &concrete)
+}
+
 /// Run one op on concrete operands; `ty` is the node's static type (for dtypes of results).
 /// A run-time shape mismatch is an `Err` describing it.
 pub fn eval(op: &Op, x: &[&Tensor], ty: &Type, fast: bool) -> K {

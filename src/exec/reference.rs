@@ -17,7 +17,7 @@ use crate::tensor::Tensor;
 /// use gradus::prelude::*;
 /// let g = Graph::new();
 /// let x = g.vector("x", DType::F64);
-/// let y = (&x * 2.0).sum();
+/// let y = x.sum() * 2.0;
 /// let v = gradus::eval(&[&y], &[(&x, vec![1.0, 2.0].into())]).unwrap();
 /// assert_eq!(v[0].item().unwrap(), 6.0);
 /// ```
@@ -94,11 +94,15 @@ pub fn eval(outputs: &[&Expr], feeds: &[(&Expr, Tensor)]) -> Result<Vec<Tensor>>
                         .iter()
                         .map(|p| values[p.index()].as_ref().expect("operands come first"))
                         .collect();
-                    kernels::eval(op, &args, &n.ty, false).map_err(|detail| Error::Runtime {
-                        op: op.name(),
-                        detail,
-                        loc: n.loc,
-                    })?
+                    let declared: Vec<_> =
+                        n.inputs.iter().map(|p| &g.nodes[p.index()].ty).collect();
+                    kernels::check_broadcast(op, &declared, &args)
+                        .and_then(|()| kernels::eval(op, &args, &n.ty, false))
+                        .map_err(|detail| Error::Runtime {
+                            op: op.name(),
+                            detail,
+                            loc: n.loc,
+                        })?
                 }
             }
         };

@@ -253,6 +253,7 @@ pub struct Function {
 
 impl Function {
     /// Run on one value per input, in the order the inputs were given.
+    #[track_caller]
     pub fn call(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         self.program.run(inputs)
     }

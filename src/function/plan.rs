@@ -108,6 +108,7 @@ impl Program {
         }
     }
 
+    #[track_caller]
     fn check_feeds(&self, inputs: &[Tensor]) -> Result<()> {
         if inputs.len() < self.input_types.len() {
             let (name, _) = &self.input_types[inputs.len()];
@@ -146,6 +147,7 @@ impl Program {
         Ok(())
     }
 
+    #[track_caller]
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         self.check_feeds(inputs)?;
         let fast = self.mode == Mode::Fast;
@@ -170,13 +172,15 @@ impl Program {
                                 .get()
                         })
                         .collect();
-                    let out = kernels::eval(&n.op, &args, &n.ty, fast).map_err(|detail| {
-                        Error::Runtime {
+                    let declared: Vec<&Type> =
+                        n.inputs.iter().map(|&i| &self.nodes[i].ty).collect();
+                    let out = kernels::check_broadcast(&n.op, &declared, &args)
+                        .and_then(|()| kernels::eval(&n.op, &args, &n.ty, fast))
+                        .map_err(|detail| Error::Runtime {
                             op: n.op.name(),
                             detail,
                             loc: n.loc,
-                        }
-                    })?;
+                        })?;
                     live += bytes(&out);
                     Val::Own(out)
                 }

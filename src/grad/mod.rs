@@ -82,6 +82,9 @@ pub fn vjp(
             loc: at,
         });
     }
+    for e in outputs.iter().chain(cotangents) {
+        e.graph.check(&[e.id])?;
+    }
     for (o, c) in outputs.iter().zip(cotangents) {
         let (to, tc) = (o.ty(), c.ty());
         if to.dtype != tc.dtype
@@ -271,6 +274,7 @@ fn sweep(
 #[track_caller]
 pub fn jacobian(y: &Expr, x: &Expr) -> Result<Expr> {
     let at = Location::caller();
+    y.graph.check(&[y.id])?;
     let shape = y.shape();
     let n = match shape.0.as_slice() {
         [Some(n)] => *n,

@@ -111,10 +111,17 @@ impl Expr {
         self.graph.apply_loc(op, inputs, Location::caller())
     }
 
+    /// Record `err` as an invalid node. An operand that is already invalid has no real shape
+    /// to check against, so its own error wins: a chain reports the first bad line.
     #[track_caller]
     fn fail(&self, err: Error) -> Expr {
         let loc = Location::caller();
-        let id = self.graph.lock().invalid(err, loc);
+        let mut g = self.graph.lock();
+        if g.node(self.id).error.is_some() {
+            return self.clone();
+        }
+        let id = g.invalid(err, loc);
+        drop(g);
         self.graph.expr(id)
     }
 
@@ -127,14 +134,17 @@ impl Expr {
     #[track_caller]
     fn axes(&self, op: &str, axes: &[isize]) -> std::result::Result<Vec<usize>, Expr> {
         let ndim = self.ndim();
-        shape::axes(axes, ndim).map_err(|axis| {
-            self.fail(Error::Axis {
+        // Not `map_err`: `#[track_caller]` does not reach into closures, and the error must
+        // name the user's line.
+        match shape::axes(axes, ndim) {
+            Ok(a) => Ok(a),
+            Err(axis) => Err(self.fail(Error::Axis {
                 op: op.into(),
                 axis,
                 ndim,
                 loc: Location::caller(),
-            })
-        })
+            })),
+        }
     }
 
     #[track_caller]
@@ -617,6 +627,10 @@ pub(crate) fn stack_at(xs: &[&Expr], axis: isize, loc: Location) -> Result<Expr>
         what: "stack of no tensors".into(),
         loc,
     })?;
+    // An invalid operand's error comes first: its placeholder type says nothing about axes.
+    for x in xs {
+        x.graph.check(&[x.id])?;
+    }
     let ndim = first.ndim() + 1;
     let a = shape::axis(axis, ndim).ok_or(Error::Axis {
         op: "stack".into(),
@@ -643,6 +657,10 @@ fn concat_at(xs: &[&Expr], axis: isize, loc: Location) -> Result<Expr> {
         what: "concat of no tensors".into(),
         loc,
     })?;
+    // An invalid operand's error comes first: its placeholder type says nothing about axes.
+    for x in xs {
+        x.graph.check(&[x.id])?;
+    }
     let ndim = first.ndim();
     let a = shape::axis(axis, ndim).ok_or(Error::Axis {
         op: "concat".into(),

@@ -150,7 +150,7 @@ pub fn to_dot(outputs: &[&Expr]) -> String {
         return "digraph {\n}\n".into();
     };
     let g = first.graph.lock();
-    let mut pg = petgraph::Graph::<String, ()>::new();
+    let mut pg = petgraph::Graph::<String, &str>::new();
     let mut index = std::collections::HashMap::new();
     let mut stack: Vec<NodeId> = outputs.iter().map(|e| e.id).collect();
     let mut order = Vec::new();
@@ -174,8 +174,9 @@ pub fn to_dot(outputs: &[&Expr]) -> String {
     }
     for id in order {
         for inp in &g.node(id).inputs {
-            pg.add_edge(index[inp], index[&id], ());
+            pg.add_edge(index[inp], index[&id], "");
         }
     }
-    format!("{:?}", Dot::with_config(&pg, &[Config::EdgeNoLabel]))
+    // Display, not Debug: Debug would quote each label a second time.
+    format!("{}", Dot::with_config(&pg, &[Config::EdgeNoLabel]))
 }

@@ -224,12 +224,12 @@ impl FunctionBuilder {
         // Streams sampled from advance after each call, unless the user updates their state.
         let mut streams: Vec<Arc<SharedVar>> = Vec::new();
         for n in &nodes {
-            if let Op::Random { .. } = n.op {
-                if let Some(Leaf::Shared(s)) = &nodes[n.inputs[0]].leaf {
-                    let updated = updates.iter().any(|(u, _)| Arc::ptr_eq(u, s));
-                    if !updated && !streams.iter().any(|t| Arc::ptr_eq(t, s)) {
-                        streams.push(s.clone());
-                    }
+            if let Op::Random { .. } = n.op
+                && let Some(Leaf::Shared(s)) = &nodes[n.inputs[0]].leaf
+            {
+                let updated = updates.iter().any(|(u, _)| Arc::ptr_eq(u, s));
+                if !updated && !streams.iter().any(|t| Arc::ptr_eq(t, s)) {
+                    streams.push(s.clone());
                 }
             }
         }

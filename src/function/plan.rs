@@ -230,10 +230,10 @@ impl Program {
         for s in &self.streams {
             let mut state = s.value.write().unwrap_or_else(|p| p.into_inner());
             let mut next = (**state).clone();
-            if let Tensor::I64(a) = &mut next {
-                if let Some(c) = a.iter_mut().nth(1) {
-                    *c = c.wrapping_add(1);
-                }
+            if let Tensor::I64(a) = &mut next
+                && let Some(c) = a.iter_mut().nth(1)
+            {
+                *c = c.wrapping_add(1);
             }
             *state = Arc::new(next);
         }

@@ -24,9 +24,12 @@ pub mod function;
 pub mod grad;
 pub mod gradcheck;
 pub mod graph;
+pub mod models;
+pub mod optim;
 pub mod random;
 pub mod shape;
 pub mod tensor;
+pub mod viz;
 
 pub use dtype::{DType, Float};
 pub use error::{Error, Location, Result};

@@ -17,6 +17,12 @@ pub struct Args {
     pub epochs: usize,
     pub seed: u64,
     pub out: PathBuf,
+    /// Gibbs steps for CD-k (RBM examples).
+    pub k: usize,
+    /// Persistent CD (RBM examples).
+    pub pcd: bool,
+    /// Hidden units, where the example has a choice.
+    pub hidden: Option<usize>,
 }
 
 impl Args {
@@ -27,6 +33,9 @@ impl Args {
             epochs: default_epochs,
             seed: 1,
             out: PathBuf::from("out"),
+            k: 1,
+            pcd: false,
+            hidden: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -38,8 +47,13 @@ impl Args {
                 }
                 "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
                 "--out" => args.out = PathBuf::from(value()?),
+                "--k" => args.k = value()?.parse().map_err(|e| format!("--k: {e}"))?,
+                "--pcd" => args.pcd = true,
+                "--hidden" => {
+                    args.hidden = Some(value()?.parse().map_err(|e| format!("--hidden: {e}"))?)
+                }
                 "-h" | "--help" => {
-                    return Err("options: --data DIR (full MNIST IDX files), --epochs N, --seed S, --out DIR".into());
+                    return Err("options: --data DIR (full MNIST IDX files), --epochs N, --seed S, --out DIR, --k N, --pcd, --hidden N".into());
                 }
                 other => return Err(format!("unknown option {other}; try --help")),
             }
@@ -106,4 +120,57 @@ pub fn error_rate(pred: &Tensor, labels: &[usize]) -> f64 {
         .filter(|(p, l)| **p as usize != **l)
         .count();
     wrong as f64 / labels.len().max(1) as f64
+}
+
+/// A progress bar over `n` steps with a live message; silent when not on a terminal.
+pub fn progress(n: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(n as u64);
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// Test error of softmax regression trained by SGD on fixed features: how linearly useful a
+/// representation is.
+pub fn linear_probe(
+    train: &Array2<f32>,
+    train_labels: &[usize],
+    test: &Array2<f32>,
+    test_labels: &[usize],
+    epochs: usize,
+    rng: &mut StdRng,
+) -> gradus::Result<f64> {
+    use gradus::prelude::*;
+    let d = train.ncols();
+    let g = Graph::new();
+    let x = g.input("features", DType::F32, &[None, Some(d)]);
+    let y = g.input("y", DType::I64, &[None]);
+    let lr = g.scalar("lr", DType::F32);
+    let w = g.shared("W", Array2::<f32>::zeros((d, 10)));
+    let b = g.shared("b", Array1::<f32>::zeros(10));
+    let logits = x.matmul(&w) + &b;
+    let loss = logits.softmax_cross_entropy(&y).mean() + w.square().sum() * 1e-5;
+    let grads = grad(&loss, &[&w, &b])?;
+    let updates = gradus::optim::Optimizer::momentum(0.0, 0.9)
+        .learning_rate(&lr)
+        .updates(&[&w, &b], &grads)?;
+    let train_step = function(&[&x, &y, &lr], &[&loss])
+        .updates(&gradus::optim::as_pairs(&updates))
+        .compile()?;
+    let predict = function(&[&x], &[&logits.argmax(1)]).compile()?;
+    for epoch in 0..epochs {
+        let rate = 0.1 / (1.0 + 0.2 * epoch as f32);
+        for idx in minibatches(train_labels.len(), 50, rng) {
+            train_step.call(&[rows(train, &idx), labels(train_labels, &idx), rate.into()])?;
+        }
+    }
+    Ok(error_rate(
+        &predict.call(&[Tensor::from(test.clone())])?[0],
+        test_labels,
+    ))
 }

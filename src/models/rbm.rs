@@ -1,0 +1,205 @@
+//! Binary restricted Boltzmann machines trained by contrastive divergence (CD-k) or persistent
+//! CD (PCD), following the Theano deep-learning tutorial and Hinton's practical guide.
+//!
+//! The energy is `E(v, h) = -v·b - h·c - v W h`; summing out `h` gives the free energy
+//! `F(v) = -v·b - Σ_j softplus(c_j + (v W)_j)`. The CD update is the gradient of
+//! `mean F(v⁰) - mean F(vᵏ)` with the negative sample `vᵏ` held constant (`stop_gradient`), so
+//! `grad` derives it: no hand-written update rules.
+
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::function::{Function, function};
+use crate::grad::grad;
+use crate::graph::{Expr, Graph};
+use crate::models::unroll;
+use crate::optim::{Optimizer, as_pairs};
+use crate::random::RandomStream;
+use crate::tensor::Tensor;
+
+/// A binary-binary RBM with `f32` parameters held in shared variables.
+#[derive(Clone, Debug)]
+pub struct Rbm {
+    /// Weights `[n_visible, n_hidden]`.
+    pub w: Expr,
+    /// Visible biases `[n_visible]`.
+    pub vbias: Expr,
+    /// Hidden biases `[n_hidden]`.
+    pub hbias: Expr,
+    /// Number of visible units.
+    pub n_visible: usize,
+    /// Number of hidden units.
+    pub n_hidden: usize,
+}
+
+/// Hyper-parameters of CD-k / PCD-k training. The defaults follow Hinton's practical guide
+/// (learning rate 0.1, momentum 0.5 rising to 0.9 is left to the caller, weight decay 2e-4).
+#[derive(Clone, Debug)]
+pub struct CdConfig {
+    /// Gibbs steps in the negative phase.
+    pub k: usize,
+    /// Keep the negative chain across updates (PCD) instead of restarting it at the data.
+    pub persistent: bool,
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum of the parameter velocities.
+    pub momentum: f64,
+    /// L2 weight decay on `W`.
+    pub weight_decay: f64,
+    /// Minibatch size (the persistent chain has this many particles).
+    pub batch: usize,
+}
+
+impl Default for CdConfig {
+    fn default() -> Self {
+        CdConfig {
+            k: 1,
+            persistent: false,
+            lr: 0.1,
+            momentum: 0.5,
+            weight_decay: 2e-4,
+            batch: 20,
+        }
+    }
+}
+
+impl Rbm {
+    /// A new RBM in `graph`: weights drawn from N(0, 0.01²), biases zero (Hinton's guide, §8).
+    pub fn new(graph: &Graph, n_visible: usize, n_hidden: usize, seed: u64) -> Result<Rbm> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let normal = Normal::new(0.0f32, 0.01).map_err(|e| Error::Data {
+            path: "<init>".into(),
+            reason: e.to_string(),
+        })?;
+        let w = Array2::from_shape_fn((n_visible, n_hidden), |_| normal.sample(&mut rng));
+        Ok(Rbm {
+            w: graph.shared("W", w),
+            vbias: graph.shared("vbias", Tensor::full(&[n_visible], 0.0, DType::F32)),
+            hbias: graph.shared("hbias", Tensor::full(&[n_hidden], 0.0, DType::F32)),
+            n_visible,
+            n_hidden,
+        })
+    }
+
+    /// Set the visible biases to `log(p / (1 - p))` of the training data's mean activations,
+    /// the practical guide's recommended start.
+    pub fn init_visible_bias(&self, data: &Array2<f32>) -> Result<()> {
+        let mean = data
+            .mean_axis(ndarray::Axis(0))
+            .ok_or_else(|| Error::Data {
+                path: "<data>".into(),
+                reason: "no rows".into(),
+            })?;
+        self.vbias.set_value(mean.mapv(|p| {
+            let p = p.clamp(1e-3, 1.0 - 1e-3);
+            (p / (1.0 - p)).ln()
+        }))
+    }
+
+    /// The shared parameters `[W, vbias, hbias]`.
+    pub fn params(&self) -> [&Expr; 3] {
+        [&self.w, &self.vbias, &self.hbias]
+    }
+
+    /// Free energy of each row of `v`: `-v·b - Σ softplus(v W + c)`.
+    #[track_caller]
+    pub fn free_energy(&self, v: &Expr) -> Expr {
+        let vb = v.matmul(&self.vbias.expand_dims(&[1])).squeeze(&[1]);
+        let hidden = (v.matmul(&self.w) + &self.hbias)
+            .softplus()
+            .sum_axes(&[1], false);
+        -(vb + hidden)
+    }
+
+    /// `P(h = 1 | v) = sigmoid(v W + c)`.
+    #[track_caller]
+    pub fn hidden_probs(&self, v: &Expr) -> Expr {
+        (v.matmul(&self.w) + &self.hbias).sigmoid()
+    }
+
+    /// `P(v = 1 | h) = sigmoid(h Wᵀ + b)`.
+    #[track_caller]
+    pub fn visible_probs(&self, h: &Expr) -> Expr {
+        (h.matmul(&self.w.t()) + &self.vbias).sigmoid()
+    }
+
+    /// One Gibbs step from hidden samples: `(v sample, h probabilities, h sample)`.
+    #[track_caller]
+    pub fn gibbs_hvh(&self, h: &Expr, rng: &RandomStream) -> (Expr, Expr, Expr) {
+        let v = rng.bernoulli(&self.visible_probs(h));
+        let hp = self.hidden_probs(&v);
+        let hs = rng.bernoulli(&hp);
+        (v, hp, hs)
+    }
+
+    /// One Gibbs step from visible states: `(v probabilities, v sample)` after `v -> h -> v`.
+    #[track_caller]
+    pub fn gibbs_vhv(&self, v: &Expr, rng: &RandomStream) -> (Expr, Expr) {
+        let h = rng.bernoulli(&self.hidden_probs(v));
+        let vp = self.visible_probs(&h);
+        let vs = rng.bernoulli(&vp);
+        (vp, vs)
+    }
+
+    /// Mean squared reconstruction error per example, `|v - P(v | P(h | v))|²`: a monitor,
+    /// not the objective.
+    #[track_caller]
+    pub fn reconstruction_error(&self, v: &Expr) -> Expr {
+        (v - &self.visible_probs(&self.hidden_probs(v)))
+            .square()
+            .sum_axes(&[1], false)
+            .mean()
+    }
+
+    /// A compiled training step: input a minibatch `x [batch, n_visible]` (`f32`), output the
+    /// reconstruction error, and update `W`, the biases, their velocities and (for PCD) the
+    /// persistent chain.
+    pub fn trainer(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<Function> {
+        let g = self.w.graph().clone();
+        let x = g.input("x", DType::F32, &[None, Some(self.n_visible)]);
+        let chain = cfg.persistent.then(|| {
+            g.shared(
+                "pcd_chain",
+                Tensor::full(&[cfg.batch, self.n_hidden], 0.0, DType::F32),
+            )
+        });
+        // Start of the negative chain: the data's hidden sample (CD) or the persistent one.
+        let h_start = match &chain {
+            Some(c) => c.clone(),
+            None => rng.bernoulli(&self.hidden_probs(&x)),
+        };
+        let (v_neg, h_neg) = unroll(cfg.k, (h_start.clone(), h_start), |(_, h)| {
+            let (v, _, hs) = self.gibbs_hvh(&h, rng);
+            (v, hs)
+        });
+        let cost = self.free_energy(&x).mean() - self.free_energy(&v_neg.stop_gradient()).mean();
+        let params = self.params();
+        let grads = grad(&cost, &params)?;
+        let mut updates = Optimizer::momentum(cfg.lr, cfg.momentum)
+            .weight_decay(cfg.weight_decay)
+            .updates(&params[..1], &grads[..1])?;
+        updates
+            .extend(Optimizer::momentum(cfg.lr, cfg.momentum).updates(&params[1..], &grads[1..])?);
+        if let Some(c) = &chain {
+            updates.push((c.clone(), h_neg));
+        }
+        function(&[&x], &[&self.reconstruction_error(&x)])
+            .updates(&as_pairs(&updates))
+            .compile()
+    }
+
+    /// A compiled sampler: from visible states `v [n, n_visible]`, run `steps` Gibbs steps and
+    /// return the visible probabilities of the last step (the usual picture of samples).
+    pub fn sampler(&self, steps: usize, rng: &RandomStream) -> Result<Function> {
+        let g = self.w.graph().clone();
+        let v0 = g.input("v", DType::F32, &[None, Some(self.n_visible)]);
+        let (vp, _) = unroll(steps.max(1), (v0.clone(), v0.clone()), |(_, v)| {
+            self.gibbs_vhv(&v, rng)
+        });
+        function(&[&v0], &[&vp]).compile()
+    }
+}

@@ -1,0 +1,92 @@
+//! `Mode::Fast` (threaded GEMM, rayon over large elementwise loops) against `Mode::Reference`
+//! (plain loops, the spec) on inputs large enough to take the fast paths, forward and backward.
+
+use gradus::exec::kernels::PAR_MIN;
+use gradus::prelude::*;
+
+use crate::common::uniform;
+
+/// A network-shaped graph over `x [m, k]`, `w [k, n]`, `b [n]`, labels `[m]`: matmul, bias
+/// broadcast, softmax, log-softmax, cross-entropy, reductions over each axis, and the
+/// gradients of a scalar loss with respect to all three variables.
+fn outputs(dtype: DType, m: usize, k: usize, n: usize) -> (Vec<Expr>, Vec<Expr>) {
+    let g = Graph::new();
+    let x = g.input("x", dtype, &[None, Some(k)]);
+    let w = g.input("w", dtype, &[Some(k), Some(n)]);
+    let b = g.input("b", dtype, &[Some(n)]);
+    let labels = g.input("labels", DType::I64, &[None]);
+    let _ = m;
+    let h = &x.matmul(&w) + &b;
+    let p = h.softmax(-1);
+    let lp = h.log_softmax(0);
+    let act = h.tanh() * h.sigmoid() + h.exp().log1p();
+    let loss = h.softmax_cross_entropy(&labels).mean()
+        + (&act * &p).sum_axes(&[0, 1], false) / 1000.0
+        + lp.max_axes(&[1], false).mean()
+        + h.logsumexp_axes(&[0], false).sum() / 100.0;
+    let grads = grad(&loss, &[&x, &w, &b]).unwrap();
+    let mut outs = vec![
+        h.clone(),
+        p,
+        lp,
+        act.clone(),
+        act.sum_axes(&[0], false),
+        act.mean_axes(&[1], true),
+        h.max_axes(&[0], false),
+        loss,
+    ];
+    outs.extend(grads);
+    (vec![x, w, b, labels], outs)
+}
+
+fn compare(dtype: DType, tol: f64, relative: bool) {
+    let (m, k, n) = (192, 96, 256);
+    assert!(
+        m * n >= PAR_MIN,
+        "the test must take the parallel elementwise paths"
+    );
+    let (ins, outs) = outputs(dtype, m, k, n);
+    let refs: Vec<&Expr> = ins.iter().collect();
+    let out_refs: Vec<&Expr> = outs.iter().collect();
+    let fast = function(&refs, &out_refs).compile().unwrap();
+    let reference = function(&refs, &out_refs)
+        .mode(Mode::Reference)
+        .compile()
+        .unwrap();
+    let labels: Vec<i64> = (0..m as i64).map(|i| (i * 37) % n as i64).collect();
+    let args = [
+        uniform(&[m, k], -1.0, 1.0, 1).cast(dtype),
+        uniform(&[k, n], -0.3, 0.3, 2).cast(dtype),
+        uniform(&[n], -1.0, 1.0, 3).cast(dtype),
+        Tensor::from(labels),
+    ];
+    let a = fast.call(&args).unwrap();
+    let r = reference.call(&args).unwrap();
+    for (i, (p, q)) in a.iter().zip(&r).enumerate() {
+        assert_eq!(p.shape(), q.shape(), "output {i}");
+        assert_eq!(p.dtype(), dtype, "output {i}");
+        let (pv, qv) = (p.to_f64_vec(), q.to_f64_vec());
+        let mut worst = 0.0f64;
+        for (u, v) in pv.iter().zip(&qv) {
+            let scale = if relative { v.abs().max(1.0) } else { 1.0 };
+            worst = worst.max((u - v).abs() / scale);
+        }
+        assert!(
+            worst <= tol,
+            "{dtype}: output {i} ({}) differs between Fast and Reference by {worst:e} > {tol:e}",
+            outs[i].name()
+        );
+    }
+    // the comparison is not vacuous: the outputs vary
+    assert!(a[0].to_f64_vec().iter().any(|v| v.abs() > 0.1));
+}
+
+#[test]
+fn fast_matches_reference_f64() {
+    compare(DType::F64, 1e-10, false);
+}
+
+#[test]
+fn fast_matches_reference_f32() {
+    compare(DType::F32, 1e-4, true);
+}

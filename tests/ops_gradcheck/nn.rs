@@ -1,0 +1,153 @@
+//! Neural-network ops (softmax, log-softmax, the cross-entropies), `stop_gradient`, and graphs
+//! over inputs with run-time dims, which take the `DimSize` / `BroadcastLike` / `ReshapeLike`
+//! paths.
+
+use gradus::prelude::*;
+
+use crate::common::{Fill, assert_close, case};
+
+const U: Fill = Fill::Uniform(-2.0, 2.0);
+
+#[test]
+fn softmax() {
+    for axis in [0, 1, -1] {
+        case(&format!("softmax axis {axis}"))
+            .var(&[3, 4], U)
+            .elementwise()
+            .check(|x| x[0].softmax(axis));
+    }
+    case("softmax axis 1 of 3-d")
+        .var(&[2, 3, 4], U)
+        .check(|x| x[0].softmax(1));
+    case("softmax of a vector")
+        .var(&[5], U)
+        .elementwise()
+        .check(|x| x[0].softmax(0));
+}
+
+#[test]
+fn log_softmax() {
+    for axis in [0, 1, -1] {
+        case(&format!("log_softmax axis {axis}"))
+            .var(&[3, 4], U)
+            .elementwise()
+            .check(|x| x[0].log_softmax(axis));
+    }
+    case("log_softmax axis 0 of 3-d")
+        .var(&[2, 3, 4], U)
+        .check(|x| x[0].log_softmax(0));
+    case("log_softmax large logits")
+        .var(&[2, 3], Fill::Uniform(300.0, 320.0))
+        .elementwise()
+        .check(|x| x[0].log_softmax(-1));
+}
+
+#[test]
+fn softmax_cross_entropy() {
+    let labels = Tensor::from(vec![1i64, 0, 4, 1]);
+    case("softmax_cross_entropy")
+        .var(&[4, 5], U)
+        .fixed(labels.clone())
+        .elementwise()
+        .check(|x| x[0].softmax_cross_entropy(&x[1]));
+    case("softmax_cross_entropy mean")
+        .var(&[4, 5], Fill::Uniform(-5.0, 5.0))
+        .fixed(labels)
+        .check(|x| x[0].softmax_cross_entropy(&x[1]).mean());
+    // logits from a linear layer, the usual classifier
+    case("softmax_cross_entropy of x W")
+        .var(&[3, 4], U)
+        .var(&[4, 6], U)
+        .fixed(Tensor::from(vec![5i64, 5, 0]))
+        .check(|x| x[0].matmul(&x[1]).softmax_cross_entropy(&x[2]).mean());
+}
+
+#[test]
+fn binary_cross_entropy_with_logits() {
+    case("binary_cross_entropy_with_logits")
+        .var(&[3, 4], Fill::Uniform(-4.0, 4.0))
+        .var(&[3, 4], Fill::Uniform(0.0, 1.0))
+        .elementwise()
+        .check(|x| x[0].binary_cross_entropy_with_logits(&x[1]));
+    case("binary_cross_entropy_with_logits broadcast targets")
+        .var(&[2, 3, 4], Fill::Uniform(-20.0, 20.0))
+        .var(&[4], Fill::Uniform(0.0, 1.0))
+        .check(|x| x[0].binary_cross_entropy_with_logits(&x[1]).mean());
+}
+
+/// `x * stop_gradient(exp(x))` differentiates as if `exp(x)` were a constant: the gradient is
+/// `exp(x)`, not `(1 + x) exp(x)`. A finite difference sees through `stop_gradient`, so the
+/// oracle here is the closed form.
+#[test]
+fn stop_gradient() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[Some(4)]);
+    let y = (&x * &x.exp().stop_gradient()).sum();
+    let gx = grad(&y, &[&x]).unwrap().remove(0);
+    let xv: Vec<f64> = vec![-1.0, 0.0, 0.5, 2.0];
+    let got = gx.eval(&[(&x, Tensor::from(xv.clone()))]).unwrap();
+    let want = Tensor::from(xv.iter().map(|v| v.exp()).collect::<Vec<_>>());
+    assert_close("grad of x * stop_gradient(exp x)", &got, &want, 1e-12);
+
+    // the only path goes through stop_gradient: disconnected, or zeros on request
+    let z = x.stop_gradient().square().sum();
+    assert!(
+        matches!(grad(&z, &[&x]), Err(Error::Disconnected { .. })),
+        "a cost depending on x only through stop_gradient must be disconnected"
+    );
+    let gz = grad_with(&z, &[&x], GradOptions::default().allow_disconnected())
+        .unwrap()
+        .remove(0);
+    let got = gz.eval(&[(&x, Tensor::from(xv))]).unwrap();
+    assert_close(
+        "allowed disconnected grad",
+        &got,
+        &Tensor::from(vec![0.0; 4]),
+        0.0,
+    );
+}
+
+/// Inputs with run-time dims: the count of `mean` is read at run time (`DimSize`), broadcasts
+/// against them go through `BroadcastLike`, reshapes through `ReshapeLike`. Each graph is
+/// checked at two run-time sizes.
+#[test]
+fn dynamic_dims() {
+    let rows_dyn: &[Option<usize>] = &[None, Some(4)];
+    for (k, n) in [3usize, 5].into_iter().enumerate() {
+        let c = || case(&format!("dynamic [?, 4] at n = {n}")).seed(k as u64);
+        c().var_dyn(rows_dyn, &[n, 4], U)
+            .check(|x| x[0].sum_axes(&[0], false).sin());
+        c().var_dyn(rows_dyn, &[n, 4], U)
+            .check(|x| x[0].mean_axes(&[0], true));
+        c().var_dyn(rows_dyn, &[n, 4], U)
+            .elementwise()
+            .check(|x| x[0].mean().exp());
+        c().var_dyn(rows_dyn, &[n, 4], U).check(|x| {
+            (&x[0] - &x[0].mean_axes(&[0], true))
+                .square()
+                .mean_axes(&[0], false)
+        });
+        // a static bias broadcast over run-time rows: its gradient sums the rows
+        c().var_dyn(rows_dyn, &[n, 4], U)
+            .var(&[4], U)
+            .check(|x| (&x[0] * &x[1]).tanh());
+        c().var_dyn(rows_dyn, &[n, 4], U)
+            .var(&[1, 4], U)
+            .check(|x| &x[1].broadcast_like(&x[0]) * &x[0]);
+        // a column of run-time length
+        c().var_dyn(rows_dyn, &[n, 4], U)
+            .var_dyn(&[None, Some(1)], &[n, 1], U)
+            .check(|x| &x[0] / &(x[1].exp() + 1.0));
+        c().var_dyn(rows_dyn, &[n, 4], U)
+            .check(|x| x[0].reshape(&[-1, 2]).softmax(1));
+        c().var_dyn(rows_dyn, &[n, 4], U)
+            .var(&[4, 3], U)
+            .check(|x| x[0].matmul(&x[1]).log_softmax(-1).mean());
+        c().var_dyn(&[None], &[n], U)
+            .var(&[], U)
+            .elementwise()
+            .check(|x| (&x[0] * &x[1]).exp().mean());
+        c().var_dyn(&[None, None], &[n, 2], U)
+            .check(|x| x[0].mean_axes(&[1], false).logsumexp_axes(&[0], false));
+    }
+}

@@ -1,0 +1,74 @@
+//! Reductions over one axis, several axes and all axes, with and without `keepdims`.
+
+use gradus::prelude::*;
+
+use crate::common::{Fill, case};
+
+/// Axis sets over a `[2, 3, 4]` input, negative axes included.
+const AXES: [&[isize]; 6] = [&[0], &[1], &[-1], &[0, 2], &[-2, -1], &[0, 1, 2]];
+
+/// One test per reduction, named after it: every axis set of `AXES`, with and without
+/// `keepdims`, plus the full reduction method where there is one. Small cases go element by
+/// element.
+macro_rules! reduction_tests {
+    ($($name:ident: $f:expr, $fill:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let f: fn(&Expr, &[isize], bool) -> Expr = $f;
+            for (k, axes) in AXES.iter().enumerate() {
+                for keepdims in [false, true] {
+                    let label = format!("{} axes {axes:?} keepdims {keepdims}", stringify!($name));
+                    let c = case(&label).var(&[2, 3, 4], $fill).seed(k as u64);
+                    let c = if k % 2 == 0 { c.elementwise() } else { c };
+                    c.check(|x| f(&x[0], axes, keepdims));
+                }
+            }
+            // a vector and a matrix, all axes
+            case(stringify!($name)).var(&[5], $fill).elementwise().check(|x| f(&x[0], &[0], false));
+            case(stringify!($name)).var(&[3, 1], $fill).elementwise().check(|x| f(&x[0], &[0, 1], true));
+        }
+    )*};
+}
+
+reduction_tests! {
+    sum: |x, a, k| x.sum_axes(a, k), Fill::Uniform(-2.0, 2.0);
+    mean: |x, a, k| x.mean_axes(a, k), Fill::Uniform(-2.0, 2.0);
+    max: |x, a, k| x.max_axes(a, k), Fill::Distinct;
+    min: |x, a, k| x.min_axes(a, k), Fill::Distinct;
+    prod: |x, a, k| x.prod_axes(a, k), Fill::Signed(0.5, 1.5);
+    logsumexp: |x, a, k| x.logsumexp_axes(a, k), Fill::Uniform(-3.0, 3.0);
+}
+
+/// The full reductions `sum()` and `mean()`, and a reduction feeding more maths.
+#[test]
+fn sum_and_mean_all() {
+    case("sum all")
+        .var(&[3, 4], Fill::Uniform(-2.0, 2.0))
+        .elementwise()
+        .check(|x| x[0].sin().sum());
+    case("mean all")
+        .var(&[2, 3, 4], Fill::Uniform(-2.0, 2.0))
+        .check(|x| x[0].mean().exp());
+}
+
+/// `logsumexp` of large values, where only the max-shifted form is finite.
+#[test]
+fn logsumexp_large_values() {
+    case("logsumexp")
+        .var(&[3, 4], Fill::Uniform(700.0, 720.0))
+        .elementwise()
+        .check(|x| x[0].logsumexp_axes(&[1], false));
+}
+
+/// A reduction result broadcast back against its input (the usual normalisation pattern).
+#[test]
+fn reduce_then_broadcast() {
+    case("x - mean(x, 1, keepdims)")
+        .var(&[3, 4], Fill::Uniform(-2.0, 2.0))
+        .elementwise()
+        .check(|x| (&x[0] - &x[0].mean_axes(&[1], true)).square());
+    case("x / max(x, 0)")
+        .var(&[3, 4], Fill::Distinct)
+        .elementwise()
+        .check(|x| &x[0] / &(x[0].max_axes(&[0], false).abs() + 1.0));
+}

@@ -111,8 +111,26 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
             one(match op {
                 // y = sum(x): dx = dy broadcast
                 Reduce::Sum => dyk,
-                // y = prod(x): dx = dy y / x (x nonzero)
-                Reduce::Prod => &dyk * &(&keep(y, axes, *keepdims).broadcast_like(a) / a),
+                // y = prod(x): dx_i = dy prod_{j != i} x_j, which is dy y / x_i for nonzero x_i.
+                // At a zero, y / x is 0/0, so the product of the other factors is built from
+                // P, the product of the lane's nonzero factors (zeros replaced by 1, so no
+                // branch divides by zero): P if x_i is the lane's only zero; P x_k if there is
+                // one other zero x_k (written P (sum of zeros - x_i): 0, but with the right
+                // derivative); else 0. Exact to second order; with three or more zeros in a
+                // lane, third derivatives are not.
+                Reduce::Prod => {
+                    let ax: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+                    let zero = a.equal(0.0);
+                    let nonzero = zero.select(1.0, a);
+                    let p = nonzero.prod_axes(&ax, true);
+                    let zeros = mask(zero.clone(), a).sum_axes(&ax, true);
+                    let other_zero = &zero.select(a, 0.0).sum_axes(&ax, true) - a;
+                    let rest = zeros
+                        .equal(1.0)
+                        .select(&p, &zeros.equal(2.0).select(&(&p * &other_zero), 0.0));
+                    let yk = keep(y, axes, *keepdims);
+                    &dyk * &zero.select(&rest, &(&yk / &nonzero))
+                }
                 // y = max(x): dx = dy where x attains the max
                 Reduce::Max | Reduce::Min => {
                     let yk = keep(y, axes, *keepdims);

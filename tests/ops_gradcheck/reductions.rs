@@ -2,7 +2,9 @@
 
 use gradus::prelude::*;
 
-use crate::common::{Fill, case};
+use gradus::gradcheck::GradCheck;
+
+use crate::common::{Fill, assert_close, case};
 
 /// Axis sets over a `[2, 3, 4]` input, negative axes included.
 const AXES: [&[isize]; 6] = [&[0], &[1], &[-1], &[0, 2], &[-2, -1], &[0, 1, 2]];
@@ -71,4 +73,36 @@ fn reduce_then_broadcast() {
         .var(&[3, 4], Fill::Distinct)
         .elementwise()
         .check(|x| &x[0] / &(x[0].max_axes(&[0], false).abs() + 1.0));
+}
+
+/// `prod` is a polynomial, smooth at zero: the gradient of a factor that is zero is the product
+/// of the others (not `y / x = 0/0`), and any lane with two zeros has a zero gradient. The
+/// function is multilinear, so central differences are exact there too.
+#[test]
+fn prod_with_zeros() {
+    let x = ndarray::array![[0.0, 2.0, 3.0], [0.0, 0.0, 5.0], [1.5, -2.0, 0.5]];
+    let g = Graph::new();
+    let xs = g.input("x", DType::F64, &[Some(3), Some(3)]);
+    let gx = grad(&xs.prod_axes(&[1], false).sum(), &[&xs])
+        .unwrap()
+        .remove(0);
+    let got = gx.eval(&[(&xs, Tensor::from(x.clone()))]).unwrap();
+    let want = ndarray::array![[6.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-1.0, 0.75, -3.0]];
+    assert_close("grad of prod with zeros", &got, &Tensor::from(want), 1e-12);
+
+    for (axes, keepdims) in [(&[1][..], false), (&[0][..], true), (&[0, 1][..], false)] {
+        for second in [false, true] {
+            let report = GradCheck::new(&xs.prod_axes(axes, keepdims), &[&xs])
+                .at(&[Tensor::from(x.clone())])
+                .elementwise();
+            let report = if second {
+                report.second_order()
+            } else {
+                report
+            };
+            report.run().unwrap_or_else(|e| {
+                panic!("prod axes {axes:?} keepdims {keepdims} second order {second}: {e}")
+            });
+        }
+    }
 }

@@ -131,10 +131,15 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                     let yk = keep(y, axes, *keepdims);
                     &dyk * &zero.select(&rest, &(&yk / &nonzero))
                 }
-                // y = max(x): dx = dy where x attains the max
+                // y = max(x): dx = dy where x attains the max, split evenly among ties. Giving
+                // every tie the whole dy is no subgradient: max over [x, x] is x, yet each copy
+                // would get dy, so dx = 2 dy. (The count is at least 1 unless the lane holds a
+                // NaN, where nothing matches; max(count, 1) keeps that lane's gradient 0.)
                 Reduce::Max | Reduce::Min => {
-                    let yk = keep(y, axes, *keepdims);
-                    &dyk * &mask(a.equal(&yk), a)
+                    let ax: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+                    let hit = mask(a.equal(&keep(y, axes, *keepdims)), a);
+                    let count = hit.sum_axes(&ax, true).maximum(1.0);
+                    &dyk * &(&hit / &count)
                 }
             })
         }

@@ -106,3 +106,42 @@ fn prod_with_zeros() {
         }
     }
 }
+
+/// At ties the gradient of `max`/`min` is split evenly: the max over `[x, x]` is `x`, so its
+/// gradient must be 1, and a central difference at a tie sees each tied element at `1/k`.
+#[test]
+fn max_and_min_ties() {
+    for (name, f) in [
+        (
+            "max",
+            (|x: &Expr| x.max_axes(&[0], false)) as fn(&Expr) -> Expr,
+        ),
+        ("min", |x: &Expr| x.min_axes(&[0], false)),
+    ] {
+        case(&format!("{name} of stack([x, x])"))
+            .var(&[3], Fill::Uniform(-1.0, 1.0))
+            .elementwise()
+            .check(|x| f(&gradus::stack(&[&x[0], &x[0]], 0).unwrap()));
+        case(&format!("{name} of stack([x, x, x]) (second order)"))
+            .var(&[3], Fill::Uniform(-1.0, 1.0))
+            .elementwise()
+            .second_order()
+            .check(|x| f(&gradus::stack(&[&x[0], &x[0].sin(), &x[0]], 0).unwrap()).square());
+    }
+    // three-way tie in one lane, none in the other: closed form
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[Some(2), Some(4)]);
+    let gx = grad(&x.max_axes(&[1], true).sum(), &[&x])
+        .unwrap()
+        .remove(0);
+    let xv = ndarray::array![[2.0, 1.0, 2.0, 2.0], [0.5, 3.0, -1.0, 0.0]];
+    let got = gx.eval(&[(&x, Tensor::from(xv))]).unwrap();
+    let third = 1.0 / 3.0;
+    let want = ndarray::array![[third, 0.0, third, third], [0.0, 1.0, 0.0, 0.0]];
+    assert_close(
+        "grad of max with a three-way tie",
+        &got,
+        &Tensor::from(want),
+        1e-12,
+    );
+}

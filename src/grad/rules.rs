@@ -127,7 +127,7 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                     let other_zero = &zero.select(a, 0.0).sum_axes(&ax, true) - a;
                     let rest = zeros
                         .equal(1.0)
-                        .select(&p, &zeros.equal(2.0).select(&(&p * &other_zero), 0.0));
+                        .select(&p, zeros.equal(2.0).select(&(&p * &other_zero), 0.0));
                     let yk = keep(y, axes, *keepdims);
                     &dyk * &zero.select(&rest, &(&yk / &nonzero))
                 }
@@ -137,7 +137,7 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                 // NaN, where nothing matches; max(count, 1) keeps that lane's gradient 0.)
                 Reduce::Max | Reduce::Min => {
                     let ax: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
-                    let hit = mask(a.equal(&keep(y, axes, *keepdims)), a);
+                    let hit = mask(a.equal(keep(y, axes, *keepdims)), a);
                     let count = hit.sum_axes(&ax, true).maximum(1.0);
                     &dyk * &(&hit / &count)
                 }

@@ -109,7 +109,7 @@ fn select() {
         .var(&[4], Fill::Uniform(-2.0, 2.0))
         .fixed(cond.clone())
         .elementwise()
-        .check(|x| x[2].select(&x[0].sin(), &x[1].exp()));
+        .check(|x| x[2].select(x[0].sin(), x[1].exp()));
     case("select")
         .var(&[3, 4], Fill::Uniform(-2.0, 2.0))
         .fixed(cond)
@@ -118,7 +118,7 @@ fn select() {
     // the condition computed from the variable itself carries no gradient
     case("select")
         .var(&[2, 3, 4], Fill::Distinct)
-        .check(|x| x[0].gt(0.0).select(&x[0].square(), &x[0].sin()));
+        .check(|x| x[0].gt(0.0).select(x[0].square(), x[0].sin()));
 }
 
 /// Through a cast to f32 and back: the gradient is cast along. f32 rounding limits the

@@ -4,7 +4,7 @@
 use gradus::exec::kernels::PAR_MIN;
 use gradus::prelude::*;
 
-use crate::common::uniform;
+use crate::common::{assert_close, uniform};
 
 /// A network-shaped graph over `x [m, k]`, `w [k, n]`, `b [n]`, labels `[m]`: matmul, bias
 /// broadcast, softmax, log-softmax, cross-entropy, reductions over each axis, and the
@@ -89,4 +89,101 @@ fn fast_matches_reference_f64() {
 #[test]
 fn fast_matches_reference_f32() {
     compare(DType::F32, 1e-4, true);
+}
+
+/// Every kernel, and the gradient of a loss over all of them, on a `[200, 180]` input (past
+/// `PAR_MIN`, with broadcasts of both a row and a column), compiled Fast and Reference, and
+/// evaluated directly on the user's graph.
+#[test]
+fn fast_matches_reference_every_kernel() {
+    let g = Graph::new();
+    let (m, n) = (200, 180);
+    assert!(m * n >= PAR_MIN);
+    let a = g.input("a", DType::F64, &[Some(m), Some(n)]);
+    let b = g.input("b", DType::F64, &[Some(n)]);
+    let c = g.input("c", DType::F64, &[Some(m), Some(1)]);
+    let rows: Vec<i64> = (0..300).map(|i| (i * 7) % m as i64).collect();
+    let idx = g.constant(rows);
+    let exprs: Vec<Expr> = vec![
+        &a + &b,
+        &a - &c,
+        &a * &b,
+        &a / &c.exp(),
+        a.abs(),
+        a.relu(),
+        a.maximum(&b),
+        a.minimum(&c),
+        a.exp(),
+        a.sin(),
+        a.cos(),
+        a.tanh(),
+        a.sigmoid(),
+        a.softplus(),
+        a.square(),
+        a.abs().sqrt(),
+        a.abs().log(),
+        a.log1p(),
+        a.expm1(),
+        a.abs().pow(b.exp()),
+        -&a,
+        a.clip(-0.5, 0.5),
+        a.gt(0.0).select(&a, &b),
+        a.sign(),
+        c.expand_dims(&[0])
+            .broadcast_to(&[3, m, 1])
+            .reshape(&[-1, 1])
+            * 2.0,
+        &b.expand_dims(&[0]) + &c,
+        a.sum_axes(&[0], false),
+        a.prod_axes(&[1], true),
+        a.max_axes(&[0, 1], false),
+        a.min_axes(&[1], false),
+        a.t(),
+        a.reshape(&[-1, 40]),
+        a.slice_step(0, -150, Some(-3), 3),
+        a.take(&idx),
+        gradus::concat(&[&a, &a.exp()], 1).unwrap(),
+        gradus::stack(&[&a, &b.broadcast_like(&a)], 0).unwrap(),
+        a.softmax(0),
+        a.log_softmax(1),
+        a.t().matmul(&a),
+        a.argmax(1).cast(DType::F64),
+        a.reshape(&[4, 50, 180]).matmul(&a.reshape(&[4, 180, 50])),
+    ];
+    let zero = g.scalar_constant(0.0, DType::F64);
+    let loss = exprs.iter().fold(zero, |acc, e| &acc + &e.sin().mean());
+    let grads = grad(&loss, &[&a, &b, &c]).unwrap();
+    let outs: Vec<&Expr> = exprs.iter().chain(&grads).collect();
+    let fast = function(&[&a, &b, &c], &outs).compile().unwrap();
+    let reference = function(&[&a, &b, &c], &outs)
+        .mode(Mode::Reference)
+        .compile()
+        .unwrap();
+    let args = [
+        uniform(&[m, n], -1.0, 1.0, 1),
+        uniform(&[n], -1.0, 1.0, 2),
+        uniform(&[m, 1], -1.0, 1.0, 3),
+    ];
+    let p = fast.call(&args).unwrap();
+    let q = reference.call(&args).unwrap();
+    let feeds = [
+        (&a, args[0].clone()),
+        (&b, args[1].clone()),
+        (&c, args[2].clone()),
+    ];
+    let r = gradus::eval(&outs, &feeds).unwrap();
+    for (i, ((fast, reference), eval)) in p.iter().zip(&q).zip(&r).enumerate() {
+        let what = format!("output {i} ({})", outs[i].name());
+        assert!(
+            reference.to_f64_vec().iter().all(|v| v.is_finite()),
+            "{what} is not finite: the comparison would be vacuous"
+        );
+        assert_close(
+            &format!("Fast vs Reference, {what}"),
+            fast,
+            reference,
+            1e-10,
+        );
+        assert_close(&format!("eval vs Reference, {what}"), eval, reference, 0.0);
+    }
 }

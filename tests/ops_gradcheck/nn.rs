@@ -151,3 +151,78 @@ fn dynamic_dims() {
             .check(|x| x[0].mean_axes(&[1], false).logsumexp_axes(&[0], false));
     }
 }
+
+/// More ops over run-time dims, and a run-time dim that is 1 when the function runs.
+#[test]
+fn dynamic_dims_other_ops() {
+    let rows: &[Option<usize>] = &[None, Some(4)];
+    // a run-time dim of 1 is not a broadcast: the gradient keeps its shape
+    case("dynamic rows = 1: sum")
+        .var_dyn(rows, &[1, 4], U)
+        .check(|x| x[0].sum_axes(&[0], false));
+    case("dynamic rows = 1: mean")
+        .var_dyn(rows, &[1, 4], U)
+        .check(|x| x[0].mean_axes(&[0], true).exp());
+    case("dynamic rows = 1: bias")
+        .var_dyn(rows, &[1, 4], U)
+        .var(&[4], U)
+        .check(|x| &x[0] * &x[1]);
+    // a static 1 against a run-time dim is a broadcast: its gradient sums
+    case("static [1] with dynamic [?]")
+        .var(&[1], U)
+        .var_dyn(&[None], &[5], U)
+        .check(|x| (&x[0] * &x[1]).sin());
+    case("dynamic max")
+        .var_dyn(rows, &[3, 4], Fill::Distinct)
+        .check(|x| x[0].max_axes(&[0], true));
+    case("dynamic prod")
+        .var_dyn(rows, &[3, 4], Fill::Signed(0.5, 1.5))
+        .check(|x| x[0].prod_axes(&[0], false));
+    case("dynamic slice")
+        .var_dyn(rows, &[5, 4], U)
+        .check(|x| x[0].slice_step(0, 1, None, 2));
+    case("dynamic stack")
+        .var_dyn(rows, &[5, 4], U)
+        .check(|x| gradus::stack(&[&x[0], &x[0].sin()], 0).unwrap());
+    case("dynamic concat along a static axis")
+        .var_dyn(rows, &[5, 4], U)
+        .check(|x| gradus::concat(&[&x[0], &x[0].sin()], 1).unwrap());
+    case("dynamic transpose")
+        .var_dyn(rows, &[5, 4], U)
+        .check(|x| x[0].t().softmax(1));
+    case("dynamic batched matmul")
+        .var_dyn(&[None, Some(2), Some(3)], &[4, 2, 3], U)
+        .var(&[4, 3, 2], U)
+        .check(|x| x[0].matmul(&x[1]));
+    case("dynamic take")
+        .var_dyn(rows, &[5, 4], U)
+        .fixed(Tensor::from(vec![1i64, 1, 4]))
+        .check(|x| x[0].take(&x[1]));
+    case("dynamic expand_dims")
+        .var_dyn(&[None], &[5], U)
+        .var(&[3, 1], U)
+        .check(|x| &x[0].expand_dims(&[0]) * &x[1]);
+    case("dynamic squeeze")
+        .var_dyn(&[None, Some(1)], &[5, 1], U)
+        .check(|x| x[0].squeeze(&[1]).exp());
+    case("reshape_like a dynamic input")
+        .var_dyn(rows, &[5, 4], U)
+        .var(&[20], U)
+        .check(|x| &x[1].reshape_like(&x[0]) * &x[0]);
+    case("broadcast_to from a dynamic dim")
+        .var_dyn(&[None], &[4], U)
+        .check(|x| x[0].broadcast_to(&[3, 4]));
+}
+
+/// Softmax and log-softmax along an axis of length 1 (constant outputs, zero gradient).
+#[test]
+fn softmax_axis_of_one() {
+    case("softmax axis of 1")
+        .var(&[3, 1], U)
+        .elementwise()
+        .check(|x| &x[0].softmax(1) * &x[0]);
+    case("log_softmax axis of 1")
+        .var(&[3, 1], U)
+        .elementwise()
+        .check(|x| &x[0].log_softmax(1) + &x[0].sin());
+}

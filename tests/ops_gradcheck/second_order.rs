@@ -48,7 +48,23 @@ second_order_tests! {
     slice: |x| x[0].slice_step(1, 0, None, 2).exp(), [U => [2, 5]];
     concat: |x| gradus::concat(&[&x[0], &x[1]], 0).unwrap().tanh(), [U => [2, 3], U => [1, 3]];
     transpose: |x| x[0].t().matmul(&x[0]), [U => [3, 2]];
-    select: |x| x[0].gt(0.0).select(&x[0].exp(), &x[0].sin()), [Fill::Distinct => [2, 3]];
+    select: |x| x[0].gt(0.0).select(x[0].exp(), x[0].sin()), [Fill::Distinct => [2, 3]];
+    relu: |x| x[0].relu().square(), [Fill::Signed(0.1, 2.0) => [2, 3]];
+    abs: |x| x[0].abs().pow(3.0), [Fill::Signed(0.1, 2.0) => [2, 3]];
+    minimum: |x| x[0].minimum(&x[1]).square(), [Fill::Distinct => [2, 3], Fill::Distinct => [3]];
+    clip: |x| x[0].clip(-0.5, 0.5).exp(), [Fill::Distinct => [2, 3]];
+    broadcast_to: |x| x[0].broadcast_to(&[2, 3, 4]).exp(), [U => [3, 1]];
+    expm1: |x| x[0].expm1(), [U => [2, 3]];
+    log1p: |x| x[0].log1p(), [Fill::Uniform(-0.5, 2.0) => [2, 3]];
+    cos: |x| x[0].cos(), [U => [2, 3]];
+    square: |x| x[0].square().sin(), [U => [2, 3]];
+    neg: |x| (-&x[0]).exp(), [U => [2, 3]];
+    sub: |x| (&x[0] - &x[1]).exp(), [U => [2, 3], U => [1, 3]];
+    pow_constant_exponent: |x| x[0].pow(-1.5), [Fill::Uniform(0.3, 2.0) => [2, 3]];
+    stack: |x| gradus::stack(&[&x[0], &x[0].exp()], 1).unwrap().square(), [U => [2, 3]];
+    min: |x| x[0].min_axes(&[0], true).exp(), [Fill::Distinct => [2, 3]];
+    permute: |x| x[0].permute(&[1, 2, 0]).exp(), [U => [2, 1, 2]];
+    reshape: |x| x[0].reshape(&[3, -1]).softmax(1), [U => [2, 3]];
     binary_cross_entropy_with_logits: |x| x[0].binary_cross_entropy_with_logits(&x[1]),
         [Fill::Uniform(-3.0, 3.0) => [2, 3], Fill::Uniform(0.0, 1.0) => [2, 3]];
 }
@@ -71,4 +87,18 @@ fn softmax_cross_entropy_second_order() {
         .second_order()
         .elementwise()
         .check(|x| x[0].softmax_cross_entropy(&x[1]).mean());
+}
+
+/// Third derivatives: the checker's second-order mode applied to a gradient.
+#[test]
+fn third_order() {
+    case("grad of sum(sin(x)^3) (second order)")
+        .var(&[3], U)
+        .second_order()
+        .elementwise()
+        .check(|x| {
+            grad(&x[0].sin().pow(3.0).sum(), &[&x[0]])
+                .unwrap()
+                .remove(0)
+        });
 }

@@ -174,3 +174,17 @@ fn take() {
         .fixed(ids)
         .check(|x| x[0].take(&x[2]).matmul(&x[1]).tanh());
 }
+
+/// Empty slices and a scalar index: gradients of the right (possibly empty) shape.
+#[test]
+fn slice_and_take_edges() {
+    case("empty slice")
+        .var(&[3, 4], U)
+        .elementwise()
+        .check(|x| &x[0].slice(1, 3, Some(1)).sum() + &x[0].sum());
+    case("take with a scalar index")
+        .var(&[4], U)
+        .fixed(Tensor::from(2i64))
+        .elementwise()
+        .check(|x| x[0].take(&x[1]));
+}

@@ -281,3 +281,18 @@ fn hessian_vector_product_equals_h_v() {
         1e-10,
     );
 }
+
+/// The gradient of a variable with respect to itself is 1; a variable listed twice gets its
+/// gradient twice.
+#[test]
+fn trivial_and_repeated_wrt() {
+    let g = Graph::new();
+    let x = g.scalar("x", DType::F64);
+    let gx = grad(&x, &[&x]).unwrap().remove(0);
+    assert_eq!(gx.eval(&[(&x, 3.0.into())]).unwrap().item().unwrap(), 1.0);
+    let gs = grad(&x.exp(), &[&x, &x]).unwrap();
+    let out = gradus::eval(&[&gs[0], &gs[1]], &[(&x, 1.0.into())]).unwrap();
+    for o in out {
+        assert!((o.item().unwrap() - 1f64.exp()).abs() < 1e-12);
+    }
+}

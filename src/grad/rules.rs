@@ -75,10 +75,12 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                 Binary::Mul => vec![needs[0].then(|| dy * c), needs[1].then(|| dy * a)],
                 // y = a / b: da = dy / b, db = -dy y / b
                 Binary::Div => vec![needs[0].then(|| dy / c), needs[1].then(|| -(dy * y) / c)],
-                // y = a^b: da = b a^(b-1) dy, db = log(a) y dy
+                // y = a^b: da = b a^(b-1) dy, db = log(a) y dy. At a = 0 (b > 0) y is 0 for
+                // every nearby b, so db = 0; log(0) * 0 would be NaN, so log reads a zero base
+                // as 1 (a select, so no derivative of it divides by zero either).
                 Binary::Pow => vec![
                     needs[0].then(|| dy * &(c * &a.pow(&(c - 1.0)))),
-                    needs[1].then(|| dy * &(&a.log() * y)),
+                    needs[1].then(|| dy * &(&a.equal(0.0).select(1.0, a).log() * y)),
                 ],
                 // y = max(a, b): the larger operand gets dy (a on ties)
                 Binary::Maximum => vec![

@@ -3,7 +3,7 @@
 
 use gradus::prelude::*;
 
-use crate::common::{BINARY_SHAPES, Fill, UNARY_SHAPES, case, small};
+use crate::common::{BINARY_SHAPES, Fill, UNARY_SHAPES, assert_close, case, small};
 
 /// One test per unary op, named after it: the op at every shape of `UNARY_SHAPES`, element by
 /// element where the input is small, along random directions otherwise.
@@ -151,4 +151,41 @@ fn f32_elementwise() {
         .var(&[4], Fill::Uniform(-1.0, 1.0))
         .dtype(DType::F32)
         .check(|x| &x[0].tanh() * &x[1].exp());
+}
+
+/// `a^b` at a zero base with a positive exponent: the value is 0 for every nearby `b`, so the
+/// gradient of `b` is 0 (not `log(0) * 0 = NaN`); the gradient of `a` is `b a^(b-1)`.
+#[test]
+fn pow_zero_base() {
+    let base = Tensor::from(vec![0.0, 0.0, 1.5, 0.0]);
+    for second in [false, true] {
+        let c = case("pow of a zero base, d/d exponent")
+            .var(&[4], Fill::Uniform(1.2, 3.0))
+            .fixed(base.clone())
+            .elementwise();
+        let c = if second { c.second_order() } else { c };
+        c.check(|x| x[1].pow(&x[0]));
+    }
+    let g = Graph::new();
+    let a = g.input("a", DType::F64, &[Some(4)]);
+    let b = g.input("b", DType::F64, &[Some(4)]);
+    let grads = grad(&a.pow(&b).sum(), &[&a, &b]).unwrap();
+    let out = gradus::eval(
+        &[&grads[0], &grads[1]],
+        &[(&a, base), (&b, Tensor::from(vec![2.5, 1.0, 2.0, 3.0]))],
+    )
+    .unwrap();
+    let db = 1.5f64.powi(2) * 1.5f64.ln();
+    assert_close(
+        "d/da",
+        &out[0],
+        &Tensor::from(vec![0.0, 1.0, 3.0, 0.0]),
+        1e-12,
+    );
+    assert_close(
+        "d/db",
+        &out[1],
+        &Tensor::from(vec![0.0, 0.0, db, 0.0]),
+        1e-12,
+    );
 }

@@ -132,3 +132,28 @@ fn correct_custom_vjp_passes() {
         .run()
         .unwrap();
 }
+
+/// A NaN gradient fails the check, and the report's largest error says NaN rather than the
+/// largest finite error.
+#[test]
+fn nan_gradient_fails_and_is_reported() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[Some(2), Some(3)]);
+    let op = Identity {
+        scale: scale_with(&[2, 3], &[0, 1], f64::NAN),
+    };
+    let y = g.custom(Arc::new(op), &[&x]);
+    let at = [uniform(&[2, 3], -1.0, 1.0, 8)];
+    let report = GradCheck::new(&y, &[&x])
+        .at(&at)
+        .elementwise()
+        .measure()
+        .unwrap();
+    assert!(!report.passed());
+    assert!(report.max_abs_err.is_nan(), "{report}");
+    assert!(report.worst.contains("[0, 1]"), "{report}");
+    assert!(matches!(
+        GradCheck::new(&y, &[&x]).at(&at).run(),
+        Err(Error::GradCheck(_))
+    ));
+}

@@ -124,6 +124,29 @@ pub fn broadcast_concrete(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String
         .collect()
 }
 
+/// May an operand of static shape `declared` and run-time shape `concrete` broadcast to the
+/// run-time `result`? Only where a dim is declared 1 (or is a missing leading dim): a run-time
+/// dim must equal its partner exactly, even when it happens to be 1, because gradients sum
+/// broadcast dims out at build time, from static shapes.
+pub fn check_runtime_broadcast(
+    declared: &Shape,
+    concrete: &[usize],
+    result: &[usize],
+) -> Result<(), String> {
+    let lead = result.len().saturating_sub(concrete.len());
+    for (i, (&c, d)) in concrete.iter().zip(&declared.0).enumerate() {
+        let r = result.get(lead + i).copied().unwrap_or(c);
+        if c != r && *d != Some(1) {
+            return Err(format!(
+                "an operand of shape {declared} is {} when run, and its dim {i} would broadcast \
+                 from {c} to {r}; only a dim declared 1 broadcasts",
+                show(concrete)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Normalise a possibly negative axis; `None` when out of range.
 pub fn axis(axis: isize, ndim: usize) -> Option<usize> {
     let n = ndim as isize;

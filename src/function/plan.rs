@@ -166,13 +166,15 @@ impl Program {
                                 .get()
                         })
                         .collect();
-                    let out = kernels::eval(&n.op, &args, &n.ty, fast).map_err(|detail| {
-                        Error::Runtime {
-                            op: n.op.name(),
-                            detail,
-                            loc: n.loc,
-                        }
-                    })?;
+                    let types: Vec<&Type> = n.inputs.iter().map(|&i| &self.nodes[i].ty).collect();
+                    let out =
+                        kernels::eval(&n.op, &args, &types, &n.ty, fast).map_err(|detail| {
+                            Error::Runtime {
+                                op: n.op.name(),
+                                detail,
+                                loc: n.loc,
+                            }
+                        })?;
                     live += bytes(&out);
                     Val::Own(out)
                 }

@@ -226,3 +226,61 @@ fn softmax_axis_of_one() {
         .elementwise()
         .check(|x| &x[0].log_softmax(1) + &x[0].sin());
 }
+
+/// Only a dim declared 1 broadcasts: a run-time dim that is 1 when the function runs must
+/// match its partner exactly. Broadcasting it anyway made the forward pass succeed and the
+/// gradient come back in the partner's shape (`[5, 3]` for a `[1, 3]` input) or fail later.
+#[test]
+fn dynamic_dim_of_one_does_not_broadcast() {
+    let g = Graph::new();
+    let z = g.input("z", DType::F64, &[None, Some(3)]);
+    let w = g.input("w", DType::F64, &[None, Some(3)]);
+    let y = (&z * &w).sum();
+    let gz = grad(&y, &[&z]).unwrap().remove(0);
+    let feeds = |rows_z: usize, rows_w: usize| {
+        vec![
+            (&z, Tensor::full(&[rows_z, 3], 1.0, DType::F64)),
+            (&w, Tensor::full(&[rows_w, 3], 2.0, DType::F64)),
+        ]
+    };
+    for e in [&y, &gz] {
+        assert!(
+            matches!(e.eval(&feeds(1, 5)), Err(Error::Runtime { .. })),
+            "a run-time 1 must not broadcast against 5"
+        );
+    }
+    let f = function(&[&z, &w], &[&y, &gz]).compile().unwrap();
+    let args: Vec<Tensor> = feeds(1, 5).into_iter().map(|(_, t)| t).collect();
+    assert!(matches!(f.call(&args), Err(Error::Runtime { .. })));
+    // equal run-time dims, 1 included, are fine
+    for rows in [1, 4] {
+        let got = gz.eval(&feeds(rows, rows)).unwrap();
+        assert_close(
+            "d/dz sum(z w)",
+            &got,
+            &Tensor::full(&[rows, 3], 2.0, DType::F64),
+            0.0,
+        );
+    }
+    // a vector of run-time length 1 against a static 4, and a broadcast_to
+    let x = g.input("x", DType::F64, &[None]);
+    let v = g.input("v", DType::F64, &[Some(4)]);
+    let one = [
+        (&x, Tensor::from(vec![2.0])),
+        (&v, Tensor::from(vec![1.0; 4])),
+    ];
+    assert!(matches!((&x * &v).eval(&one), Err(Error::Runtime { .. })));
+    assert!(matches!(
+        x.broadcast_to(&[3, 4]).eval(&one),
+        Err(Error::Runtime { .. })
+    ));
+    assert!(matches!(
+        x.broadcast_like(&v).eval(&one),
+        Err(Error::Runtime { .. })
+    ));
+    // declared 1, it broadcasts, and its gradient sums back to [1, 3]
+    case("static 1 against run-time rows")
+        .var(&[1, 3], U)
+        .var_dyn(&[None, Some(3)], &[5, 3], U)
+        .check(|x| (&x[0] * &x[1]).sin());
+}

@@ -5,7 +5,7 @@ use gradus::prelude::*;
 use gradus::{hessian, hessian_vector_product, jacobian};
 use ndarray::{Array1, Array2, array};
 
-use crate::common::{Fill, assert_close, case, uniform};
+use crate::common::{Fill, assert_close, case, max_abs_diff, uniform};
 
 fn vec_input(g: &Graph, name: &str, n: usize) -> Expr {
     g.input(name, DType::F64, &[Some(n)])
@@ -117,7 +117,7 @@ fn vjp_matches_grad_of_weighted_sum() {
     let ones = g.constant(Tensor::full(&[3, 2], 1.0, DType::F64));
     let u = vjp(&[&y], &[&ones], &[&a], GradOptions::default()).unwrap();
     let other = gradus::eval(&[&u[0]], &feeds).unwrap().remove(0);
-    assert!(gradus_max_diff(&other, &out[0]) > 1e-3);
+    assert!(max_abs_diff(&other, &out[0]) > 1e-3);
 
     // a cotangent that broadcasts against the output (a scalar weight)
     let s = g.scalar("s", DType::F64);
@@ -127,10 +127,6 @@ fn vjp_matches_grad_of_weighted_sum() {
     feeds.push((&s, Tensor::from(0.7)));
     let out = gradus::eval(&[&v[0], &w[0]], &feeds).unwrap();
     assert_close("vjp with a scalar cotangent", &out[0], &out[1], 1e-12);
-}
-
-fn gradus_max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    crate::common::max_abs_diff(a, b)
 }
 
 /// d/dx x^3 = 3x^2, d^2/dx^2 = 6x, d^3/dx^3 = 6: gradients of gradients, evaluated.

@@ -286,7 +286,10 @@ impl GradCheck {
                 err / (atol + rtol * n.abs())
             };
             report.comparisons += 1;
-            report.max_abs_err = report.max_abs_err.max(err);
+            // f64::max drops a NaN; the report must show it, not the largest finite error.
+            if err.is_nan() || err > report.max_abs_err {
+                report.max_abs_err = err;
+            }
             if ratio > report.worst_ratio || report.comparisons == 1 {
                 report.worst_ratio = ratio;
                 report.worst = format!(

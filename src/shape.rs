@@ -124,25 +124,24 @@ pub fn broadcast_concrete(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String
         .collect()
 }
 
-/// The static rule at run time: only a dim declared 1 broadcasts. `Err` when a run-time dim
-/// (declared `?`) is 1 and would be stretched to its partner's size: the gradient, whose
-/// un-broadcasting is decided from the declared shapes, would come out the wrong shape.
-pub fn check_runtime_broadcast(declared: &[&Shape], concrete: &[&[usize]]) -> Result<(), String> {
-    let n = concrete.iter().map(|c| c.len()).max().unwrap_or(0);
-    for k in 0..n {
-        let dim = |c: &[usize]| (k + c.len()).checked_sub(n).map(|i| c[i]);
-        let out = concrete.iter().filter_map(|c| dim(c)).max().unwrap_or(1);
-        for (d, c) in declared.iter().zip(concrete) {
-            let Some(i) = (k + c.len()).checked_sub(n) else {
-                continue;
-            };
-            if c[i] == 1 && out > 1 && d.0.get(i).copied().flatten() != Some(1) {
-                return Err(format!(
-                    "an operand of shape {} (declared {d}) would broadcast along axis {k} to \
-                     {out}; only dims declared 1 broadcast",
-                    show(c)
-                ));
-            }
+/// May an operand of static shape `declared` and run-time shape `concrete` broadcast to the
+/// run-time `result`? Only where a dim is declared 1 (or is a missing leading dim): a run-time
+/// dim must equal its partner exactly, even when it happens to be 1, because gradients sum
+/// broadcast dims out at build time, from static shapes.
+pub fn check_runtime_broadcast(
+    declared: &Shape,
+    concrete: &[usize],
+    result: &[usize],
+) -> Result<(), String> {
+    let lead = result.len().saturating_sub(concrete.len());
+    for (i, (&c, d)) in concrete.iter().zip(&declared.0).enumerate() {
+        let r = result.get(lead + i).copied().unwrap_or(c);
+        if c != r && *d != Some(1) {
+            return Err(format!(
+                "an operand of shape {declared} is {} when run, and its dim {i} would broadcast \
+                 from {c} to {r}; only a dim declared 1 broadcasts",
+                show(concrete)
+            ));
         }
     }
     Ok(())
@@ -196,13 +195,17 @@ mod tests {
     fn only_declared_ones_broadcast_at_run_time() {
         let s = |v: &[Dim]| Shape(v.to_vec());
         let (q, one, three) = (s(&[None]), s(&[Some(1)]), s(&[Some(3)]));
-        assert!(check_runtime_broadcast(&[&q, &q], &[&[3], &[1]]).is_err());
-        assert!(check_runtime_broadcast(&[&three, &q], &[&[3], &[1]]).is_err());
-        assert!(check_runtime_broadcast(&[&q, &one], &[&[3], &[1]]).is_ok());
-        assert!(check_runtime_broadcast(&[&q, &q], &[&[1], &[1]]).is_ok());
+        // A run-time dim that is 1 when run must not stretch to its partner's size...
+        assert!(check_runtime_broadcast(&q, &[1], &[3]).is_err());
+        assert!(check_runtime_broadcast(&q, &[3], &[3]).is_ok());
+        // ...a declared 1 may, and equal sizes are fine even when both are 1.
+        assert!(check_runtime_broadcast(&one, &[1], &[3]).is_ok());
+        assert!(check_runtime_broadcast(&q, &[1], &[1]).is_ok());
+        assert!(check_runtime_broadcast(&three, &[3], &[2, 3]).is_ok());
         let m = s(&[None, Some(3)]);
-        assert!(check_runtime_broadcast(&[&m, &three], &[&[1, 3], &[3]]).is_ok());
-        assert!(check_runtime_broadcast(&[&m, &s(&[])], &[&[2, 3], &[]]).is_ok());
+        assert!(check_runtime_broadcast(&m, &[1, 3], &[1, 3]).is_ok());
+        assert!(check_runtime_broadcast(&m, &[1, 3], &[4, 3]).is_err());
+        assert!(check_runtime_broadcast(&s(&[]), &[], &[2, 3]).is_ok());
     }
 
     #[test]

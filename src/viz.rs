@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn curves_and_png_files_are_written() {
         let c = curve(&[&[3.0, 2.0, 1.5, 1.2], &[3.5, 2.5, 2.0, 1.9]], 120, 80);
-        assert!(c.pixels.iter().any(|p| *p == 0));
+        assert!(c.pixels.contains(&0));
         let path = std::env::temp_dir().join(format!("gradus-viz-{}.png", std::process::id()));
         c.save(&path).unwrap();
         let bytes = std::fs::read(&path).unwrap();

@@ -489,8 +489,9 @@ fn a_run_time_one_does_not_broadcast_unless_declared_one() {
         &err.to_string(),
         &[
             "run-time shape error in mul",
-            "[1] (declared [?])",
-            "only dims declared 1 broadcast",
+            "shape [?] is [1] when run",
+            "would broadcast from 1 to 3",
+            "only a dim declared 1 broadcasts",
         ],
     );
     assert_built_at(&err, line);

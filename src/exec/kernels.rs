@@ -387,20 +387,32 @@ fn slice_info(n: usize, start: isize, end: Option<isize>, step: usize) -> Slice 
     Slice::new(s as isize, Some(e.max(s) as isize), step as isize)
 }
 
-/// Before [`eval`]: refuse a run-time broadcast the declared operand types do not allow
-/// (see [`shape::check_runtime_broadcast`]). Only the broadcasting elementwise ops need it.
-pub fn check_broadcast(op: &Op, declared: &[&Type], x: &[&Tensor]) -> Result<(), String> {
-    if !matches!(op, Op::Binary(_) | Op::Compare(_) | Op::Where) {
-        return Ok(());
+/// Refuse to broadcast a dim that is 1 at run time but not declared 1 (see
+/// [`shape::check_runtime_broadcast`]); the kernels below broadcast any concrete 1.
+fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result<(), String> {
+    let operands: &[usize] = match op {
+        Op::Binary(_) | Op::Compare(_) => &[0, 1],
+        Op::Where => &[0, 1, 2],
+        Op::BroadcastTo(_) | Op::BroadcastLike => &[0],
+        _ => return Ok(()),
+    };
+    let result = match op {
+        Op::BroadcastTo(s) => s.clone(),
+        Op::BroadcastLike => x[1].shape().to_vec(),
+        _ => operands.iter().try_fold(Vec::new(), |acc, &k| {
+            shape::broadcast_concrete(&acc, x[k].shape())
+        })?,
+    };
+    for &k in operands {
+        shape::check_runtime_broadcast(&types[k].shape, x[k].shape(), &result)?;
     }
-    let shapes: Vec<&shape::Shape> = declared.iter().map(|t| &t.shape).collect();
-    let concrete: Vec<&[usize]> = x.iter().map(|t| t.shape()).collect();
-    shape::check_runtime_broadcast(&shapes, &concrete)
+    Ok(())
 }
 
-/// Run one op on concrete operands; `ty` is the node's static type (for dtypes of results).
-/// A run-time shape mismatch is an `Err` describing it.
-pub fn eval(op: &Op, x: &[&Tensor], ty: &Type, fast: bool) -> K {
+/// Run one op on concrete operands; `types` are the operands' static types, `ty` the node's
+/// (for dtypes of results). A run-time shape mismatch is an `Err` describing it.
+pub fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, fast: bool) -> K {
+    check_broadcast(op, x, types)?;
     Ok(match op {
         Op::Input { .. } | Op::Constant(_) | Op::Shared(_) => {
             return Err("leaf nodes have no kernel".into());

@@ -172,14 +172,14 @@ impl Program {
                                 .get()
                         })
                         .collect();
-                    let declared: Vec<&Type> =
-                        n.inputs.iter().map(|&i| &self.nodes[i].ty).collect();
-                    let out = kernels::check_broadcast(&n.op, &declared, &args)
-                        .and_then(|()| kernels::eval(&n.op, &args, &n.ty, fast))
-                        .map_err(|detail| Error::Runtime {
-                            op: n.op.name(),
-                            detail,
-                            loc: n.loc,
+                    let types: Vec<&Type> = n.inputs.iter().map(|&i| &self.nodes[i].ty).collect();
+                    let out =
+                        kernels::eval(&n.op, &args, &types, &n.ty, fast).map_err(|detail| {
+                            Error::Runtime {
+                                op: n.op.name(),
+                                detail,
+                                loc: n.loc,
+                            }
                         })?;
                     live += bytes(&out);
                     Val::Own(out)

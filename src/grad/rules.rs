@@ -75,10 +75,12 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                 Binary::Mul => vec![needs[0].then(|| dy * c), needs[1].then(|| dy * a)],
                 // y = a / b: da = dy / b, db = -dy y / b
                 Binary::Div => vec![needs[0].then(|| dy / c), needs[1].then(|| -(dy * y) / c)],
-                // y = a^b: da = b a^(b-1) dy, db = log(a) y dy
+                // y = a^b: da = b a^(b-1) dy, db = log(a) y dy. At a = 0 (b > 0) y is 0 for
+                // every nearby b, so db = 0; log(0) * 0 would be NaN, so log reads a zero base
+                // as 1 (a select, so no derivative of it divides by zero either).
                 Binary::Pow => vec![
                     needs[0].then(|| dy * &(c * &a.pow(&(c - 1.0)))),
-                    needs[1].then(|| dy * &(&a.log() * y)),
+                    needs[1].then(|| dy * &(&a.equal(0.0).select(1.0, a).log() * y)),
                 ],
                 // y = max(a, b): the larger operand gets dy (a on ties)
                 Binary::Maximum => vec![
@@ -111,12 +113,35 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
             one(match op {
                 // y = sum(x): dx = dy broadcast
                 Reduce::Sum => dyk,
-                // y = prod(x): dx = dy y / x (x nonzero)
-                Reduce::Prod => &dyk * &(&keep(y, axes, *keepdims).broadcast_like(a) / a),
-                // y = max(x): dx = dy where x attains the max
-                Reduce::Max | Reduce::Min => {
+                // y = prod(x): dx_i = dy prod_{j != i} x_j, which is dy y / x_i for nonzero x_i.
+                // At a zero, y / x is 0/0, so the product of the other factors is built from
+                // P, the product of the lane's nonzero factors (zeros replaced by 1, so no
+                // branch divides by zero): P if x_i is the lane's only zero; P x_k if there is
+                // one other zero x_k (written P (sum of zeros - x_i): 0, but with the right
+                // derivative); else 0. Exact to second order; with three or more zeros in a
+                // lane, third derivatives are not.
+                Reduce::Prod => {
+                    let ax: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+                    let zero = a.equal(0.0);
+                    let nonzero = zero.select(1.0, a);
+                    let p = nonzero.prod_axes(&ax, true);
+                    let zeros = mask(zero.clone(), a).sum_axes(&ax, true);
+                    let other_zero = &zero.select(a, 0.0).sum_axes(&ax, true) - a;
+                    let rest = zeros
+                        .equal(1.0)
+                        .select(&p, zeros.equal(2.0).select(&(&p * &other_zero), 0.0));
                     let yk = keep(y, axes, *keepdims);
-                    &dyk * &mask(a.equal(&yk), a)
+                    &dyk * &zero.select(&rest, &(&yk / &nonzero))
+                }
+                // y = max(x): dx = dy where x attains the max, split evenly among ties. Giving
+                // every tie the whole dy is no subgradient: max over [x, x] is x, yet each copy
+                // would get dy, so dx = 2 dy. (The count is at least 1 unless the lane holds a
+                // NaN, where nothing matches; max(count, 1) keeps that lane's gradient 0.)
+                Reduce::Max | Reduce::Min => {
+                    let ax: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+                    let hit = mask(a.equal(keep(y, axes, *keepdims)), a);
+                    let count = hit.sum_axes(&ax, true).maximum(1.0);
+                    &dyk * &(&hit / &count)
                 }
             })
         }

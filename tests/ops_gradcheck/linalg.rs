@@ -1,0 +1,68 @@
+//! Matrix products: `matmul` (2-d and batched 3-d), numpy-style `dot`, `outer`.
+
+use crate::common::{Fill, case};
+
+const U: Fill = Fill::Uniform(-1.5, 1.5);
+
+#[test]
+fn matmul() {
+    case("matmul 2-d")
+        .var(&[3, 4], U)
+        .var(&[4, 2], U)
+        .elementwise()
+        .check(|x| x[0].matmul(&x[1]));
+    case("matmul 2-d")
+        .var(&[5, 7], U)
+        .var(&[7, 6], U)
+        .check(|x| x[0].matmul(&x[1]));
+    case("matmul 1x1 result")
+        .var(&[1, 5], U)
+        .var(&[5, 1], U)
+        .elementwise()
+        .check(|x| x[0].matmul(&x[1]));
+}
+
+#[test]
+fn matmul_batched() {
+    case("matmul 3-d")
+        .var(&[2, 3, 4], U)
+        .var(&[2, 4, 5], U)
+        .check(|x| x[0].matmul(&x[1]));
+    case("matmul 3-d")
+        .var(&[3, 2, 2], U)
+        .var(&[3, 2, 1], U)
+        .elementwise()
+        .check(|x| x[0].matmul(&x[1]));
+}
+
+#[test]
+fn dot() {
+    case("dot vec.vec")
+        .var(&[4], U)
+        .var(&[4], U)
+        .elementwise()
+        .check(|x| x[0].dot(&x[1]));
+    case("dot mat.vec")
+        .var(&[3, 4], U)
+        .var(&[4], U)
+        .elementwise()
+        .check(|x| x[0].dot(&x[1]));
+    case("dot vec.mat")
+        .var(&[3], U)
+        .var(&[3, 4], U)
+        .elementwise()
+        .check(|x| x[0].dot(&x[1]));
+    case("dot mat.mat")
+        .var(&[3, 4], U)
+        .var(&[4, 5], U)
+        .check(|x| x[0].dot(&x[1]));
+}
+
+#[test]
+fn outer() {
+    case("outer")
+        .var(&[3], U)
+        .var(&[4], U)
+        .elementwise()
+        .check(|x| x[0].outer(&x[1]));
+}

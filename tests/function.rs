@@ -202,3 +202,34 @@ fn debugprint_shows_types_and_the_lines_that_built_each_node() {
     assert!(dot.starts_with("digraph"), "{dot}");
     assert!(dot.contains("->"), "{dot}");
 }
+
+#[test]
+fn logsumexp_is_stable_for_huge_and_empty_lanes() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[Some(2), Some(3)]);
+    let y = x.logsumexp_axes(&[1], false);
+    let v = eval(
+        &[&y],
+        &[(
+            &x,
+            ndarray::arr2(&[[1e4, 1e4, 0.0], [f64::NEG_INFINITY; 3]]).into(),
+        )],
+    )
+    .unwrap();
+    let v = v[0].to_f64_vec();
+    assert!((v[0] - (1e4 + 2f64.ln())).abs() < 1e-9, "{v:?}");
+    assert_eq!(v[1], f64::NEG_INFINITY);
+}
+
+#[test]
+fn the_gradient_seed_is_located_at_the_grad_call() {
+    let g = Graph::new();
+    let x = g.scalar("x", DType::F32);
+    let (gx, line) = (grad(&x.exp(), &[&x]).unwrap().remove(0), line!());
+    let text = debugprint(&[&gx]);
+    assert!(
+        text.contains(&format!("tests/function.rs:{line}")),
+        "{text}"
+    );
+    assert!(!text.contains("src/grad"), "{text}");
+}

@@ -58,7 +58,14 @@ fn grad_at(cost: &Expr, wrt: &[&Expr], options: GradOptions, at: Location) -> Re
             at,
         });
     }
-    let one = cost.lit(1.0);
+    // The seed dy = 1 is attributed to the grad call, not to gradus's own source.
+    let one = {
+        let id = cost
+            .graph
+            .lock()
+            .constant(crate::tensor::Tensor::scalar(1.0, ty.dtype), at);
+        cost.graph.expr(id)
+    };
     sweep(&[cost], &[&one], wrt, options, at)
 }
 

@@ -420,7 +420,10 @@ impl Expr {
     /// `log(sum(exp(x)))` over `axes`, shifted by the maximum so it never overflows.
     #[track_caller]
     pub fn logsumexp_axes(&self, axes: &[isize], keepdims: bool) -> Expr {
-        let m = self.max_axes(axes, true).stop_gradient();
+        // Shift by the max (held constant for grad); a lane that is all -inf shifts by 0 so the
+        // result is -inf rather than NaN from -inf - -inf.
+        let m = self.max_axes(axes, true);
+        let m = m.gt(f64::NEG_INFINITY).select(&m, 0.0).stop_gradient();
         let s = (self - &m).exp().sum_axes(axes, true).log() + &m;
         if keepdims {
             s

@@ -27,6 +27,7 @@ pub mod graph;
 pub mod models;
 pub mod optim;
 pub mod random;
+pub mod rewrite;
 pub mod shape;
 pub mod tensor;
 pub mod viz;

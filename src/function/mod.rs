@@ -17,7 +17,10 @@ use crate::shape;
 use crate::tensor::Tensor;
 
 pub use plan::Mode;
-use plan::{Leaf, PNode, Program};
+use plan::Program;
+pub(crate) use plan::{Leaf, PNode};
+
+use crate::rewrite::{FGraph, RewriteStats, optimize};
 
 /// Start describing a compiled function of `inputs` computing `outputs`.
 ///
@@ -40,6 +43,7 @@ pub fn function(inputs: &[&Expr], outputs: &[&Expr]) -> FunctionBuilder {
         updates: Vec::new(),
         givens: Vec::new(),
         mode: Mode::Fast,
+        excluded: Vec::new(),
         loc: Location::caller(),
     }
 }
@@ -51,6 +55,7 @@ pub struct FunctionBuilder {
     updates: Vec<(Expr, Expr)>,
     givens: Vec<(Expr, Expr)>,
     mode: Mode,
+    excluded: Vec<String>,
     loc: Location,
 }
 
@@ -67,6 +72,13 @@ impl FunctionBuilder {
     pub fn givens(mut self, givens: &[(&Expr, &Expr)]) -> Self {
         self.givens
             .extend(givens.iter().map(|(o, n)| ((*o).clone(), (*n).clone())));
+        self
+    }
+
+    /// Switch off the rewrites with these names (see [`crate::rewrite::RULES`]; `merge` is the
+    /// merge phase).
+    pub fn exclude(mut self, names: &[&str]) -> Self {
+        self.excluded.extend(names.iter().map(|n| n.to_string()));
         self
     }
 
@@ -221,6 +233,35 @@ impl FunctionBuilder {
                 }
             }
         }
+        let outputs: Vec<usize> = self.outputs.iter().map(|e| index[&subst(e.id)]).collect();
+        let n_out = outputs.len();
+        let (shared_vars, values): (Vec<Arc<SharedVar>>, Vec<usize>) = updates
+            .into_iter()
+            .map(|(s, v)| (s, index[&subst(v)]))
+            .unzip();
+        drop(g);
+        if let Some(bad) = self
+            .excluded
+            .iter()
+            .find(|n| *n != "merge" && !crate::rewrite::RULES.iter().any(|r| r.name == n.as_str()))
+        {
+            return Err(usage(format!("no rewrite is named {bad}")));
+        }
+
+        // The optimizer works on its own copy; the reference mode runs the graph as written.
+        let mut fg = FGraph::new(nodes, outputs.into_iter().chain(values).collect());
+        let stats = if self.mode == Mode::Fast {
+            optimize(&mut fg, &self.excluded)
+        } else {
+            RewriteStats::default()
+        };
+        let (nodes, roots) = fg.finish();
+        let outputs = roots[..n_out].to_vec();
+        let updates: Vec<(Arc<SharedVar>, usize)> = shared_vars
+            .into_iter()
+            .zip(roots[n_out..].iter().copied())
+            .collect();
+
         // Streams sampled from advance after each call, unless the user updates their state.
         let mut streams: Vec<Arc<SharedVar>> = Vec::new();
         for n in &nodes {
@@ -233,14 +274,9 @@ impl FunctionBuilder {
                 }
             }
         }
-        let outputs = self.outputs.iter().map(|e| index[&subst(e.id)]).collect();
-        let updates = updates
-            .into_iter()
-            .map(|(s, v)| (s, index[&subst(v)]))
-            .collect();
-        drop(g);
         Ok(Function {
             program: Program::new(nodes, outputs, updates, streams, input_types, self.mode),
+            stats,
         })
     }
 }
@@ -249,6 +285,7 @@ impl FunctionBuilder {
 /// the updates. `Send + Sync`: one compiled function can be shared by threads.
 pub struct Function {
     program: Program,
+    stats: RewriteStats,
 }
 
 impl Function {
@@ -256,6 +293,11 @@ impl Function {
     #[track_caller]
     pub fn call(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         self.program.run(inputs)
+    }
+
+    /// What the optimizer did: hits per rewrite and why each phase stopped.
+    pub fn rewrite_stats(&self) -> &RewriteStats {
+        &self.stats
     }
 
     /// Names and types of the inputs.

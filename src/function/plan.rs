@@ -23,12 +23,14 @@ pub enum Mode {
     Reference,
 }
 
+#[derive(Clone)]
 pub(crate) enum Leaf {
     Input(usize),
     Const(Arc<Tensor>),
     Shared(Arc<SharedVar>),
 }
 
+#[derive(Clone)]
 pub(crate) struct PNode {
     pub op: Op,
     pub inputs: Vec<usize>,

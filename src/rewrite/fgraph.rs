@@ -1,0 +1,224 @@
+//! `FGraph`: the compiler's mutable copy of the subgraph a function needs.
+//!
+//! Nodes are never removed: `replace(old, new)` forwards every use of `old` to `new` (resolved by
+//! [`FGraph::find`]); [`FGraph::order`] lists the live nodes reachable from the roots in
+//! dependency order, and [`FGraph::finish`] compacts them into the program's node list.
+
+use crate::error::Location;
+use crate::exec::kernels;
+use crate::function::{Leaf, PNode};
+use crate::graph::op::Op;
+use crate::graph::{Type, infer};
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+
+pub(crate) struct FGraph {
+    nodes: Vec<PNode>,
+    forward: Vec<usize>,
+    /// Outputs, then update values.
+    roots: Vec<usize>,
+}
+
+impl FGraph {
+    pub fn new(nodes: Vec<PNode>, roots: Vec<usize>) -> FGraph {
+        let forward = (0..nodes.len()).collect();
+        FGraph {
+            nodes,
+            forward,
+            roots,
+        }
+    }
+
+    /// The node `i` now stands for (after replacements).
+    pub fn find(&self, mut i: usize) -> usize {
+        while self.forward[i] != i {
+            i = self.forward[i];
+        }
+        i
+    }
+
+    pub fn node(&self, i: usize) -> &PNode {
+        &self.nodes[i]
+    }
+
+    /// The op of the node `i` stands for.
+    pub fn op(&self, i: usize) -> &Op {
+        &self.nodes[self.find(i)].op
+    }
+
+    pub fn ty(&self, i: usize) -> &Type {
+        &self.nodes[self.find(i)].ty
+    }
+
+    /// Operands of `i`, resolved.
+    pub fn inputs(&self, i: usize) -> Vec<usize> {
+        self.nodes[self.find(i)]
+            .inputs
+            .iter()
+            .map(|&p| self.find(p))
+            .collect()
+    }
+
+    pub fn loc(&self, i: usize) -> Location {
+        self.nodes[self.find(i)].loc
+    }
+
+    /// A new node; its type is inferred (`None` when the operands do not fit, so rules can
+    /// simply decline).
+    pub fn add(&mut self, op: Op, inputs: &[usize], loc: Location) -> Option<usize> {
+        let inputs: Vec<usize> = inputs.iter().map(|&p| self.find(p)).collect();
+        let types: Vec<Type> = inputs.iter().map(|&p| self.nodes[p].ty.clone()).collect();
+        let ty = infer(&op, &types).ok()?;
+        Some(self.push(PNode {
+            op,
+            inputs,
+            ty,
+            loc,
+            leaf: None,
+        }))
+    }
+
+    fn push(&mut self, node: PNode) -> usize {
+        self.nodes.push(node);
+        self.forward.push(self.nodes.len() - 1);
+        self.nodes.len() - 1
+    }
+
+    /// A new constant node.
+    pub fn constant(&mut self, value: Tensor, loc: Location) -> usize {
+        let ty = Type {
+            dtype: value.dtype(),
+            shape: Shape::known(value.shape()),
+        };
+        self.push(PNode {
+            op: Op::Constant(usize::MAX),
+            inputs: Vec::new(),
+            ty,
+            loc,
+            leaf: Some(Leaf::Const(value.into())),
+        })
+    }
+
+    /// The value of a constant node.
+    pub fn const_value(&self, i: usize) -> Option<&Tensor> {
+        match &self.nodes[self.find(i)].leaf {
+            Some(Leaf::Const(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Is `i` a constant whose every element equals `v`?
+    pub fn is_const(&self, i: usize, v: f64) -> bool {
+        self.const_value(i)
+            .is_some_and(|t| !t.is_empty() && t.to_f64_vec().iter().all(|x| *x == v))
+    }
+
+    /// Make every use of `old` a use of `new`.
+    pub fn replace(&mut self, old: usize, new: usize) {
+        let (old, new) = (self.find(old), self.find(new));
+        if old != new {
+            self.forward[old] = new;
+        }
+    }
+
+    /// Live nodes reachable from the roots, operands first.
+    pub fn order(&self) -> Vec<usize> {
+        let mut state = vec![0u8; self.nodes.len()];
+        let mut out = Vec::new();
+        for &r in &self.roots {
+            let mut stack = vec![(self.find(r), false)];
+            while let Some((i, expanded)) = stack.pop() {
+                if expanded {
+                    if state[i] != 2 {
+                        state[i] = 2;
+                        out.push(i);
+                    }
+                    continue;
+                }
+                if state[i] != 0 {
+                    continue;
+                }
+                state[i] = 1;
+                stack.push((i, true));
+                for &p in self.nodes[i].inputs.iter().rev() {
+                    let p = self.find(p);
+                    if state[p] == 0 {
+                        stack.push((p, false));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Check the invariants: every live node's type is what inference gives for its operands,
+    /// and operands come before users (no cycle).
+    pub fn validate(&self) -> Result<(), String> {
+        let order = self.order();
+        let mut pos = vec![usize::MAX; self.nodes.len()];
+        for (k, &i) in order.iter().enumerate() {
+            pos[i] = k;
+        }
+        for (k, &i) in order.iter().enumerate() {
+            let n = &self.nodes[i];
+            let ins = self.inputs(i);
+            if ins.iter().any(|&p| pos[p] >= k) {
+                return Err(format!("node {i} ({}) is part of a cycle", n.op.name()));
+            }
+            if n.leaf.is_none() {
+                let types: Vec<Type> = ins.iter().map(|&p| self.nodes[p].ty.clone()).collect();
+                match infer(&n.op, &types) {
+                    Ok(t) if t == n.ty => {}
+                    Ok(t) => {
+                        return Err(format!(
+                            "node {i} ({}) has type {} but infers {t}",
+                            n.op.name(),
+                            n.ty
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "node {i} ({}) no longer type-checks: {e:?}",
+                            n.op.name()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluate a node whose operands are all constants (constant folding), with the reference
+    /// kernels.
+    pub fn fold(&mut self, i: usize) -> Option<usize> {
+        let ins = self.inputs(i);
+        let values: Vec<&Tensor> = ins
+            .iter()
+            .map(|&p| self.const_value(p))
+            .collect::<Option<_>>()?;
+        let types: Vec<&Type> = ins.iter().map(|&p| &self.nodes[p].ty).collect();
+        let n = &self.nodes[self.find(i)];
+        let out = kernels::eval(&n.op, &values, &types, &n.ty, false).ok()?;
+        let loc = n.loc;
+        Some(self.constant(out, loc))
+    }
+
+    /// Compact the live nodes into a program: nodes in order, and the roots' new indices.
+    pub fn finish(self) -> (Vec<PNode>, Vec<usize>) {
+        let order = self.order();
+        let mut index = vec![usize::MAX; self.nodes.len()];
+        for (k, &i) in order.iter().enumerate() {
+            index[i] = k;
+        }
+        let nodes = order
+            .iter()
+            .map(|&i| {
+                let mut n = self.nodes[i].clone();
+                n.inputs = n.inputs.iter().map(|&p| index[self.find(p)]).collect();
+                n
+            })
+            .collect();
+        let roots = self.roots.iter().map(|&r| index[self.find(r)]).collect();
+        (nodes, roots)
+    }
+}

@@ -95,6 +95,7 @@ pub(crate) fn optimize(fg: &mut FGraph, excluded: &[String]) -> RewriteStats {
                 break;
             }
             passes += 1;
+            let mut fired: Vec<&'static str> = Vec::new();
             let changed = if phase == Phase::Merge {
                 if on("merge") {
                     merge(fg, &mut stats)
@@ -126,16 +127,19 @@ pub(crate) fn optimize(fg: &mut FGraph, excluded: &[String]) -> RewriteStats {
                             );
                             fg.replace(node, new);
                             *stats.hits.entry(rule.name).or_default() += 1;
+                            fired.push(rule.name);
                             changed = true;
                         }
                     }
                 }
                 changed
             };
-            if cfg!(debug_assertions) {
-                if let Err(e) = fg.validate() {
-                    panic!("the graph is invalid after phase {phase:?}: {e}");
-                }
+            if cfg!(debug_assertions)
+                && let Err(e) = fg.validate()
+            {
+                panic!(
+                    "the graph is invalid after phase {phase:?}, pass {passes}, which applied {fired:?}: {e}"
+                );
             }
             if !changed {
                 break;

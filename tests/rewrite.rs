@@ -1,4 +1,5 @@
 //! The optimizer never changes what a graph computes: every rule has a structural test (it
+#![allow(clippy::eq_op)] // x - x and x * x are the patterns some rewrites look for
 //! fires, the pattern is gone) and a value test with only that rule on; random graphs give the
 //! same values and gradients with all rewrites as with none; stabilized forms stay finite.
 

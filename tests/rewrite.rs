@@ -1,7 +1,8 @@
 //! The optimizer never changes what a graph computes: every rule has a structural test (it
-#![allow(clippy::eq_op)] // x - x and x * x are the patterns some rewrites look for
 //! fires, the pattern is gone) and a value test with only that rule on; random graphs give the
 //! same values and gradients with all rewrites as with none; stabilized forms stay finite.
+
+#![allow(clippy::eq_op)] // x - x and x * x are the patterns some rewrites look for
 
 use gradus::prelude::*;
 use gradus::rewrite::RULES;

@@ -8,7 +8,8 @@
 //! RBM's, then writes `out/gbrbm_filters.png`, `out/gbrbm_samples.png` (Gibbs chains from test
 //! digits, visible means mapped back to pixels), `out/gbrbm_curve.png`, the parameters as
 //! `out/gbrbm.safetensors` (readable by `safetensors.numpy.load_file`), and the test error of a
-//! linear classifier on the hidden probabilities. About two minutes on 2 cores (15 epochs).
+//! linear classifier on the hidden probabilities: 5.8% after the default 15 epochs (about 80 s
+//! on 2 cores), 5.3% with `--epochs 20`, against 8.3% for softmax regression on the pixels.
 //!
 //! `cargo run --release --example gbrbm -- [--data DIR] [--epochs N] [--seed S] [--out DIR]`
 

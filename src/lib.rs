@@ -24,6 +24,7 @@ pub mod function;
 pub mod grad;
 pub mod gradcheck;
 pub mod graph;
+pub mod io;
 pub mod models;
 pub mod optim;
 pub mod random;

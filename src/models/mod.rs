@@ -1,7 +1,9 @@
 //! Models of the deep-learning revival written as gradus graphs.
 
+pub mod autoencoder;
 pub mod rbm;
 
+pub use autoencoder::{AeConfig, Autoencoder};
 pub use rbm::{CdConfig, Rbm};
 
 /// Unroll `k` steps of a loop body into the graph: `step(step(...step(init)))`. A Gibbs chain

@@ -2,9 +2,11 @@
 
 pub mod autoencoder;
 pub mod rbm;
+pub mod stacked;
 
 pub use autoencoder::{AeConfig, Autoencoder};
 pub use rbm::{CdConfig, Rbm};
+pub use stacked::StackedAutoencoder;
 
 /// Unroll `k` steps of a loop body into the graph: `step(step(...step(init)))`. A Gibbs chain
 /// of k steps is `unroll(k, v, |v| rbm.gibbs_vhv(&v, &rng).1)`; every step draws fresh random

@@ -1,9 +1,13 @@
 //! Models of the deep-learning revival written as gradus graphs.
 
+pub mod autoencoder;
 pub mod gbrbm;
 pub mod rbm;
+pub mod stacked;
 
+pub use autoencoder::{AeConfig, Autoencoder};
 pub use rbm::{CdConfig, Rbm};
+pub use stacked::StackedAutoencoder;
 
 /// Unroll `k` steps of a loop body into the graph: `step(step(...step(init)))`. A Gibbs chain
 /// of k steps is `unroll(k, v, |v| rbm.gibbs_vhv(&v, &rng).1)`; every step draws fresh random

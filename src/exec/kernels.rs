@@ -189,22 +189,25 @@ fn reduce<T: Float>(
     axes: &[usize],
     keepdims: bool,
 ) -> Result<ArrayD<T>, String> {
-    let mut out = a.clone();
+    // Reduce the first axis straight from the operand's view: no copy of the input.
+    let mut out: Option<ArrayD<T>> = None;
     for &ax in axes.iter().rev() {
-        if out.shape()[ax] == 0 && matches!(r, Reduce::Max | Reduce::Min) {
+        let cur = out.as_ref().map_or_else(|| a.view(), |o| o.view());
+        if cur.shape()[ax] == 0 && matches!(r, Reduce::Max | Reduce::Min) {
             return Err(format!("{} over an empty axis {ax}", r.name()));
         }
-        out = match r {
-            Reduce::Sum => out.sum_axis(Axis(ax)),
-            Reduce::Prod => out.fold_axis(Axis(ax), T::one(), |&p, &q| p * q),
-            Reduce::Max => out.fold_axis(Axis(ax), T::neg_infinity(), |&p, &q| {
+        out = Some(match r {
+            Reduce::Sum => cur.sum_axis(Axis(ax)),
+            Reduce::Prod => cur.fold_axis(Axis(ax), T::one(), |&p, &q| p * q),
+            Reduce::Max => cur.fold_axis(Axis(ax), T::neg_infinity(), |&p, &q| {
                 if q > p || q.is_nan() { q } else { p }
             }),
-            Reduce::Min => out.fold_axis(Axis(ax), T::infinity(), |&p, &q| {
+            Reduce::Min => cur.fold_axis(Axis(ax), T::infinity(), |&p, &q| {
                 if q < p || q.is_nan() { q } else { p }
             }),
-        };
+        });
     }
+    let mut out = out.unwrap_or_else(|| a.clone());
     if keepdims {
         for &ax in axes {
             out.insert_axis_inplace(Axis(ax));

@@ -1,6 +1,7 @@
 //! Models of the deep-learning revival written as gradus graphs.
 
 pub mod rbm;
+pub mod rbm_eval;
 
 pub use rbm::{CdConfig, Rbm};
 

@@ -3,6 +3,7 @@
 pub mod autoencoder;
 pub mod gbrbm;
 pub mod rbm;
+pub mod rbm_eval;
 pub mod stacked;
 
 pub use autoencoder::{AeConfig, Autoencoder};

@@ -159,6 +159,28 @@ impl Rbm {
     /// reconstruction error, and update `W`, the biases, their velocities and (for PCD) the
     /// persistent chain.
     pub fn trainer(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<Function> {
+        self.build_trainer(cfg, rng, None)
+    }
+
+    /// [`Rbm::trainer`] with the learning rate read from the scalar `lr` (a shared variable)
+    /// at every call instead of the constant `cfg.lr`, so that a schedule can anneal it. PCD
+    /// needs one: under a constant rate its log-likelihood swings by several nats from epoch to
+    /// epoch, and decaying the rate to zero over the last epochs settles it.
+    pub fn trainer_with_learning_rate(
+        &self,
+        cfg: &CdConfig,
+        rng: &RandomStream,
+        lr: &Expr,
+    ) -> Result<Function> {
+        self.build_trainer(cfg, rng, Some(lr))
+    }
+
+    fn build_trainer(
+        &self,
+        cfg: &CdConfig,
+        rng: &RandomStream,
+        lr: Option<&Expr>,
+    ) -> Result<Function> {
         let g = self.w.graph().clone();
         let x = g.input("x", DType::F32, &[None, Some(self.n_visible)]);
         let chain = cfg.persistent.then(|| {
@@ -179,11 +201,14 @@ impl Rbm {
         let cost = self.free_energy(&x).mean() - self.free_energy(&v_neg.stop_gradient()).mean();
         let params = self.params();
         let grads = grad(&cost, &params)?;
-        let mut updates = Optimizer::momentum(cfg.lr, cfg.momentum)
+        let optimizer = || match lr {
+            Some(lr) => Optimizer::momentum(cfg.lr, cfg.momentum).learning_rate(lr),
+            None => Optimizer::momentum(cfg.lr, cfg.momentum),
+        };
+        let mut updates = optimizer()
             .weight_decay(cfg.weight_decay)
             .updates(&params[..1], &grads[..1])?;
-        updates
-            .extend(Optimizer::momentum(cfg.lr, cfg.momentum).updates(&params[1..], &grads[1..])?);
+        updates.extend(optimizer().updates(&params[1..], &grads[1..])?);
         if let Some(c) = &chain {
             updates.push((c.clone(), h_neg));
         }

@@ -1,0 +1,107 @@
+//! How good is an RBM, in nats? Trains a 784-16 RBM by CD-1 and by PCD-1 on MNIST digits
+//! binarized at 0.5, then measures each by its exact log-likelihood (summing over all 2^16
+//! hidden states) and checks an AIS estimate of log Z against the exact value.
+//!
+//! Both trainers use plain SGD: learning rate 0.05 (decaying linearly to zero over the last
+//! fifth of the epochs), no momentum, no weight decay, batches of 100. On the bundled subset
+//! PCD-1 should beat CD-1 by about 20 nats while their reconstruction errors barely differ.
+//!
+//! `cargo run --release --example rbm_likelihood -- [--data DIR] [--epochs N] [--seed S]
+//! [--hidden N]`
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use gradus::models::rbm_eval::{self, AisConfig, RbmParams, binarize};
+use gradus::models::{CdConfig, Rbm};
+use gradus::prelude::*;
+use gradus::random::RandomStream;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = common::Args::parse(50)?;
+    let mnist = args.mnist()?;
+    let n_hidden = args.hidden.unwrap_or(16);
+    let train_x = binarize(&mnist.train_images, 0.5);
+    let test_x = binarize(&mnist.test_images, 0.5);
+    let train32 = train_x.mapv(|x| x as f32);
+    let decay_epochs = (args.epochs / 5).max(1);
+    println!(
+        "RBM 784-{n_hidden}, {} epochs, lr 0.05 (decaying over the last {decay_epochs}), \
+         no momentum, no weight decay, batch 100; digits binarized at 0.5",
+        args.epochs
+    );
+
+    for persistent in [false, true] {
+        let name = if persistent { "PCD-1" } else { "CD-1" };
+        let cfg = CdConfig {
+            k: 1,
+            persistent,
+            lr: 0.05,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            batch: 100,
+        };
+
+        let g = Graph::new();
+        let rbm = Rbm::new(&g, 784, n_hidden, args.seed)?;
+        rbm.init_visible_bias(&train32)?;
+        let lr = g.shared("lr", cfg.lr);
+        let step = rbm.trainer_with_learning_rate(&cfg, &RandomStream::new(&g, args.seed), &lr)?;
+        let mut rng = args.rng();
+        let per_epoch = train32.nrows().div_ceil(cfg.batch);
+        let (total, decay) = (args.epochs * per_epoch, decay_epochs * per_epoch);
+        let start = Instant::now();
+        let mut t = 0;
+        let mut recon = 0.0;
+        for _ in 0..args.epochs {
+            recon = 0.0;
+            for idx in common::minibatches(train32.nrows(), cfg.batch, &mut rng) {
+                let left = (total - t) as f64 / decay as f64;
+                lr.set_value(cfg.lr * left.min(1.0))?;
+                recon += step.call(&[common::rows(&train32, &idx)])?[0].item()? / per_epoch as f64;
+                t += 1;
+            }
+        }
+        let train_s = start.elapsed().as_secs_f64();
+
+        let params = RbmParams::of(&rbm)?;
+        let start = Instant::now();
+        let exact = (n_hidden <= rbm_eval::MAX_ENUMERATED_UNITS)
+            .then(|| params.exact_log_partition())
+            .transpose()?;
+        let exact_s = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let ais = params.ais_log_partition(&AisConfig::default().with_base_rate(&train_x))?;
+        let ais_s = start.elapsed().as_secs_f64();
+
+        println!("\n{name}: trained in {train_s:.1}s, last-epoch reconstruction error {recon:.2}");
+        println!(
+            "  AIS log Z     {:9.3}  [{:.3}, {:.3}]  (100 runs, 14,501 betas, {ais_s:.1}s)",
+            ais.log_z, ais.log_z_lower, ais.log_z_upper
+        );
+        let log_z = match exact {
+            Some(z) => {
+                println!(
+                    "  exact log Z   {z:9.3}  (2^{n_hidden} states, {exact_s:.2}s); AIS - exact = \
+                     {:+.3}",
+                    ais.log_z - z
+                );
+                z
+            }
+            None => ais.log_z,
+        };
+        let which = if exact.is_some() { "exact" } else { "AIS" };
+        println!(
+            "  {which} test log-likelihood {:.2} nats, train {:.2}",
+            params.log_likelihood(&test_x, log_z)?,
+            params.log_likelihood(&train_x, log_z)?
+        );
+        println!(
+            "  test log pseudo-likelihood {:.2}",
+            params.pseudo_log_likelihood(&test_x)?
+        );
+    }
+    Ok(())
+}

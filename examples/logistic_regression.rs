@@ -37,13 +37,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for epoch in 1..=args.epochs {
         let mut total = 0.0;
         let batches = common::minibatches(mnist.train_labels.len(), batch, &mut rng);
-        for idx in &batches {
+        let bar = common::progress(batches.len(), &format!("epoch {epoch:3}"));
+        for (i, idx) in batches.iter().enumerate() {
             let out = train.call(&[
                 common::rows(&mnist.train_images, idx),
                 common::labels(&mnist.train_labels, idx),
             ])?;
             total += out[0].item()?;
+            bar.inc(1);
+            if i % 20 == 0 {
+                bar.set_message(format!("loss {:.4}", total / (i + 1) as f64));
+            }
         }
+        bar.finish_and_clear();
         let err = common::error_rate(
             &predict.call(std::slice::from_ref(&test_x))?[0],
             &mnist.test_labels,

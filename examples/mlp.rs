@@ -64,7 +64,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let rate = lr0 / (1.0 + 0.1 * (epoch - 1) as f32);
         let mut total = 0.0;
         let batches = common::minibatches(mnist.train_labels.len(), batch, &mut rng);
-        for idx in &batches {
+        let bar = common::progress(batches.len(), &format!("epoch {epoch:3}"));
+        for (i, idx) in batches.iter().enumerate() {
             let m = Array2::from_shape_fn((idx.len(), hidden), |_| {
                 f32::from(rng.random::<f32>() < keep)
             });
@@ -75,7 +76,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 m.into(),
             ];
             total += train.call(&feed)?[0].item()?;
+            bar.inc(1);
+            if i % 20 == 0 {
+                bar.set_message(format!("loss {:.4}", total / (i + 1) as f64));
+            }
         }
+        bar.finish_and_clear();
         let err = common::error_rate(
             &predict.call(std::slice::from_ref(&test_x))?[0],
             &mnist.test_labels,

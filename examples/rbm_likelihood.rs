@@ -55,15 +55,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start = Instant::now();
         let mut t = 0;
         let mut recon = 0.0;
-        for _ in 0..args.epochs {
+        let bar = common::progress(args.epochs * per_epoch, name);
+        for epoch in 1..=args.epochs {
             recon = 0.0;
+            bar.set_message(format!("epoch {epoch}"));
             for idx in common::minibatches(train32.nrows(), cfg.batch, &mut rng) {
+                bar.inc(1);
                 let left = (total - t) as f64 / decay as f64;
                 lr.set_value(cfg.lr * left.min(1.0))?;
                 recon += step.call(&[common::rows(&train32, &idx)])?[0].item()? / per_epoch as f64;
                 t += 1;
             }
         }
+        bar.finish_and_clear();
         let train_s = start.elapsed().as_secs_f64();
 
         let params = RbmParams::of(&rbm)?;

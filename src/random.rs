@@ -40,12 +40,17 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// 64 random bits for element `i` of draw `lane` of a node.
-fn bits(seed: u64, counter: u64, key: u64, i: u64, lane: u64) -> u64 {
+/// The per-node part of the hash: it depends on the seed, the call and the node, not on the
+/// element, so a draw computes it once.
+fn node_base(seed: u64, counter: u64, key: u64) -> u64 {
     let a = mix(seed ^ 0x9e37_79b9_7f4a_7c15);
     let b = mix(a ^ counter.wrapping_mul(0xd1b5_4a32_d192_ed03));
-    let c = mix(b ^ key.wrapping_mul(0x8cb9_2ba7_2f3d_8dd7));
-    mix(c ^ i.wrapping_mul(2).wrapping_add(lane))
+    mix(b ^ key.wrapping_mul(0x8cb9_2ba7_2f3d_8dd7))
+}
+
+/// 64 random bits for element `i` of draw `lane` of the node with hash base `base`.
+fn bits(base: u64, i: u64, lane: u64) -> u64 {
+    mix(base ^ i.wrapping_mul(2).wrapping_add(lane))
 }
 
 /// A uniform in `[0, 1)` with 53 random bits.
@@ -53,13 +58,13 @@ fn unit(b: u64) -> f64 {
     (b >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-fn sample(dist: Dist, seed: u64, counter: u64, key: u64, i: u64) -> f64 {
+fn sample(dist: Dist, base: u64, i: u64) -> f64 {
     match dist {
-        Dist::Uniform => unit(bits(seed, counter, key, i, 0)),
+        Dist::Uniform => unit(bits(base, i, 0)),
         Dist::Normal => {
             // Box-Muller; 1 - u keeps the log away from 0.
-            let u1 = 1.0 - unit(bits(seed, counter, key, i, 0));
-            let u2 = unit(bits(seed, counter, key, i, 1));
+            let u1 = 1.0 - unit(bits(base, i, 0));
+            let u2 = unit(bits(base, i, 1));
             (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
         }
     }
@@ -77,8 +82,9 @@ pub(crate) fn draw<T: Float>(
     let n: usize = shape.iter().product();
     let mut out = ArrayD::<T>::zeros(IxDyn(shape));
     let flat = out.as_slice_mut().expect("fresh arrays are contiguous");
+    let base = node_base(seed, counter, key);
     let fill = |(i, v): (usize, &mut T)| {
-        let x = sample(dist, seed, counter, key, i as u64);
+        let x = sample(dist, base, i as u64);
         // f32: round down so uniform draws stay below 1.
         let t = T::from_f(x);
         *v = if dist == Dist::Uniform && t >= T::one() {

@@ -1,5 +1,6 @@
 //! Models of the deep-learning revival written as gradus graphs.
 
+pub mod dbn;
 pub mod rbm;
 
 pub use rbm::{CdConfig, Rbm};

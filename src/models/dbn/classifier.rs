@@ -17,7 +17,8 @@ use crate::random::RandomStream;
 use crate::tensor::Tensor;
 
 /// Settings of a fine-tuning step; the learning rate is an input of the compiled step, so the
-/// caller owns the schedule.
+/// caller owns the schedule. The defaults are those of `examples/dbn.rs` (2.2-2.7% test error
+/// on the bundled MNIST subset with lr 0.2 / (1 + 0.05 epoch), batch 50, 30 epochs).
 #[derive(Clone, Debug)]
 pub struct FineTuneConfig {
     /// Momentum of the parameter velocities.
@@ -35,7 +36,7 @@ impl Default for FineTuneConfig {
         FineTuneConfig {
             momentum: 0.9,
             weight_decay: 1e-5,
-            keep_input: 1.0,
+            keep_input: 0.8,
             keep_hidden: 0.5,
         }
     }

@@ -1,6 +1,7 @@
 //! Models of the deep-learning revival written as gradus graphs.
 
 pub mod autoencoder;
+pub mod dbn;
 pub mod gbrbm;
 pub mod rbm;
 pub mod rbm_eval;

@@ -92,23 +92,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for epoch in 1..=args.epochs {
         let batches = common::minibatches(mnist.train_labels.len(), batch, &mut rng);
-        let mut total = 0.0;
-        let bar = common::progress(batches.len(), &format!("epoch {epoch}"));
-        for (i, idx) in batches.iter().enumerate() {
-            total += train.call(&[common::rows(&mnist.train_images, idx)])?[0].item()?;
-            bar.inc(1);
-            if i % 50 == 0 {
-                bar.set_message(format!(
-                    "reconstruction error {:.2}",
-                    total / (i + 1) as f64
-                ));
-            }
-        }
-        bar.finish_and_clear();
-        println!(
-            "epoch {epoch}  reconstruction error {:.3}",
-            total / batches.len() as f64
-        );
+        let mean = common::epoch(
+            &format!("epoch {epoch}"),
+            "reconstruction error",
+            &batches,
+            |idx| train.call(&[common::rows(&mnist.train_images, idx)])?[0].item(),
+        )?;
+        println!("epoch {epoch}  reconstruction error {mean:.3}");
     }
     let filters: Array2<f32> = w
         .get_value()?

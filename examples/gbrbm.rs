@@ -71,20 +71,13 @@ fn main() -> BoxResult<()> {
     let mut curve = Vec::new();
     for epoch in 1..=args.epochs {
         let batches = common::minibatches(mnist.train_labels.len(), cfg.batch, &mut rng);
-        let bar = common::progress(batches.len(), &format!("epoch {epoch:2}"));
-        let mut total = 0.0;
-        for (i, idx) in batches.iter().enumerate() {
-            total += train.call(&[common::rows(&train_z, idx)])?[0].item()?;
-            bar.inc(1);
-            if i % 50 == 0 {
-                bar.set_message(format!(
-                    "reconstruction error {:.1}",
-                    total / (i + 1) as f64
-                ));
-            }
-        }
-        bar.finish_and_clear();
-        let err = total / batches.len() as f64;
+        let mean = common::epoch(
+            &format!("epoch {epoch:2}"),
+            "reconstruction error",
+            &batches,
+            |idx| train.call(&[common::rows(&train_z, idx)])?[0].item(),
+        )?;
+        let err = mean;
         curve.push(err);
         println!(
             "epoch {epoch:3}  reconstruction error {err:8.2}  ({:4.1}% of the variance)  ({:.1}s)",

@@ -50,20 +50,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut curve = Vec::new();
     for epoch in 1..=args.epochs {
         let batches = common::minibatches(mnist.train_labels.len(), cfg.batch, &mut rng);
-        let bar = common::progress(batches.len(), &format!("epoch {epoch:2}"));
-        let mut total = 0.0;
-        for (i, idx) in batches.iter().enumerate() {
-            total += train.call(&[common::rows(&mnist.train_images, idx)])?[0].item()?;
-            bar.inc(1);
-            if i % 50 == 0 {
-                bar.set_message(format!(
-                    "reconstruction error {:.2}",
-                    total / (i + 1) as f64
-                ));
-            }
-        }
-        bar.finish_and_clear();
-        curve.push(total / batches.len() as f64);
+        let mean = common::epoch(
+            &format!("epoch {epoch:2}"),
+            "reconstruction error",
+            &batches,
+            |idx| train.call(&[common::rows(&mnist.train_images, idx)])?[0].item(),
+        )?;
+        curve.push(mean);
         println!(
             "epoch {epoch:3}  reconstruction error {:8.3}  ({:.1}s)",
             curve[epoch - 1],

@@ -135,6 +135,27 @@ pub fn progress(n: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// One pass over `batches` with a progress bar showing the running mean of what `step` returns
+/// (a loss or monitor); returns that mean.
+pub fn epoch(
+    label: &str,
+    metric: &str,
+    batches: &[Vec<usize>],
+    mut step: impl FnMut(&[usize]) -> gradus::Result<f64>,
+) -> gradus::Result<f64> {
+    let bar = progress(batches.len(), label);
+    let mut total = 0.0;
+    for (i, idx) in batches.iter().enumerate() {
+        total += step(idx)?;
+        bar.inc(1);
+        if i % 20 == 0 {
+            bar.set_message(format!("{metric} {:.3}", total / (i + 1) as f64));
+        }
+    }
+    bar.finish_and_clear();
+    Ok(total / batches.len().max(1) as f64)
+}
+
 /// Test error of softmax regression trained by SGD on fixed features: how linearly useful a
 /// representation is.
 pub fn linear_probe(

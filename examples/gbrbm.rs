@@ -116,16 +116,7 @@ fn main() -> BoxResult<()> {
     // How useful are the hidden units? A linear classifier on P(h | v).
     let v = g.input("v", DType::F32, &[None, Some(784)]);
     let features = function(&[&v], &[&rbm.hidden_probs(&v)]).compile()?;
-    let train_h = to_array(features.call(&[Tensor::from(train_z)])?.remove(0))?;
-    let test_h = to_array(features.call(&[Tensor::from(test_z)])?.remove(0))?;
-    let err = common::linear_probe(
-        &train_h,
-        &mnist.train_labels,
-        &test_h,
-        &mnist.test_labels,
-        30,
-        &mut rng,
-    )?;
+    let err = common::probe_features(&features, train_z, test_z, &mnist, &mut rng)?;
     println!(
         "linear classifier on the {n_hidden} hidden probabilities: {:.2}% test error",
         100.0 * err

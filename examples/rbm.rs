@@ -105,28 +105,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // How useful are the hidden units? A linear classifier on P(h | v).
     let v = g.input("v", DType::F32, &[None, Some(784)]);
     let features = function(&[&v], &[&rbm.hidden_probs(&v)]).compile()?;
-    let to_array = |t: Tensor| -> Result<Array2<f32>, Box<dyn std::error::Error>> {
-        Ok(t.as_f32()
-            .ok_or("features are f32")?
-            .clone()
-            .into_dimensionality()?)
-    };
-    let train_h = to_array(
-        features
-            .call(&[Tensor::from(mnist.train_images.clone())])?
-            .remove(0),
-    )?;
-    let test_h = to_array(
-        features
-            .call(&[Tensor::from(mnist.test_images.clone())])?
-            .remove(0),
-    )?;
-    let err = common::linear_probe(
-        &train_h,
-        &mnist.train_labels,
-        &test_h,
-        &mnist.test_labels,
-        30,
+    let err = common::probe_features(
+        &features,
+        mnist.train_images.clone(),
+        mnist.test_images.clone(),
+        &mnist,
         &mut rng,
     )?;
     println!(

@@ -195,3 +195,30 @@ pub fn linear_probe(
         test_labels,
     ))
 }
+
+/// Test error of a linear classifier (see [`linear_probe`]) on features computed by a compiled
+/// function of one `f32` input, `train` and `test` being its inputs for the two splits.
+pub fn probe_features(
+    features: &gradus::Function,
+    train: Array2<f32>,
+    test: Array2<f32>,
+    mnist: &Mnist,
+    rng: &mut StdRng,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let to_array = |x: Array2<f32>| -> Result<Array2<f32>, Box<dyn std::error::Error>> {
+        let t = features.call(&[Tensor::from(x)])?.remove(0);
+        Ok(t.as_f32()
+            .ok_or("features are f32")?
+            .clone()
+            .into_dimensionality()?)
+    };
+    let (train_h, test_h) = (to_array(train)?, to_array(test)?);
+    Ok(linear_probe(
+        &train_h,
+        &mnist.train_labels,
+        &test_h,
+        &mnist.test_labels,
+        30,
+        rng,
+    )?)
+}

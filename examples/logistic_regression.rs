@@ -35,28 +35,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let test_x = Tensor::from(mnist.test_images.clone());
     let start = Instant::now();
     for epoch in 1..=args.epochs {
-        let mut total = 0.0;
         let batches = common::minibatches(mnist.train_labels.len(), batch, &mut rng);
-        let bar = common::progress(batches.len(), &format!("epoch {epoch:3}"));
-        for (i, idx) in batches.iter().enumerate() {
-            let out = train.call(&[
+        let loss = common::epoch(&format!("epoch {epoch:3}"), "loss", &batches, |idx| {
+            let feed = [
                 common::rows(&mnist.train_images, idx),
                 common::labels(&mnist.train_labels, idx),
-            ])?;
-            total += out[0].item()?;
-            bar.inc(1);
-            if i % 20 == 0 {
-                bar.set_message(format!("loss {:.4}", total / (i + 1) as f64));
-            }
-        }
-        bar.finish_and_clear();
+            ];
+            train.call(&feed)?[0].item()
+        })?;
         let err = common::error_rate(
             &predict.call(std::slice::from_ref(&test_x))?[0],
             &mnist.test_labels,
         );
         println!(
             "epoch {epoch:3}  loss {:.4}  test error {:.2}%  ({:.1}s)",
-            total / batches.len() as f64,
+            loss,
             100.0 * err,
             start.elapsed().as_secs_f64()
         );

@@ -62,10 +62,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     for epoch in 1..=args.epochs {
         let rate = lr0 / (1.0 + 0.1 * (epoch - 1) as f32);
-        let mut total = 0.0;
         let batches = common::minibatches(mnist.train_labels.len(), batch, &mut rng);
-        let bar = common::progress(batches.len(), &format!("epoch {epoch:3}"));
-        for (i, idx) in batches.iter().enumerate() {
+        let loss = common::epoch(&format!("epoch {epoch:3}"), "loss", &batches, |idx| {
             let m = Array2::from_shape_fn((idx.len(), hidden), |_| {
                 f32::from(rng.random::<f32>() < keep)
             });
@@ -75,20 +73,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 rate.into(),
                 m.into(),
             ];
-            total += train.call(&feed)?[0].item()?;
-            bar.inc(1);
-            if i % 20 == 0 {
-                bar.set_message(format!("loss {:.4}", total / (i + 1) as f64));
-            }
-        }
-        bar.finish_and_clear();
+            train.call(&feed)?[0].item()
+        })?;
         let err = common::error_rate(
             &predict.call(std::slice::from_ref(&test_x))?[0],
             &mnist.test_labels,
         );
         println!(
             "epoch {epoch:3}  lr {rate:.4}  loss {:.4}  test error {:.2}%  ({:.1}s)",
-            total / batches.len() as f64,
+            loss,
             100.0 * err,
             start.elapsed().as_secs_f64()
         );

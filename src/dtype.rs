@@ -62,6 +62,8 @@ pub trait Float:
     fn wrap(a: ArrayD<Self>) -> Tensor;
     /// View a tensor of this type, `None` for another dtype.
     fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>>;
+    /// Take the array out of a tensor of this type; the tensor back for another dtype.
+    fn unwrap(t: Tensor) -> Result<ArrayD<Self>, Tensor>;
     /// Conversion from `f64` (rounding for `f32`).
     fn from_f(v: f64) -> Self;
     /// Conversion to `f64`.
@@ -77,6 +79,12 @@ impl Float for f32 {
         match t {
             Tensor::F32(a) => Some(a.view()),
             _ => None,
+        }
+    }
+    fn unwrap(t: Tensor) -> Result<ArrayD<Self>, Tensor> {
+        match t {
+            Tensor::F32(a) => Ok(a),
+            other => Err(other),
         }
     }
     fn from_f(v: f64) -> Self {
@@ -96,6 +104,12 @@ impl Float for f64 {
         match t {
             Tensor::F64(a) => Some(a.view()),
             _ => None,
+        }
+    }
+    fn unwrap(t: Tensor) -> Result<ArrayD<Self>, Tensor> {
+        match t {
+            Tensor::F64(a) => Ok(a),
+            other => Err(other),
         }
     }
     fn from_f(v: f64) -> Self {

@@ -7,6 +7,8 @@
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice, Zip};
 
 use crate::dtype::{DType, Float};
+use crate::exec::fused::{FusedKernel, Src};
+use crate::exec::gemm;
 use crate::graph::Type;
 use crate::graph::infer::slice_bounds;
 use crate::graph::op::{Binary, Cmp, Op, Reduce, Unary};
@@ -91,7 +93,7 @@ fn bcast<'a, A>(a: &'a ArrayD<A>, shape: &[usize]) -> Result<ArrayViewD<'a, A>, 
     })
 }
 
-fn sigmoid<T: Float>(x: T) -> T {
+pub(crate) fn sigmoid<T: Float>(x: T) -> T {
     if x >= T::zero() {
         T::one() / (T::one() + (-x).exp())
     } else {
@@ -100,11 +102,11 @@ fn sigmoid<T: Float>(x: T) -> T {
     }
 }
 
-fn softplus<T: Float>(x: T) -> T {
+pub(crate) fn softplus<T: Float>(x: T) -> T {
     x.max(T::zero()) + (-x.abs()).exp().ln_1p()
 }
 
-fn sign<T: Float>(x: T) -> T {
+pub(crate) fn sign<T: Float>(x: T) -> T {
     if x > T::zero() {
         T::one()
     } else if x < T::zero() {
@@ -567,6 +569,14 @@ pub fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, fast: bool) -> K
                 _ => Tensor::F64(crate::random::draw(*dist, seed, counter, *key, shape, fast)),
             }
         }
+        Op::Gemm { ta, tb, alpha } => {
+            let alpha = f64::from_bits(*alpha);
+            float2!(x[0], x[1], a, b => gemm_alloc(a, b, x.get(2).copied(), (*ta, *tb, alpha), fast)?)
+        }
+        Op::Fused(k) => match ty.dtype {
+            DType::F32 => Tensor::F32(fused_alloc::<f32>(k, x, fast)?),
+            _ => Tensor::F64(fused_alloc::<f64>(k, x, fast)?),
+        },
         Op::Custom(c) => {
             let out = c.0.forward(x)?;
             if out.dtype() != ty.dtype || !ty.shape.matches(out.shape()) {
@@ -579,6 +589,47 @@ pub fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, fast: bool) -> K
             out
         }
     })
+}
+
+/// The operands of a fused kernel as sources of dtype `T` (bool masks read as 0/1).
+pub(crate) fn fused_srcs<'a, T: Float>(x: &[&'a Tensor]) -> Result<Vec<Src<'a, T>>, String> {
+    x.iter()
+        .map(|t| match t {
+            Tensor::Bool(b) => Ok(Src::Bool(b.view())),
+            t => T::view(t)
+                .map(Src::Float)
+                .ok_or_else(|| format!("fused kernel input of dtype {}", t.dtype())),
+        })
+        .collect()
+}
+
+/// The output shape of a fused kernel: its operands broadcast together.
+pub(crate) fn fused_shape(x: &[&Tensor]) -> Result<Vec<usize>, String> {
+    x.iter()
+        .try_fold(Vec::new(), |acc, t| shape::broadcast_concrete(&acc, t.shape()))
+}
+
+fn fused_alloc<T: Float>(k: &FusedKernel, x: &[&Tensor], fast: bool) -> Result<ArrayD<T>, String> {
+    let shape = fused_shape(x)?;
+    let mut out = vec![T::zero(); shape.iter().product()];
+    k.run(&fused_srcs::<T>(x)?, &mut out, &shape, fast)?;
+    ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())
+}
+
+fn gemm_alloc<T: Float>(
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    bias: Option<&Tensor>,
+    flags: (bool, bool, f64),
+    fast: bool,
+) -> Result<ArrayD<T>, String> {
+    let (m, _, n) = gemm::dims(a.shape(), b.shape(), flags.0, flags.1)?;
+    let bias = bias
+        .map(|c| T::view(c).ok_or_else(|| format!("bias of dtype {}", c.dtype())))
+        .transpose()?;
+    let mut out = vec![T::zero(); m * n];
+    gemm::gemm_into(&a.view(), &b.view(), bias.as_ref(), flags, &mut out, fast)?;
+    ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| e.to_string())
 }
 
 fn concat(x: &[&Tensor], axis: usize) -> K {

@@ -243,7 +243,10 @@ impl FunctionBuilder {
         if let Some(bad) = self
             .excluded
             .iter()
-            .find(|n| *n != "merge" && !crate::rewrite::RULES.iter().any(|r| r.name == n.as_str()))
+            .find(|n| {
+                !crate::rewrite::GRAPH_PASSES.contains(&n.as_str())
+                    && !crate::rewrite::RULES.iter().any(|r| r.name == n.as_str())
+            })
         {
             return Err(usage(format!("no rewrite is named {bad}")));
         }

@@ -240,6 +240,14 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
         }
         // y = log_softmax(x): dx = dy - exp(y) sum(dy)
         Op::LogSoftmax(axis) => one(dy - &(&y.exp() * &dy.sum_axes(&[*axis as isize], true))),
+        Op::Gemm { .. } | Op::Fused(_) => {
+            return Err(Error::Invalid {
+                op: op.name(),
+                detail: "compiler ops have no gradient; take grad of the graph before compiling"
+                    .into(),
+                loc: y.location(),
+            });
+        }
         Op::Custom(c) => {
             let g = c.0.vjp(x, y, dy)?;
             if g.len() != x.len() {

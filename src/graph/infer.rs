@@ -510,6 +510,38 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             })
         }
         Op::Custom(c) => c.0.infer(ts).map_err(InferError::Invalid),
+        Op::Gemm { ta, tb, .. } => {
+            if ts.len() != 2 && ts.len() != 3 {
+                arity(ts, 2)?;
+            }
+            let dtype = same_dtype(ts)?;
+            need_float(&ts[0])?;
+            let (a, b) = (&ts[0].shape.0, &ts[1].shape.0);
+            if a.len() != 2 || b.len() != 2 {
+                return Err(InferError::Shape("gemm needs matrices".into()));
+            }
+            let (m, k) = if *ta { (a[1], a[0]) } else { (a[0], a[1]) };
+            let (k2, n) = if *tb { (b[1], b[0]) } else { (b[0], b[1]) };
+            if let (Some(p), Some(q)) = (k, k2)
+                && p != q
+            {
+                return Err(InferError::Shape(format!("inner dims differ ({p} vs {q})")));
+            }
+            let shape = Shape(vec![m, n]);
+            if let Some(c) = ts.get(2)
+                && bcast(&c.shape, &shape)? != shape
+            {
+                return Err(InferError::Shape(format!(
+                    "bias {} does not broadcast to {shape}",
+                    c.shape
+                )));
+            }
+            Ok(Type { dtype, shape })
+        }
+        Op::Fused(k) => {
+            arity(ts, k.n_inputs)?;
+            Ok(k.ty.clone())
+        }
     }
 }
 

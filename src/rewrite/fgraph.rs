@@ -17,6 +17,8 @@ pub(crate) struct FGraph {
     forward: Vec<usize>,
     /// Outputs, then update values.
     roots: Vec<usize>,
+    /// Reads per node, refreshed by `count_uses`.
+    uses: Vec<u32>,
 }
 
 impl FGraph {
@@ -26,6 +28,7 @@ impl FGraph {
             nodes,
             forward,
             roots,
+            uses: Vec::new(),
         }
     }
 
@@ -111,6 +114,31 @@ impl FGraph {
     pub fn is_const(&self, i: usize, v: f64) -> bool {
         self.const_value(i)
             .is_some_and(|t| !t.is_empty() && t.to_f64_vec().iter().all(|x| *x == v))
+    }
+
+    /// The outputs and update values, resolved.
+    pub fn roots(&self) -> Vec<usize> {
+        self.roots.iter().map(|&r| self.find(r)).collect()
+    }
+
+    /// Recount how many times each live node is read (a root counts as one read); rules that
+    /// must not duplicate work ask [`FGraph::uses`].
+    pub fn count_uses(&mut self) {
+        let mut uses = vec![0u32; self.nodes.len()];
+        for i in self.order() {
+            for p in self.inputs(i) {
+                uses[p] += 1;
+            }
+        }
+        for r in self.roots() {
+            uses[r] += 1;
+        }
+        self.uses = uses;
+    }
+
+    /// Reads of node `i` as of the last [`FGraph::count_uses`] (0 for nodes made since).
+    pub fn uses(&self, i: usize) -> usize {
+        self.uses.get(self.find(i)).copied().unwrap_or(0) as usize
     }
 
     /// Make every use of `old` a use of `new`.

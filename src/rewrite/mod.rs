@@ -1,13 +1,14 @@
 //! Graph rewrites: named rules, run by one driver in ordered phases on the compiler's own copy
 //! of the graph (`FGraph`), never on the user's graph.
 //!
-//! Phases run in order: merge → fold → canonicalize → stabilize → specialize → merge. Within a
+//! Phases run in order: merge → fold → canonicalize → stabilize → specialize → fuse → merge. Within a
 //! phase, every enabled rule is tried on every live node, in passes, until a pass changes nothing
 //! or the pass limit is hit; [`RewriteStats`] records per-rule hits and why each phase stopped.
 //! Any rule can be switched off by name (`FunctionBuilder::exclude`). In debug builds and tests a
 //! validation pass runs after each phase and names the rule that broke an invariant.
 
 mod fgraph;
+mod fuse;
 mod rules;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,9 +30,14 @@ pub enum Phase {
     Canonicalize,
     /// Numerically stable forms (`log(sigmoid x)`, `log(1+x)`, `log(softmax)`...).
     Stabilize,
-    /// Faster forms (`x*x` → `square x`).
+    /// Faster forms (`x*x` → `square x`, `matmul` → `gemm` with flags, bias and alpha).
     Specialize,
+    /// Regions of elementwise ops become one loop each.
+    Fuse,
 }
+
+/// Whole-graph passes that can be switched off by name like the rules.
+pub const GRAPH_PASSES: &[&str] = &["merge", fuse::NAME];
 
 /// A rule: a name, its phase, and a function that returns the replacement of a node (with the
 /// same type) or `None`.
@@ -85,6 +91,7 @@ pub(crate) fn optimize(fg: &mut FGraph, excluded: &[String]) -> RewriteStats {
         Phase::Canonicalize,
         Phase::Stabilize,
         Phase::Specialize,
+        Phase::Fuse,
         Phase::Merge,
     ] {
         let mut passes = 0;
@@ -95,8 +102,19 @@ pub(crate) fn optimize(fg: &mut FGraph, excluded: &[String]) -> RewriteStats {
                 break;
             }
             passes += 1;
+            fg.count_uses();
             let mut fired: Vec<&'static str> = Vec::new();
-            let changed = if phase == Phase::Merge {
+            let changed = if phase == Phase::Fuse {
+                // One pass: fused kernels are not fused again.
+                if on(fuse::NAME) {
+                    let n = fuse::fuse(fg);
+                    if n > 0 {
+                        *stats.hits.entry(fuse::NAME).or_default() += n;
+                        fired.push(fuse::NAME);
+                    }
+                }
+                false
+            } else if phase == Phase::Merge {
                 if on("merge") {
                     merge(fg, &mut stats)
                 } else {

@@ -107,6 +107,21 @@ pub static RULES: &[Rewrite] = &[
         phase: Phase::Specialize,
         apply: pow_two_to_square,
     },
+    Rewrite {
+        name: "matmul_to_gemm",
+        phase: Phase::Specialize,
+        apply: matmul_to_gemm,
+    },
+    Rewrite {
+        name: "gemm_bias",
+        phase: Phase::Specialize,
+        apply: gemm_bias,
+    },
+    Rewrite {
+        name: "gemm_alpha",
+        phase: Phase::Specialize,
+        apply: gemm_alpha,
+    },
 ];
 
 /// Keep a replacement only if it has the node's type (a rule never changes a type).
@@ -394,4 +409,113 @@ fn pow_two_to_square(fg: &mut FGraph, i: usize) -> Option<usize> {
     }
     let r = add_unary(fg, Unary::Square, a, i);
     same(fg, i, r)
+}
+
+/// The value of a one-element float constant.
+fn scalar_const(fg: &FGraph, i: usize) -> Option<f64> {
+    fg.const_value(i)
+        .filter(|v| v.len() == 1 && v.dtype().is_float())
+        .map(|v| v.to_f64_vec()[0])
+}
+
+// a @ b -> gemm(a, b) for matrices, with transposed operands read through strides:
+// transpose(a) @ b -> gemm{aᵀ}(a, b), a @ transpose(b) -> gemm{bᵀ}(a, b)
+fn matmul_to_gemm(fg: &mut FGraph, i: usize) -> Option<usize> {
+    if !matches!(fg.op(i), Op::MatMul) || fg.ty(i).ndim() != 2 {
+        return None;
+    }
+    let ins = fg.inputs(i);
+    let untranspose = |p: usize| match fg.op(p) {
+        Op::Transpose(perm) if perm[..] == [1, 0] => (fg.inputs(p)[0], true),
+        _ => (p, false),
+    };
+    let ((a, ta), (b, tb)) = (untranspose(ins[0]), untranspose(ins[1]));
+    let loc = fg.loc(i);
+    let op = Op::Gemm {
+        ta,
+        tb,
+        alpha: 1f64.to_bits(),
+    };
+    let new = fg.add(op, &[a, b], loc);
+    same(fg, i, new)
+}
+
+// gemm(a, b) + c -> gemm(a, b, c): the bias is written into the output and the product
+// accumulated onto it, when c broadcasts onto the product and nothing else reads the product
+fn gemm_bias(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (x, y) = binary(fg, i, Binary::Add)?;
+    for (g, c) in [(x, y), (y, x)] {
+        if let Op::Gemm { .. } = fg.op(g)
+            && fg.inputs(g).len() == 2
+            && fg.uses(g) == 1
+            && fg.ty(g) == fg.ty(i)
+        {
+            let (op, loc) = (fg.op(g).clone(), fg.loc(i));
+            let mut ins = fg.inputs(g);
+            ins.push(c);
+            let new = fg.add(op, &ins, loc);
+            return same(fg, i, new);
+        }
+    }
+    None
+}
+
+// s * gemm(a, b) -> gemm{alpha = s}(a, b) for a scalar constant s (no bias, one reader);
+// gemm(-a, b) -> gemm{alpha = -1}(a, b); gemm(s * a, b) -> gemm{alpha = s}(a, b)
+fn gemm_alpha(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let gemm = |op: &Op| match op {
+        Op::Gemm { ta, tb, alpha } => Some((*ta, *tb, f64::from_bits(*alpha))),
+        _ => None,
+    };
+    if let Some((x, y)) = binary(fg, i, Binary::Mul) {
+        for (g, s) in [(x, y), (y, x)] {
+            if let (Some((ta, tb, alpha)), Some(c)) = (gemm(fg.op(g)), scalar_const(fg, s))
+                && fg.inputs(g).len() == 2
+                && fg.uses(g) == 1
+                && fg.ty(g) == fg.ty(i)
+            {
+                let op = Op::Gemm {
+                    ta,
+                    tb,
+                    alpha: (alpha * c).to_bits(),
+                };
+                let (ins, loc) = (fg.inputs(g), fg.loc(i));
+                let new = fg.add(op, &ins, loc);
+                return same(fg, i, new);
+            }
+        }
+    }
+    let (ta, tb, mut alpha) = gemm(fg.op(i))?;
+    let mut ins = fg.inputs(i);
+    let mut changed = false;
+    for operand in ins.iter_mut().take(2) {
+        let p = *operand;
+        let factor = if let Some(x) = unary(fg, p, Unary::Neg) {
+            Some((x, -1.0))
+        } else if let Some((x, y)) = binary(fg, p, Binary::Mul) {
+            match (scalar_const(fg, x), scalar_const(fg, y)) {
+                (_, Some(c)) if fg.ty(x) == fg.ty(p) => Some((x, c)),
+                (Some(c), _) if fg.ty(y) == fg.ty(p) => Some((y, c)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some((x, c)) = factor {
+            *operand = x;
+            alpha *= c;
+            changed = true;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    let loc = fg.loc(i);
+    let op = Op::Gemm {
+        ta,
+        tb,
+        alpha: alpha.to_bits(),
+    };
+    let new = fg.add(op, &ins, loc);
+    same(fg, i, new)
 }

@@ -1,0 +1,103 @@
+"""JAX peer: each step is one jax.jit function, with the parameters donated and returned."""
+
+import functools
+
+import common as C  # first: sets the thread limits and XLA_FLAGS
+import jax
+import jax.numpy as jnp
+
+sgd_jit = functools.partial(jax.jit, donate_argnums=0)
+
+
+@sgd_jit
+def rbm_step(state, v):
+    """One CD-1 step: (new state, reconstruction cross-entropy); state = (w, b, c, key)."""
+    w, b, c, key = state
+    key, sub = jax.random.split(key)
+    n = v.shape[0]
+    h0 = jax.nn.sigmoid(v @ w + c)
+    h0s = (jax.random.uniform(sub, h0.shape, h0.dtype) < h0).astype(v.dtype)
+    a1 = h0s @ w.T + b
+    v1 = jax.nn.sigmoid(a1)
+    h1 = jax.nn.sigmoid(v1 @ w + c)
+    cost = jnp.sum(jax.nn.softplus(a1) - v * a1) / n
+    w = w + (C.RBM_LR / n) * (v.T @ h0 - v1.T @ h1)
+    b = b + C.RBM_LR * jnp.mean(v - v1, axis=0)
+    c = c + C.RBM_LR * jnp.mean(h0 - h1, axis=0)
+    return (w, b, c, key), cost
+
+
+def forward(params, x):
+    """Logits of the sigmoid net (last layer linear)."""
+    for i, (w, b) in enumerate(params):
+        x = x @ w + b
+        if i < len(params) - 1:
+            x = jax.nn.sigmoid(x)
+    return x
+
+
+def mlp_loss(params, x, y):
+    logp = jax.nn.log_softmax(forward(params, x))
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
+def autoencoder_loss(params, x):
+    z = forward(params, x)
+    return jnp.sum(jax.nn.softplus(z) - x * z) / x.shape[0]
+
+
+def sgd(loss_fn):
+    @sgd_jit
+    def step(params, *inputs):
+        loss, grads = jax.value_and_grad(loss_fn)(params, *inputs)
+        return jax.tree.map(lambda p, g: p - C.SGD_LR * g, params, grads), loss
+
+    return step
+
+
+def chain(x, stages):
+    """The elementwise chain of benches/chain.rs, summed."""
+    for i in range(stages):
+        k = i % 4
+        if k == 0:
+            x = jnp.sin(x) * 1.0001 + x * 0.5
+        elif k == 1:
+            x = jnp.tanh(x)
+        elif k == 2:
+            x = jnp.exp(-(x * x))
+        else:
+            x = jax.nn.sigmoid(x)
+    return jnp.sum(x)
+
+
+def stepper(step, state, *inputs):
+    """A closure that runs step on the current state and keeps the new one."""
+    def run():
+        state[0], out = step(state[0], *inputs)
+        return out
+    return run
+
+
+def main():
+    a = C.args(__doc__)
+    x_np, y_np = C.batch()
+    x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+    sync = jax.block_until_ready
+    if "W1" in a.workloads:
+        state = [(*map(jnp.asarray, C.rbm_params()), jax.random.key(2))]
+        C.report("W1", "jax.jit", C.rate(stepper(rbm_step, state, x), a, sync=sync))
+    for wl, sizes, loss, inputs in (("W2", C.MLP, mlp_loss, (x, y)),
+                                    ("W3", C.AUTOENCODER, autoencoder_loss, (x,))):
+        if wl in a.workloads:
+            params = [tuple(map(jnp.asarray, layer)) for layer in C.layers(sizes)]
+            C.report(wl, "jax.jit", C.rate(stepper(sgd(loss), [params], *inputs), a, sync=sync))
+    if "W4" in a.workloads:
+        with jax.enable_x64(C.CHAIN_DTYPE == "float64"):
+            v = jnp.full(C.CHAIN_N, C.CHAIN_X, dtype=C.CHAIN_DTYPE)
+            jitted = jax.jit(jax.value_and_grad(chain), static_argnums=1)
+            f, compile_s = C.timed(lambda: jitted.lower(v, a.stages).compile())  # trace + XLA
+            C.report_chain("jax.jit", a, C.rate(lambda: f(v), a, C.CALLS, sync), compile_s)
+
+
+if __name__ == "__main__":
+    main()

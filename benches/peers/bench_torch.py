@@ -1,0 +1,110 @@
+"""torch peer: eager mode and torch.compile (default inductor backend).
+
+torch.compile of the W4 chain takes minutes at 2000 stages; use --stages to shorten it.
+--no-eager or --no-compile leaves that mode out."""
+
+import common as C  # first: sets the thread limits
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(C.THREADS)
+torch.manual_seed(0)
+
+
+def rbm_step(v, w, b, c):
+    """One CD-1 step, updating w, b, c in place; returns the reconstruction cross-entropy."""
+    n = v.shape[0]
+    h0 = torch.sigmoid(v @ w + c)
+    h0s = (torch.rand_like(h0) < h0).to(v.dtype)
+    a1 = h0s @ w.T + b
+    v1 = torch.sigmoid(a1)
+    h1 = torch.sigmoid(v1 @ w + c)
+    cost = (F.softplus(a1) - v * a1).sum() / n
+    w.add_(v.T @ h0 - v1.T @ h1, alpha=C.RBM_LR / n)
+    b.add_((v - v1).mean(0), alpha=C.RBM_LR)
+    c.add_((h0 - h1).mean(0), alpha=C.RBM_LR)
+    return cost
+
+
+def forward(params, x):
+    """Logits of the sigmoid net (last layer linear)."""
+    for i, (w, b) in enumerate(params):
+        x = torch.addmm(b, x, w)
+        if i < len(params) - 1:
+            x = torch.sigmoid(x)
+    return x
+
+
+def mlp_loss(params, x, y):
+    return F.cross_entropy(forward(params, x), y)
+
+
+def autoencoder_loss(params, x):
+    z = forward(params, x)
+    return F.binary_cross_entropy_with_logits(z, x, reduction="sum") / x.shape[0]
+
+
+def sgd_stepper(params, loss_fn, *inputs):
+    flat = [p for layer in params for p in layer]
+    opt = torch.optim.SGD(flat, lr=C.SGD_LR)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(params, *inputs)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def chain(x, stages):
+    """The elementwise chain of benches/chain.rs, summed."""
+    for i in range(stages):
+        k = i % 4
+        if k == 0:
+            x = torch.sin(x) * 1.0001 + x * 0.5
+        elif k == 1:
+            x = torch.tanh(x)
+        elif k == 2:
+            x = torch.exp(-(x * x))
+        else:
+            x = torch.sigmoid(x)
+    return x.sum()
+
+
+def chain_value_and_grad(f, x, stages):
+    cost = f(x, stages)
+    (g,) = torch.autograd.grad(cost, x)
+    return cost, g
+
+
+def main():
+    a = C.args(__doc__, "--no-eager", "--no-compile")
+    modes = ["torch"] * (not a.no_eager) + ["torch.compile"] * (not a.no_compile)
+    x_np, y_np = C.batch()
+    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    for mode in modes:
+        wrap = torch.compile if mode == "torch.compile" else (lambda f: f)
+        if "W1" in a.workloads:
+            w, b, c = map(torch.from_numpy, C.rbm_params())
+            step = wrap(rbm_step)
+            with torch.no_grad():
+                C.report("W1", mode, C.rate(lambda: step(x, w, b, c), a))
+        for wl, sizes, loss, inputs in (("W2", C.MLP, mlp_loss, (x, y)),
+                                        ("W3", C.AUTOENCODER, autoencoder_loss, (x,))):
+            if wl in a.workloads:
+                params = [(torch.from_numpy(w).requires_grad_(), torch.from_numpy(b).requires_grad_())
+                          for w, b in C.layers(sizes)]
+                C.report(wl, mode, C.rate(sgd_stepper(params, wrap(loss), *inputs), a))
+        if "W4" in a.workloads:
+            v = torch.full((C.CHAIN_N,), C.CHAIN_X, dtype=getattr(torch, C.CHAIN_DTYPE),
+                           requires_grad=True)
+            f = wrap(chain)
+            _, compile_s = C.timed(lambda: chain_value_and_grad(f, v, a.stages))
+            calls = C.rate(lambda: chain_value_and_grad(f, v, a.stages), a, C.CALLS)
+            C.report_chain(mode, a, calls, compile_s if mode == "torch.compile" else None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""What every peer benchmark shares: the thread limit, the data, the timing and the report.
+
+Import this module before numpy, torch, jax or pytensor: the thread limits are environment
+variables that those libraries read once, when they load.
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+THREADS = 2
+for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[var] = str(THREADS)
+os.environ.setdefault(
+    "XLA_FLAGS",
+    f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={THREADS}",
+)
+# On a machine with more cores, also keep the process itself on two of them.
+if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > THREADS:
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:THREADS])
+
+import numpy as np  # noqa: E402  (after the thread variables)
+
+BATCH = 100
+RBM = (784, 500)
+MLP = (784, 500, 500, 10)
+AUTOENCODER = (784, 1000, 500, 250, 30, 250, 500, 1000, 784)
+RBM_LR = 0.1
+SGD_LR = 0.01
+CHAIN_N = 1000
+CHAIN_X = 0.5  # benches/chain.rs calls the chain on a vector of 0.5s
+CHAIN_DTYPE = "float64"  # benches/chain.rs builds the chain in F64
+CALLS = 5  # W4 chain calls per timed repeat
+
+
+def batch():
+    """The input minibatch, uniform in [0, 1), and its labels i % 10."""
+    rng = np.random.default_rng(1)
+    x = rng.random((BATCH, RBM[0]), dtype=np.float32)
+    y = np.arange(BATCH, dtype=np.int64) % 10
+    return x, y
+
+
+def layers(sizes, seed=0):
+    """(W, b) per layer: W uniform in +-sqrt(6 / (fan_in + fan_out)), b zero; float32."""
+    rng = np.random.default_rng(seed)
+    params = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        s = np.sqrt(6.0 / (n_in + n_out))
+        w = rng.uniform(-s, s, (n_in, n_out)).astype(np.float32)
+        params.append((w, np.zeros(n_out, np.float32)))
+    return params
+
+
+def rbm_params():
+    """W (visible x hidden), visible bias b, hidden bias c."""
+    (w, c), = layers(RBM)
+    return w, np.zeros(RBM[0], np.float32), c
+
+
+def args(description, *flags):
+    """The command line: which workloads, how long to time them, and any `flags` (switches)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--workloads", default="W1,W2,W3,W4",
+                   help="comma-separated subset of W1,W2,W3,W4")
+    p.add_argument("--repeats", type=int, default=20, help="timed repeats (median reported)")
+    p.add_argument("--steps", type=int, default=50, help="steps per timed repeat")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--stages", type=int, default=2000, help="W4 chain length")
+    for flag in flags:
+        p.add_argument(flag, action="store_true")
+    a = p.parse_args()
+    a.workloads = set(a.workloads.upper().split(","))
+    return a
+
+
+def rate(step, a, steps=None, sync=lambda out: out):
+    """Median steps per second of `step()` over `a.repeats` repeats of `steps` calls.
+
+    `sync` is applied to the last output of each repeat, to wait for asynchronous work."""
+    steps = steps or a.steps
+    for _ in range(a.warmup):
+        sync(step())
+    rates = []
+    for _ in range(a.repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            out = step()
+        sync(out)
+        rates.append(steps / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def timed(f):
+    """(result of f(), seconds it took)."""
+    t = time.perf_counter()
+    out = f()
+    return out, time.perf_counter() - t
+
+
+def report(workload, peer, steps_per_s):
+    print(f"{workload} {peer} {steps_per_s:.1f} steps/s", flush=True)
+
+
+def report_chain(peer, a, calls_per_s, compile_s=None):
+    extra = "" if compile_s is None else f" (compile {compile_s:.1f} s)"
+    print(f"W4 {peer} {1000.0 / calls_per_s:.1f} ms/call{extra} [{a.stages} stages]", flush=True)

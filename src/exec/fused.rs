@@ -1,0 +1,436 @@
+//! Fused elementwise kernels: a region of elementwise ops with one result, run as one loop.
+//!
+//! The optimizer's fuse phase replaces such a region (a chain, tree or DAG of elementwise nodes
+//! whose intermediate values nobody else reads) by one [`Op::Fused`](crate::graph::op::Op)
+//! node holding a [`FusedKernel`]: a list of instructions over numbered values. The kernel walks
+//! the output in blocks of [`BLOCK`] elements. For each block it loads every input (broadcast
+//! inputs have stride 0), runs each instruction as a tight loop over the block, and writes the
+//! result. Intermediate values live in a small register file on the stack, so a fused kernel
+//! allocates nothing, whatever the length of the chain.
+//!
+//! Booleans inside a kernel (comparison results, masks) are held as `0` and `1` of the float type.
+
+use std::fmt::{self, Write};
+
+use ndarray::{ArrayViewD, IxDyn};
+use rayon::prelude::*;
+use smallvec::SmallVec;
+
+use crate::dtype::Float;
+use crate::exec::kernels::{self, PAR_MIN};
+use crate::graph::Type;
+use crate::graph::op::{Binary, Cmp, Unary};
+use crate::shape;
+
+/// Elements per block of the inner loops.
+pub const BLOCK: usize = 128;
+/// Registers a kernel may use at once (each holds one block); the fuse phase stops growing a
+/// region before it needs more.
+pub const MAX_SLOTS: usize = 24;
+
+/// One instruction. Operands are value numbers: inputs first, then one value per instruction.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Instr {
+    /// An elementwise op of one operand.
+    Unary(Unary, u16),
+    /// An elementwise op of two operands.
+    Binary(Binary, u16, u16),
+    /// A comparison, `1` where it holds and `0` elsewhere.
+    Compare(Cmp, u16, u16),
+    /// `where(c != 0, a, b)`.
+    Where(u16, u16, u16),
+    /// A scalar constant (the bits of an `f64`).
+    Scalar(u64),
+}
+
+impl Instr {
+    fn operands(&self) -> SmallVec<[u16; 3]> {
+        match *self {
+            Instr::Unary(_, a) => smallvec::smallvec![a],
+            Instr::Binary(_, a, b) | Instr::Compare(_, a, b) => smallvec::smallvec![a, b],
+            Instr::Where(c, a, b) => smallvec::smallvec![c, a, b],
+            Instr::Scalar(_) => SmallVec::new(),
+        }
+    }
+}
+
+/// A compiled elementwise region: its inputs, instructions and result type, with registers
+/// assigned by liveness.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct FusedKernel {
+    /// Number of inputs (values `0..n_inputs`).
+    pub n_inputs: usize,
+    /// Instruction `j` defines value `n_inputs + j`; the last one is the result.
+    pub instrs: Vec<Instr>,
+    /// Type of the result.
+    pub ty: Type,
+    /// Register of each value.
+    slots: Vec<u16>,
+    n_slots: usize,
+}
+
+/// An operand of a running kernel.
+pub enum Src<'a, T> {
+    /// A float array, broadcast to the output shape.
+    Float(ArrayViewD<'a, T>),
+    /// A boolean array, read as `0`/`1`.
+    Bool(ArrayViewD<'a, bool>),
+    /// The output buffer itself (in-place execution): same shape, read before it is written.
+    Out,
+}
+
+impl FusedKernel {
+    /// Assign registers; `None` when the kernel would need more than [`MAX_SLOTS`].
+    pub fn new(n_inputs: usize, instrs: Vec<Instr>, ty: Type) -> Option<FusedKernel> {
+        let n_values = n_inputs + instrs.len();
+        let mut last = vec![0usize; n_values];
+        for (j, ins) in instrs.iter().enumerate() {
+            for a in ins.operands() {
+                last[a as usize] = j;
+            }
+        }
+        let mut slots = vec![0u16; n_values];
+        let mut free: Vec<u16> = Vec::new();
+        let mut n_slots = 0usize;
+        let mut alloc = |free: &mut Vec<u16>| {
+            free.pop().unwrap_or_else(|| {
+                n_slots += 1;
+                (n_slots - 1) as u16
+            })
+        };
+        for slot in slots.iter_mut().take(n_inputs) {
+            *slot = alloc(&mut free);
+        }
+        for (j, ins) in instrs.iter().enumerate() {
+            // The destination is taken before the operands are freed: it never aliases them.
+            slots[n_inputs + j] = alloc(&mut free);
+            let mut ops = ins.operands();
+            ops.sort_unstable();
+            ops.dedup();
+            for a in ops {
+                if last[a as usize] == j {
+                    free.push(slots[a as usize]);
+                }
+            }
+        }
+        (n_slots <= MAX_SLOTS).then_some(FusedKernel {
+            n_inputs,
+            instrs,
+            ty,
+            slots,
+            n_slots,
+        })
+    }
+
+    /// Compute the result into `out` (shaped `shape`, contiguous). `rayon` splits large outputs
+    /// into chunks run on the pool.
+    pub fn run<T: Float>(
+        &self,
+        srcs: &[Src<T>],
+        out: &mut [T],
+        shape: &[usize],
+        par: bool,
+    ) -> Result<(), String> {
+        if srcs.len() != self.n_inputs {
+            return Err(format!(
+                "fused kernel takes {} inputs, got {}",
+                self.n_inputs,
+                srcs.len()
+            ));
+        }
+        let total: usize = shape.iter().product();
+        if out.len() != total {
+            return Err(format!(
+                "output buffer of {} elements for shape {}",
+                out.len(),
+                shape::show(shape)
+            ));
+        }
+        if total == 0 {
+            return Ok(());
+        }
+        let plan = Layout::new(srcs, shape)?;
+        if par && total >= PAR_MIN {
+            let chunks = rayon::current_num_threads() * 4;
+            let chunk = total.div_ceil(chunks).next_multiple_of(BLOCK);
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, c)| self.span(&plan, c, i * chunk));
+        } else {
+            self.span(&plan, out, 0);
+        }
+        Ok(())
+    }
+
+    /// Run the flat output positions `start .. start + out.len()`.
+    fn span<T: Float>(&self, plan: &Layout<T>, out: &mut [T], start: usize) {
+        let mut regs = [T::zero(); MAX_SLOTS * BLOCK];
+        let row_len = plan.dims.last().copied().unwrap_or(1);
+        let end = start + out.len();
+        let mut p = start;
+        while p < end {
+            let (row, col) = (p / row_len, p % row_len);
+            let len = BLOCK.min(row_len - col).min(end - p);
+            for (k, opnd) in plan.operands.iter().enumerate() {
+                let reg = &mut regs[self.slots[k] as usize * BLOCK..][..len];
+                opnd.load(&plan.dims, row, col, reg, &out[p - start..p - start + len]);
+            }
+            for (j, ins) in self.instrs.iter().enumerate() {
+                let d = self.slots[self.n_inputs + j] as usize;
+                exec(ins, &mut regs, d, &self.slots, len);
+            }
+            let res = *self.slots.last().expect("a kernel has a result") as usize;
+            out[p - start..p - start + len].copy_from_slice(&regs[res * BLOCK..][..len]);
+            p += len;
+        }
+    }
+
+    /// The kernel as an expression over its inputs `i0, i1, ...`, for printing.
+    pub fn expr(&self) -> String {
+        let mut vals: Vec<String> = (0..self.n_inputs).map(|k| format!("i{k}")).collect();
+        for ins in &self.instrs {
+            let v = |a: u16| vals[a as usize].clone();
+            let s = match *ins {
+                Instr::Unary(Unary::Neg, a) => format!("-{}", v(a)),
+                Instr::Unary(u, a) => format!("{}({})", u.name(), v(a)),
+                Instr::Binary(b, a, c) => match b.symbol() {
+                    Some(sym) => format!("({} {sym} {})", v(a), v(c)),
+                    None => format!("{}({}, {})", b.name(), v(a), v(c)),
+                },
+                Instr::Compare(c, a, b) => format!("({} {} {})", v(a), c.symbol(), v(b)),
+                Instr::Where(c, a, b) => format!("where({}, {}, {})", v(c), v(a), v(b)),
+                Instr::Scalar(bits) => f64::from_bits(bits).to_string(),
+            };
+            vals.push(if s.len() > 200 { "…".into() } else { s });
+        }
+        vals.pop().unwrap_or_default()
+    }
+}
+
+impl fmt::Display for FusedKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("fused{")?;
+        f.write_str(&self.expr())?;
+        f.write_char('}')
+    }
+}
+
+/// Run one instruction over `len` elements: registers `d` ← op(operand registers).
+fn exec<T: Float>(ins: &Instr, regs: &mut [T], d: usize, slots: &[u16], len: usize) {
+    let reg = |v: u16| slots[v as usize] as usize * BLOCK;
+    let (d0, ops) = (d * BLOCK, ins.operands());
+    // The destination register never aliases an operand (see `FusedKernel::new`), so split the
+    // register file into the destination and the rest.
+    let mut tmp: [&[T]; 3] = [&[], &[], &[]];
+    let (lo, rest) = regs.split_at_mut(d0);
+    let (dst, hi) = rest.split_at_mut(BLOCK);
+    for (k, &a) in ops.iter().enumerate() {
+        let r = reg(a);
+        tmp[k] = if r < d0 {
+            &lo[r..r + len]
+        } else {
+            &hi[r - d0 - BLOCK..r - d0 - BLOCK + len]
+        };
+    }
+    let dst = &mut dst[..len];
+    let [a, b, c] = tmp;
+    macro_rules! map1 {
+        (|$x:ident| $e:expr) => {
+            for (o, &$x) in dst.iter_mut().zip(a) {
+                *o = $e;
+            }
+        };
+    }
+    macro_rules! map2 {
+        (|$x:ident, $y:ident| $e:expr) => {
+            for ((o, &$x), &$y) in dst.iter_mut().zip(a).zip(b) {
+                *o = $e;
+            }
+        };
+    }
+    let (zero, one) = (T::zero(), T::one());
+    let truth = |t: bool| if t { one } else { zero };
+    match *ins {
+        Instr::Unary(u, _) => match u {
+            Unary::Neg => map1!(|x| -x),
+            Unary::Exp => map1!(|x| x.exp()),
+            Unary::Log => map1!(|x| x.ln()),
+            Unary::Log1p => map1!(|x| x.ln_1p()),
+            Unary::Expm1 => map1!(|x| x.exp_m1()),
+            Unary::Sqrt => map1!(|x| x.sqrt()),
+            Unary::Square => map1!(|x| x * x),
+            Unary::Abs => map1!(|x| x.abs()),
+            Unary::Sign => map1!(|x| kernels::sign(x)),
+            Unary::Sin => map1!(|x| x.sin()),
+            Unary::Cos => map1!(|x| x.cos()),
+            Unary::Tanh => map1!(|x| x.tanh()),
+            Unary::Sigmoid => map1!(|x| kernels::sigmoid(x)),
+            Unary::Softplus => map1!(|x| kernels::softplus(x)),
+            Unary::Relu => map1!(|x| if x > zero { x } else { zero }),
+            Unary::Not => map1!(|x| truth(x == zero)),
+        },
+        Instr::Binary(op, _, _) => match op {
+            Binary::Add => map2!(|x, y| x + y),
+            Binary::Sub => map2!(|x, y| x - y),
+            Binary::Mul => map2!(|x, y| x * y),
+            Binary::Div => map2!(|x, y| x / y),
+            Binary::Pow => map2!(|x, y| x.powf(y)),
+            Binary::Maximum => map2!(|x, y| if x >= y || y.is_nan() { x } else { y }),
+            Binary::Minimum => map2!(|x, y| if x <= y || y.is_nan() { x } else { y }),
+            Binary::And => map2!(|x, y| truth(x != zero && y != zero)),
+            Binary::Or => map2!(|x, y| truth(x != zero || y != zero)),
+        },
+        Instr::Compare(cmp, _, _) => match cmp {
+            Cmp::Lt => map2!(|x, y| truth(x < y)),
+            Cmp::Le => map2!(|x, y| truth(x <= y)),
+            Cmp::Gt => map2!(|x, y| truth(x > y)),
+            Cmp::Ge => map2!(|x, y| truth(x >= y)),
+            Cmp::Eq => map2!(|x, y| truth(x == y)),
+            Cmp::Ne => map2!(|x, y| truth(x != y)),
+        },
+        Instr::Where(..) => {
+            for (((o, &p), &x), &y) in dst.iter_mut().zip(a).zip(b).zip(c) {
+                *o = if p != zero { x } else { y };
+            }
+        }
+        Instr::Scalar(bits) => dst.fill(T::from_f(f64::from_bits(bits))),
+    }
+}
+
+/// The operands of a run with their strides over the output's dims, after merging dims that
+/// every operand walks contiguously.
+struct Layout<T> {
+    dims: SmallVec<[usize; 6]>,
+    operands: SmallVec<[Operand<T>; 8]>,
+}
+
+enum Data<T> {
+    Float(*const T),
+    Bool(*const bool),
+    Out,
+}
+
+struct Operand<T> {
+    data: Data<T>,
+    strides: SmallVec<[isize; 6]>,
+}
+
+// SAFETY: the pointers come from views borrowed for the whole run (`Layout` never outlives the
+// `srcs` of `FusedKernel::run`), and the kernel only reads through them.
+unsafe impl<T: Sync> Sync for Layout<T> {}
+unsafe impl<T: Send> Send for Layout<T> {}
+
+impl<T: Float> Layout<T> {
+    fn new(srcs: &[Src<T>], shape: &[usize]) -> Result<Layout<T>, String> {
+        let contiguous = {
+            let mut s: SmallVec<[isize; 6]> = smallvec::smallvec![0; shape.len()];
+            let mut acc = 1isize;
+            for (k, &d) in shape.iter().enumerate().rev() {
+                s[k] = acc;
+                acc *= d as isize;
+            }
+            s
+        };
+        let bcast = |from: &[usize]| {
+            format!(
+                "{} does not broadcast to {}",
+                shape::show(from),
+                shape::show(shape)
+            )
+        };
+        let mut full: SmallVec<[(Data<T>, SmallVec<[isize; 6]>); 8]> = SmallVec::new();
+        for src in srcs {
+            full.push(match src {
+                Src::Float(v) => {
+                    let b = v.broadcast(IxDyn(shape)).ok_or_else(|| bcast(v.shape()))?;
+                    (Data::Float(b.as_ptr()), b.strides().into())
+                }
+                Src::Bool(v) => {
+                    let b = v.broadcast(IxDyn(shape)).ok_or_else(|| bcast(v.shape()))?;
+                    (Data::Bool(b.as_ptr()), b.strides().into())
+                }
+                Src::Out => (Data::Out, contiguous.clone()),
+            });
+        }
+        // Merge dim k into the one before it when every operand steps over both as one.
+        let mut dims: SmallVec<[usize; 6]> = SmallVec::new();
+        let mut kept: SmallVec<[usize; 6]> = SmallVec::new();
+        for (k, &d) in shape.iter().enumerate() {
+            if d == 1 {
+                continue;
+            }
+            let merge = kept.last().is_some_and(|&prev| {
+                full.iter().all(|(_, s)| s[prev] == s[k] * d as isize)
+                    && contiguous[prev] == contiguous[k] * d as isize
+            });
+            if merge {
+                let n = dims.len();
+                dims[n - 1] *= d;
+                let last = kept.len() - 1;
+                kept[last] = k;
+            } else {
+                dims.push(d);
+                kept.push(k);
+            }
+        }
+        let operands = full
+            .into_iter()
+            .map(|(data, s)| Operand {
+                data,
+                strides: kept.iter().map(|&k| s[k]).collect(),
+            })
+            .collect();
+        Ok(Layout { dims, operands })
+    }
+}
+
+impl<T: Float> Operand<T> {
+    /// Load `reg.len()` elements of row `row` from column `col` (of the merged dims).
+    fn load(&self, dims: &[usize], row: usize, col: usize, reg: &mut [T], out: &[T]) {
+        let n = dims.len();
+        if n == 0 {
+            // A scalar output: one element at offset 0.
+            match self.data {
+                // SAFETY: a 0-d view has one element at its pointer.
+                Data::Float(p) => reg[0] = unsafe { *p },
+                Data::Bool(p) => reg[0] = if unsafe { *p } { T::one() } else { T::zero() },
+                Data::Out => reg[0] = out[0],
+            }
+            return;
+        }
+        let mut off = col as isize * self.strides[n - 1];
+        let mut r = row;
+        for k in (0..n - 1).rev() {
+            off += (r % dims[k]) as isize * self.strides[k];
+            r /= dims[k];
+        }
+        let step = self.strides[n - 1];
+        match self.data {
+            Data::Out => reg.copy_from_slice(out),
+            // SAFETY (all reads below): `off + i * step` for `i < reg.len()` stays inside the
+            // broadcast view, whose strides and dims the offsets were computed from.
+            Data::Float(p) => unsafe {
+                let p = p.offset(off);
+                if step == 1 {
+                    reg.copy_from_slice(std::slice::from_raw_parts(p, reg.len()));
+                } else if step == 0 {
+                    reg.fill(*p);
+                } else {
+                    for (i, v) in reg.iter_mut().enumerate() {
+                        *v = *p.offset(i as isize * step);
+                    }
+                }
+            },
+            Data::Bool(p) => unsafe {
+                let p = p.offset(off);
+                for (i, v) in reg.iter_mut().enumerate() {
+                    *v = if *p.offset(i as isize * step) {
+                        T::one()
+                    } else {
+                        T::zero()
+                    };
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Matrix products through the `gemm` crate, specialised as the optimizer's `Gemm` node asks:
+//! `alpha · op(a) @ op(b) (+ bias)`. A transpose is only a swap of strides; a bias is copied
+//! into the output first and the product accumulated onto it. `gemm` keeps its packing buffers
+//! per thread, so a product allocates nothing once warm.
+
+use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
+
+use crate::dtype::Float;
+use crate::shape;
+
+/// Below this many multiply-adds a product runs on one thread.
+const PAR_MIN_FLOPS: usize = 1 << 16;
+
+/// Rows, inner dim and columns of `op(a) @ op(b)`.
+pub fn dims(
+    a: &[usize],
+    b: &[usize],
+    ta: bool,
+    tb: bool,
+) -> Result<(usize, usize, usize), String> {
+    if a.len() != 2 || b.len() != 2 {
+        return Err(format!(
+            "gemm needs matrices, got {} and {}",
+            shape::show(a),
+            shape::show(b)
+        ));
+    }
+    let (m, k) = if ta { (a[1], a[0]) } else { (a[0], a[1]) };
+    let (k2, n) = if tb { (b[1], b[0]) } else { (b[0], b[1]) };
+    if k != k2 {
+        return Err(format!(
+            "inner dims differ: {}{} vs {}{}",
+            shape::show(a),
+            if ta { "ᵀ" } else { "" },
+            shape::show(b),
+            if tb { "ᵀ" } else { "" }
+        ));
+    }
+    Ok((m, k, n))
+}
+
+/// Row and column strides of `op(x)`.
+fn strides<T>(x: &ArrayViewD<T>, t: bool) -> (isize, isize) {
+    let s = x.strides();
+    if t { (s[1], s[0]) } else { (s[0], s[1]) }
+}
+
+/// `out ← alpha · op(a) @ op(b) (+ bias)`, `out` contiguous `[m, n]`.
+pub fn gemm_into<T: Float>(
+    a: &ArrayViewD<T>,
+    b: &ArrayViewD<T>,
+    bias: Option<&ArrayViewD<T>>,
+    (ta, tb, alpha): (bool, bool, f64),
+    out: &mut [T],
+    par: bool,
+) -> Result<(), String> {
+    let (m, k, n) = dims(a.shape(), b.shape(), ta, tb)?;
+    if out.len() != m * n {
+        return Err(format!(
+            "output buffer of {} elements for [{m}, {n}]",
+            out.len()
+        ));
+    }
+    if let Some(c) = bias {
+        let src = c
+            .broadcast(IxDyn(&[m, n]))
+            .ok_or_else(|| format!("bias {} does not broadcast to [{m}, {n}]", shape::show(c.shape())))?;
+        ArrayViewMutD::from_shape(IxDyn(&[m, n]), &mut *out)
+            .map_err(|e| e.to_string())?
+            .assign(&src);
+    } else if k == 0 {
+        out.fill(T::zero());
+    }
+    if m == 0 || n == 0 || k == 0 {
+        return Ok(());
+    }
+    let ((rsa, csa), (rsb, csb)) = (strides(a, ta), strides(b, tb));
+    let parallelism = if par && m * n * k >= PAR_MIN_FLOPS && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `a` and `b` are live views whose strides describe `op(a)` as m×k and `op(b)` as
+    // k×n (checked by `dims`); `out` holds exactly m×n elements, row-major.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            bias.is_some(),
+            a.as_ptr(),
+            csa,
+            rsa,
+            b.as_ptr(),
+            csb,
+            rsb,
+            T::one(),
+            T::from_f(alpha),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The fuse phase: regions of elementwise nodes become one [`Op::Fused`] node each.
+//!
+//! Walking the graph from its outputs back, an elementwise node joins the region of its users
+//! when every user is in that one region, it is not itself a result of the function, and it has
+//! the region's shape (so nothing is computed twice and no broadcast value is recomputed per
+//! element). Otherwise it starts a region of its own. A region is thus a chain, tree or DAG with
+//! one result; the nodes it reads from outside become the kernel's inputs, and scalar constants
+//! become immediates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::FGraph;
+use crate::dtype::DType;
+use crate::exec::fused::{FusedKernel, Instr};
+use crate::graph::op::{Binary, Op, Unary};
+
+/// Nodes a region may hold; longer chains are cut into several kernels.
+const MAX_REGION: usize = 96;
+
+/// Name under which the phase is counted and switched off.
+pub const NAME: &str = "fuse_elementwise";
+
+/// Can node `i` be computed inside a kernel of float dtype `t`? Bool nodes (comparisons) only
+/// as interior values.
+fn fusible(fg: &FGraph, i: usize, t: DType) -> bool {
+    let ty = fg.ty(i);
+    let operands_ok = |float_ops: &[usize]| {
+        let ins = fg.inputs(i);
+        float_ops.iter().all(|&k| fg.ty(ins[k]).dtype == t)
+    };
+    match fg.op(i) {
+        Op::Unary(u) => *u != Unary::Not && ty.dtype == t,
+        Op::Binary(b) => !matches!(b, Binary::And | Binary::Or) && ty.dtype == t,
+        Op::Compare(_) => operands_ok(&[0, 1]),
+        Op::Where => ty.dtype == t && fg.ty(fg.inputs(i)[0]).dtype == DType::Bool,
+        Op::Cast(d) => *d == t && matches!(fg.ty(fg.inputs(i)[0]).dtype, DType::Bool),
+        _ => false,
+    }
+}
+
+/// Fuse every region; returns the number of elementwise nodes absorbed into kernels.
+pub(crate) fn fuse(fg: &mut FGraph) -> usize {
+    let order = fg.order();
+    let mut users: HashMap<usize, Vec<usize>> = HashMap::new();
+    for &i in &order {
+        for p in fg.inputs(i) {
+            users.entry(p).or_default().push(i);
+        }
+    }
+    let roots = fg.roots();
+    // Region of each node (keyed by the region's result node), walking users before operands.
+    let mut region: HashMap<usize, usize> = HashMap::new();
+    let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
+    for &i in order.iter().rev() {
+        let us = users.get(&i).map(Vec::as_slice).unwrap_or(&[]);
+        let joined = (!roots.contains(&i))
+            .then(|| us.first().and_then(|u| region.get(u)).copied())
+            .flatten()
+            .filter(|&r| {
+                us.iter().all(|u| region.get(u) == Some(&r))
+                    && fg.ty(i).shape == fg.ty(r).shape
+                    && members[&r].len() < MAX_REGION
+                    && fusible(fg, i, fg.ty(r).dtype)
+            });
+        if let Some(r) = joined {
+            region.insert(i, r);
+            members.get_mut(&r).expect("region exists").push(i);
+        } else if fg.ty(i).dtype.is_float() && fusible(fg, i, fg.ty(i).dtype) {
+            region.insert(i, i);
+            members.insert(i, vec![i]);
+        }
+    }
+    let pos: HashMap<usize, usize> = order.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+    let mut absorbed = 0;
+    let mut regions: Vec<(usize, Vec<usize>)> = members.into_iter().collect();
+    regions.sort_unstable_by_key(|(r, _)| pos[r]);
+    for (r, mut nodes) in regions {
+        nodes.sort_unstable_by_key(|i| pos[i]);
+        if let Some(k) = kernel(fg, r, &nodes, &region) {
+            let (inputs, kernel) = k;
+            let loc = fg.loc(r);
+            if let Some(new) = fg.add(Op::Fused(Arc::new(kernel)), &inputs, loc) {
+                fg.replace(r, new);
+                absorbed += nodes.len();
+            }
+        }
+    }
+    absorbed
+}
+
+/// The kernel of region `r` (its `nodes` in dependency order) and the nodes it reads from
+/// outside.
+fn kernel(
+    fg: &FGraph,
+    r: usize,
+    nodes: &[usize],
+    region: &HashMap<usize, usize>,
+) -> Option<(Vec<usize>, FusedKernel)> {
+    let t = fg.ty(r).dtype;
+    let inside = |p: usize| region.get(&p) == Some(&r);
+    let scalar = |p: usize| {
+        fg.const_value(p)
+            .filter(|v| v.len() == 1 && (v.dtype() == t || v.dtype() == DType::Bool))
+            .map(|v| v.to_f64_vec()[0])
+    };
+    let mut inputs: Vec<usize> = Vec::new();
+    for &i in nodes {
+        for p in fg.inputs(i) {
+            if !inside(p) && scalar(p).is_none() && !inputs.contains(&p) {
+                inputs.push(p);
+            }
+        }
+    }
+    let mut value: HashMap<usize, u16> = inputs
+        .iter()
+        .enumerate()
+        .map(|(k, &p)| (p, k as u16))
+        .collect();
+    let mut instrs: Vec<Instr> = Vec::new();
+    let mut scalars: HashMap<u64, u16> = HashMap::new();
+    for &i in nodes {
+        let mut ops = Vec::new();
+        for p in fg.inputs(i) {
+            let v = match (value.get(&p), scalar(p)) {
+                (Some(&v), _) => v,
+                (None, Some(c)) => *scalars.entry(c.to_bits()).or_insert_with(|| {
+                    instrs.push(Instr::Scalar(c.to_bits()));
+                    (inputs.len() + instrs.len() - 1) as u16
+                }),
+                (None, None) => return None,
+            };
+            ops.push(v);
+        }
+        let ins = match fg.op(i) {
+            Op::Unary(u) => Instr::Unary(*u, ops[0]),
+            Op::Binary(b) => Instr::Binary(*b, ops[0], ops[1]),
+            Op::Compare(c) => Instr::Compare(*c, ops[0], ops[1]),
+            Op::Where => Instr::Where(ops[0], ops[1], ops[2]),
+            // bool -> float is the identity on 0/1 values
+            Op::Cast(_) => {
+                value.insert(i, ops[0]);
+                continue;
+            }
+            _ => return None,
+        };
+        instrs.push(ins);
+        value.insert(i, (inputs.len() + instrs.len() - 1) as u16);
+    }
+    // The result must be the last instruction (a region that is only a cast multiplies by 1).
+    let res = value[&r];
+    if instrs.is_empty() || res as usize != inputs.len() + instrs.len() - 1 {
+        instrs.push(Instr::Scalar(1f64.to_bits()));
+        let one = (inputs.len() + instrs.len() - 1) as u16;
+        instrs.push(Instr::Binary(Binary::Mul, res, one));
+    }
+    FusedKernel::new(inputs.len(), instrs, fg.ty(r).clone()).map(|k| (inputs, k))
+}

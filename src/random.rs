@@ -79,9 +79,19 @@ pub(crate) fn draw<T: Float>(
     shape: &[usize],
     fast: bool,
 ) -> ArrayD<T> {
-    let n: usize = shape.iter().product();
     let mut out = ArrayD::<T>::zeros(IxDyn(shape));
     let flat = out.as_slice_mut().expect("fresh arrays are contiguous");
+    draw_into(dist, (seed, counter, key), flat, fast);
+    out
+}
+
+/// Fill `out` with draws: element `i` depends only on `(seed, counter, key, i)`.
+pub(crate) fn draw_into<T: Float>(
+    dist: Dist,
+    (seed, counter, key): (u64, u64, u64),
+    out: &mut [T],
+    fast: bool,
+) {
     let base = node_base(seed, counter, key);
     let fill = |(i, v): (usize, &mut T)| {
         let x = sample(dist, base, i as u64);
@@ -93,13 +103,12 @@ pub(crate) fn draw<T: Float>(
             t
         };
     };
-    if fast && n >= crate::exec::kernels::PAR_MIN {
+    if fast && out.len() >= crate::exec::kernels::PAR_MIN {
         use rayon::prelude::*;
-        flat.par_iter_mut().enumerate().for_each(fill);
+        out.par_iter_mut().enumerate().for_each(fill);
     } else {
-        flat.iter_mut().enumerate().for_each(fill);
+        out.iter_mut().enumerate().for_each(fill);
     }
-    out
 }
 
 impl RandomStream {

@@ -143,8 +143,11 @@ fn the_plan_frees_buffers_after_their_last_use() {
     let input: Tensor = vec![0.3f64; 10_000].into();
     let a = fast.call(std::slice::from_ref(&input)).unwrap();
     let b = reference.call(&[input]).unwrap();
-    assert_eq!(a, b);
-    // 100 intermediate vectors of 80 kB: the plan holds about two at a time, the reference all.
+    // The fast sum adds in another order than the reference.
+    let (a, b) = (a[0].item().unwrap(), b[0].item().unwrap());
+    assert!((a - b).abs() <= 1e-12 * b.abs(), "{a} vs {b}");
+    // 100 intermediate vectors of 80 kB: the plan holds about two at a time (fused, fewer), the
+    // reference all.
     assert!(fast.peak_bytes() <= 3 * 80_000, "{}", fast.peak_bytes());
     assert!(
         reference.peak_bytes() >= 100 * 80_000,

@@ -109,7 +109,10 @@ fn every_rule_fires_and_keeps_values() {
         ("mul_self_to_square", one(&(&x * &x))),
         ("pow_two_to_square", one(&x.pow(2.0))),
         ("matmul_to_gemm", one(&m.t().matmul(&m))),
-        ("gemm_bias", one(&(m.matmul(&m.t()) + &m.sum_axes(&[1], true)))),
+        (
+            "gemm_bias",
+            one(&(m.matmul(&m.t()) + &m.sum_axes(&[1], true))),
+        ),
         ("gemm_alpha", one(&((-&m).matmul(&m.t()) * 0.5))),
     ];
     let names: Vec<&str> = cases.iter().map(|c| c.0).collect();

@@ -17,10 +17,11 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use crate::dtype::Float;
+use crate::error::Location;
 use crate::exec::kernels::{self, PAR_MIN};
 use crate::graph::Type;
 use crate::graph::op::{Binary, Cmp, Unary};
-use crate::shape;
+use crate::shape::{self, Shape};
 
 /// Elements per block of the inner loops.
 pub const BLOCK: usize = 128;
@@ -55,8 +56,9 @@ impl Instr {
 }
 
 /// A compiled elementwise region: its inputs, instructions and result type, with registers
-/// assigned by liveness.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+/// assigned by liveness. Two kernels are equal when they compute the same thing (the origins of
+/// their instructions do not count).
+#[derive(Clone, Debug)]
 pub struct FusedKernel {
     /// Number of inputs (values `0..n_inputs`).
     pub n_inputs: usize,
@@ -66,7 +68,41 @@ pub struct FusedKernel {
     pub ty: Type,
     /// Register of each value.
     slots: Vec<u16>,
-    n_slots: usize,
+    /// Declared shape of each value, and the op and source line each instruction came from:
+    /// a run-time shape error is reported as the unfused op would have reported it.
+    origin: Origin,
+}
+
+/// Where the values of a kernel came from.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// Declared shape of each value (inputs, then instructions).
+    pub shapes: Vec<Shape>,
+    /// Op name and source line of each instruction.
+    pub ops: Vec<(String, Location)>,
+}
+
+impl PartialEq for FusedKernel {
+    fn eq(&self, other: &Self) -> bool {
+        (self.n_inputs, &self.instrs, &self.ty) == (other.n_inputs, &other.instrs, &other.ty)
+    }
+}
+impl Eq for FusedKernel {}
+impl std::hash::Hash for FusedKernel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.n_inputs, &self.instrs, &self.ty).hash(state)
+    }
+}
+
+/// A run-time shape error inside a kernel, located at the op that would have raised it.
+#[derive(Debug)]
+pub struct ShapeError {
+    /// Name of the op.
+    pub op: String,
+    /// Where the user built it.
+    pub loc: Location,
+    /// What went wrong.
+    pub detail: String,
 }
 
 /// An operand of a running kernel.
@@ -81,7 +117,12 @@ pub enum Src<'a, T> {
 
 impl FusedKernel {
     /// Assign registers; `None` when the kernel would need more than [`MAX_SLOTS`].
-    pub fn new(n_inputs: usize, instrs: Vec<Instr>, ty: Type) -> Option<FusedKernel> {
+    pub fn new(
+        n_inputs: usize,
+        instrs: Vec<Instr>,
+        ty: Type,
+        origin: Origin,
+    ) -> Option<FusedKernel> {
         let n_values = n_inputs + instrs.len();
         let mut last = vec![0usize; n_values];
         for (j, ins) in instrs.iter().enumerate() {
@@ -118,8 +159,42 @@ impl FusedKernel {
             instrs,
             ty,
             slots,
-            n_slots,
+            origin,
         })
+    }
+
+    /// Replay the shapes of the region instruction by instruction, with the checks each op
+    /// makes unfused, to name the op that a run-time shape error belongs to.
+    pub fn diagnose(&self, inputs: &[&[usize]]) -> Option<ShapeError> {
+        let mut shapes: Vec<Vec<usize>> = inputs.iter().map(|s| s.to_vec()).collect();
+        for (j, ins) in self.instrs.iter().enumerate() {
+            let ops = ins.operands();
+            let (op, loc) = self.origin.ops.get(j)?.clone();
+            let fail = |detail: String| {
+                Some(ShapeError {
+                    op: op.clone(),
+                    loc,
+                    detail,
+                })
+            };
+            let mut result: Vec<usize> = Vec::new();
+            for &a in &ops {
+                match shape::broadcast_concrete(&result, &shapes[a as usize]) {
+                    Ok(r) => result = r,
+                    Err(e) => return fail(e),
+                }
+            }
+            for &a in &ops {
+                let declared = self.origin.shapes.get(a as usize)?;
+                if let Err(e) =
+                    shape::check_runtime_broadcast(declared, &shapes[a as usize], &result)
+                {
+                    return fail(e);
+                }
+            }
+            shapes.push(result);
+        }
+        None
     }
 
     /// Compute the result into `out` (shaped `shape`, contiguous). `rayon` splits large outputs
@@ -183,6 +258,34 @@ impl FusedKernel {
             out[p - start..p - start + len].copy_from_slice(&regs[res * BLOCK..][..len]);
             p += len;
         }
+    }
+
+    /// The result's shape for operands of these shapes: they broadcast together, at the rank of
+    /// the result type (a scalar immediate can add leading 1s).
+    pub fn out_shape<'a>(
+        &self,
+        shapes: impl Iterator<Item = &'a [usize]>,
+    ) -> Result<SmallVec<[usize; 6]>, String> {
+        let mut out: SmallVec<[usize; 6]> = smallvec::smallvec![1; self.ty.ndim()];
+        for s in shapes {
+            if s.len() > out.len() {
+                return Err(format!(
+                    "operand {} has more dims than the result {}",
+                    shape::show(s),
+                    self.ty
+                ));
+            }
+            let lead = out.len() - s.len();
+            for (o, &d) in out[lead..].iter_mut().zip(s) {
+                match (*o, d) {
+                    (_, 1) => {}
+                    (1, d) => *o = d,
+                    (p, q) if p == q => {}
+                    (p, q) => return Err(format!("operands do not broadcast ({p} vs {q})")),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The kernel as an expression over its inputs `i0, i1, ...`, for printing.
@@ -338,9 +441,9 @@ impl<T: Float> Layout<T> {
                 shape::show(shape)
             )
         };
-        let mut full: SmallVec<[(Data<T>, SmallVec<[isize; 6]>); 8]> = SmallVec::new();
+        let mut full: SmallVec<[Operand<T>; 8]> = SmallVec::new();
         for src in srcs {
-            full.push(match src {
+            let (data, strides) = match src {
                 Src::Float(v) => {
                     let b = v.broadcast(IxDyn(shape)).ok_or_else(|| bcast(v.shape()))?;
                     (Data::Float(b.as_ptr()), b.strides().into())
@@ -350,7 +453,8 @@ impl<T: Float> Layout<T> {
                     (Data::Bool(b.as_ptr()), b.strides().into())
                 }
                 Src::Out => (Data::Out, contiguous.clone()),
-            });
+            };
+            full.push(Operand { data, strides });
         }
         // Merge dim k into the one before it when every operand steps over both as one.
         let mut dims: SmallVec<[usize; 6]> = SmallVec::new();
@@ -360,7 +464,8 @@ impl<T: Float> Layout<T> {
                 continue;
             }
             let merge = kept.last().is_some_and(|&prev| {
-                full.iter().all(|(_, s)| s[prev] == s[k] * d as isize)
+                full.iter()
+                    .all(|o| o.strides[prev] == o.strides[k] * d as isize)
                     && contiguous[prev] == contiguous[k] * d as isize
             });
             if merge {
@@ -375,9 +480,9 @@ impl<T: Float> Layout<T> {
         }
         let operands = full
             .into_iter()
-            .map(|(data, s)| Operand {
-                data,
-                strides: kept.iter().map(|&k| s[k]).collect(),
+            .map(|o| Operand {
+                strides: kept.iter().map(|&k| o.strides[k]).collect(),
+                data: o.data,
             })
             .collect();
         Ok(Layout { dims, operands })

@@ -12,12 +12,7 @@ use crate::shape;
 const PAR_MIN_FLOPS: usize = 1 << 16;
 
 /// Rows, inner dim and columns of `op(a) @ op(b)`.
-pub fn dims(
-    a: &[usize],
-    b: &[usize],
-    ta: bool,
-    tb: bool,
-) -> Result<(usize, usize, usize), String> {
+pub fn dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<(usize, usize, usize), String> {
     if a.len() != 2 || b.len() != 2 {
         return Err(format!(
             "gemm needs matrices, got {} and {}",
@@ -62,9 +57,12 @@ pub fn gemm_into<T: Float>(
         ));
     }
     if let Some(c) = bias {
-        let src = c
-            .broadcast(IxDyn(&[m, n]))
-            .ok_or_else(|| format!("bias {} does not broadcast to [{m}, {n}]", shape::show(c.shape())))?;
+        let src = c.broadcast(IxDyn(&[m, n])).ok_or_else(|| {
+            format!(
+                "bias {} does not broadcast to [{m}, {n}]",
+                shape::show(c.shape())
+            )
+        })?;
         ArrayViewMutD::from_shape(IxDyn(&[m, n]), &mut *out)
             .map_err(|e| e.to_string())?
             .assign(&src);

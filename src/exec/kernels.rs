@@ -394,16 +394,24 @@ fn slice_info(n: usize, start: isize, end: Option<isize>, step: usize) -> Slice 
 
 /// Refuse to broadcast a dim that is 1 at run time but not declared 1 (see
 /// [`shape::check_runtime_broadcast`]); the kernels below broadcast any concrete 1.
-fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result<(), String> {
+pub(crate) fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result<(), String> {
+    let all: Vec<usize> = (0..x.len()).collect();
     let operands: &[usize] = match op {
         Op::Binary(_) | Op::Compare(_) => &[0, 1],
         Op::Where => &[0, 1, 2],
         Op::BroadcastTo(_) | Op::BroadcastLike => &[0],
+        Op::Fused(_) => &all,
+        Op::Gemm { .. } if x.len() == 3 => &[2],
         _ => return Ok(()),
     };
     let result = match op {
         Op::BroadcastTo(s) => s.clone(),
         Op::BroadcastLike => x[1].shape().to_vec(),
+        Op::Fused(k) => k.out_shape(x.iter().map(|t| t.shape()))?.to_vec(),
+        Op::Gemm { ta, tb, .. } => {
+            let (m, _, n) = gemm::dims(x[0].shape(), x[1].shape(), *ta, *tb)?;
+            vec![m, n]
+        }
         _ => operands.iter().try_fold(Vec::new(), |acc, &k| {
             shape::broadcast_concrete(&acc, x[k].shape())
         })?,
@@ -603,14 +611,8 @@ pub(crate) fn fused_srcs<'a, T: Float>(x: &[&'a Tensor]) -> Result<Vec<Src<'a, T
         .collect()
 }
 
-/// The output shape of a fused kernel: its operands broadcast together.
-pub(crate) fn fused_shape(x: &[&Tensor]) -> Result<Vec<usize>, String> {
-    x.iter()
-        .try_fold(Vec::new(), |acc, t| shape::broadcast_concrete(&acc, t.shape()))
-}
-
 fn fused_alloc<T: Float>(k: &FusedKernel, x: &[&Tensor], fast: bool) -> Result<ArrayD<T>, String> {
-    let shape = fused_shape(x)?;
+    let shape = k.out_shape(x.iter().map(|t| t.shape()))?;
     let mut out = vec![T::zero(); shape.iter().product()];
     k.run(&fused_srcs::<T>(x)?, &mut out, &shape, fast)?;
     ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())

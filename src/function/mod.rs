@@ -240,14 +240,10 @@ impl FunctionBuilder {
             .map(|(s, v)| (s, index[&subst(v)]))
             .unzip();
         drop(g);
-        if let Some(bad) = self
-            .excluded
-            .iter()
-            .find(|n| {
-                !crate::rewrite::GRAPH_PASSES.contains(&n.as_str())
-                    && !crate::rewrite::RULES.iter().any(|r| r.name == n.as_str())
-            })
-        {
+        if let Some(bad) = self.excluded.iter().find(|n| {
+            !crate::rewrite::GRAPH_PASSES.contains(&n.as_str())
+                && !crate::rewrite::RULES.iter().any(|r| r.name == n.as_str())
+        }) {
             return Err(usage(format!("no rewrite is named {bad}")));
         }
 

@@ -406,7 +406,11 @@ impl Op {
                     "gemm{{{}{}{}}}",
                     if *ta { "aᵀ" } else { "a" },
                     if *tb { "·bᵀ" } else { "·b" },
-                    if alpha == 1.0 { String::new() } else { format!(", alpha={alpha}") }
+                    if alpha == 1.0 {
+                        String::new()
+                    } else {
+                        format!(", alpha={alpha}")
+                    }
                 )
             }
             Op::Fused(k) => k.to_string(),

@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use super::FGraph;
 use crate::dtype::DType;
-use crate::exec::fused::{FusedKernel, Instr};
+use crate::exec::fused::{FusedKernel, Instr, Origin};
 use crate::graph::op::{Binary, Op, Unary};
+use crate::shape::Shape;
 
 /// Nodes a region may hold; longer chains are cut into several kernels.
 const MAX_REGION: usize = 96;
@@ -118,6 +119,10 @@ fn kernel(
         .map(|(k, &p)| (p, k as u16))
         .collect();
     let mut instrs: Vec<Instr> = Vec::new();
+    let mut origin = Origin {
+        shapes: inputs.iter().map(|&p| fg.ty(p).shape.clone()).collect(),
+        ops: Vec::new(),
+    };
     let mut scalars: HashMap<u64, u16> = HashMap::new();
     for &i in nodes {
         let mut ops = Vec::new();
@@ -126,6 +131,8 @@ fn kernel(
                 (Some(&v), _) => v,
                 (None, Some(c)) => *scalars.entry(c.to_bits()).or_insert_with(|| {
                     instrs.push(Instr::Scalar(c.to_bits()));
+                    origin.shapes.push(Shape::scalar());
+                    origin.ops.push(("constant".into(), fg.loc(p)));
                     (inputs.len() + instrs.len() - 1) as u16
                 }),
                 (None, None) => return None,
@@ -145,14 +152,21 @@ fn kernel(
             _ => return None,
         };
         instrs.push(ins);
+        origin.shapes.push(fg.ty(i).shape.clone());
+        origin.ops.push((fg.op(i).name(), fg.loc(i)));
         value.insert(i, (inputs.len() + instrs.len() - 1) as u16);
     }
     // The result must be the last instruction (a region that is only a cast multiplies by 1).
     let res = value[&r];
     if instrs.is_empty() || res as usize != inputs.len() + instrs.len() - 1 {
+        let at = (fg.op(r).name(), fg.loc(r));
         instrs.push(Instr::Scalar(1f64.to_bits()));
         let one = (inputs.len() + instrs.len() - 1) as u16;
         instrs.push(Instr::Binary(Binary::Mul, res, one));
+        origin
+            .shapes
+            .extend([Shape::scalar(), fg.ty(r).shape.clone()]);
+        origin.ops.extend([at.clone(), at]);
     }
-    FusedKernel::new(inputs.len(), instrs, fg.ty(r).clone()).map(|k| (inputs, k))
+    FusedKernel::new(inputs.len(), instrs, fg.ty(r).clone(), origin).map(|k| (inputs, k))
 }

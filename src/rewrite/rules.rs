@@ -450,7 +450,7 @@ fn gemm_bias(fg: &mut FGraph, i: usize) -> Option<usize> {
             && fg.uses(g) == 1
             && fg.ty(g) == fg.ty(i)
         {
-            let (op, loc) = (fg.op(g).clone(), fg.loc(i));
+            let (op, loc) = (fg.op(g).clone(), fg.loc(g));
             let mut ins = fg.inputs(g);
             ins.push(c);
             let new = fg.add(op, &ins, loc);
@@ -479,7 +479,7 @@ fn gemm_alpha(fg: &mut FGraph, i: usize) -> Option<usize> {
                     tb,
                     alpha: (alpha * c).to_bits(),
                 };
-                let (ins, loc) = (fg.inputs(g), fg.loc(i));
+                let (ins, loc) = (fg.inputs(g), fg.loc(g));
                 let new = fg.add(op, &ins, loc);
                 return same(fg, i, new);
             }

@@ -68,6 +68,26 @@ pub trait Float:
     fn from_f(v: f64) -> Self;
     /// Conversion to `f64`.
     fn to_f(self) -> f64;
+    /// `e^x` as the fast kernels compute it (a vectorizable polynomial for `f32`).
+    fn fast_exp(self) -> Self {
+        self.exp()
+    }
+    /// Natural log as the fast kernels compute it.
+    fn fast_ln(self) -> Self {
+        self.ln()
+    }
+    /// `log(1 + x)` as the fast kernels compute it.
+    fn fast_ln_1p(self) -> Self {
+        self.ln_1p()
+    }
+    /// `1 / (1 + e^-x)` as the fast kernels compute it.
+    fn fast_sigmoid(self) -> Self {
+        crate::exec::kernels::sigmoid(self)
+    }
+    /// `log(1 + e^x)` as the fast kernels compute it.
+    fn fast_softplus(self) -> Self {
+        crate::exec::kernels::softplus(self)
+    }
 }
 
 impl Float for f32 {
@@ -92,6 +112,26 @@ impl Float for f32 {
     }
     fn to_f(self) -> f64 {
         self as f64
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        crate::exec::fastmath::exp(self)
+    }
+    #[inline(always)]
+    fn fast_ln(self) -> Self {
+        crate::exec::fastmath::ln(self)
+    }
+    #[inline(always)]
+    fn fast_ln_1p(self) -> Self {
+        crate::exec::fastmath::ln_1p(self)
+    }
+    #[inline(always)]
+    fn fast_sigmoid(self) -> Self {
+        crate::exec::fastmath::sigmoid(self)
+    }
+    #[inline(always)]
+    fn fast_softplus(self) -> Self {
+        crate::exec::fastmath::softplus(self)
     }
 }
 

@@ -161,6 +161,17 @@ pub enum Error {
         /// Where the user built the node.
         loc: Location,
     },
+    /// [`Mode::Debug`](crate::function::Mode::Debug) found a rewrite or a fast kernel that
+    /// changed a value.
+    #[error("debug mode: {what}: {detail} (node built at {loc})")]
+    DebugMismatch {
+        /// The rewrite (or `plan` for the fast kernels) that changed the value.
+        what: String,
+        /// The values that differ.
+        detail: String,
+        /// Where the user built the node.
+        loc: Location,
+    },
     /// A mistake in the arguments to `function`, `grad` or another graph-level call.
     #[error("{what} (at {loc})")]
     Usage {
@@ -205,6 +216,7 @@ impl Error {
             | Error::Disconnected { loc, .. }
             | Error::NotDifferentiable { loc, .. }
             | Error::Runtime { loc, .. }
+            | Error::DebugMismatch { loc, .. }
             | Error::Usage { loc, .. } => Some(*loc),
             _ => None,
         }

@@ -24,10 +24,10 @@ use crate::graph::op::{Binary, Cmp, Unary};
 use crate::shape::{self, Shape};
 
 /// Elements per block of the inner loops.
-pub const BLOCK: usize = 128;
+pub const BLOCK: usize = 256;
 /// Registers a kernel may use at once (each holds one block); the fuse phase stops growing a
 /// region before it needs more.
-pub const MAX_SLOTS: usize = 24;
+pub const MAX_SLOTS: usize = 20;
 
 /// One instruction. Operands are value numbers: inputs first, then one value per instruction.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -356,9 +356,9 @@ fn exec<T: Float>(ins: &Instr, regs: &mut [T], d: usize, slots: &[u16], len: usi
     match *ins {
         Instr::Unary(u, _) => match u {
             Unary::Neg => map1!(|x| -x),
-            Unary::Exp => map1!(|x| x.exp()),
-            Unary::Log => map1!(|x| x.ln()),
-            Unary::Log1p => map1!(|x| x.ln_1p()),
+            Unary::Exp => map1!(|x| x.fast_exp()),
+            Unary::Log => map1!(|x| x.fast_ln()),
+            Unary::Log1p => map1!(|x| x.fast_ln_1p()),
             Unary::Expm1 => map1!(|x| x.exp_m1()),
             Unary::Sqrt => map1!(|x| x.sqrt()),
             Unary::Square => map1!(|x| x * x),
@@ -367,8 +367,8 @@ fn exec<T: Float>(ins: &Instr, regs: &mut [T], d: usize, slots: &[u16], len: usi
             Unary::Sin => map1!(|x| x.sin()),
             Unary::Cos => map1!(|x| x.cos()),
             Unary::Tanh => map1!(|x| x.tanh()),
-            Unary::Sigmoid => map1!(|x| kernels::sigmoid(x)),
-            Unary::Softplus => map1!(|x| kernels::softplus(x)),
+            Unary::Sigmoid => map1!(|x| x.fast_sigmoid()),
+            Unary::Softplus => map1!(|x| x.fast_softplus()),
             Unary::Relu => map1!(|x| if x > zero { x } else { zero }),
             Unary::Not => map1!(|x| truth(x == zero)),
         },

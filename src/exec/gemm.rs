@@ -34,6 +34,12 @@ pub fn dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<(usize, usiz
     Ok((m, k, n))
 }
 
+/// Would the `gemm` crate allocate a packing buffer for a transposed left operand of this
+/// product? (It does for products big enough to be split into blocks.)
+pub fn packs_transposed_lhs(m: usize, k: usize, n: usize) -> bool {
+    n > 1 && m * n * k >= PAR_MIN_FLOPS
+}
+
 /// Row and column strides of `op(x)`.
 fn strides<T>(x: &ArrayViewD<T>, t: bool) -> (isize, isize) {
     let s = x.strides();

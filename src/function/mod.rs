@@ -5,7 +5,9 @@
 //! (applying `givens` on the way), orders it, and plans when each buffer is last used so it can be
 //! freed right after. The user's graph is never modified.
 
+mod debug;
 mod plan;
+mod profile;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use crate::tensor::Tensor;
 pub use plan::Mode;
 use plan::Program;
 pub(crate) use plan::{Leaf, PNode};
+pub use profile::{NodeProfile, Profile};
 
 use crate::rewrite::{FGraph, RewriteStats, optimize};
 
@@ -44,6 +47,7 @@ pub fn function(inputs: &[&Expr], outputs: &[&Expr]) -> FunctionBuilder {
         givens: Vec::new(),
         mode: Mode::Fast,
         excluded: Vec::new(),
+        profile: false,
         loc: Location::caller(),
     }
 }
@@ -56,6 +60,7 @@ pub struct FunctionBuilder {
     givens: Vec<(Expr, Expr)>,
     mode: Mode,
     excluded: Vec<String>,
+    profile: bool,
     loc: Location,
 }
 
@@ -79,6 +84,12 @@ impl FunctionBuilder {
     /// merge phase).
     pub fn exclude(mut self, names: &[&str]) -> Self {
         self.excluded.extend(names.iter().map(|n| n.to_string()));
+        self
+    }
+
+    /// Time every node of every call; read the result with [`Function::profile`].
+    pub fn profile(mut self, on: bool) -> Self {
+        self.profile = on;
         self
     }
 
@@ -249,11 +260,19 @@ impl FunctionBuilder {
 
         // The optimizer works on its own copy; the reference mode runs the graph as written.
         let mut fg = FGraph::new(nodes, outputs.into_iter().chain(values).collect());
-        let stats = if self.mode == Mode::Fast {
-            optimize(&mut fg, &self.excluded)
-        } else {
+        let roots_as_written: Vec<usize> = (0..n_out + shared_vars.len())
+            .map(|k| fg.roots()[k])
+            .collect();
+        let stats = if self.mode == Mode::Reference {
             RewriteStats::default()
+        } else {
+            optimize(&mut fg, &self.excluded)
         };
+        let debug = (self.mode == Mode::Debug).then(|| debug::DebugCheck {
+            nodes: fg.all_nodes().to_vec(),
+            history: fg.history.clone(),
+            roots: roots_as_written,
+        });
         let (nodes, roots) = fg.finish();
         let outputs = roots[..n_out].to_vec();
         let updates: Vec<(Arc<SharedVar>, usize)> = shared_vars
@@ -273,9 +292,20 @@ impl FunctionBuilder {
                 }
             }
         }
+        let updated: Vec<Arc<SharedVar>> = updates.iter().map(|(v, _)| v.clone()).collect();
+        let mode = if self.mode == Mode::Debug {
+            Mode::Fast
+        } else {
+            self.mode
+        };
+        let mut program = Program::new(nodes, outputs, updates, streams, input_types, mode);
+        if self.profile {
+            program.enable_profile();
+        }
         Ok(Function {
-            program: Program::new(nodes, outputs, updates, streams, input_types, self.mode),
+            program,
             stats,
+            debug: debug.map(|d| (d, updated)),
         })
     }
 }
@@ -285,18 +315,42 @@ impl FunctionBuilder {
 pub struct Function {
     program: Program,
     stats: RewriteStats,
+    /// The debug mode's reference, and the variables the function updates.
+    debug: Option<(debug::DebugCheck, Vec<Arc<SharedVar>>)>,
 }
 
 impl Function {
     /// Run on one value per input, in the order the inputs were given.
     #[track_caller]
     pub fn call(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.program.run(inputs)
+        let Some((check, updated)) = &self.debug else {
+            return self.program.run(inputs);
+        };
+        self.program.check_feeds(inputs)?;
+        // The reference first: the run then advances the streams and assigns the updates.
+        let want = check.check(inputs)?;
+        let outputs = self.program.run(inputs)?;
+        check.compare(&outputs, updated, &want)?;
+        Ok(outputs)
     }
 
     /// What the optimizer did: hits per rewrite and why each phase stopped.
     pub fn rewrite_stats(&self) -> &RewriteStats {
         &self.stats
+    }
+
+    /// Time and calls per node since compiling, when compiled with
+    /// [`FunctionBuilder::profile`]; `None` otherwise.
+    pub fn profile(&self) -> Option<Profile> {
+        let times = self.program.profile()?;
+        Some(Profile::new(&self.program.nodes, &times))
+    }
+
+    /// The program as it runs, after the optimizer: one line per node with its op (a fused
+    /// kernel shows its expression), operands, type, and the line of the user's code that built
+    /// it (for a rewritten node, the node it replaced).
+    pub fn debugprint(&self) -> String {
+        self.program.listing()
     }
 
     /// Names and types of the inputs.

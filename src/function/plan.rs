@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 use smallvec::SmallVec;
 
 use crate::dtype::{DType, Float};
@@ -27,6 +27,11 @@ pub enum Mode {
     Fast,
     /// The plain reference kernels, every value kept: slow, for checking.
     Reference,
+    /// Theano's `DebugMode`: run the optimized plan, and also the graph as written and every
+    /// node each rewrite made, with the reference kernels. A call fails with
+    /// [`Error::DebugMismatch`] naming the first rewrite that changed a value, or the output
+    /// where the fast plan differs from the reference. Several times slower than `Reference`.
+    Debug,
 }
 
 #[derive(Clone)]
@@ -98,7 +103,7 @@ struct Pool {
 }
 
 /// Buffers kept per float type.
-const POOL_MAX: usize = 64;
+const POOL_MAX: usize = 256;
 
 trait Pooled: Float {
     fn bin(pool: &mut Pool) -> &mut Vec<Vec<Self>>;
@@ -115,14 +120,14 @@ impl Pooled for f64 {
 }
 
 impl Pool {
-    /// A buffer of exactly `n` elements (contents unspecified): one of that length if there is
-    /// one, else the roomiest, else a new one.
+    /// A buffer of exactly `n` elements (contents unspecified): the smallest one with room (of
+    /// those, one already that long), else a new one. Best fit keeps the large buffers for the
+    /// large values, so a warm plan finds every buffer it needs.
     fn take<T: Pooled>(&mut self, n: usize) -> Vec<T> {
         let bin = T::bin(self);
-        let pick = bin
-            .iter()
-            .position(|b| b.len() == n)
-            .or_else(|| (0..bin.len()).max_by_key(|&k| bin[k].capacity()));
+        let pick = (0..bin.len())
+            .filter(|&k| bin[k].capacity() >= n)
+            .min_by_key(|&k| (bin[k].capacity(), bin[k].len() != n));
         let mut buf = pick.map(|k| bin.swap_remove(k)).unwrap_or_default();
         buf.resize(n, T::zero());
         buf
@@ -134,6 +139,32 @@ impl Pool {
             Tensor::F64(a) => Self::keep(&mut self.f64, a.into_raw_vec_and_offset().0),
             _ => {}
         }
+    }
+
+    /// `t` to hand to the caller: a small value in a large pooled buffer leaves as an exact
+    /// copy, and the buffer stays in the pool.
+    fn release(&mut self, t: Tensor) -> Tensor {
+        fn fit<T: Pooled>(pool: &mut Pool, a: ArrayD<T>) -> ArrayD<T> {
+            let shape: SmallVec<[usize; 6]> = a.shape().into();
+            let (buf, _) = a.into_raw_vec_and_offset();
+            let buf = if buf.capacity() > 2 * buf.len() + 64 {
+                let exact = buf.to_vec();
+                pool.keep_vec(buf);
+                exact
+            } else {
+                buf
+            };
+            ArrayD::from_shape_vec(IxDyn(&shape), buf).expect("the shape of the buffer")
+        }
+        match t {
+            Tensor::F32(a) if a.is_standard_layout() => Tensor::F32(fit(self, a)),
+            Tensor::F64(a) if a.is_standard_layout() => Tensor::F64(fit(self, a)),
+            other => other,
+        }
+    }
+
+    fn keep_vec<T: Pooled>(&mut self, buf: Vec<T>) {
+        Self::keep(T::bin(self), buf)
     }
 
     fn keep<T>(bin: &mut Vec<Vec<T>>, buf: Vec<T>) {
@@ -148,6 +179,10 @@ impl Pool {
 struct Workspace {
     values: Vec<Option<Val>>,
     pool: Pool,
+    /// Reads left of each output and update value.
+    reads: Vec<u32>,
+    /// New values of the updated variables, before they are assigned.
+    new_values: Vec<Tensor>,
 }
 
 /// Time and calls of one node, summed over calls since profiling began.
@@ -205,6 +240,15 @@ impl Program {
         self.peak.load(Ordering::Relaxed)
     }
 
+    pub fn listing(&self) -> String {
+        let updates: Vec<(String, usize)> = self
+            .updates
+            .iter()
+            .map(|(v, i)| (v.name.clone(), *i))
+            .collect();
+        super::profile::listing(&self.nodes, &self.outputs, &updates)
+    }
+
     /// Record time and calls per node from now on.
     pub fn enable_profile(&mut self) {
         self.profile = Some(Mutex::new(vec![NodeTime::default(); self.nodes.len()]));
@@ -218,7 +262,7 @@ impl Program {
     }
 
     #[track_caller]
-    fn check_feeds(&self, inputs: &[Tensor]) -> Result<()> {
+    pub fn check_feeds(&self, inputs: &[Tensor]) -> Result<()> {
         if inputs.len() < self.input_types.len() {
             let (name, _) = &self.input_types[inputs.len()];
             return Err(Error::MissingFeed {
@@ -269,7 +313,12 @@ impl Program {
 
     fn run_in(&self, inputs: &[Tensor], ws: &mut Workspace) -> Result<Vec<Tensor>> {
         let fast = self.mode == Mode::Fast;
-        let Workspace { values, pool } = ws;
+        let Workspace {
+            values,
+            pool,
+            reads,
+            new_values,
+        } = ws;
         values.clear();
         values.resize_with(self.nodes.len(), || None);
         let mut times = self
@@ -309,11 +358,12 @@ impl Program {
         }
         self.peak.store(peak, Ordering::Relaxed);
         // Outputs and new values move out of the run where nothing else reads them.
-        let mut reads = self.root_reads.clone();
+        reads.clear();
+        reads.extend_from_slice(&self.root_reads);
         let mut take = |i: usize, values: &mut Vec<Option<Val>>| -> Tensor {
             reads[i] -= 1;
             match values[i].take() {
-                Some(Val::Own(t)) if reads[i] == 0 => t,
+                Some(Val::Own(t)) if reads[i] == 0 => pool.release(t),
                 Some(v) => {
                     let t = v.get(inputs).clone();
                     values[i] = Some(v);
@@ -323,7 +373,7 @@ impl Program {
             }
         };
         let outputs: Vec<Tensor> = self.outputs.iter().map(|&o| take(o, values)).collect();
-        let mut new_values = Vec::with_capacity(self.updates.len());
+        new_values.clear();
         for (var, i) in &self.updates {
             let t = take(*i, values);
             if !var.ty.shape.matches(t.shape()) {
@@ -342,7 +392,7 @@ impl Program {
         }
         // Release every reference to the old values before assigning the new ones.
         values.clear();
-        for ((var, _), mut t) in self.updates.iter().zip(new_values) {
+        for ((var, _), mut t) in self.updates.iter().zip(new_values.drain(..)) {
             let mut state = var.value.write().unwrap_or_else(|p| p.into_inner());
             match Arc::get_mut(&mut state) {
                 // Nobody else holds the old value: swap buffers and keep the old one.
@@ -429,6 +479,36 @@ impl Program {
                 (Op::Random { dist, key, .. }, DType::F64) => {
                     Some(random_node::<f64>(*dist, *key, n, inputs, values, pool))
                 }
+                (
+                    Op::ExpandDims(_)
+                    | Op::Squeeze(_)
+                    | Op::Reshape(_)
+                    | Op::ReshapeLike
+                    | Op::StopGradient
+                    | Op::BroadcastLike
+                    | Op::BroadcastTo(_),
+                    DType::F32,
+                ) => self.reshaped::<f32>(j, n, inputs, values, pool),
+                (
+                    Op::ExpandDims(_)
+                    | Op::Squeeze(_)
+                    | Op::Reshape(_)
+                    | Op::ReshapeLike
+                    | Op::StopGradient
+                    | Op::BroadcastLike
+                    | Op::BroadcastTo(_),
+                    DType::F64,
+                ) => self.reshaped::<f64>(j, n, inputs, values, pool),
+                (Op::DimSize { axes, .. }, DType::F32) => Some(dim_size::<f32>(
+                    axes,
+                    operand(values, inputs, n.inputs[0]),
+                    pool,
+                )),
+                (Op::DimSize { axes, .. }, DType::F64) => Some(dim_size::<f64>(
+                    axes,
+                    operand(values, inputs, n.inputs[0]),
+                    pool,
+                )),
                 _ => None,
             };
             if let Some(out) = out {
@@ -447,6 +527,81 @@ impl Program {
             .collect();
         let types: SmallVec<[&Type; 4]> = n.inputs.iter().map(|&i| &self.nodes[i].ty).collect();
         kernels::eval(&n.op, &args, &types, &n.ty, fast).map_err(err)
+    }
+
+    /// Ops that only change the shape: the operand's buffer itself when this node is its last
+    /// reader, else a copy into a pooled buffer (broadcasts are always copied). `None` where
+    /// the general kernel must check something first (a shape that does not fit).
+    fn reshaped<T: Pooled>(
+        &self,
+        j: usize,
+        n: &PNode,
+        inputs: &[Tensor],
+        values: &mut [Option<Val>],
+        pool: &mut Pool,
+    ) -> Option<std::result::Result<Tensor, String>> {
+        let x = operand(values, inputs, n.inputs[0]);
+        let from = x.shape();
+        let to: SmallVec<[usize; 6]> = match &n.op {
+            Op::ExpandDims(axes) => {
+                let mut s: SmallVec<[usize; 6]> = from.into();
+                for &ax in axes {
+                    s.insert(ax.min(s.len()), 1);
+                }
+                s
+            }
+            Op::Squeeze(axes) => {
+                if axes.iter().any(|&a| from.get(a) != Some(&1)) {
+                    return None;
+                }
+                (0..from.len())
+                    .filter(|k| !axes.contains(k))
+                    .map(|k| from[k])
+                    .collect()
+            }
+            Op::ReshapeLike | Op::BroadcastLike => {
+                operand(values, inputs, n.inputs[1]).shape().into()
+            }
+            Op::BroadcastTo(s) => s.as_slice().into(),
+            Op::Reshape(target) if target.iter().all(|&d| d >= 0) => {
+                target.iter().map(|&d| d as usize).collect()
+            }
+            Op::StopGradient => from.into(),
+            _ => return None,
+        };
+        let broadcast = matches!(n.op, Op::BroadcastLike | Op::BroadcastTo(_));
+        if broadcast {
+            let declared = &self.nodes[n.inputs[0]].ty.shape;
+            if let Err(e) = shape::check_runtime_broadcast(declared, from, &to) {
+                return Some(Err(e));
+            }
+            let view = T::view(x)?;
+            let src = view.broadcast(IxDyn(&to))?;
+            let mut out = pool.take::<T>(to.iter().product());
+            ArrayViewMutD::from_shape(IxDyn(&to), &mut out[..])
+                .ok()?
+                .assign(&src);
+            return Some(shaped(out, &to));
+        }
+        if to.iter().product::<usize>() != x.len() {
+            return None;
+        }
+        let standard = T::view(x)?.is_standard_layout();
+        let owned_here =
+            self.last_use[n.inputs[0]] == j && matches!(values[n.inputs[0]], Some(Val::Own(_)));
+        if standard && owned_here {
+            let Some(Val::Own(t)) = values[n.inputs[0]].take() else {
+                unreachable!("checked above")
+            };
+            let buf = T::unwrap(t).ok()?.into_raw_vec_and_offset().0;
+            return Some(shaped(buf, &to));
+        }
+        let view = T::view(x)?;
+        let mut out = pool.take::<T>(x.len());
+        for (o, v) in out.iter_mut().zip(view.iter()) {
+            *o = *v;
+        }
+        Some(shaped(out, &to))
     }
 
     /// A fused kernel, written in place over an operand whose last reader it is when that
@@ -554,9 +709,28 @@ fn gemm_node<T: Pooled>(
         .get(2)
         .map(|&i| float_view::<T>(operand(values, inputs, i)))
         .transpose()?;
-    let (m, _, cols) = gemm::dims(a.shape(), b.shape(), flags.0, flags.1)?;
+    let (m, k, cols) = gemm::dims(a.shape(), b.shape(), flags.0, flags.1)?;
     let mut out = pool.take::<T>(m * cols);
-    gemm::gemm_into(&a, &b, bias.as_ref(), flags, &mut out, true)?;
+    if flags.0 && gemm::packs_transposed_lhs(m, k, cols) {
+        // The gemm crate would allocate a packing buffer for a transposed left operand on every
+        // call: transpose it into a pooled buffer instead.
+        let mut at = pool.take::<T>(m * k);
+        for (o, v) in at.iter_mut().zip(a.t().iter()) {
+            *o = *v;
+        }
+        let a2 = ArrayViewD::from_shape(IxDyn(&[m, k]), &at[..]).map_err(|e| e.to_string())?;
+        gemm::gemm_into(
+            &a2,
+            &b,
+            bias.as_ref(),
+            (false, flags.1, flags.2),
+            &mut out,
+            true,
+        )?;
+        pool.keep_vec(at);
+    } else {
+        gemm::gemm_into(&a, &b, bias.as_ref(), flags, &mut out, true)?;
+    }
     shaped(out, &[m, cols])
 }
 
@@ -602,6 +776,17 @@ fn sum_node<T: Pooled>(
         })
         .collect();
     Some(shaped(out, &shape))
+}
+
+fn dim_size<T: Pooled>(
+    axes: &[usize],
+    x: &Tensor,
+    pool: &mut Pool,
+) -> std::result::Result<Tensor, String> {
+    let n: usize = axes.iter().map(|&a| x.shape()[a]).product();
+    let mut out = pool.take::<T>(1);
+    out[0] = T::from_f(n as f64);
+    shaped(out, &[])
 }
 
 fn random_node<T: Pooled>(

@@ -13,7 +13,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::function::{Function, function};
+use crate::function::{Function, FunctionBuilder, function};
 use crate::grad::grad;
 use crate::graph::{Expr, Graph};
 use crate::models::unroll;
@@ -159,6 +159,12 @@ impl Rbm {
     /// reconstruction error, and update `W`, the biases, their velocities and (for PCD) the
     /// persistent chain.
     pub fn trainer(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<Function> {
+        self.build_trainer(cfg, rng, None)?.compile()
+    }
+
+    /// The [`Rbm::trainer`] before compiling, to set options such as
+    /// [`FunctionBuilder::profile`] or [`FunctionBuilder::exclude`].
+    pub fn trainer_builder(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<FunctionBuilder> {
         self.build_trainer(cfg, rng, None)
     }
 
@@ -172,7 +178,7 @@ impl Rbm {
         rng: &RandomStream,
         lr: &Expr,
     ) -> Result<Function> {
-        self.build_trainer(cfg, rng, Some(lr))
+        self.build_trainer(cfg, rng, Some(lr))?.compile()
     }
 
     fn build_trainer(
@@ -180,7 +186,7 @@ impl Rbm {
         cfg: &CdConfig,
         rng: &RandomStream,
         lr: Option<&Expr>,
-    ) -> Result<Function> {
+    ) -> Result<FunctionBuilder> {
         let g = self.w.graph().clone();
         let x = g.input("x", DType::F32, &[None, Some(self.n_visible)]);
         let chain = cfg.persistent.then(|| {
@@ -194,7 +200,7 @@ impl Rbm {
             Some(c) => c.clone(),
             None => rng.bernoulli(&self.hidden_probs(&x)),
         };
-        let (v_neg, h_neg) = unroll(cfg.k, (h_start.clone(), h_start), |(_, h)| {
+        let (v_neg, h_neg) = unroll(cfg.k, (h_start.clone(), h_start.clone()), |(_, h)| {
             let (v, _, hs) = self.gibbs_hvh(&h, rng);
             (v, hs)
         });
@@ -212,9 +218,17 @@ impl Rbm {
         if let Some(c) = &chain {
             updates.push((c.clone(), h_neg));
         }
-        function(&[&x], &[&self.reconstruction_error(&x)])
-            .updates(&as_pairs(&updates))
-            .compile()
+        // The monitoring cost: CD reuses its first Gibbs step, which starts at the data, so the
+        // reconstruction costs no extra product (as in the Theano tutorial); PCD's chain does not
+        // start at the data, so it reconstructs the data separately.
+        let monitor = match &chain {
+            None => (&x - &self.visible_probs(&h_start))
+                .square()
+                .sum_axes(&[1], false)
+                .mean(),
+            Some(_) => self.reconstruction_error(&x),
+        };
+        Ok(function(&[&x], &[&monitor]).updates(&as_pairs(&updates)))
     }
 
     /// A compiled sampler: from visible states `v [n, n_visible]`, run `steps` Gibbs steps and

@@ -19,6 +19,8 @@ pub(crate) struct FGraph {
     roots: Vec<usize>,
     /// Reads per node, refreshed by `count_uses`.
     uses: Vec<u32>,
+    /// Every replacement made: `(old, new, rule)`, for the debug mode.
+    pub history: Vec<(usize, usize, &'static str)>,
 }
 
 impl FGraph {
@@ -29,6 +31,7 @@ impl FGraph {
             forward,
             roots,
             uses: Vec::new(),
+            history: Vec::new(),
         }
     }
 
@@ -141,12 +144,19 @@ impl FGraph {
         self.uses.get(self.find(i)).copied().unwrap_or(0) as usize
     }
 
-    /// Make every use of `old` a use of `new`.
-    pub fn replace(&mut self, old: usize, new: usize) {
+    /// Make every use of `old` a use of `new`; `rule` is recorded for the debug mode.
+    pub fn replace(&mut self, old: usize, new: usize, rule: &'static str) {
         let (old, new) = (self.find(old), self.find(new));
         if old != new {
             self.forward[old] = new;
+            self.history.push((old, new, rule));
         }
+    }
+
+    /// Every node, live or replaced, with operands as they were made (index order is a
+    /// dependency order), and the roots as they were before any rewrite.
+    pub fn all_nodes(&self) -> &[PNode] {
+        &self.nodes
     }
 
     /// Live nodes reachable from the roots, operands first.

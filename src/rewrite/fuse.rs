@@ -82,7 +82,7 @@ pub(crate) fn fuse(fg: &mut FGraph) -> usize {
             let (inputs, kernel) = k;
             let loc = fg.loc(r);
             if let Some(new) = fg.add(Op::Fused(Arc::new(kernel)), &inputs, loc) {
-                fg.replace(r, new);
+                fg.replace(r, new, NAME);
                 absorbed += nodes.len();
             }
         }

@@ -143,7 +143,7 @@ pub(crate) fn optimize(fg: &mut FGraph, excluded: &[String]) -> RewriteStats {
                                 fg.node(node).op.name(),
                                 fg.node(new).op.name()
                             );
-                            fg.replace(node, new);
+                            fg.replace(node, new, rule.name);
                             *stats.hits.entry(rule.name).or_default() += 1;
                             fired.push(rule.name);
                             changed = true;
@@ -191,7 +191,7 @@ fn merge(fg: &mut FGraph, stats: &mut RewriteStats) -> bool {
             }
         };
         if target != node {
-            fg.replace(node, target);
+            fg.replace(node, target, "merge");
             *stats.hits.entry("merge").or_default() += 1;
             changed = true;
         }

@@ -1,0 +1,148 @@
+//! What a compiled function spends its time on (Theano's `ProfileMode`), and a listing of the
+//! optimized program.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write};
+use std::time::Duration;
+
+use crate::error::Location;
+use crate::function::plan::{NodeTime, PNode};
+
+/// One node of a profiled program.
+#[derive(Clone, Debug)]
+pub struct NodeProfile {
+    /// Position in the program.
+    pub node: usize,
+    /// The op, as `debugprint` names it (a fused kernel shows its expression).
+    pub op: String,
+    /// Where the user built the node (for a fused kernel, its result).
+    pub loc: Location,
+    /// Times the node ran.
+    pub calls: u64,
+    /// Time spent in it, summed over calls.
+    pub total: Duration,
+}
+
+/// Time per node and per kind of op, summed over the calls made since profiling began. Print it
+/// to read it: the nodes that took the most time come first.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// Every node that computes something (leaves are left out), in program order.
+    pub nodes: Vec<NodeProfile>,
+    /// Calls of the function.
+    pub calls: u64,
+}
+
+impl Profile {
+    pub(crate) fn new(nodes: &[PNode], times: &[NodeTime]) -> Profile {
+        let rows: Vec<NodeProfile> = nodes
+            .iter()
+            .zip(times)
+            .enumerate()
+            .filter(|(_, (n, _))| n.leaf.is_none())
+            .map(|(k, (n, t))| NodeProfile {
+                node: k,
+                op: n.op.name(),
+                loc: n.loc,
+                calls: t.calls,
+                total: Duration::from_nanos(t.nanos),
+            })
+            .collect();
+        let calls = rows.iter().map(|r| r.calls).max().unwrap_or(0);
+        Profile { nodes: rows, calls }
+    }
+
+    /// Total time in nodes.
+    pub fn total(&self) -> Duration {
+        self.nodes.iter().map(|r| r.total).sum()
+    }
+
+    /// Time per kind of op (`gemm`, `fused`, `sum`...), largest first.
+    pub fn by_kind(&self) -> Vec<(String, Duration, usize)> {
+        let mut kinds: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
+        for r in &self.nodes {
+            let kind =
+                r.op.split(['{', '[', '<'])
+                    .next()
+                    .unwrap_or(&r.op)
+                    .to_string();
+            let e = kinds.entry(kind).or_default();
+            e.0 += r.total;
+            e.1 += 1;
+        }
+        let mut v: Vec<_> = kinds.into_iter().map(|(k, (t, n))| (k, t, n)).collect();
+        v.sort_by_key(|k| std::cmp::Reverse(k.1));
+        v
+    }
+}
+
+fn ms(d: Duration, calls: u64) -> f64 {
+    d.as_secs_f64() * 1e3 / calls.max(1) as f64
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total = self.total();
+        let share = |d: Duration| 100.0 * d.as_secs_f64() / total.as_secs_f64().max(1e-12);
+        writeln!(
+            f,
+            "{} calls, {:.3} ms per call in {} nodes",
+            self.calls,
+            ms(total, self.calls),
+            self.nodes.len()
+        )?;
+        writeln!(f, "by kind of op:")?;
+        for (kind, t, n) in self.by_kind() {
+            writeln!(
+                f,
+                "  {:5.1}%  {:8.3} ms  {n:4} nodes  {kind}",
+                share(t),
+                ms(t, self.calls)
+            )?;
+        }
+        writeln!(f, "nodes, most time first:")?;
+        let mut rows: Vec<&NodeProfile> = self.nodes.iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.total));
+        for r in rows.iter().take(20) {
+            let mut op = r.op.clone();
+            if op.chars().count() > 60 {
+                op = op.chars().take(59).collect::<String>() + "…";
+            }
+            writeln!(
+                f,
+                "  {:5.1}%  {:8.3} ms  %{:<4} {op:<60}  {}",
+                share(r.total),
+                ms(r.total, self.calls),
+                r.node,
+                r.loc
+            )?;
+        }
+        if rows.len() > 20 {
+            writeln!(f, "  ... {} more nodes", rows.len() - 20)?;
+        }
+        Ok(())
+    }
+}
+
+/// The program as a numbered list: `%k = op(%i, %j) : type  [built at file:line]`.
+pub(crate) fn listing(nodes: &[PNode], outputs: &[usize], updates: &[(String, usize)]) -> String {
+    let mut s = String::new();
+    for (k, n) in nodes.iter().enumerate() {
+        let args: Vec<String> = n.inputs.iter().map(|i| format!("%{i}")).collect();
+        let _ = writeln!(
+            s,
+            "%{k} = {}({}) : {}  [{}]",
+            n.op.name(),
+            args.join(", "),
+            n.ty,
+            n.loc
+        );
+    }
+    for (k, o) in outputs.iter().enumerate() {
+        let _ = writeln!(s, "output {k} = %{o}");
+    }
+    for (name, v) in updates {
+        let _ = writeln!(s, "update {name} = %{v}");
+    }
+    s
+}

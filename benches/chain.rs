@@ -45,9 +45,16 @@ fn bench(c: &mut Criterion) {
     let (_g, x, cost) = build();
     let gx = grad(&cost, &[&x]).unwrap().remove(0);
     let f = function(&[&x], &[&cost, &gx]).compile().unwrap();
+    let none = function(&[&x], &[&cost, &gx])
+        .without_rewrites()
+        .compile()
+        .unwrap();
     let input: Tensor = vec![0.5f64; N].into();
-    group.bench_function("call (value and gradient)", |b| {
+    group.bench_function("call (value and gradient) [all rewrites]", |b| {
         b.iter(|| f.call(std::slice::from_ref(&input)).unwrap())
+    });
+    group.bench_function("call (value and gradient) [none]", |b| {
+        b.iter(|| none.call(std::slice::from_ref(&input)).unwrap())
     });
     group.finish();
 }

@@ -1,10 +1,11 @@
-//! The training workloads of the optimizer issue, float32, minibatch 100:
+//! The training workloads of the optimizer issue, float32, minibatch 100, each compiled with all
+//! rewrites and with none (same fast executor), side by side in one run:
 //! W1 binary RBM 784x500 CD-1 step; W2 MLP 784-500-500-10 sigmoid SGD step;
 //! W3 deep autoencoder 784-1000-500-250-30-250-500-1000-784 SGD step;
 //! and the compile time of a CD-25 trainer (25 Gibbs steps unrolled in one function).
+//! W4 (the 2,000-stage chain) is in `benches/chain.rs`.
 //!
-//! Peers measured on this machine (steps/s, medians): W1 JAX jit 230, torch.compile 199,
-//! numpy 193, PyTensor C 143; W2 numpy 280, JAX 242, torch 229; W3 torch 54, JAX 54, numpy 50.
+//! Peers on this machine: `benches/peers/README.md` (JAX jit 230/242/54 steps/s for W1/W2/W3).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gradus::models::{CdConfig, Rbm};
@@ -22,7 +23,7 @@ fn batch(rng: &mut StdRng) -> Tensor {
 }
 
 /// An SGD step of a sigmoid network with the given layer sizes and a loss on its output.
-fn sgd_step(sizes: &[usize], classify: bool) -> Function {
+fn sgd_step(sizes: &[usize], classify: bool, rewrites: bool) -> Function {
     let mut rng = StdRng::seed_from_u64(0);
     let g = Graph::new();
     let x = g.input("x", DType::F32, &[None, Some(sizes[0])]);
@@ -52,10 +53,17 @@ fn sgd_step(sizes: &[usize], classify: bool) -> Function {
     let grads = grad(&loss, &refs).unwrap();
     let updates = Optimizer::sgd(0.01).updates(&refs, &grads).unwrap();
     let inputs: Vec<&Expr> = if classify { vec![&x, &y] } else { vec![&x] };
-    function(&inputs, &[&loss])
-        .updates(&as_pairs(&updates))
-        .compile()
-        .unwrap()
+    let f = function(&inputs, &[&loss]).updates(&as_pairs(&updates));
+    let f = if rewrites { f } else { f.without_rewrites() };
+    f.compile().unwrap()
+}
+
+/// A label for a benchmark compiled with or without rewrites.
+fn label(name: &str, rewrites: bool) -> String {
+    format!(
+        "{name} [{}]",
+        if rewrites { "all rewrites" } else { "none" }
+    )
 }
 
 fn workloads(c: &mut Criterion) {
@@ -63,34 +71,38 @@ fn workloads(c: &mut Criterion) {
     let mut group = c.benchmark_group("workloads");
     group.sample_size(20);
 
-    let g = Graph::new();
-    let stream = RandomStream::new(&g, 1);
-    let rbm = Rbm::new(&g, 784, 500, 1).unwrap();
-    let w1 = rbm
-        .trainer(
-            &CdConfig {
-                batch: BATCH,
-                ..CdConfig::default()
-            },
-            &stream,
-        )
-        .unwrap();
     let x = batch(&mut rng);
-    group.bench_function("W1 rbm 784x500 cd-1 step", |b| {
-        b.iter(|| w1.call(std::slice::from_ref(&x)).unwrap())
-    });
-
-    let w2 = sgd_step(&[784, 500, 500, 10], true);
     let labels = Tensor::from(Array1::from_shape_fn(BATCH, |i| (i % 10) as i64));
     let feed = [x.clone(), labels];
-    group.bench_function("W2 mlp 784-500-500-10 sgd step", |b| {
-        b.iter(|| w2.call(&feed).unwrap())
-    });
+    for rewrites in [true, false] {
+        let g = Graph::new();
+        let stream = RandomStream::new(&g, 1);
+        let rbm = Rbm::new(&g, 784, 500, 1).unwrap();
+        let cfg = CdConfig {
+            batch: BATCH,
+            ..CdConfig::default()
+        };
+        let w1 = rbm.trainer_builder(&cfg, &stream).unwrap();
+        let w1 = if rewrites { w1 } else { w1.without_rewrites() };
+        let w1 = w1.compile().unwrap();
+        group.bench_function(label("W1 rbm 784x500 cd-1 step", rewrites), |b| {
+            b.iter(|| w1.call(std::slice::from_ref(&x)).unwrap())
+        });
 
-    let w3 = sgd_step(&[784, 1000, 500, 250, 30, 250, 500, 1000, 784], false);
-    group.bench_function("W3 deep autoencoder sgd step", |b| {
-        b.iter(|| w3.call(std::slice::from_ref(&x)).unwrap())
-    });
+        let w2 = sgd_step(&[784, 500, 500, 10], true, rewrites);
+        group.bench_function(label("W2 mlp 784-500-500-10 sgd step", rewrites), |b| {
+            b.iter(|| w2.call(&feed).unwrap())
+        });
+
+        let w3 = sgd_step(
+            &[784, 1000, 500, 250, 30, 250, 500, 1000, 784],
+            false,
+            rewrites,
+        );
+        group.bench_function(label("W3 deep autoencoder sgd step", rewrites), |b| {
+            b.iter(|| w3.call(std::slice::from_ref(&x)).unwrap())
+        });
+    }
 
     group.bench_function("compile cd-25 trainer", |b| {
         b.iter(|| {

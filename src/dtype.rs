@@ -68,6 +68,9 @@ pub trait Float:
     fn from_f(v: f64) -> Self;
     /// Conversion to `f64`.
     fn to_f(self) -> f64;
+    /// Run `f` on this thread's scratch buffer of at least `n` elements (kept between calls,
+    /// contents unspecified).
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
     /// `e^x` as the fast kernels compute it (a vectorizable polynomial for `f32`).
     fn fast_exp(self) -> Self {
         self.exp()
@@ -79,6 +82,18 @@ pub trait Float:
     /// `log(1 + x)` as the fast kernels compute it.
     fn fast_ln_1p(self) -> Self {
         self.ln_1p()
+    }
+    /// Hyperbolic tangent as the fast kernels compute it.
+    fn fast_tanh(self) -> Self {
+        self.tanh()
+    }
+    /// Sine as the fast kernels compute it, for `|x| <` [`TRIG_MAX`](crate::exec::fastmath::f64s::TRIG_MAX).
+    fn fast_sin(self) -> Self {
+        self.sin()
+    }
+    /// Cosine as the fast kernels compute it, for `|x| <` [`TRIG_MAX`](crate::exec::fastmath::f64s::TRIG_MAX).
+    fn fast_cos(self) -> Self {
+        self.cos()
     }
     /// `1 / (1 + e^-x)` as the fast kernels compute it.
     fn fast_sigmoid(self) -> Self {
@@ -92,6 +107,21 @@ pub trait Float:
 
 impl Float for f32 {
     const DTYPE: DType = DType::F32;
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.len() < n {
+                    buf.resize(n, 0.0);
+                }
+                f(&mut buf[..n])
+            }
+            // Re-entered on this thread (a kernel inside a kernel): a fresh buffer.
+            Err(_) => f(&mut vec![0.0; n]),
+        })
+    }
     fn wrap(a: ArrayD<Self>) -> Tensor {
         Tensor::F32(a)
     }
@@ -126,6 +156,18 @@ impl Float for f32 {
         crate::exec::fastmath::ln_1p(self)
     }
     #[inline(always)]
+    fn fast_tanh(self) -> Self {
+        crate::exec::fastmath::tanh(self)
+    }
+    #[inline(always)]
+    fn fast_sin(self) -> Self {
+        crate::exec::fastmath::f64s::sin(self as f64) as f32
+    }
+    #[inline(always)]
+    fn fast_cos(self) -> Self {
+        crate::exec::fastmath::f64s::cos(self as f64) as f32
+    }
+    #[inline(always)]
     fn fast_sigmoid(self) -> Self {
         crate::exec::fastmath::sigmoid(self)
     }
@@ -137,6 +179,21 @@ impl Float for f32 {
 
 impl Float for f64 {
     const DTYPE: DType = DType::F64;
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.len() < n {
+                    buf.resize(n, 0.0);
+                }
+                f(&mut buf[..n])
+            }
+            // Re-entered on this thread (a kernel inside a kernel): a fresh buffer.
+            Err(_) => f(&mut vec![0.0; n]),
+        })
+    }
     fn wrap(a: ArrayD<Self>) -> Tensor {
         Tensor::F64(a)
     }
@@ -157,5 +214,25 @@ impl Float for f64 {
     }
     fn to_f(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        crate::exec::fastmath::f64s::exp(self)
+    }
+    #[inline(always)]
+    fn fast_tanh(self) -> Self {
+        crate::exec::fastmath::f64s::tanh(self)
+    }
+    #[inline(always)]
+    fn fast_sin(self) -> Self {
+        crate::exec::fastmath::f64s::sin(self)
+    }
+    #[inline(always)]
+    fn fast_cos(self) -> Self {
+        crate::exec::fastmath::f64s::cos(self)
+    }
+    #[inline(always)]
+    fn fast_sigmoid(self) -> Self {
+        crate::exec::fastmath::f64s::sigmoid(self)
     }
 }

@@ -87,6 +87,17 @@ impl FunctionBuilder {
         self
     }
 
+    /// Switch off every rewrite and graph pass: the graph runs as written, on the fast kernels
+    /// (for comparisons; [`Mode::Reference`] also uses the slow reference kernels).
+    pub fn without_rewrites(self) -> Self {
+        let all: Vec<&str> = crate::rewrite::RULES
+            .iter()
+            .map(|r| r.name)
+            .chain(crate::rewrite::GRAPH_PASSES.iter().copied())
+            .collect();
+        self.exclude(&all)
+    }
+
     /// Time every node of every call; read the result with [`Function::profile`].
     pub fn profile(mut self, on: bool) -> Self {
         self.profile = on;

@@ -305,7 +305,13 @@ impl Program {
         self.check_feeds(inputs)?;
         // Take the buffers of earlier calls; a concurrent call finds none and allocates its own.
         let mut ws = std::mem::take(&mut *self.workspace.lock().unwrap_or_else(|e| e.into_inner()));
-        let result = self.run_in(inputs, &mut ws);
+        // The whole call runs on a worker of the rayon pool: the kernels that split their work
+        // then fork and join within the pool instead of waking it from outside each time.
+        let result = if self.mode == Mode::Fast && rayon::current_thread_index().is_none() {
+            rayon::scope(|_| self.run_in(inputs, &mut ws))
+        } else {
+            self.run_in(inputs, &mut ws)
+        };
         ws.values.clear();
         *self.workspace.lock().unwrap_or_else(|e| e.into_inner()) = ws;
         result
@@ -715,8 +721,9 @@ fn gemm_node<T: Pooled>(
         // The gemm crate would allocate a packing buffer for a transposed left operand on every
         // call: transpose it into a pooled buffer instead.
         let mut at = pool.take::<T>(m * k);
-        for (o, v) in at.iter_mut().zip(a.t().iter()) {
-            *o = *v;
+        match a.as_slice() {
+            Some(src) => transpose_into(src, k, m, &mut at),
+            None => at.iter_mut().zip(a.t().iter()).for_each(|(o, v)| *o = *v),
         }
         let a2 = ArrayViewD::from_shape(IxDyn(&[m, k]), &at[..]).map_err(|e| e.to_string())?;
         gemm::gemm_into(
@@ -732,6 +739,21 @@ fn gemm_node<T: Pooled>(
         gemm::gemm_into(&a, &b, bias.as_ref(), flags, &mut out, true)?;
     }
     shaped(out, &[m, cols])
+}
+
+/// `dst` (cols × rows, row-major) ← the transpose of `src` (rows × cols, row-major), in
+/// 32 × 32 tiles so both sides stay in cache.
+fn transpose_into<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const TILE: usize = 32;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
 /// A sum over a contiguous run of axes of a standard-layout array, into a pooled buffer;

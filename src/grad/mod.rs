@@ -231,11 +231,14 @@ fn sweep(
         let Some(parts) = pending.remove(&id) else {
             continue;
         };
+        let (op, ins, ty, loc) = &nodes[i];
+        // The sum of the contributions is located at the node they are the gradient of.
+        graph.lock().loc_override = Some(*loc);
         let total = parts
             .into_iter()
             .reduce(|a, b| &a + &b)
             .expect("pending lists are never empty");
-        let (op, ins, ty, loc) = &nodes[i];
+        graph.lock().loc_override = None;
         if !ins.is_empty() {
             let needs: Vec<bool> = ins.iter().map(|p| on_path(p.index())).collect();
             if needs.iter().any(|n| *n) {

@@ -17,7 +17,7 @@ use crate::graph::op::{Binary, Op, Unary};
 use crate::shape::Shape;
 
 /// Nodes a region may hold; longer chains are cut into several kernels.
-const MAX_REGION: usize = 96;
+const MAX_REGION: usize = 64;
 
 /// Name under which the phase is counted and switched off.
 pub const NAME: &str = "fuse_elementwise";

@@ -94,6 +94,7 @@ fn every_rule_fires_and_keeps_values() {
         ("pow_one", one(&x.pow(1.0).exp())),
         ("sub_self", one(&((&x - &x) + &x.exp()))),
         ("double_neg", one(&(-(-&x)).exp())),
+        ("shape_from_operand", one(&x.exp().mean())),
         ("double_transpose", one(&m.t().t().exp())),
         ("log_exp", one(&x.exp().log().sin())),
         ("log_sigmoid_to_softplus", one(&x.sigmoid().log())),

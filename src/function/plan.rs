@@ -667,9 +667,9 @@ impl Program {
         let srcs: SmallVec<[Src<T>; 8]> = n
             .inputs
             .iter()
-            .enumerate()
-            .map(|(pos, &i)| {
-                if Some(pos) == reuse {
+            .map(|&i| {
+                // (After merging, one node can be several inputs of a kernel.)
+                if reuse.is_some_and(|k| n.inputs[k] == i) {
                     return Ok(Src::Out);
                 }
                 match values[i]

@@ -48,6 +48,11 @@ pub static RULES: &[Rewrite] = &[
         apply: sub_self,
     },
     Rewrite {
+        name: "shape_from_operand",
+        phase: Phase::Canonicalize,
+        apply: shape_from_operand,
+    },
+    Rewrite {
         name: "double_neg",
         phase: Phase::Canonicalize,
         apply: double_neg,
@@ -517,5 +522,74 @@ fn gemm_alpha(fg: &mut FGraph, i: usize) -> Option<usize> {
         alpha: alpha.to_bits(),
     };
     let new = fg.add(op, &ins, loc);
+    same(fg, i, new)
+}
+
+// Ops that read only the shape of an operand read it from further up when it is the same:
+// dim_size(f(x), axes) -> dim_size(x, axes') when f keeps those dims of x (an elementwise op of
+// x's shape, a squeeze, a reduction, a matmul's outer dims); broadcast_like(y, f(x)) ->
+// broadcast_like(y, x) and reshape_like(y, f(x)) -> reshape_like(y, x) for an elementwise f of
+// x's shape. The shape then no longer waits for f(x), and f(x) is dropped if nothing else reads it.
+fn shape_from_operand(fg: &mut FGraph, i: usize) -> Option<usize> {
+    if matches!(fg.op(i), Op::BroadcastLike | Op::ReshapeLike) {
+        let ins = fg.inputs(i);
+        let like = ins[1];
+        let p = match fg.op(like) {
+            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_) => fg
+                .inputs(like)
+                .into_iter()
+                .find(|&p| fg.ty(p).shape == fg.ty(like).shape)?,
+            _ => return None,
+        };
+        let (op, loc) = (fg.op(i).clone(), fg.loc(i));
+        let new = fg.add(op, &[ins[0], p], loc);
+        return same(fg, i, new);
+    }
+    let Op::DimSize { axes, dtype } = fg.op(i).clone() else {
+        return None;
+    };
+    let x = fg.inputs(i)[0];
+    let ins = fg.inputs(x);
+    let xs = &fg.ty(x).shape;
+    // The operand whose dims the result's `axes` are, and where they are in it.
+    let (p, mapped): (usize, Vec<usize>) = match fg.op(x) {
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_) => {
+            let p = *ins.iter().find(|&&p| fg.ty(p).shape == *xs)?;
+            (p, axes.clone())
+        }
+        Op::Squeeze(sq) => {
+            let kept: Vec<usize> = (0..fg.ty(ins[0]).ndim())
+                .filter(|k| !sq.contains(k))
+                .collect();
+            (ins[0], axes.iter().map(|&a| kept[a]).collect())
+        }
+        Op::Reduce {
+            axes: red,
+            keepdims: false,
+            ..
+        } => {
+            let kept: Vec<usize> = (0..fg.ty(ins[0]).ndim())
+                .filter(|k| !red.contains(k))
+                .collect();
+            (ins[0], axes.iter().map(|&a| kept[a]).collect())
+        }
+        Op::MatMul if xs.0.len() == 2 && axes.len() == 1 => {
+            if axes[0] == 0 {
+                (ins[0], vec![0])
+            } else {
+                (ins[1], vec![1])
+            }
+        }
+        _ => return None,
+    };
+    let loc = fg.loc(i);
+    let new = fg.add(
+        Op::DimSize {
+            axes: mapped,
+            dtype,
+        },
+        &[p],
+        loc,
+    );
     same(fg, i, new)
 }

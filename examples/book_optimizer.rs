@@ -27,6 +27,12 @@ fn main() -> Result<(), gradus::Error> {
     );
     // ANCHOR_END: exclude
 
+    // ANCHOR: debug
+    let checked = function(&[&x], &[&loss, &gx]).mode(Mode::Debug).compile()?;
+    checked.call(&[vec![-3.0, 0.0, 3.0].into()])?; // Err(DebugMismatch) if a rewrite broke it
+    print!("{}", checked.debugprint());
+    // ANCHOR_END: debug
+
     // ANCHOR: rules
     for rule in gradus::rewrite::RULES {
         println!("{:?}: {}", rule.phase, rule.name);

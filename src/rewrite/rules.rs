@@ -535,10 +535,14 @@ fn shape_from_operand(fg: &mut FGraph, i: usize) -> Option<usize> {
         let ins = fg.inputs(i);
         let like = ins[1];
         let p = match fg.op(like) {
-            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_) => fg
-                .inputs(like)
-                .into_iter()
-                .find(|&p| fg.ty(p).shape == fg.ty(like).shape)?,
+            // Not up to a product: its bias add would then have two readers, and gemm_bias
+            // could not take the add into the product.
+            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_) => {
+                fg.inputs(like).into_iter().find(|&p| {
+                    fg.ty(p).shape == fg.ty(like).shape
+                        && !matches!(fg.op(p), Op::MatMul | Op::Gemm { .. })
+                })?
+            }
             _ => return None,
         };
         let (op, loc) = (fg.op(i).clone(), fg.loc(i));

@@ -7,13 +7,16 @@ use gradus::io::{load_params, load_tensors, parse_tensors, save_params, save_ten
 use gradus::prelude::*;
 use ndarray::{Array2, ArrayD, IxDyn, array};
 
-/// A fresh path in the temp dir, removed when dropped.
+/// A fresh path in the temp dir, removed when dropped; unique per call, since tests that share
+/// a tag run in parallel.
 struct TempFile(PathBuf);
 
 impl TempFile {
     fn new(tag: &str) -> TempFile {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         TempFile(std::env::temp_dir().join(format!(
-            "gradus-io-{tag}-{}.safetensors",
+            "gradus-io-{tag}-{}-{n}.safetensors",
             std::process::id()
         )))
     }

@@ -327,3 +327,40 @@ fn hundreds_of_random_graphs_agree_with_and_without_rewrites() {
     }
     assert!(fired.len() >= 10, "only {fired:?} fired");
 }
+
+#[test]
+fn a_deep_residual_stack_compiles_to_a_fixed_point() {
+    // 250 stages of x + tanh(x W): the add chain that made PyTensor's distributor rewrite run
+    // for more than 15 minutes. Every phase must stop at a fixed point, not at its pass limit,
+    // and the program must stay linear in the depth.
+    let g = Graph::new();
+    let x0 = g.input("x", DType::F32, &[None, Some(8)]);
+    let w = g.shared("w", ndarray::Array2::<f32>::eye(8) * 0.1);
+    let mut x = x0.clone();
+    for _ in 0..250 {
+        x = &x + &x.matmul(&w).tanh();
+    }
+    let cost = x.sum();
+    let gw = grad(&cost, &[&w]).unwrap().remove(0);
+    let f = function(&[&x0], &[&cost, &gw]).compile().unwrap();
+    let stats = f.rewrite_stats();
+    assert!(
+        stats.phases.iter().all(|(_, _, why)| *why == "fixed point"),
+        "{stats}"
+    );
+    assert!(f.len() < 250 * 12, "{} nodes", f.len());
+    let feed: Tensor = ndarray::Array2::<f32>::from_elem((2, 8), 0.01).into();
+    let r = function(&[&x0], &[&cost, &gw])
+        .mode(Mode::Reference)
+        .compile()
+        .unwrap();
+    let (a, b) = (
+        f.call(std::slice::from_ref(&feed)).unwrap(),
+        r.call(&[feed]).unwrap(),
+    );
+    for (p, q) in a.iter().zip(&b) {
+        for (u, v) in p.to_f64_vec().iter().zip(q.to_f64_vec()) {
+            assert!((u - v).abs() <= 1e-3 * (1.0 + v.abs()), "{u} vs {v}");
+        }
+    }
+}

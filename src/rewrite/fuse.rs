@@ -82,6 +82,11 @@ pub(crate) fn fuse(fg: &mut FGraph) -> usize {
             let (inputs, kernel) = k;
             let loc = fg.loc(r);
             if let Some(new) = fg.add(Op::Fused(Arc::new(kernel)), &inputs, loc) {
+                log::debug!(
+                    "rewrite {NAME}: {} nodes ending at node {r} -> node {new} ({})",
+                    nodes.len(),
+                    fg.op(new).name()
+                );
                 fg.replace(r, new, NAME);
                 absorbed += nodes.len();
             }

@@ -531,69 +531,81 @@ fn gemm_alpha(fg: &mut FGraph, i: usize) -> Option<usize> {
 // broadcast_like(y, x) and reshape_like(y, f(x)) -> reshape_like(y, x) for an elementwise f of
 // x's shape. The shape then no longer waits for f(x), and f(x) is dropped if nothing else reads it.
 fn shape_from_operand(fg: &mut FGraph, i: usize) -> Option<usize> {
+    // Walk as far up as the shape stays the same, in one application: a chain thousands of
+    // nodes deep then takes one pass, not one pass per node.
     if matches!(fg.op(i), Op::BroadcastLike | Op::ReshapeLike) {
         let ins = fg.inputs(i);
-        let like = ins[1];
-        let p = match fg.op(like) {
-            // Not up to a product: its bias add would then have two readers, and gemm_bias
-            // could not take the add into the product.
-            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_) => {
-                fg.inputs(like).into_iter().find(|&p| {
-                    fg.ty(p).shape == fg.ty(like).shape
-                        && !matches!(fg.op(p), Op::MatMul | Op::Gemm { .. })
-                })?
-            }
-            _ => return None,
-        };
+        let mut like = ins[1];
+        while let Some(p) = like_source(fg, like) {
+            like = p;
+        }
+        if like == ins[1] {
+            return None;
+        }
         let (op, loc) = (fg.op(i).clone(), fg.loc(i));
-        let new = fg.add(op, &[ins[0], p], loc);
+        let new = fg.add(op, &[ins[0], like], loc);
         return same(fg, i, new);
     }
     let Op::DimSize { axes, dtype } = fg.op(i).clone() else {
         return None;
     };
-    let x = fg.inputs(i)[0];
+    let (mut x, mut axes) = (fg.inputs(i)[0], axes);
+    while let Some((p, mapped)) = dims_source(fg, x, &axes) {
+        (x, axes) = (p, mapped);
+    }
+    if x == fg.inputs(i)[0] {
+        return None;
+    }
+    let loc = fg.loc(i);
+    let new = fg.add(Op::DimSize { axes, dtype }, &[x], loc);
+    same(fg, i, new)
+}
+
+/// An operand of `like` with its shape, when `like` is elementwise. Not a product: its bias add
+/// would then have two readers, and gemm_bias could not take the add into the product.
+fn like_source(fg: &FGraph, like: usize) -> Option<usize> {
+    match fg.op(like) {
+        Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_) => {
+            fg.inputs(like).into_iter().find(|&p| {
+                fg.ty(p).shape == fg.ty(like).shape
+                    && !matches!(fg.op(p), Op::MatMul | Op::Gemm { .. })
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The operand of `x` that has the dims `axes` of `x`, and where they are in it.
+fn dims_source(fg: &FGraph, x: usize, axes: &[usize]) -> Option<(usize, Vec<usize>)> {
     let ins = fg.inputs(x);
     let xs = &fg.ty(x).shape;
-    // The operand whose dims the result's `axes` are, and where they are in it.
-    let (p, mapped): (usize, Vec<usize>) = match fg.op(x) {
+    let kept = |dropped: &[usize]| -> Vec<usize> {
+        (0..fg.ty(ins[0]).ndim())
+            .filter(|k| !dropped.contains(k))
+            .collect()
+    };
+    match fg.op(x) {
         Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_) => {
             let p = *ins.iter().find(|&&p| fg.ty(p).shape == *xs)?;
-            (p, axes.clone())
+            Some((p, axes.to_vec()))
         }
         Op::Squeeze(sq) => {
-            let kept: Vec<usize> = (0..fg.ty(ins[0]).ndim())
-                .filter(|k| !sq.contains(k))
-                .collect();
-            (ins[0], axes.iter().map(|&a| kept[a]).collect())
+            let kept = kept(sq);
+            Some((ins[0], axes.iter().map(|&a| kept[a]).collect()))
         }
         Op::Reduce {
             axes: red,
             keepdims: false,
             ..
         } => {
-            let kept: Vec<usize> = (0..fg.ty(ins[0]).ndim())
-                .filter(|k| !red.contains(k))
-                .collect();
-            (ins[0], axes.iter().map(|&a| kept[a]).collect())
+            let kept = kept(red);
+            Some((ins[0], axes.iter().map(|&a| kept[a]).collect()))
         }
-        Op::MatMul if xs.0.len() == 2 && axes.len() == 1 => {
-            if axes[0] == 0 {
-                (ins[0], vec![0])
-            } else {
-                (ins[1], vec![1])
-            }
-        }
-        _ => return None,
-    };
-    let loc = fg.loc(i);
-    let new = fg.add(
-        Op::DimSize {
-            axes: mapped,
-            dtype,
-        },
-        &[p],
-        loc,
-    );
-    same(fg, i, new)
+        Op::MatMul if xs.0.len() == 2 && axes.len() == 1 => Some(if axes[0] == 0 {
+            (ins[0], vec![0])
+        } else {
+            (ins[1], vec![1])
+        }),
+        _ => None,
+    }
 }

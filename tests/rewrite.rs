@@ -364,3 +364,50 @@ fn a_deep_residual_stack_compiles_to_a_fixed_point() {
         }
     }
 }
+
+#[test]
+fn fusion_alone_keeps_values_and_leaves_no_elementwise_node() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[Some(2), Some(3)]);
+    let b = g.vector("b", DType::F64);
+    let y = ((&x + &b).tanh() * &x - x.exp() / 3.0)
+        .sigmoid()
+        .sum_axes(&[1], false);
+    let gx = grad(&y.sum(), &[&x]).unwrap().remove(0);
+    let rules: Vec<&str> = RULES.iter().map(|r| r.name).chain(["merge"]).collect();
+    let only = function(&[&x, &b], &[&y, &gx])
+        .exclude(&rules)
+        .compile()
+        .unwrap();
+    let hits: Vec<&str> = only.rewrite_stats().hits.keys().copied().collect();
+    assert_eq!(hits, ["fuse_elementwise"], "{}", only.rewrite_stats());
+    let listing = only.debugprint();
+    for op in [
+        "= add(",
+        "= mul(",
+        "= tanh(",
+        "= exp(",
+        "= sigmoid(",
+        "= sub(",
+    ] {
+        assert!(!listing.contains(op), "{op} left unfused:\n{listing}");
+    }
+    let none = function(&[&x, &b], &[&y, &gx])
+        .mode(Mode::Reference)
+        .compile()
+        .unwrap();
+    let feed = [
+        Tensor::from_f64(&[2, 3], vec![0.1, -0.5, 1.2, 2.0, -1.0, 0.0], DType::F64).unwrap(),
+        Tensor::from_f64(&[3], vec![0.3, -0.2, 0.1], DType::F64).unwrap(),
+    ];
+    for (p, q) in only
+        .call(&feed)
+        .unwrap()
+        .iter()
+        .zip(none.call(&feed).unwrap())
+    {
+        for (u, v) in p.to_f64_vec().iter().zip(q.to_f64_vec()) {
+            assert!((u - v).abs() <= 1e-13 * (1.0 + v.abs()), "{u} vs {v}");
+        }
+    }
+}

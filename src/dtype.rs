@@ -1,6 +1,8 @@
 //! Element types of tensors and the `Float` bound for the kernels.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::thread::LocalKey;
 
 use ndarray::{ArrayD, ArrayViewD, LinalgScalar, ScalarOperand};
 
@@ -105,22 +107,31 @@ pub trait Float:
     }
 }
 
+/// Run `f` on the first `n` elements of the thread-local buffer `key`, grown as needed.
+fn scratch<T: Copy + Default + 'static, R>(
+    key: &'static LocalKey<RefCell<Vec<T>>>,
+    n: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < n {
+                buf.resize(n, T::default());
+            }
+            f(&mut buf[..n])
+        }
+        // Re-entered on this thread (a kernel inside a kernel): a fresh buffer.
+        Err(_) => f(&mut vec![T::default(); n]),
+    })
+}
+
 impl Float for f32 {
     const DTYPE: DType = DType::F32;
     fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
         thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+            static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
         }
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buf) => {
-                if buf.len() < n {
-                    buf.resize(n, 0.0);
-                }
-                f(&mut buf[..n])
-            }
-            // Re-entered on this thread (a kernel inside a kernel): a fresh buffer.
-            Err(_) => f(&mut vec![0.0; n]),
-        })
+        scratch(&SCRATCH, n, f)
     }
     fn wrap(a: ArrayD<Self>) -> Tensor {
         Tensor::F32(a)
@@ -181,18 +192,9 @@ impl Float for f64 {
     const DTYPE: DType = DType::F64;
     fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
         thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+            static SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
         }
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buf) => {
-                if buf.len() < n {
-                    buf.resize(n, 0.0);
-                }
-                f(&mut buf[..n])
-            }
-            // Re-entered on this thread (a kernel inside a kernel): a fresh buffer.
-            Err(_) => f(&mut vec![0.0; n]),
-        })
+        scratch(&SCRATCH, n, f)
     }
     fn wrap(a: ArrayD<Self>) -> Tensor {
         Tensor::F64(a)

@@ -22,6 +22,7 @@ use crate::exec::kernels::{self, PAR_MIN};
 use crate::graph::Type;
 use crate::graph::op::{Binary, Cmp, Unary};
 use crate::shape::{self, Shape};
+use crate::tensor::Tensor;
 
 /// Elements per block of the inner loops, at most.
 pub const BLOCK: usize = 256;
@@ -122,6 +123,18 @@ pub enum Src<'a, T> {
     Bool(ArrayViewD<'a, bool>),
     /// The output buffer itself (in-place execution): same shape, read before it is written.
     Out,
+}
+
+impl<'a, T: Float> Src<'a, T> {
+    /// A tensor as a kernel operand: float arrays of the kernel's type, and bool masks.
+    pub fn of(t: &'a Tensor) -> Result<Src<'a, T>, String> {
+        match t {
+            Tensor::Bool(b) => Ok(Src::Bool(b.view())),
+            t => T::view(t)
+                .map(Src::Float)
+                .ok_or_else(|| format!("fused kernel input of dtype {}", t.dtype())),
+        }
+    }
 }
 
 impl FusedKernel {
@@ -346,6 +359,20 @@ impl FusedKernel {
                     (p, q) => return Err(format!("operands do not broadcast ({p} vs {q})")),
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// [`FusedKernel::out_shape`], after checking that each operand broadcasts only dims it
+    /// declared 1 (`declared`: the operands' static shapes), as the unfused ops check.
+    pub fn checked_out_shape(
+        &self,
+        shapes: &[&[usize]],
+        declared: &[&Shape],
+    ) -> Result<SmallVec<[usize; 6]>, String> {
+        let out = self.out_shape(shapes.iter().copied())?;
+        for (d, s) in declared.iter().zip(shapes) {
+            shape::check_runtime_broadcast(d, s, &out)?;
         }
         Ok(out)
     }

@@ -395,19 +395,21 @@ fn slice_info(n: usize, start: isize, end: Option<isize>, step: usize) -> Slice 
 /// Refuse to broadcast a dim that is 1 at run time but not declared 1 (see
 /// [`shape::check_runtime_broadcast`]); the kernels below broadcast any concrete 1.
 pub(crate) fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result<(), String> {
-    let all: Vec<usize> = (0..x.len()).collect();
+    if let Op::Fused(k) = op {
+        let shapes: Vec<&[usize]> = x.iter().map(|t| t.shape()).collect();
+        let declared: Vec<&shape::Shape> = types.iter().map(|t| &t.shape).collect();
+        return k.checked_out_shape(&shapes, &declared).map(|_| ());
+    }
     let operands: &[usize] = match op {
         Op::Binary(_) | Op::Compare(_) => &[0, 1],
         Op::Where => &[0, 1, 2],
         Op::BroadcastTo(_) | Op::BroadcastLike => &[0],
-        Op::Fused(_) => &all,
         Op::Gemm { .. } if x.len() == 3 => &[2],
         _ => return Ok(()),
     };
     let result = match op {
         Op::BroadcastTo(s) => s.clone(),
         Op::BroadcastLike => x[1].shape().to_vec(),
-        Op::Fused(k) => k.out_shape(x.iter().map(|t| t.shape()))?.to_vec(),
         Op::Gemm { ta, tb, .. } => {
             let (m, _, n) = gemm::dims(x[0].shape(), x[1].shape(), *ta, *tb)?;
             vec![m, n]
@@ -599,22 +601,14 @@ pub fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, fast: bool) -> K
     })
 }
 
-/// The operands of a fused kernel as sources of dtype `T` (bool masks read as 0/1).
-pub(crate) fn fused_srcs<'a, T: Float>(x: &[&'a Tensor]) -> Result<Vec<Src<'a, T>>, String> {
-    x.iter()
-        .map(|t| match t {
-            Tensor::Bool(b) => Ok(Src::Bool(b.view())),
-            t => T::view(t)
-                .map(Src::Float)
-                .ok_or_else(|| format!("fused kernel input of dtype {}", t.dtype())),
-        })
-        .collect()
-}
-
 fn fused_alloc<T: Float>(k: &FusedKernel, x: &[&Tensor], fast: bool) -> Result<ArrayD<T>, String> {
     let shape = k.out_shape(x.iter().map(|t| t.shape()))?;
     let mut out = vec![T::zero(); shape.iter().product()];
-    k.run(&fused_srcs::<T>(x)?, &mut out, &shape, fast)?;
+    let srcs = x
+        .iter()
+        .map(|t| Src::of(t))
+        .collect::<Result<Vec<Src<T>>, String>>()?;
+    k.run(&srcs, &mut out, &shape, fast)?;
     ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())
 }
 

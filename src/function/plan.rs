@@ -442,97 +442,73 @@ impl Program {
             loc: n.loc,
         };
         if fast {
-            let out = match (&n.op, n.ty.dtype) {
-                (Op::Fused(k), DType::F32) => {
-                    return self.fused::<f32>(k, j, n, inputs, values, pool);
-                }
-                (Op::Fused(k), DType::F64) => {
-                    return self.fused::<f64>(k, j, n, inputs, values, pool);
-                }
-                (Op::Gemm { ta, tb, alpha }, DType::F32) => {
-                    let flags = (*ta, *tb, f64::from_bits(*alpha));
-                    Some(gemm_node::<f32>(flags, n, inputs, values, pool))
-                }
-                (Op::Gemm { ta, tb, alpha }, DType::F64) => {
-                    let flags = (*ta, *tb, f64::from_bits(*alpha));
-                    Some(gemm_node::<f64>(flags, n, inputs, values, pool))
-                }
-                (
-                    Op::Reduce {
-                        op: Reduce::Sum,
-                        axes,
-                        keepdims,
-                    },
-                    DType::F32,
-                ) => {
-                    let x = values[n.inputs[0]].as_ref().expect("computed").get(inputs);
-                    sum_node::<f32>(x, axes, *keepdims, pool)
-                }
-                (
-                    Op::Reduce {
-                        op: Reduce::Sum,
-                        axes,
-                        keepdims,
-                    },
-                    DType::F64,
-                ) => {
-                    let x = values[n.inputs[0]].as_ref().expect("computed").get(inputs);
-                    sum_node::<f64>(x, axes, *keepdims, pool)
-                }
-                (Op::Random { dist, key, .. }, DType::F32) => {
-                    Some(random_node::<f32>(*dist, *key, n, inputs, values, pool))
-                }
-                (Op::Random { dist, key, .. }, DType::F64) => {
-                    Some(random_node::<f64>(*dist, *key, n, inputs, values, pool))
-                }
-                (
-                    Op::ExpandDims(_)
-                    | Op::Squeeze(_)
-                    | Op::Reshape(_)
-                    | Op::ReshapeLike
-                    | Op::StopGradient
-                    | Op::BroadcastLike
-                    | Op::BroadcastTo(_),
-                    DType::F32,
-                ) => self.reshaped::<f32>(j, n, inputs, values, pool),
-                (
-                    Op::ExpandDims(_)
-                    | Op::Squeeze(_)
-                    | Op::Reshape(_)
-                    | Op::ReshapeLike
-                    | Op::StopGradient
-                    | Op::BroadcastLike
-                    | Op::BroadcastTo(_),
-                    DType::F64,
-                ) => self.reshaped::<f64>(j, n, inputs, values, pool),
-                (Op::DimSize { axes, .. }, DType::F32) => Some(dim_size::<f32>(
-                    axes,
-                    operand(values, inputs, n.inputs[0]),
-                    pool,
-                )),
-                (Op::DimSize { axes, .. }, DType::F64) => Some(dim_size::<f64>(
-                    axes,
-                    operand(values, inputs, n.inputs[0]),
-                    pool,
-                )),
+            let out = match n.ty.dtype {
+                DType::F32 => self.fast_node::<f32>(j, n, inputs, values, pool),
+                DType::F64 => self.fast_node::<f64>(j, n, inputs, values, pool),
                 _ => None,
             };
             if let Some(out) = out {
-                return out.map_err(err);
+                return out.map_err(|e| match e {
+                    NodeError::Plain(detail) => err(detail),
+                    NodeError::Located(e) => e,
+                });
             }
         }
         let args: SmallVec<[&Tensor; 4]> = n
             .inputs
             .iter()
-            .map(|&i| {
-                values[i]
-                    .as_ref()
-                    .expect("operands are computed first")
-                    .get(inputs)
-            })
+            .map(|&i| operand(values, inputs, i))
             .collect();
         let types: SmallVec<[&Type; 4]> = n.inputs.iter().map(|&i| &self.nodes[i].ty).collect();
         kernels::eval(&n.op, &args, &types, &n.ty, fast).map_err(err)
+    }
+
+    /// The fast path of node `j` with a result of float type `T`, into a pooled buffer; `None`
+    /// where the general kernel does the op.
+    fn fast_node<T: Pooled>(
+        &self,
+        j: usize,
+        n: &PNode,
+        inputs: &[Tensor],
+        values: &mut [Option<Val>],
+        pool: &mut Pool,
+    ) -> Option<std::result::Result<Tensor, NodeError>> {
+        let plain = |r: std::result::Result<Tensor, String>| r.map_err(NodeError::Plain);
+        Some(match &n.op {
+            Op::Fused(k) => self
+                .fused::<T>(k, j, n, inputs, values, pool)
+                .map_err(NodeError::Located),
+            Op::Gemm { ta, tb, alpha } => {
+                let flags = (*ta, *tb, f64::from_bits(*alpha));
+                plain(gemm_node::<T>(flags, n, inputs, values, pool))
+            }
+            Op::Reduce {
+                op: Reduce::Sum,
+                axes,
+                keepdims,
+            } => plain(sum_node::<T>(
+                operand(values, inputs, n.inputs[0]),
+                axes,
+                *keepdims,
+                pool,
+            )?),
+            Op::Random { dist, key, .. } => {
+                plain(random_node::<T>(*dist, *key, n, inputs, values, pool))
+            }
+            Op::ExpandDims(_)
+            | Op::Squeeze(_)
+            | Op::Reshape(_)
+            | Op::ReshapeLike
+            | Op::StopGradient
+            | Op::BroadcastLike
+            | Op::BroadcastTo(_) => plain(self.reshaped::<T>(j, n, inputs, values, pool)?),
+            Op::DimSize { axes, .. } => plain(dim_size::<T>(
+                axes,
+                operand(values, inputs, n.inputs[0]),
+                pool,
+            )),
+            _ => return None,
+        })
     }
 
     /// Ops that only change the shape: the operand's buffer itself when this node is its last
@@ -627,9 +603,9 @@ impl Program {
             .iter()
             .map(|&i| arg(i).get(inputs).shape().into())
             .collect();
+        let shapes: SmallVec<[&[usize]; 8]> = in_shapes.iter().map(|s| &s[..]).collect();
         let err = |detail: String| {
             // Name the op of the region that fails, as it would have failed unfused.
-            let shapes: SmallVec<[&[usize]; 8]> = in_shapes.iter().map(|s| &s[..]).collect();
             match k.diagnose(&shapes) {
                 Some(e) => Error::Runtime {
                     op: e.op,
@@ -643,11 +619,9 @@ impl Program {
                 },
             }
         };
-        let shape = k.out_shape(in_shapes.iter().map(|s| &s[..])).map_err(err)?;
-        for (&i, concrete) in n.inputs.iter().zip(&in_shapes) {
-            let declared = &self.nodes[i].ty.shape;
-            shape::check_runtime_broadcast(declared, concrete, &shape).map_err(err)?;
-        }
+        let declared: SmallVec<[&shape::Shape; 8]> =
+            n.inputs.iter().map(|&i| &self.nodes[i].ty.shape).collect();
+        let shape = k.checked_out_shape(&shapes, &declared).map_err(err)?;
         let reuse = n.inputs.iter().position(|&i| {
             self.last_use[i] == j
                 && matches!(arg(i), Val::Own(t) if t.dtype() == T::DTYPE
@@ -672,22 +646,20 @@ impl Program {
                 if reuse.is_some_and(|k| n.inputs[k] == i) {
                     return Ok(Src::Out);
                 }
-                match values[i]
-                    .as_ref()
-                    .expect("operands are computed first")
-                    .get(inputs)
-                {
-                    Tensor::Bool(b) => Ok(Src::Bool(b.view())),
-                    t => T::view(t)
-                        .map(Src::Float)
-                        .ok_or_else(|| format!("fused kernel input of dtype {}", t.dtype())),
-                }
+                Src::of(operand(values, inputs, i))
             })
             .collect::<std::result::Result<_, String>>()
             .map_err(err)?;
         k.run(&srcs, &mut out, &shape, true).map_err(err)?;
         shaped(out, &shape).map_err(err)
     }
+}
+
+/// A failed fast path: a message for the node's own op and line, or an error already located
+/// (a fused kernel names the op of its region that failed).
+enum NodeError {
+    Plain(String),
+    Located(Error),
 }
 
 fn operand<'a>(values: &'a [Option<Val>], inputs: &'a [Tensor], i: usize) -> &'a Tensor {

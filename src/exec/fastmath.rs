@@ -234,6 +234,15 @@ mod tests {
 
 /// The same functions for `f64` (the Cephes double-precision fits), for the fast kernels.
 pub mod f64s {
+    /// Round a non-negative `v < 2^51` down to an integer, with float arithmetic only (adding
+    /// 1.5 · 2^52 rounds to nearest; SSE2 has no `floor`).
+    #[inline(always)]
+    fn floor_pos(v: f64) -> f64 {
+        const MAGIC: f64 = 6_755_399_441_055_744.0;
+        let t = (v + MAGIC) - MAGIC;
+        if t > v { t - 1.0 } else { t }
+    }
+
     /// `e^x` to within 1 ulp; `inf` above 709.78, `0` below -708.39; NaN stays NaN.
     #[inline(always)]
     pub fn exp(x: f64) -> f64 {
@@ -295,18 +304,19 @@ pub mod f64s {
         (s, c)
     }
 
-    /// `|x|` reduced by multiples of π/4 (Cephes' three-part constant): the octant (even) and
-    /// the remainder.
+    /// `|x|` reduced by multiples of π/4 (Cephes' three-part constant): the octant (0, 2, 4
+    /// or 6, as a float) and the remainder. Float arithmetic only, so a loop vectorizes.
     #[inline(always)]
-    fn reduce(a: f64) -> (i32, f64) {
+    fn reduce(a: f64) -> (f64, f64) {
         const FOPI: f64 = 4.0 / std::f64::consts::PI;
         const DP1: f64 = 7.853_981_256_484_985_4e-1;
         const DP2: f64 = 3.774_894_707_930_798_2e-8;
         const DP3: f64 = 2.695_151_429_079_059_5e-15;
-        let j = (a * FOPI) as i32;
-        let j = j + (j & 1);
-        let y = j as f64;
-        (j & 7, ((a - y * DP1) - y * DP2) - y * DP3)
+        let y = floor_pos(a * FOPI);
+        // To the even octant above an odd one.
+        let y = if y - 2.0 * floor_pos(y * 0.5) != 0.0 { y + 1.0 } else { y };
+        let j = y - 8.0 * floor_pos(y * 0.125);
+        (j, ((a - y * DP1) - y * DP2) - y * DP3)
     }
 
     /// Largest `|x|` the reductions are accurate for; callers use the library beyond.
@@ -316,10 +326,10 @@ pub mod f64s {
     #[inline(always)]
     pub fn sin(x: f64) -> f64 {
         let (j, z) = reduce(x.abs());
-        let flip = (j > 3) != (x < 0.0);
-        let j = if j > 3 { j - 4 } else { j };
+        let flip = (j > 3.0) != (x < 0.0);
+        let j = if j > 3.0 { j - 4.0 } else { j };
         let (s, c) = polys(z);
-        let v = if j == 1 || j == 2 { c } else { s };
+        let v = if j == 2.0 { c } else { s };
         if flip { -v } else { v }
     }
 
@@ -327,10 +337,10 @@ pub mod f64s {
     #[inline(always)]
     pub fn cos(x: f64) -> f64 {
         let (j, z) = reduce(x.abs());
-        let (j, flip) = if j > 3 { (j - 4, true) } else { (j, false) };
-        let flip = flip != (j > 1);
+        let (j, flip) = if j > 3.0 { (j - 4.0, true) } else { (j, false) };
+        let flip = flip != (j > 1.0);
         let (s, c) = polys(z);
-        let v = if j == 1 || j == 2 { s } else { c };
+        let v = if j == 2.0 { s } else { c };
         if flip { -v } else { v }
     }
 

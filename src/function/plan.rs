@@ -3,6 +3,7 @@
 //! Nodes are in dependency order. Each value is dropped right after its last use (unless it is an
 //! output or an update), so a long chain holds only a few buffers at a time.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -98,45 +99,80 @@ fn bytes(t: &Tensor) -> usize {
 /// Float buffers kept between calls, so a warm plan allocates no arrays.
 #[derive(Default)]
 struct Pool {
-    f32: Vec<Vec<f32>>,
-    f64: Vec<Vec<f64>>,
+    f32: Bins<f32>,
+    f64: Bins<f64>,
 }
 
-/// Buffers kept per float type.
-const POOL_MAX: usize = 256;
+/// Free buffers of one float type by capacity. A capacity whose buffers are all taken keeps its
+/// (empty) entry, so a warm plan does not allocate map nodes either.
+struct Bins<T> {
+    by_cap: BTreeMap<usize, Vec<Vec<T>>>,
+    count: usize,
+}
+
+impl<T> Default for Bins<T> {
+    fn default() -> Self {
+        Bins {
+            by_cap: BTreeMap::new(),
+            count: 0,
+        }
+    }
+}
+
+/// Buffers kept per float type: enough for every live value of a long chain's gradient.
+const POOL_MAX: usize = 4096;
 
 trait Pooled: Float {
-    fn bin(pool: &mut Pool) -> &mut Vec<Vec<Self>>;
+    fn bins(pool: &mut Pool) -> &mut Bins<Self>;
 }
 impl Pooled for f32 {
-    fn bin(pool: &mut Pool) -> &mut Vec<Vec<f32>> {
+    fn bins(pool: &mut Pool) -> &mut Bins<f32> {
         &mut pool.f32
     }
 }
 impl Pooled for f64 {
-    fn bin(pool: &mut Pool) -> &mut Vec<Vec<f64>> {
+    fn bins(pool: &mut Pool) -> &mut Bins<f64> {
         &mut pool.f64
     }
 }
 
-impl Pool {
-    /// A buffer of exactly `n` elements (contents unspecified): the smallest one with room (of
-    /// those, one already that long), else a new one. Best fit keeps the large buffers for the
-    /// large values, so a warm plan finds every buffer it needs.
-    fn take<T: Pooled>(&mut self, n: usize) -> Vec<T> {
-        let bin = T::bin(self);
-        let pick = (0..bin.len())
-            .filter(|&k| bin[k].capacity() >= n)
-            .min_by_key(|&k| (bin[k].capacity(), bin[k].len() != n));
-        let mut buf = pick.map(|k| bin.swap_remove(k)).unwrap_or_default();
+impl<T: num_traits::Zero + Clone> Bins<T> {
+    /// The smallest buffer with room for `n`, else a new one; resized to `n` (contents
+    /// unspecified). Best fit keeps the large buffers for the large values, so a warm plan finds
+    /// every buffer it needs.
+    fn take(&mut self, n: usize) -> Vec<T> {
+        let found = self
+            .by_cap
+            .range_mut(n..)
+            .find_map(|(_, bufs)| bufs.pop());
+        let mut buf = match found {
+            Some(b) => {
+                self.count -= 1;
+                b
+            }
+            None => Vec::with_capacity(n),
+        };
         buf.resize(n, T::zero());
         buf
     }
 
+    fn keep(&mut self, buf: Vec<T>) {
+        if self.count < POOL_MAX && buf.capacity() > 0 {
+            self.count += 1;
+            self.by_cap.entry(buf.capacity()).or_default().push(buf);
+        }
+    }
+}
+
+impl Pool {
+    fn take<T: Pooled>(&mut self, n: usize) -> Vec<T> {
+        T::bins(self).take(n)
+    }
+
     fn give(&mut self, t: Tensor) {
         match t {
-            Tensor::F32(a) => Self::keep(&mut self.f32, a.into_raw_vec_and_offset().0),
-            Tensor::F64(a) => Self::keep(&mut self.f64, a.into_raw_vec_and_offset().0),
+            Tensor::F32(a) => self.f32.keep(a.into_raw_vec_and_offset().0),
+            Tensor::F64(a) => self.f64.keep(a.into_raw_vec_and_offset().0),
             _ => {}
         }
     }
@@ -164,13 +200,7 @@ impl Pool {
     }
 
     fn keep_vec<T: Pooled>(&mut self, buf: Vec<T>) {
-        Self::keep(T::bin(self), buf)
-    }
-
-    fn keep<T>(bin: &mut Vec<Vec<T>>, buf: Vec<T>) {
-        if bin.len() < POOL_MAX && buf.capacity() > 0 {
-            bin.push(buf);
-        }
+        T::bins(self).keep(buf)
     }
 }
 

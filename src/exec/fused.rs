@@ -123,6 +123,10 @@ pub enum Src<'a, T> {
     Bool(ArrayViewD<'a, bool>),
     /// The output buffer itself (in-place execution): same shape, read before it is written.
     Out,
+    /// A contiguous array of the output's shape, read through a pointer: the result of an
+    /// earlier kernel of a group that runs chunk by chunk (see `Program::run_group`), which
+    /// another thread may be writing at other positions meanwhile.
+    Ptr(*const T),
 }
 
 impl<'a, T: Float> Src<'a, T> {
@@ -251,13 +255,6 @@ impl FusedKernel {
         shape: &[usize],
         par: bool,
     ) -> Result<(), String> {
-        if srcs.len() != self.n_inputs {
-            return Err(format!(
-                "fused kernel takes {} inputs, got {}",
-                self.n_inputs,
-                srcs.len()
-            ));
-        }
         let total: usize = shape.iter().product();
         if out.len() != total {
             return Err(format!(
@@ -269,7 +266,7 @@ impl FusedKernel {
         if total == 0 {
             return Ok(());
         }
-        let plan = Layout::new(srcs, shape)?;
+        let plan = self.layout(srcs, shape)?;
         let threads = rayon::current_num_threads();
         if par && threads > 1 && total * self.cost >= PAR_WORK && total >= 2 * self.block {
             // Several chunks per thread balance the load on big outputs.
@@ -284,8 +281,29 @@ impl FusedKernel {
         Ok(())
     }
 
+    /// The operands of a run over an output of `shape`, checked against the kernel's arity.
+    pub(crate) fn layout<T: Float>(
+        &self,
+        srcs: &[Src<T>],
+        shape: &[usize],
+    ) -> Result<Layout<T>, String> {
+        if srcs.len() != self.n_inputs {
+            return Err(format!(
+                "fused kernel takes {} inputs, got {}",
+                self.n_inputs,
+                srcs.len()
+            ));
+        }
+        Layout::new(srcs, shape)
+    }
+
+    /// Work per element, in additions.
+    pub(crate) fn cost(&self) -> usize {
+        self.cost
+    }
+
     /// Run the flat output positions `start .. start + out.len()`.
-    fn span<T: Float>(&self, plan: &Layout<T>, out: &mut [T], start: usize) {
+    pub(crate) fn span<T: Float>(&self, plan: &Layout<T>, out: &mut [T], start: usize) {
         T::with_scratch(REG_ELEMS, |regs| {
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2")
@@ -317,20 +335,42 @@ impl FusedKernel {
         let block = self.block;
         let row_len = plan.dims.last().copied().unwrap_or(1);
         let end = start + out.len();
+        // The result goes straight into `out` unless `out` is also an operand (in place).
+        let direct_out = !plan.operands.iter().any(|o| matches!(o.data, Data::Out));
+        let n_values = self.n_inputs + self.instrs.len();
+        // Where each value of the current block is: a register, or for an operand read
+        // contiguously, the operand's memory itself.
+        let mut at: SmallVec<[*const T; 96]> = smallvec::smallvec![std::ptr::null(); n_values];
+        let regs = regs.as_mut_ptr();
         let mut p = start;
         while p < end {
             let (row, col) = (p / row_len, p % row_len);
             let len = block.min(row_len - col).min(end - p);
+            let out_at = out[p - start..p - start + len].as_mut_ptr();
             for (k, opnd) in plan.operands.iter().enumerate() {
-                let reg = &mut regs[self.slots[k] as usize * block..][..len];
-                opnd.load(&plan.dims, row, col, reg, &out[p - start..p - start + len]);
+                // SAFETY: register `slots[k]` is `block` elements inside the register file.
+                let reg = unsafe { regs.add(self.slots[k] as usize * block) };
+                at[k] = opnd.locate(&plan.dims, row, col, reg, len, out_at);
             }
             for (j, ins) in self.instrs.iter().enumerate() {
-                let d = self.slots[self.n_inputs + j] as usize;
-                exec(ins, regs, d, &self.slots, block, len);
+                let v = self.n_inputs + j;
+                let dst = if direct_out && v + 1 == n_values {
+                    out_at
+                } else {
+                    // SAFETY: as above.
+                    unsafe { regs.add(self.slots[v] as usize * block) }
+                };
+                // SAFETY: every operand of `ins` is an earlier value, located above at `len`
+                // readable elements; `dst` is a register that no operand uses (see
+                // `FusedKernel::new`) or the output, which no operand reads when `direct_out`.
+                unsafe { exec(ins, &at, dst, len) };
+                at[v] = dst;
             }
-            let res = *self.slots.last().expect("a kernel has a result") as usize;
-            out[p - start..p - start + len].copy_from_slice(&regs[res * block..][..len]);
+            if !direct_out || self.instrs.is_empty() {
+                // SAFETY: the result has `len` elements at `at[n_values - 1]`, a register or an
+                // operand, neither of which is `out_at` here except in place, at equal offsets.
+                unsafe { std::ptr::copy(at[n_values - 1], out_at, len) };
+            }
             p += len;
         }
     }
@@ -412,25 +452,20 @@ fn trig_ok<T: Float>(a: &[T]) -> bool {
     a.iter().all(|x| x.abs() < max)
 }
 
-/// Run one instruction over `len` elements: registers `d` ← op(operand registers).
+/// Run one instruction over `len` elements: `dst` ← op(the values at `at[operand]`).
+///
+/// # Safety
+/// Each operand of `ins` has `len` readable elements at its entry of `at`, and `dst` has `len`
+/// writable elements that no operand overlaps.
 #[inline(always)]
-fn exec<T: Float>(ins: &Instr, regs: &mut [T], d: usize, slots: &[u16], block: usize, len: usize) {
-    let reg = |v: u16| slots[v as usize] as usize * block;
-    let (d0, ops) = (d * block, ins.operands());
-    // The destination register never aliases an operand (see `FusedKernel::new`), so split the
-    // register file into the destination and the rest.
+unsafe fn exec<T: Float>(ins: &Instr, at: &[*const T], dst: *mut T, len: usize) {
     let mut tmp: [&[T]; 3] = [&[], &[], &[]];
-    let (lo, rest) = regs.split_at_mut(d0);
-    let (dst, hi) = rest.split_at_mut(block);
-    for (k, &a) in ops.iter().enumerate() {
-        let r = reg(a);
-        tmp[k] = if r < d0 {
-            &lo[r..r + len]
-        } else {
-            &hi[r - d0 - block..r - d0 - block + len]
-        };
+    for (k, &a) in ins.operands().iter().enumerate() {
+        // SAFETY: the caller's contract.
+        tmp[k] = unsafe { std::slice::from_raw_parts(at[a as usize], len) };
     }
-    let dst = &mut dst[..len];
+    // SAFETY: the caller's contract.
+    let dst = unsafe { std::slice::from_raw_parts_mut(dst, len) };
     let [a, b, c] = tmp;
     macro_rules! map1 {
         (|$x:ident| $e:expr) => {
@@ -500,7 +535,7 @@ fn exec<T: Float>(ins: &Instr, regs: &mut [T], d: usize, slots: &[u16], block: u
 
 /// The operands of a run with their strides over the output's dims, after merging dims that
 /// every operand walks contiguously.
-struct Layout<T> {
+pub(crate) struct Layout<T> {
     dims: SmallVec<[usize; 6]>,
     operands: SmallVec<[Operand<T>; 8]>,
 }
@@ -517,7 +552,8 @@ struct Operand<T> {
 }
 
 // SAFETY: the pointers come from views borrowed for the whole run (`Layout` never outlives the
-// `srcs` of `FusedKernel::run`), and the kernel only reads through them.
+// `srcs` of `FusedKernel::run`) or from buffers a kernel group keeps alive until it ends, and
+// the kernel only reads through them.
 unsafe impl<T: Sync> Sync for Layout<T> {}
 unsafe impl<T: Send> Send for Layout<T> {}
 
@@ -551,6 +587,7 @@ impl<T: Float> Layout<T> {
                     (Data::Bool(b.as_ptr()), b.strides().into())
                 }
                 Src::Out => (Data::Out, contiguous.clone()),
+                Src::Ptr(p) => (Data::Float(*p), contiguous.clone()),
             };
             full.push(Operand { data, strides });
         }
@@ -588,6 +625,45 @@ impl<T: Float> Layout<T> {
 }
 
 impl<T: Float> Operand<T> {
+    /// Where `len` elements of row `row` from column `col` are: in the operand's memory when
+    /// it is contiguous there, else loaded into `reg` (`out` is the output at the same place,
+    /// for an in-place operand).
+    #[inline(always)]
+    fn locate(
+        &self,
+        dims: &[usize],
+        row: usize,
+        col: usize,
+        reg: *mut T,
+        len: usize,
+        out: *const T,
+    ) -> *const T {
+        let n = dims.len();
+        if n > 0
+            && let Data::Float(p) = self.data
+            && self.strides[n - 1] == 1
+        {
+            let mut off = col as isize;
+            let mut r = row;
+            for k in (0..n - 1).rev() {
+                off += (r % dims[k]) as isize * self.strides[k];
+                r /= dims[k];
+            }
+            // SAFETY: `off .. off + len` lies inside the broadcast view (see `load`).
+            return unsafe { p.offset(off) };
+        }
+        // SAFETY: `reg` is a register of at least `len` elements, and an in-place `out` has
+        // `len` elements here; neither overlaps the other.
+        let (reg, out) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(reg, len),
+                std::slice::from_raw_parts(out, len),
+            )
+        };
+        self.load(dims, row, col, reg, out);
+        reg.as_ptr()
+    }
+
     /// Load `reg.len()` elements of row `row` from column `col` (of the merged dims).
     #[inline(always)]
     fn load(&self, dims: &[usize], row: usize, col: usize, reg: &mut [T], out: &[T]) {

@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 use crate::dtype::{DType, Float};
 use crate::error::{Error, Location, Result};
-use crate::exec::fused::{FusedKernel, Src};
+use crate::exec::fused::{FusedKernel, Layout, Src};
 use crate::exec::{gemm, kernels};
 use crate::graph::op::{Dist, Op, Reduce};
 use crate::graph::{SharedVar, Type};
@@ -63,10 +63,54 @@ pub(crate) struct Program {
     last_use: Vec<usize>,
     /// How many outputs and updates read each node.
     root_reads: Vec<u32>,
+    /// For a node that starts a run of fused kernels of one float type (leaves may sit between
+    /// them), the end of the run; 0 elsewhere. See [`Program::run_group`].
+    run_end: Vec<usize>,
     peak: AtomicUsize,
     workspace: Mutex<Workspace>,
     /// Per-node times, when profiling.
     profile: Option<Mutex<Vec<NodeTime>>>,
+}
+
+/// Work (elements times the kernels' cost) above which a kernel group is split over the pool.
+const GROUP_PAR_WORK: usize = 1 << 13;
+/// Elements per chunk of a large kernel group: its kernels' data for one chunk stays in cache.
+const GROUP_CHUNK: usize = 4096;
+/// Chunks are a multiple of this many elements.
+const GROUP_CHUNK_MIN: usize = 64;
+
+/// For each node, the end of the run of fused kernels it starts (see [`Program::run_group`]):
+/// consecutive kernels of one float type, with leaves between them allowed, and at least one
+/// more kernel after it; 0 elsewhere.
+fn kernel_runs(nodes: &[PNode]) -> Vec<usize> {
+    let kernel = |n: &PNode| {
+        matches!(n.op, Op::Fused(_)) && matches!(n.ty.dtype, DType::F32 | DType::F64)
+    };
+    let mut run_end = vec![0; nodes.len()];
+    let mut j = 0;
+    while j < nodes.len() {
+        if !kernel(&nodes[j]) {
+            j += 1;
+            continue;
+        }
+        let dtype = nodes[j].ty.dtype;
+        let mut kernels = vec![j];
+        let mut k = j + 1;
+        while k < nodes.len() {
+            if kernel(&nodes[k]) && nodes[k].ty.dtype == dtype {
+                kernels.push(k);
+            } else if nodes[k].leaf.is_none() {
+                break;
+            }
+            k += 1;
+        }
+        let end = kernels.last().expect("one kernel at least") + 1;
+        for w in kernels.windows(2) {
+            run_end[w[0]] = end;
+        }
+        j = end;
+    }
+    run_end
 }
 
 /// A value during a run: an input of the call (by position), a shared constant or variable, or a
@@ -124,15 +168,22 @@ const POOL_MAX: usize = 4096;
 
 trait Pooled: Float {
     fn bins(pool: &mut Pool) -> &mut Bins<Self>;
+    fn members(groups: &mut Groups) -> (&mut Vec<Member<Self>>, &mut Vec<u32>);
 }
 impl Pooled for f32 {
     fn bins(pool: &mut Pool) -> &mut Bins<f32> {
         &mut pool.f32
     }
+    fn members(groups: &mut Groups) -> (&mut Vec<Member<f32>>, &mut Vec<u32>) {
+        (&mut groups.f32, &mut groups.member)
+    }
 }
 impl Pooled for f64 {
     fn bins(pool: &mut Pool) -> &mut Bins<f64> {
         &mut pool.f64
+    }
+    fn members(groups: &mut Groups) -> (&mut Vec<Member<f64>>, &mut Vec<u32>) {
+        (&mut groups.f64, &mut groups.member)
     }
 }
 
@@ -213,7 +264,35 @@ struct Workspace {
     reads: Vec<u32>,
     /// New values of the updated variables, before they are assigned.
     new_values: Vec<Tensor>,
+    /// The kernels of the group being run (empty between groups).
+    groups: Groups,
 }
+
+/// A kernel group in the making, per float type: kept in the workspace so that a warm call
+/// allocates nothing for it.
+#[derive(Default)]
+struct Groups {
+    f32: Vec<Member<f32>>,
+    f64: Vec<Member<f64>>,
+    /// For each node, 1 + its position among the members (0: not a member).
+    member: Vec<u32>,
+}
+
+/// One kernel of a group: its node, the buffer it writes and its operands.
+struct Member<T> {
+    node: usize,
+    /// The output buffer (empty once a later kernel of the group took it over in place).
+    buf: Vec<T>,
+    out: OutPtr<T>,
+    layout: Layout<T>,
+}
+
+/// Where a group kernel writes: its buffer, written chunk by chunk from several threads.
+struct OutPtr<T>(*mut T);
+// SAFETY: each chunk of a group writes a disjoint range of positions of every buffer (see
+// `Program::run_group`), and the buffers outlive the group's run.
+unsafe impl<T: Send> Send for OutPtr<T> {}
+unsafe impl<T: Sync> Sync for OutPtr<T> {}
 
 /// Time and calls of one node, summed over calls since profiling began.
 #[derive(Clone, Copy, Debug, Default)]
@@ -251,6 +330,7 @@ impl Program {
         if mode == Mode::Reference {
             last_use.iter_mut().for_each(|l| *l = usize::MAX);
         }
+        let run_end = kernel_runs(&nodes);
         Program {
             nodes,
             outputs,
@@ -260,6 +340,7 @@ impl Program {
             mode,
             last_use,
             root_reads,
+            run_end,
             peak: AtomicUsize::new(0),
             workspace: Mutex::new(Workspace::default()),
             profile: None,
@@ -354,6 +435,7 @@ impl Program {
             pool,
             reads,
             new_values,
+            groups,
         } = ws;
         values.clear();
         values.resize_with(self.nodes.len(), || None);
@@ -362,14 +444,42 @@ impl Program {
             .as_ref()
             .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()));
         let (mut live, mut peak) = (0usize, 0usize);
-        for (j, n) in self.nodes.iter().enumerate() {
+        let mut j = 0;
+        while j < self.nodes.len() {
             let start = times.as_ref().map(|_| Instant::now());
-            let v = match &n.leaf {
-                Some(Leaf::Input(k)) => Val::Fed(*k),
-                Some(Leaf::Const(c)) => Val::Arc(c.clone()),
-                Some(Leaf::Shared(s)) => {
-                    Val::Arc(s.value.read().unwrap_or_else(|p| p.into_inner()).clone())
+            // A run of fused kernels goes chunk by chunk through all of them at once.
+            if fast && self.run_end[j] > j {
+                let end = self.run_end[j];
+                let done = match self.nodes[j].ty.dtype {
+                    DType::F32 => self.run_group::<f32>(j, end, inputs, values, pool, groups)?,
+                    _ => self.run_group::<f64>(j, end, inputs, values, pool, groups)?,
+                };
+                let total = start.map(|s| s.elapsed().as_nanos() as u64);
+                let cost = |k: usize| match &self.nodes[k].op {
+                    Op::Fused(f) => f.cost() as u64,
+                    _ => 0,
+                };
+                let all: u64 = (j..done).map(cost).sum::<u64>().max(1);
+                for k in j..done {
+                    if let Some(Val::Own(t)) = &values[k] {
+                        live += bytes(t);
+                    }
+                    if let (Some(times), Some(total)) = (times.as_mut(), total) {
+                        // The kernels of a group share its time in proportion to their work.
+                        times[k].calls += 1;
+                        times[k].nanos += total * cost(k) / all;
+                    }
                 }
+                peak = peak.max(live);
+                for k in j..done {
+                    self.release_dead(k, values, pool, &mut live);
+                }
+                j = done;
+                continue;
+            }
+            let n = &self.nodes[j];
+            let v = match &n.leaf {
+                Some(leaf) => self.leaf(leaf),
                 None => {
                     let out = self.eval_node(j, n, inputs, values, pool, fast)?;
                     live += bytes(&out);
@@ -378,19 +488,12 @@ impl Program {
             };
             values[j] = Some(v);
             peak = peak.max(live);
-            for &i in &n.inputs {
-                if self.last_use[i] == j
-                    && let Some(v) = values[i].take()
-                    && let Val::Own(t) = v
-                {
-                    live -= bytes(&t);
-                    pool.give(t);
-                }
-            }
+            self.release_dead(j, values, pool, &mut live);
             if let (Some(times), Some(start)) = (times.as_mut(), start) {
                 times[j].calls += 1;
                 times[j].nanos += start.elapsed().as_nanos() as u64;
             }
+            j += 1;
         }
         self.peak.store(peak, Ordering::Relaxed);
         // Outputs and new values move out of the run where nothing else reads them.
@@ -449,6 +552,212 @@ impl Program {
             }
         }
         Ok(outputs)
+    }
+
+    fn leaf(&self, leaf: &Leaf) -> Val {
+        match leaf {
+            Leaf::Input(k) => Val::Fed(*k),
+            Leaf::Const(c) => Val::Arc(c.clone()),
+            Leaf::Shared(s) => Val::Arc(s.value.read().unwrap_or_else(|p| p.into_inner()).clone()),
+        }
+    }
+
+    /// Give back the buffers of the operands of node `j` that it was the last to read.
+    fn release_dead(&self, j: usize, values: &mut [Option<Val>], pool: &mut Pool, live: &mut usize) {
+        for &i in &self.nodes[j].inputs {
+            if self.last_use[i] == j
+                && let Some(v) = values[i].take()
+                && let Val::Own(t) = v
+            {
+                *live -= bytes(&t);
+                pool.give(t);
+            }
+        }
+    }
+
+    /// Run the fused kernels of nodes `first..end` (leaves may sit between them) that have the
+    /// output shape of the first, as one loop: the positions are cut into chunks, and each
+    /// chunk goes through every kernel in turn, on its own rayon task. A kernel of a group
+    /// only reads the results of earlier ones at its own positions, so chunks are independent;
+    /// the kernels share one fork and join and their data stays in cache. Returns where the
+    /// group stopped (the first kernel of another shape).
+    ///
+    /// No buffer is handed out twice within a group: the operands that die in it go back to
+    /// the pool after it (the caller does that), and a kernel writes in place only over an
+    /// operand of its own shape that it reads last, at the positions it writes.
+    fn run_group<T: Pooled>(
+        &self,
+        first: usize,
+        end: usize,
+        inputs: &[Tensor],
+        values: &mut [Option<Val>],
+        pool: &mut Pool,
+        groups: &mut Groups,
+    ) -> Result<usize> {
+        let (members, index) = T::members(groups);
+        debug_assert!(members.is_empty());
+        index.resize(self.nodes.len(), 0);
+        let mut shape: SmallVec<[usize; 6]> = SmallVec::new();
+        let mut done = first;
+        let mut result = Ok(());
+        for j in first..end {
+            let n = &self.nodes[j];
+            if let Some(leaf) = &n.leaf {
+                values[j] = Some(self.leaf(leaf));
+                done = j + 1;
+                continue;
+            }
+            let Op::Fused(k) = &n.op else {
+                unreachable!("a kernel run holds kernels and leaves")
+            };
+            let member_of = |_: &[Member<T>], i: usize| index[i].checked_sub(1).map(|m| m as usize);
+            // Operand shapes: a result of the group has the group's shape.
+            let in_shapes: SmallVec<[SmallVec<[usize; 6]>; 8]> = n
+                .inputs
+                .iter()
+                .map(|&i| match member_of(members, i) {
+                    Some(_) => shape.clone(),
+                    None => operand(values, inputs, i).shape().into(),
+                })
+                .collect();
+            let out_shape = match self.kernel_shape(k, n, &in_shapes) {
+                Ok(s) => s,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if members.is_empty() {
+                shape = out_shape;
+            } else if out_shape != shape {
+                break;
+            }
+            // In place over an operand of the group's shape that dies here.
+            let reuse = n.inputs.iter().position(|&i| {
+                self.last_use[i] == j
+                    && match member_of(members, i) {
+                        Some(m) => !members[m].buf.is_empty(),
+                        None => matches!(&values[i], Some(Val::Own(t)) if t.dtype() == T::DTYPE
+                            && t.shape() == &shape[..]
+                            && T::view(t).is_some_and(|v| v.is_standard_layout())),
+                    }
+            });
+            let mut buf: Vec<T> = match reuse.map(|r| n.inputs[r]) {
+                Some(i) => match member_of(members, i) {
+                    Some(m) => std::mem::take(&mut members[m].buf),
+                    None => match values[i].take() {
+                        Some(Val::Own(t)) => match T::unwrap(t) {
+                            Ok(a) => a.into_raw_vec_and_offset().0,
+                            Err(_) => unreachable!("the dtype was checked above"),
+                        },
+                        _ => unreachable!("checked above"),
+                    },
+                },
+                None => pool.take(shape.iter().product()),
+            };
+            let srcs: std::result::Result<SmallVec<[Src<T>; 8]>, String> = n
+                .inputs
+                .iter()
+                .map(|&i| {
+                    if reuse.is_some_and(|r| n.inputs[r] == i) {
+                        return Ok(Src::Out);
+                    }
+                    match member_of(members, i) {
+                        Some(m) => Ok(Src::Ptr(members[m].out.0 as *const T)),
+                        None => Src::of(operand(values, inputs, i)),
+                    }
+                })
+                .collect();
+            let layout = srcs.and_then(|srcs| k.layout(&srcs, &shape));
+            match layout {
+                Ok(layout) => {
+                    index[j] = members.len() as u32 + 1;
+                    let out = OutPtr(buf.as_mut_ptr());
+                    members.push(Member {
+                        node: j,
+                        buf,
+                        out,
+                        layout,
+                    });
+                    done = j + 1;
+                }
+                Err(detail) => {
+                    pool.keep_vec(buf);
+                    result = Err(Error::Runtime {
+                        op: n.op.name(),
+                        detail,
+                        loc: n.loc,
+                    });
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            let total: usize = shape.iter().product();
+            let kernel = |m: &Member<T>| -> &FusedKernel {
+                match &self.nodes[m.node].op {
+                    Op::Fused(k) => k,
+                    _ => unreachable!("members are kernels"),
+                }
+            };
+            let work: usize = members.iter().map(|m| kernel(m).cost()).sum::<usize>() * total;
+            let run = |from: usize, to: usize| {
+                for m in members.iter() {
+                    // SAFETY: `m.out` points at `total` elements that stay alive and in place
+                    // until the group ends; chunks cover disjoint ranges `from..to`.
+                    let out = unsafe { std::slice::from_raw_parts_mut(m.out.0.add(from), to - from) };
+                    kernel(m).span(&m.layout, out, from);
+                }
+            };
+            let threads = rayon::current_num_threads();
+            if threads > 1 && work >= GROUP_PAR_WORK && total >= 2 * GROUP_CHUNK_MIN {
+                let chunks = threads.max(total / GROUP_CHUNK);
+                let chunk = total.div_ceil(chunks).next_multiple_of(GROUP_CHUNK_MIN);
+                use rayon::prelude::*;
+                (0..total.div_ceil(chunk))
+                    .into_par_iter()
+                    .for_each(|c| run(c * chunk, total.min((c + 1) * chunk)));
+            } else if total > 0 {
+                run(0, total);
+            }
+        }
+        for m in members.drain(..) {
+            index[m.node] = 0;
+            if !m.buf.is_empty() || shape.iter().product::<usize>() == 0 {
+                let t = shaped(m.buf, &shape).expect("the buffer has the group's shape");
+                values[m.node] = Some(Val::Own(t));
+            }
+        }
+        result.map(|()| done)
+    }
+
+    /// The output shape of kernel `k` of node `n` for operands of these shapes, with the
+    /// checks each op of the region makes unfused; an error names the op of the region that
+    /// fails and its line.
+    fn kernel_shape(
+        &self,
+        k: &FusedKernel,
+        n: &PNode,
+        in_shapes: &[SmallVec<[usize; 6]>],
+    ) -> Result<SmallVec<[usize; 6]>> {
+        let shapes: SmallVec<[&[usize]; 8]> = in_shapes.iter().map(|s| &s[..]).collect();
+        let declared: SmallVec<[&shape::Shape; 8]> =
+            n.inputs.iter().map(|&i| &self.nodes[i].ty.shape).collect();
+        k.checked_out_shape(&shapes, &declared).map_err(|detail| {
+            // Name the op of the region that fails, as it would have failed unfused.
+            match k.diagnose(&shapes) {
+                Some(e) => Error::Runtime {
+                    op: e.op,
+                    detail: e.detail,
+                    loc: e.loc,
+                },
+                None => Error::Runtime {
+                    op: n.op.name(),
+                    detail,
+                    loc: n.loc,
+                },
+            }
+        })
     }
 
     /// Compute node `j` (not a leaf): a fast path into a pooled buffer where there is one, else
@@ -633,25 +942,12 @@ impl Program {
             .iter()
             .map(|&i| arg(i).get(inputs).shape().into())
             .collect();
-        let shapes: SmallVec<[&[usize]; 8]> = in_shapes.iter().map(|s| &s[..]).collect();
-        let err = |detail: String| {
-            // Name the op of the region that fails, as it would have failed unfused.
-            match k.diagnose(&shapes) {
-                Some(e) => Error::Runtime {
-                    op: e.op,
-                    detail: e.detail,
-                    loc: e.loc,
-                },
-                None => Error::Runtime {
-                    op: n.op.name(),
-                    detail,
-                    loc: n.loc,
-                },
-            }
+        let shape = self.kernel_shape(k, n, &in_shapes)?;
+        let err = |detail: String| Error::Runtime {
+            op: n.op.name(),
+            detail,
+            loc: n.loc,
         };
-        let declared: SmallVec<[&shape::Shape; 8]> =
-            n.inputs.iter().map(|&i| &self.nodes[i].ty.shape).collect();
-        let shape = k.checked_out_shape(&shapes, &declared).map_err(err)?;
         let reuse = n.inputs.iter().position(|&i| {
             self.last_use[i] == j
                 && matches!(arg(i), Val::Own(t) if t.dtype() == T::DTYPE

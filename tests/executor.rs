@@ -239,3 +239,71 @@ fn the_debug_mode_passes_a_training_step_and_matches_the_fast_plan() {
         step.call(std::slice::from_ref(&x)).unwrap();
     }
 }
+
+/// Kernels of one shape that cannot fuse (each result is an output, or read twice) run as one
+/// chunked loop; it must compute what the reference does, in place and with broadcast operands,
+/// on one chunk and on many (split over the pool).
+#[test]
+fn a_run_of_kernels_of_one_shape_computes_what_the_reference_does() {
+    for (dtype, rows) in [(DType::F64, 3), (DType::F64, 300), (DType::F32, 257)] {
+        let g = Graph::new();
+        let x = g.input("x", dtype, &[None, Some(257)]);
+        let b = g.input("b", dtype, &[Some(257)]);
+        // Each stage is an output and feeds the next: one kernel per stage, all [rows, 257].
+        let s1 = (&x + &b).tanh();
+        let s2 = (&s1 * &x).sigmoid();
+        let s3 = (&s2 - &s1).exp() * &b;
+        let s4 = (&s3 * 0.5 + &s2).sin();
+        let s5 = &s4 * &s4 + &b;
+        let outs = [&s1, &s2, &s3, &s4, &s5];
+        let f = function(&[&x, &b], &outs).compile().unwrap();
+        let listing = f.debugprint();
+        assert!(listing.contains("run as one loop"), "{listing}");
+        let r = function(&[&x, &b], &outs)
+            .mode(Mode::Reference)
+            .compile()
+            .unwrap();
+        let feed = [
+            Tensor::from_f64(
+                &[rows, 257],
+                (0..rows * 257)
+                    .map(|i| (i % 97) as f64 / 50.0 - 1.0)
+                    .collect(),
+                dtype,
+            )
+            .unwrap(),
+            Tensor::from_f64(&[257], (0..257).map(|i| i as f64 / 300.0).collect(), dtype).unwrap(),
+        ];
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 };
+        for _ in 0..2 {
+            // A second call runs on buffers from the pool.
+            for (got, want) in f.call(&feed).unwrap().iter().zip(r.call(&feed).unwrap()) {
+                close(got, &want, tol);
+            }
+        }
+    }
+}
+
+/// A run-time shape error in a later kernel of a run names the op and line that fail.
+#[test]
+fn a_shape_error_inside_a_kernel_run_names_the_op_and_line() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[None, Some(3)]);
+    let y = g.input("y", DType::F64, &[None, Some(3)]);
+    let a = x.exp();
+    let (sum, line) = (&x + &y, line!());
+    let c = sum.tanh();
+    let f = function(&[&x, &y], &[&a, &c]).compile().unwrap();
+    assert!(
+        f.debugprint().contains("run as one loop"),
+        "{}",
+        f.debugprint()
+    );
+    let feed = [
+        Tensor::full(&[2, 3], 0.5, DType::F64),
+        Tensor::full(&[4, 3], 0.5, DType::F64),
+    ];
+    let err = f.call(&feed).unwrap_err().to_string();
+    assert!(err.contains("add"), "{err}");
+    assert!(err.contains(&format!("{}:{line}", file!())), "{err}");
+}

@@ -314,7 +314,11 @@ pub mod f64s {
         const DP3: f64 = 2.695_151_429_079_059_5e-15;
         let y = floor_pos(a * FOPI);
         // To the even octant above an odd one.
-        let y = if y - 2.0 * floor_pos(y * 0.5) != 0.0 { y + 1.0 } else { y };
+        let y = if y - 2.0 * floor_pos(y * 0.5) != 0.0 {
+            y + 1.0
+        } else {
+            y
+        };
         let j = y - 8.0 * floor_pos(y * 0.125);
         (j, ((a - y * DP1) - y * DP2) - y * DP3)
     }

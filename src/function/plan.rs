@@ -83,9 +83,8 @@ const GROUP_CHUNK_MIN: usize = 64;
 /// consecutive kernels of one float type, with leaves between them allowed, and at least one
 /// more kernel after it; 0 elsewhere.
 fn kernel_runs(nodes: &[PNode]) -> Vec<usize> {
-    let kernel = |n: &PNode| {
-        matches!(n.op, Op::Fused(_)) && matches!(n.ty.dtype, DType::F32 | DType::F64)
-    };
+    let kernel =
+        |n: &PNode| matches!(n.op, Op::Fused(_)) && matches!(n.ty.dtype, DType::F32 | DType::F64);
     let mut run_end = vec![0; nodes.len()];
     let mut j = 0;
     while j < nodes.len() {
@@ -192,10 +191,7 @@ impl<T: num_traits::Zero + Clone> Bins<T> {
     /// unspecified). Best fit keeps the large buffers for the large values, so a warm plan finds
     /// every buffer it needs.
     fn take(&mut self, n: usize) -> Vec<T> {
-        let found = self
-            .by_cap
-            .range_mut(n..)
-            .find_map(|(_, bufs)| bufs.pop());
+        let found = self.by_cap.range_mut(n..).find_map(|(_, bufs)| bufs.pop());
         let mut buf = match found {
             Some(b) => {
                 self.count -= 1;
@@ -357,7 +353,17 @@ impl Program {
             .iter()
             .map(|(v, i)| (v.name.clone(), *i))
             .collect();
-        super::profile::listing(&self.nodes, &self.outputs, &updates)
+        let mut runs = Vec::new();
+        let mut j = 0;
+        while j < self.nodes.len() {
+            if self.run_end[j] > j {
+                runs.push((j, self.run_end[j] - 1));
+                j = self.run_end[j];
+            } else {
+                j += 1;
+            }
+        }
+        super::profile::listing(&self.nodes, &self.outputs, &updates, &runs)
     }
 
     /// Record time and calls per node from now on.
@@ -563,7 +569,13 @@ impl Program {
     }
 
     /// Give back the buffers of the operands of node `j` that it was the last to read.
-    fn release_dead(&self, j: usize, values: &mut [Option<Val>], pool: &mut Pool, live: &mut usize) {
+    fn release_dead(
+        &self,
+        j: usize,
+        values: &mut [Option<Val>],
+        pool: &mut Pool,
+        live: &mut usize,
+    ) {
         for &i in &self.nodes[j].inputs {
             if self.last_use[i] == j
                 && let Some(v) = values[i].take()
@@ -705,7 +717,8 @@ impl Program {
                 for m in members.iter() {
                     // SAFETY: `m.out` points at `total` elements that stay alive and in place
                     // until the group ends; chunks cover disjoint ranges `from..to`.
-                    let out = unsafe { std::slice::from_raw_parts_mut(m.out.0.add(from), to - from) };
+                    let out =
+                        unsafe { std::slice::from_raw_parts_mut(m.out.0.add(from), to - from) };
                     kernel(m).span(&m.layout, out, from);
                 }
             };
@@ -1039,18 +1052,33 @@ fn gemm_node<T: Pooled>(
     shaped(out, &[m, cols])
 }
 
-/// `dst` (cols × rows, row-major) ← the transpose of `src` (rows × cols, row-major), in
-/// 32 × 32 tiles so both sides stay in cache.
-fn transpose_into<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+/// `dst` (cols × rows, row-major) ← the transpose of `src` (rows × cols, row-major). Each task
+/// writes a band of `TILE` rows of `dst` (columns of `src`), walking `src` a `TILE`-wide strip
+/// at a time, so both sides stay in cache; large matrices split the bands over the pool.
+fn transpose_into<T: Copy + Send + Sync>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     const TILE: usize = 32;
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    let band = |(b, out): (usize, &mut [T])| {
+        let c0 = b * TILE;
+        let width = out.len() / rows.max(1);
+        for r in 0..rows {
+            let strip = &src[r * cols + c0..r * cols + c0 + width];
+            for (c, &v) in strip.iter().enumerate() {
+                out[c * rows + r] = v;
             }
         }
+    };
+    if rows * cols >= kernels::PAR_MIN && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        dst[..rows * cols]
+            .par_chunks_mut(TILE * rows.max(1))
+            .enumerate()
+            .for_each(band);
+    } else {
+        dst[..rows * cols]
+            .chunks_mut(TILE * rows.max(1))
+            .enumerate()
+            .for_each(band);
     }
 }
 
@@ -1128,4 +1156,28 @@ fn random_node<T: Pooled>(
     let mut out = pool.take::<T>(shape.iter().product());
     crate::random::draw_into(dist, (seed, counter, key), &mut out, true);
     shaped(out, shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_matches_the_definition_serial_and_parallel() {
+        // Shapes below and above the parallel threshold, with ragged last bands.
+        for (rows, cols) in [(1, 1), (3, 70), (100, 784), (257, 300)] {
+            let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut dst = vec![0.0; rows * cols];
+            transpose_into(&src, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * cols + c],
+                        "{rows}x{cols} at {r},{c}"
+                    );
+                }
+            }
+        }
+    }
 }

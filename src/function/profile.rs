@@ -125,7 +125,12 @@ impl fmt::Display for Profile {
 }
 
 /// The program as a numbered list: `%k = op(%i, %j) : type  [built at file:line]`.
-pub(crate) fn listing(nodes: &[PNode], outputs: &[usize], updates: &[(String, usize)]) -> String {
+pub(crate) fn listing(
+    nodes: &[PNode],
+    outputs: &[usize],
+    updates: &[(String, usize)],
+    runs: &[(usize, usize)],
+) -> String {
     let mut s = String::new();
     for (k, n) in nodes.iter().enumerate() {
         let args: Vec<String> = n.inputs.iter().map(|i| format!("%{i}")).collect();
@@ -143,6 +148,12 @@ pub(crate) fn listing(nodes: &[PNode], outputs: &[usize], updates: &[(String, us
     }
     for (name, v) in updates {
         let _ = writeln!(s, "update {name} = %{v}");
+    }
+    for (first, last) in runs {
+        let _ = writeln!(
+            s,
+            "kernels %{first}..=%{last} run as one loop (while their shapes agree)"
+        );
     }
     s
 }

@@ -228,6 +228,60 @@ fn stabilized_forms_are_finite_and_correct_with_their_gradients() {
     assert_eq!(out[1].to_f64_vec(), vec![0.5, 0.5]);
 }
 
+/// Written naively, `log(softmax(x))` and `log(sum(exp(x)))` have stable gradients too: `grad`
+/// sends the cotangent past the softmax or the sum of exponentials in its stable form.
+#[test]
+fn naive_log_softmax_and_log_sum_exp_have_stable_gradients() {
+    let g = Graph::new();
+    let m = g.input("m", DType::F64, &[Some(2), Some(3)]);
+    let huge: Tensor = ndarray::arr2(&[[1e4f64, 0.0, -1e4], [1e4, 1e4, 0.0]]).into();
+    let run = |cost: &Expr, mode: Mode| {
+        let gm = grad(cost, &[&m]).unwrap().remove(0);
+        function(&[&m], &[cost, &gm])
+            .mode(mode)
+            .compile()
+            .unwrap()
+            .call(std::slice::from_ref(&huge))
+            .unwrap()
+    };
+    // d/dx sum(log softmax(x)) = 1 - 3 softmax(x) per row.
+    let ls = m.softmax(1).log().sum();
+    for mode in [Mode::Fast, Mode::Reference] {
+        let out = run(&ls, mode);
+        assert_eq!(
+            out[1].to_f64_vec(),
+            vec![-2.0, 1.0, 1.0, -0.5, -0.5, 1.0],
+            "{mode:?}"
+        );
+    }
+    // d/dx sum(log sum(exp(x))) is the softmax of each row.
+    let lse = m.exp().sum_axes(&[1], false).log().sum();
+    let out = run(&lse, Mode::Fast);
+    assert!(
+        (out[0].item().unwrap() - (2e4 + 2f64.ln())).abs() < 1e-9,
+        "{}",
+        out[0]
+    );
+    assert_eq!(out[1].to_f64_vec(), vec![1.0, 0.0, 0.0, 0.5, 0.5, 0.0]);
+    // Over both axes, with keepdims, weighted, and with the softmax read elsewhere too: the
+    // gradients match finite differences at ordinary values.
+    let w = g.constant(ndarray::arr2(&[[1.0f64, -2.0, 0.5], [0.25, 3.0, -1.0]]));
+    let costs = [
+        (&m.exp().sum_axes(&[0, 1], true).log() * 2.0).sum(),
+        (&m.softmax(1).log() * &w).sum() + (&m.softmax(1) * &w).sum(),
+        (&m.exp().sum_axes(&[0], false).log() * &w.sum_axes(&[0], false)).sum(),
+    ];
+    let at: Tensor = ndarray::arr2(&[[0.3f64, -1.2, 2.0], [0.7, 0.1, -0.4]]).into();
+    for cost in &costs {
+        let report = gradus::gradcheck::GradCheck::new(cost, &[&m])
+            .at(std::slice::from_ref(&at))
+            .elementwise()
+            .run()
+            .unwrap();
+        assert!(report.passed(), "{report}");
+    }
+}
+
 /// A random graph over a [3, 4] input, a [4] input and a [3, 1] input, mixing elementwise ops,
 /// broadcasting, reductions, matmul and the patterns the rules look for.
 fn random_graph(rng: &mut StdRng, dtype: DType) -> (Graph, Vec<Expr>, Expr) {

@@ -10,7 +10,7 @@ mod rules;
 use std::collections::HashMap;
 
 use crate::error::{Error, Location, Result};
-use crate::graph::op::Op;
+use crate::graph::op::{Op, Reduce, Unary};
 use crate::graph::{Expr, NodeId, Type};
 
 /// Options of [`grad_with`] and [`vjp`].
@@ -239,7 +239,25 @@ fn sweep(
             .reduce(|a, b| &a + &b)
             .expect("pending lists are never empty");
         graph.lock().loc_override = None;
-        if !ins.is_empty() {
+        // log(softmax(x)) and log(sum(exp(x))): the gradient goes to x in its stable form,
+        // past the softmax or the sum of exponentials, whose own rules divide by values that
+        // underflow to 0 or overflow (the optimizer stabilizes the forward pass the same way).
+        let shortcut = match op {
+            Op::Unary(Unary::Log) if on_path(ins[0].index()) => {
+                graph.lock().loc_override = Some(*loc);
+                let s = stable_log_vjp(&nodes, ins[0], &graph, &total, &on_path);
+                graph.lock().loc_override = None;
+                s
+            }
+            _ => None,
+        };
+        if let Some((x, c)) = shortcut {
+            let xt = &nodes[x.index()].2;
+            graph.lock().loc_override = Some(*loc);
+            let c = unbroadcast(c, &graph.expr(x), xt);
+            graph.lock().loc_override = None;
+            pending.entry(x).or_default().push(c);
+        } else if !ins.is_empty() {
             let needs: Vec<bool> = ins.iter().map(|p| on_path(p.index())).collect();
             if needs.iter().any(|n| *n) {
                 let xs: Vec<Expr> = ins.iter().map(|p| graph.expr(*p)).collect();
@@ -280,7 +298,52 @@ fn sweep(
     Ok(out)
 }
 
-/// The Jacobian of a vector `y` (static length n) with respect to `x`: shape `[n, x.shape...]`.
+/// The gradient of `log(u)` with cotangent `dy` sent straight to `x` where `u` is
+/// `softmax(x)` or `sum(exp(x))`: `dy - u · sum(dy)` (the gradient of `log_softmax`), or `dy`
+/// times the softmax of `x` over the summed axes, shifted by the maximum so that it neither
+/// overflows nor divides 0 by 0. `None` for any other `u`, or when `x` is off the path.
+fn stable_log_vjp(
+    nodes: &[(Op, Vec<NodeId>, Type, Location)],
+    u: NodeId,
+    graph: &crate::graph::Graph,
+    dy: &Expr,
+    on_path: &impl Fn(usize) -> bool,
+) -> Option<(NodeId, Expr)> {
+    let (op, ins, _, _) = &nodes[u.index()];
+    match op {
+        Op::Softmax(axis) if on_path(ins[0].index()) => {
+            let s = graph.expr(u);
+            Some((ins[0], dy - &(&s * &dy.sum_axes(&[*axis as isize], true))))
+        }
+        Op::Reduce {
+            op: Reduce::Sum,
+            axes,
+            keepdims,
+        } => {
+            let e = ins[0];
+            let (eop, eins, _, _) = &nodes[e.index()];
+            if !matches!(eop, Op::Unary(Unary::Exp)) || !on_path(eins[0].index()) {
+                return None;
+            }
+            let x = graph.expr(eins[0]);
+            let axes: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+            // A lane that is all -inf shifts by 0 (as `logsumexp_axes` does).
+            let m = x.max_axes(&axes, true);
+            let m = m.gt(f64::NEG_INFINITY).select(&m, 0.0).stop_gradient();
+            let w = (&x - &m).exp();
+            let soft = &w / &w.sum_axes(&axes, true);
+            let dy = if *keepdims {
+                dy.clone()
+            } else {
+                dy.expand_dims(&axes)
+            };
+            Some((eins[0], &soft * &dy))
+        }
+        _ => None,
+    }
+}
+
+/// The Jacobian of a vector `y` (static length n)/// The Jacobian of a vector `y` (static length n) with respect to `x`: shape `[n, x.shape...]`.
 #[track_caller]
 pub fn jacobian(y: &Expr, x: &Expr) -> Result<Expr> {
     let at = Location::caller();

@@ -307,3 +307,44 @@ fn a_shape_error_inside_a_kernel_run_names_the_op_and_line() {
     assert!(err.contains("add"), "{err}");
     assert!(err.contains(&format!("{}:{line}", file!())), "{err}");
 }
+
+/// A product added onto another product accumulates in the first one's buffer when nothing
+/// else reads it, and leaves it alone when something does (here, when it is also an output).
+#[test]
+fn a_product_accumulates_onto_a_dying_bias_and_only_then() {
+    let g = Graph::new();
+    let a = g.input("a", DType::F64, &[None, Some(40)]);
+    let b = g.input("b", DType::F64, &[None, Some(30)]);
+    let c = g.input("c", DType::F64, &[None, Some(40)]);
+    let d = g.input("d", DType::F64, &[None, Some(30)]);
+    let first = a.t().matmul(&b);
+    let second = c.t().matmul(&d) + &first;
+    let value = |n: usize, k: usize, s: f64| {
+        Tensor::from_f64(
+            &[n, k],
+            (0..n * k).map(|i| ((i % 13) as f64 - 6.0) * s).collect(),
+            DType::F64,
+        )
+        .unwrap()
+    };
+    let feed = [
+        value(50, 40, 0.1),
+        value(50, 30, 0.2),
+        value(70, 40, 0.3),
+        value(70, 30, 0.05),
+    ];
+    for outs in [vec![&second], vec![&second, &first]] {
+        let f = function(&[&a, &b, &c, &d], &outs).compile().unwrap();
+        let listing = f.debugprint();
+        assert_eq!(listing.matches("gemm").count(), 2, "{listing}");
+        let r = function(&[&a, &b, &c, &d], &outs)
+            .mode(Mode::Reference)
+            .compile()
+            .unwrap();
+        for _ in 0..2 {
+            for (got, want) in f.call(&feed).unwrap().iter().zip(r.call(&feed).unwrap()) {
+                close(got, &want, 1e-12);
+            }
+        }
+    }
+}

@@ -46,11 +46,34 @@ fn strides<T>(x: &ArrayViewD<T>, t: bool) -> (isize, isize) {
     if t { (s[1], s[0]) } else { (s[0], s[1]) }
 }
 
+/// What the product is added to.
+#[derive(Clone, Copy)]
+pub enum Init<'v, 'a, T> {
+    /// Nothing: `out ← alpha · op(a) @ op(b)`.
+    Zero,
+    /// A bias broadcast onto the output, copied into it first.
+    Bias(&'v ArrayViewD<'a, T>),
+    /// What `out` already holds (a bias of the output's shape, in place).
+    Out,
+}
+
 /// `out ← alpha · op(a) @ op(b) (+ bias)`, `out` contiguous `[m, n]`.
 pub fn gemm_into<T: Float>(
     a: &ArrayViewD<T>,
     b: &ArrayViewD<T>,
     bias: Option<&ArrayViewD<T>>,
+    flags: (bool, bool, f64),
+    out: &mut [T],
+    par: bool,
+) -> Result<(), String> {
+    gemm_onto(a, b, bias.map_or(Init::Zero, Init::Bias), flags, out, par)
+}
+
+/// `out ← alpha · op(a) @ op(b) + init`, `out` contiguous `[m, n]`.
+pub fn gemm_onto<T: Float>(
+    a: &ArrayViewD<T>,
+    b: &ArrayViewD<T>,
+    init: Init<T>,
     (ta, tb, alpha): (bool, bool, f64),
     out: &mut [T],
     par: bool,
@@ -62,7 +85,7 @@ pub fn gemm_into<T: Float>(
             out.len()
         ));
     }
-    if let Some(c) = bias {
+    if let Init::Bias(c) = init {
         let src = c.broadcast(IxDyn(&[m, n])).ok_or_else(|| {
             format!(
                 "bias {} does not broadcast to [{m}, {n}]",
@@ -72,7 +95,7 @@ pub fn gemm_into<T: Float>(
         ArrayViewMutD::from_shape(IxDyn(&[m, n]), &mut *out)
             .map_err(|e| e.to_string())?
             .assign(&src);
-    } else if k == 0 {
+    } else if k == 0 && matches!(init, Init::Zero) {
         out.fill(T::zero());
     }
     if m == 0 || n == 0 || k == 0 {
@@ -94,7 +117,7 @@ pub fn gemm_into<T: Float>(
             out.as_mut_ptr(),
             1,
             n as isize,
-            bias.is_some(),
+            !matches!(init, Init::Zero),
             a.as_ptr(),
             csa,
             rsa,

@@ -832,7 +832,7 @@ impl Program {
                 .map_err(NodeError::Located),
             Op::Gemm { ta, tb, alpha } => {
                 let flags = (*ta, *tb, f64::from_bits(*alpha));
-                plain(gemm_node::<T>(flags, n, inputs, values, pool))
+                plain(self.gemm_node::<T>(flags, j, n, inputs, values, pool))
             }
             Op::Reduce {
                 op: Reduce::Sum,
@@ -1012,44 +1012,73 @@ fn float_view<'a, T: Float>(t: &'a Tensor) -> std::result::Result<ArrayViewD<'a,
     T::view(t).ok_or_else(|| format!("expected {}, got {}", T::DTYPE, t.dtype()))
 }
 
-fn gemm_node<T: Pooled>(
-    flags: (bool, bool, f64),
-    n: &PNode,
-    inputs: &[Tensor],
-    values: &[Option<Val>],
-    pool: &mut Pool,
-) -> std::result::Result<Tensor, String> {
-    let a = float_view::<T>(operand(values, inputs, n.inputs[0]))?;
-    let b = float_view::<T>(operand(values, inputs, n.inputs[1]))?;
-    let bias = n
-        .inputs
-        .get(2)
-        .map(|&i| float_view::<T>(operand(values, inputs, i)))
-        .transpose()?;
-    let (m, k, cols) = gemm::dims(a.shape(), b.shape(), flags.0, flags.1)?;
-    let mut out = pool.take::<T>(m * cols);
-    if flags.0 && gemm::packs_transposed_lhs(m, k, cols) {
-        // The gemm crate would allocate a packing buffer for a transposed left operand on every
-        // call: transpose it into a pooled buffer instead.
-        let mut at = pool.take::<T>(m * k);
-        match a.as_slice() {
-            Some(src) => transpose_into(src, k, m, &mut at),
-            None => at.iter_mut().zip(a.t().iter()).for_each(|(o, v)| *o = *v),
+impl Program {
+    /// A product into a pooled buffer; with a bias of the output's shape that dies here, into
+    /// the bias's own buffer, accumulating onto it (the second weight gradient of a CD step
+    /// adds onto the first without a copy).
+    fn gemm_node<T: Pooled>(
+        &self,
+        flags: (bool, bool, f64),
+        j: usize,
+        n: &PNode,
+        inputs: &[Tensor],
+        values: &mut [Option<Val>],
+        pool: &mut Pool,
+    ) -> std::result::Result<Tensor, String> {
+        let (a, b) = (
+            operand(values, inputs, n.inputs[0]),
+            operand(values, inputs, n.inputs[1]),
+        );
+        let (m, _, cols) = gemm::dims(a.shape(), b.shape(), flags.0, flags.1)?;
+        let own_bias = n.inputs.get(2).copied().filter(|&c| {
+            self.last_use[c] == j
+                && !n.inputs[..2].contains(&c)
+                && matches!(&values[c], Some(Val::Own(t)) if t.dtype() == T::DTYPE
+                    && t.shape() == [m, cols]
+                    && T::view(t).is_some_and(|v| v.is_standard_layout()))
+        });
+        let mut out = match own_bias.and_then(|c| values[c].take()) {
+            Some(Val::Own(t)) => {
+                T::unwrap(t)
+                    .map_err(|_| "bias of another type".to_string())?
+                    .into_raw_vec_and_offset()
+                    .0
+            }
+            _ => pool.take::<T>(m * cols),
+        };
+        let a = float_view::<T>(operand(values, inputs, n.inputs[0]))?;
+        let b = float_view::<T>(operand(values, inputs, n.inputs[1]))?;
+        let bias = match (own_bias, n.inputs.get(2)) {
+            (Some(_), _) => None,
+            (None, Some(&c)) => Some(float_view::<T>(operand(values, inputs, c))?),
+            (None, None) => None,
+        };
+        let init = match (&bias, own_bias) {
+            (Some(v), _) => gemm::Init::Bias(v),
+            (None, Some(_)) => gemm::Init::Out,
+            (None, None) => gemm::Init::Zero,
+        };
+        let k = if flags.0 { a.shape()[0] } else { a.shape()[1] };
+        if flags.0 && gemm::packs_transposed_lhs(m, k, cols) {
+            // The gemm crate would allocate a packing buffer for a transposed left operand on
+            // every call: transpose it into a pooled buffer instead.
+            let mut at = pool.take::<T>(m * k);
+            match a.as_slice() {
+                Some(src) => transpose_into(src, k, m, &mut at),
+                None => at.iter_mut().zip(a.t().iter()).for_each(|(o, v)| *o = *v),
+            }
+            let result = ArrayViewD::from_shape(IxDyn(&[m, k]), &at[..])
+                .map_err(|e| e.to_string())
+                .and_then(|a2| {
+                    gemm::gemm_onto(&a2, &b, init, (false, flags.1, flags.2), &mut out, true)
+                });
+            pool.keep_vec(at);
+            result?;
+        } else {
+            gemm::gemm_onto(&a, &b, init, flags, &mut out, true)?;
         }
-        let a2 = ArrayViewD::from_shape(IxDyn(&[m, k]), &at[..]).map_err(|e| e.to_string())?;
-        gemm::gemm_into(
-            &a2,
-            &b,
-            bias.as_ref(),
-            (false, flags.1, flags.2),
-            &mut out,
-            true,
-        )?;
-        pool.keep_vec(at);
-    } else {
-        gemm::gemm_into(&a, &b, bias.as_ref(), flags, &mut out, true)?;
+        shaped(out, &[m, cols])
     }
-    shaped(out, &[m, cols])
 }
 
 /// `dst` (cols × rows, row-major) ← the transpose of `src` (rows × cols, row-major). Each task

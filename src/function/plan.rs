@@ -1133,7 +1133,7 @@ fn sum_node<T: Pooled>(
     for (o, dst) in out.chunks_mut(inner.max(1)).enumerate().take(outer) {
         let block = &flat[o * mid * inner..(o + 1) * mid * inner];
         if inner == 1 {
-            dst[0] = block.iter().copied().sum();
+            dst[0] = lane_sum(block);
         } else {
             dst.fill(T::zero());
             for row in block.chunks_exact(inner) {
@@ -1153,6 +1153,25 @@ fn sum_node<T: Pooled>(
         })
         .collect();
     Some(shaped(out, &shape))
+}
+
+/// The sum of `xs` in eight running sums (one per SIMD lane), so the loop vectorizes; a plain
+/// running sum cannot be reordered by the compiler.
+fn lane_sum<T: Float>(xs: &[T]) -> T {
+    const LANES: usize = 8;
+    let mut acc = [T::zero(); LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = *a + v;
+        }
+    }
+    let mut s = tail.iter().fold(T::zero(), |s, &v| s + v);
+    for a in acc {
+        s = s + a;
+    }
+    s
 }
 
 fn dim_size<T: Pooled>(
@@ -1190,6 +1209,14 @@ fn random_node<T: Pooled>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lane_sum_adds_every_element() {
+        for n in [0, 1, 7, 8, 9, 100, 1003] {
+            let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            assert_eq!(lane_sum(&xs), (n * n.max(1) - n) as f64 / 2.0, "{n}");
+        }
+    }
 
     #[test]
     fn transpose_matches_the_definition_serial_and_parallel() {

@@ -17,7 +17,8 @@ pub fn exp(x: f32) -> f32 {
     // lacks).
     const ROUND: f32 = 12_582_912.0;
     let xc = x.clamp(-87.33, 88.72);
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_2e-3;
@@ -26,7 +27,10 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // The low bits of `t` hold n: integer arithmetic on them vectorizes, where a float-to-int
+    // cast (saturating in Rust) is done lane by lane.
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     let v = y * scale;
     if x > 88.72 {
         f32::INFINITY

@@ -626,6 +626,19 @@ impl<T: Float> Layout<T> {
 }
 
 impl<T: Float> Operand<T> {
+    /// The offset of element `col` of row `row` (of the merged dims, at least one).
+    #[inline(always)]
+    fn offset(&self, dims: &[usize], row: usize, col: usize) -> isize {
+        let n = dims.len();
+        let mut off = col as isize * self.strides[n - 1];
+        let mut r = row;
+        for k in (0..n - 1).rev() {
+            off += (r % dims[k]) as isize * self.strides[k];
+            r /= dims[k];
+        }
+        off
+    }
+
     /// Where `len` elements of row `row` from column `col` are: in the operand's memory when
     /// it is contiguous there, else loaded into `reg` (`out` is the output at the same place,
     /// for an in-place operand).
@@ -644,14 +657,8 @@ impl<T: Float> Operand<T> {
             && let Data::Float(p) = self.data
             && self.strides[n - 1] == 1
         {
-            let mut off = col as isize;
-            let mut r = row;
-            for k in (0..n - 1).rev() {
-                off += (r % dims[k]) as isize * self.strides[k];
-                r /= dims[k];
-            }
             // SAFETY: `off .. off + len` lies inside the broadcast view (see `load`).
-            return unsafe { p.offset(off) };
+            return unsafe { p.offset(self.offset(dims, row, col)) };
         }
         // SAFETY: `reg` is a register of at least `len` elements, and an in-place `out` has
         // `len` elements here; neither overlaps the other.
@@ -679,12 +686,7 @@ impl<T: Float> Operand<T> {
             }
             return;
         }
-        let mut off = col as isize * self.strides[n - 1];
-        let mut r = row;
-        for k in (0..n - 1).rev() {
-            off += (r % dims[k]) as isize * self.strides[k];
-            r /= dims[k];
-        }
+        let off = self.offset(dims, row, col);
         let step = self.strides[n - 1];
         match self.data {
             Data::Out => reg.copy_from_slice(out),

@@ -560,6 +560,33 @@ impl Program {
         Ok(outputs)
     }
 
+    /// Whether node `j` may take over the buffer of its operand `i` for a result of `shape`:
+    /// `i` dies at `j` and is a standard-layout array of type `T` and that shape that the run
+    /// owns (never a caller's input or a shared variable).
+    fn can_take<T: Pooled>(
+        &self,
+        i: usize,
+        j: usize,
+        values: &[Option<Val>],
+        shape: &[usize],
+    ) -> bool {
+        self.last_use[i] == j
+            && matches!(&values[i], Some(Val::Own(t)) if t.dtype() == T::DTYPE
+                && t.shape() == shape
+                && T::view(t).is_some_and(|v| v.is_standard_layout()))
+    }
+
+    /// The buffer of operand `i`, which [`Program::can_take`] allowed.
+    fn take_buffer<T: Pooled>(values: &mut [Option<Val>], i: usize) -> Vec<T> {
+        match values[i].take().map(|v| match v {
+            Val::Own(t) => T::unwrap(t),
+            _ => unreachable!("can_take checked that the run owns it"),
+        }) {
+            Some(Ok(a)) => a.into_raw_vec_and_offset().0,
+            _ => unreachable!("can_take checked that it is there, of this type"),
+        }
+    }
+
     fn leaf(&self, leaf: &Leaf) -> Val {
         match leaf {
             Leaf::Input(k) => Val::Fed(*k),
@@ -645,25 +672,14 @@ impl Program {
                 break;
             }
             // In place over an operand of the group's shape that dies here.
-            let reuse = n.inputs.iter().position(|&i| {
-                self.last_use[i] == j
-                    && match member_of(members, i) {
-                        Some(m) => !members[m].buf.is_empty(),
-                        None => matches!(&values[i], Some(Val::Own(t)) if t.dtype() == T::DTYPE
-                            && t.shape() == &shape[..]
-                            && T::view(t).is_some_and(|v| v.is_standard_layout())),
-                    }
+            let reuse = n.inputs.iter().position(|&i| match member_of(members, i) {
+                Some(m) => self.last_use[i] == j && !members[m].buf.is_empty(),
+                None => self.can_take::<T>(i, j, values, &shape),
             });
             let mut buf: Vec<T> = match reuse.map(|r| n.inputs[r]) {
                 Some(i) => match member_of(members, i) {
                     Some(m) => std::mem::take(&mut members[m].buf),
-                    None => match values[i].take() {
-                        Some(Val::Own(t)) => match T::unwrap(t) {
-                            Ok(a) => a.into_raw_vec_and_offset().0,
-                            Err(_) => unreachable!("the dtype was checked above"),
-                        },
-                        _ => unreachable!("checked above"),
-                    },
+                    None => Self::take_buffer(values, i),
                 },
                 None => pool.take(shape.iter().product()),
             };
@@ -920,15 +936,8 @@ impl Program {
         if to.iter().product::<usize>() != x.len() {
             return None;
         }
-        let standard = T::view(x)?.is_standard_layout();
-        let owned_here =
-            self.last_use[n.inputs[0]] == j && matches!(values[n.inputs[0]], Some(Val::Own(_)));
-        if standard && owned_here {
-            let Some(Val::Own(t)) = values[n.inputs[0]].take() else {
-                unreachable!("checked above")
-            };
-            let buf = T::unwrap(t).ok()?.into_raw_vec_and_offset().0;
-            return Some(shaped(buf, &to));
+        if self.can_take::<T>(n.inputs[0], j, values, from) {
+            return Some(shaped(Self::take_buffer::<T>(values, n.inputs[0]), &to));
         }
         let view = T::view(x)?;
         let mut out = pool.take::<T>(x.len());
@@ -961,20 +970,12 @@ impl Program {
             detail,
             loc: n.loc,
         };
-        let reuse = n.inputs.iter().position(|&i| {
-            self.last_use[i] == j
-                && matches!(arg(i), Val::Own(t) if t.dtype() == T::DTYPE
-                    && t.shape() == &shape[..]
-                    && T::view(t).is_some_and(|v| v.is_standard_layout()))
-        });
+        let reuse = n
+            .inputs
+            .iter()
+            .position(|&i| self.can_take::<T>(i, j, values, &shape));
         let mut out: Vec<T> = match reuse {
-            Some(k) => match values[n.inputs[k]].take() {
-                Some(Val::Own(t)) => match T::unwrap(t) {
-                    Ok(a) => a.into_raw_vec_and_offset().0,
-                    Err(_) => unreachable!("the dtype was checked above"),
-                },
-                _ => unreachable!("checked above"),
-            },
+            Some(k) => Self::take_buffer(values, n.inputs[k]),
             None => pool.take(shape.iter().product()),
         };
         let srcs: SmallVec<[Src<T>; 8]> = n
@@ -1031,20 +1032,11 @@ impl Program {
         );
         let (m, _, cols) = gemm::dims(a.shape(), b.shape(), flags.0, flags.1)?;
         let own_bias = n.inputs.get(2).copied().filter(|&c| {
-            self.last_use[c] == j
-                && !n.inputs[..2].contains(&c)
-                && matches!(&values[c], Some(Val::Own(t)) if t.dtype() == T::DTYPE
-                    && t.shape() == [m, cols]
-                    && T::view(t).is_some_and(|v| v.is_standard_layout()))
+            !n.inputs[..2].contains(&c) && self.can_take::<T>(c, j, values, &[m, cols])
         });
-        let mut out = match own_bias.and_then(|c| values[c].take()) {
-            Some(Val::Own(t)) => {
-                T::unwrap(t)
-                    .map_err(|_| "bias of another type".to_string())?
-                    .into_raw_vec_and_offset()
-                    .0
-            }
-            _ => pool.take::<T>(m * cols),
+        let mut out = match own_bias {
+            Some(c) => Self::take_buffer(values, c),
+            None => pool.take::<T>(m * cols),
         };
         let a = float_view::<T>(operand(values, inputs, n.inputs[0]))?;
         let b = float_view::<T>(operand(values, inputs, n.inputs[1]))?;

@@ -417,13 +417,19 @@ impl Expr {
         &self.sum_axes(axes, keepdims) / &n
     }
 
+    /// The shift that keeps `exp(x - shift)` over `axes` from overflowing: the maximum (kept
+    /// dims, held constant for grad), or 0 for a lane that is all -inf, so that it gives -inf
+    /// rather than NaN from -inf - -inf.
+    #[track_caller]
+    pub(crate) fn max_shift(&self, axes: &[isize]) -> Expr {
+        let m = self.max_axes(axes, true);
+        m.gt(f64::NEG_INFINITY).select(&m, 0.0).stop_gradient()
+    }
+
     /// `log(sum(exp(x)))` over `axes`, shifted by the maximum so it never overflows.
     #[track_caller]
     pub fn logsumexp_axes(&self, axes: &[isize], keepdims: bool) -> Expr {
-        // Shift by the max (held constant for grad); a lane that is all -inf shifts by 0 so the
-        // result is -inf rather than NaN from -inf - -inf.
-        let m = self.max_axes(axes, true);
-        let m = m.gt(f64::NEG_INFINITY).select(&m, 0.0).stop_gradient();
+        let m = self.max_shift(axes);
         let s = (self - &m).exp().sum_axes(axes, true).log() + &m;
         if keepdims {
             s

@@ -1,92 +1,16 @@
-//! The fast executor: fused kernels, gemm specialisation, profiling, the debug mode, and a warm
-//! training step that allocates no arrays.
+//! The fast executor: fused kernels, kernel runs, gemm specialisation, products side by side,
+//! profiling and the debug mode. (A warm step allocating nothing is `tests/allocation.rs`.)
 
 use gradus::models::{CdConfig, Rbm};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
 use ndarray::Array2;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-/// Counts the bytes allocated by the thread that set `COUNTING` (and by any thread while it is
-/// set: rayon workers allocate for the run too).
-struct Counter;
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static BYTES: AtomicUsize = AtomicUsize::new(0);
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-static SIZES: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
-
-unsafe impl GlobalAlloc for Counter {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-            let k = COUNT.fetch_add(1, Ordering::Relaxed);
-            if k < 256 {
-                SIZES[k].store(layout.size(), Ordering::Relaxed);
-            }
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counter = Counter;
-
 fn close(a: &Tensor, b: &Tensor, tol: f64) {
     assert_eq!(a.shape(), b.shape());
     for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
         assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
     }
-}
-
-#[test]
-fn a_warm_rbm_step_allocates_no_arrays() {
-    let g = Graph::new();
-    let rng = RandomStream::new(&g, 3);
-    let rbm = Rbm::new(&g, 784, 500, 1).unwrap();
-    let cfg = CdConfig {
-        batch: 100,
-        ..CdConfig::default()
-    };
-    let step = rbm.trainer(&cfg, &rng).unwrap();
-    let x: Tensor = Array2::from_shape_fn((100, 784), |(i, j)| ((i + j) % 2) as f32).into();
-    for _ in 0..10 {
-        step.call(std::slice::from_ref(&x)).unwrap();
-    }
-    BYTES.store(0, Ordering::SeqCst);
-    COUNT.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    let calls = 5;
-    for _ in 0..calls {
-        step.call(std::slice::from_ref(&x)).unwrap();
-    }
-    COUNTING.store(false, Ordering::SeqCst);
-    let (bytes, count) = (
-        BYTES.load(Ordering::SeqCst) / calls,
-        COUNT.load(Ordering::SeqCst) / calls,
-    );
-    // One call moves about 7 MB through its buffers; what is left per call is the returned
-    // Vec of outputs, the scalar output itself and the bookkeeping of the pool of threads.
-    let sizes: Vec<usize> = SIZES
-        .iter()
-        .map(|s| s.load(Ordering::SeqCst))
-        .take(count * calls)
-        .filter(|&s| s > 200)
-        .collect();
-    assert!(
-        bytes < 4096,
-        "{sizes:?} {bytes} bytes in {count} allocations per call (peak of the plan {} bytes)",
-        step.peak_bytes()
-    );
-    assert!(step.peak_bytes() > 1_000_000);
-    eprintln!(
-        "warm rbm step: {bytes} bytes in {count} allocations per call, plan peak {} bytes",
-        step.peak_bytes()
-    );
 }
 
 #[test]
@@ -240,6 +164,34 @@ fn the_debug_mode_passes_a_training_step_and_matches_the_fast_plan() {
     }
 }
 
+/// A CD step big enough that its products run side by side (one of them with the nodes it needs
+/// moved up before its partner) checks out against the reference in the debug mode.
+#[test]
+fn the_debug_mode_passes_a_step_whose_products_run_side_by_side() {
+    let g = Graph::new();
+    let rng = RandomStream::new(&g, 5);
+    let rbm = Rbm::new(&g, 256, 256, 1).unwrap();
+    let cfg = CdConfig {
+        batch: 8,
+        ..CdConfig::default()
+    };
+    let step = rbm
+        .trainer_builder(&cfg, &rng)
+        .unwrap()
+        .mode(Mode::Debug)
+        .compile()
+        .unwrap();
+    assert!(
+        step.debugprint().contains("run side by side"),
+        "{}",
+        step.debugprint()
+    );
+    let x: Tensor = Array2::from_shape_fn((8, 256), |(i, j)| ((i * j) % 2) as f32).into();
+    for _ in 0..3 {
+        step.call(std::slice::from_ref(&x)).unwrap();
+    }
+}
+
 /// Kernels of one shape that cannot fuse (each result is an output, or read twice) run as one
 /// chunked loop; it must compute what the reference does, in place and with broadcast operands,
 /// on one chunk and on many (split over the pool).
@@ -347,4 +299,76 @@ fn a_product_accumulates_onto_a_dying_bias_and_only_then() {
             }
         }
     }
+}
+
+/// The two products of a layer's backward pass (`e·wᵀ` and `xᵀ·e`) do not depend on each other:
+/// the program runs them side by side, one on each half of the pool, and they compute what the
+/// reference does, in f32 and f64, for a batch that splits, one too small to split, and none.
+#[test]
+fn independent_products_run_side_by_side_and_match_the_reference() {
+    for dtype in [DType::F32, DType::F64] {
+        let g = Graph::new();
+        let x = g.input("x", dtype, &[None, Some(256)]);
+        let e = g.input("e", dtype, &[None, Some(256)]);
+        let w = g.input("w", dtype, &[Some(256), Some(256)]);
+        let back = e.matmul(&w.t()).sigmoid().matmul(&w);
+        let dw = x.t().matmul(&e) * 0.5;
+        let f = function(&[&x, &e, &w], &[&back, &dw]).compile().unwrap();
+        let listing = f.debugprint();
+        assert!(listing.contains("run side by side"), "{listing}");
+        let r = function(&[&x, &e, &w], &[&back, &dw])
+            .mode(Mode::Reference)
+            .compile()
+            .unwrap();
+        let value = |n: usize, k: usize, s: f64| {
+            Tensor::from_f64(
+                &[n, k],
+                (0..n * k).map(|i| ((i % 17) as f64 - 8.0) * s).collect(),
+                dtype,
+            )
+            .unwrap()
+        };
+        let tol = if dtype == DType::F32 { 1e-4 } else { 1e-12 };
+        for batch in [50, 1, 0] {
+            let feed = [
+                value(batch, 256, 0.01),
+                value(batch, 256, 0.02),
+                value(256, 256, 0.003),
+            ];
+            for _ in 0..2 {
+                for (got, want) in f.call(&feed).unwrap().iter().zip(r.call(&feed).unwrap()) {
+                    close(got, &want, tol);
+                }
+            }
+        }
+    }
+}
+
+/// A product that fails while running beside another names the matmul and the line that
+/// built it, and the function works again afterwards.
+#[test]
+fn a_failing_product_of_a_pair_names_its_line() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, &[None, Some(256)]);
+    let e = g.input("e", DType::F32, &[None, Some(256)]);
+    let w = g.input("w", DType::F32, &[Some(256), Some(256)]);
+    let back = e.matmul(&w.t());
+    let (dw, line) = (x.t().matmul(&e), line!());
+    let f = function(&[&x, &e, &w], &[&back, &dw]).compile().unwrap();
+    assert!(
+        f.debugprint().contains("run side by side"),
+        "{}",
+        f.debugprint()
+    );
+    let feed = |nx: usize| {
+        [
+            Tensor::full(&[nx, 256], 0.5, DType::F32),
+            Tensor::full(&[40, 256], 0.5, DType::F32),
+            Tensor::full(&[256, 256], 0.5, DType::F32),
+        ]
+    };
+    let err = f.call(&feed(30)).unwrap_err().to_string();
+    assert!(err.contains("matmul"), "{err}");
+    assert!(err.contains(&format!("{}:{line}", file!())), "{err}");
+    assert!(f.call(&feed(40)).is_ok());
 }

@@ -9,7 +9,7 @@ use crate::dtype::Float;
 use crate::shape;
 
 /// Below this many multiply-adds a product runs on one thread.
-const PAR_MIN_FLOPS: usize = 1 << 16;
+pub const PAR_MIN_FLOPS: usize = 1 << 16;
 
 /// Rows, inner dim and columns of `op(a) @ op(b)`.
 pub fn dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<(usize, usize, usize), String> {
@@ -57,26 +57,35 @@ pub enum Init<'v, 'a, T> {
     Out,
 }
 
-/// `out ← alpha · op(a) @ op(b) (+ bias)`, `out` contiguous `[m, n]`.
+/// `out ← alpha · op(a) @ op(b) (+ bias)`, `out` contiguous `[m, n]`, on up to `threads`
+/// threads of the current rayon pool.
 pub fn gemm_into<T: Float>(
     a: &ArrayViewD<T>,
     b: &ArrayViewD<T>,
     bias: Option<&ArrayViewD<T>>,
     flags: (bool, bool, f64),
     out: &mut [T],
-    par: bool,
+    threads: usize,
 ) -> Result<(), String> {
-    gemm_onto(a, b, bias.map_or(Init::Zero, Init::Bias), flags, out, par)
+    gemm_onto(
+        a,
+        b,
+        bias.map_or(Init::Zero, Init::Bias),
+        flags,
+        out,
+        threads,
+    )
 }
 
-/// `out ← alpha · op(a) @ op(b) + init`, `out` contiguous `[m, n]`.
+/// `out ← alpha · op(a) @ op(b) + init`, `out` contiguous `[m, n]`, on up to `threads`
+/// threads of the current rayon pool (one below [`PAR_MIN_FLOPS`] multiply-adds).
 pub fn gemm_onto<T: Float>(
     a: &ArrayViewD<T>,
     b: &ArrayViewD<T>,
     init: Init<T>,
     (ta, tb, alpha): (bool, bool, f64),
     out: &mut [T],
-    par: bool,
+    threads: usize,
 ) -> Result<(), String> {
     let (m, k, n) = dims(a.shape(), b.shape(), ta, tb)?;
     if out.len() != m * n {
@@ -102,8 +111,8 @@ pub fn gemm_onto<T: Float>(
         return Ok(());
     }
     let ((rsa, csa), (rsb, csb)) = (strides(a, ta), strides(b, tb));
-    let parallelism = if par && m * n * k >= PAR_MIN_FLOPS && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    let parallelism = if threads > 1 && m * n * k >= PAR_MIN_FLOPS {
+        gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };

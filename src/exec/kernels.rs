@@ -624,7 +624,19 @@ fn gemm_alloc<T: Float>(
         .map(|c| T::view(c).ok_or_else(|| format!("bias of dtype {}", c.dtype())))
         .transpose()?;
     let mut out = vec![T::zero(); m * n];
-    gemm::gemm_into(&a.view(), &b.view(), bias.as_ref(), flags, &mut out, fast)?;
+    let threads = if fast {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    gemm::gemm_into(
+        &a.view(),
+        &b.view(),
+        bias.as_ref(),
+        flags,
+        &mut out,
+        threads,
+    )?;
     ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| e.to_string())
 }
 

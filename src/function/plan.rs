@@ -17,7 +17,7 @@ use crate::exec::fused::{FusedKernel, Layout, Src};
 use crate::exec::{gemm, kernels};
 use crate::graph::op::{Dist, Op, Reduce};
 use crate::graph::{SharedVar, Type};
-use crate::shape;
+use crate::shape::{self, Dim};
 use crate::tensor::Tensor;
 
 /// How a compiled function executes.
@@ -66,6 +66,8 @@ pub(crate) struct Program {
     /// For a node that starts a run of fused kernels of one float type (leaves may sit between
     /// them), the end of the run; 0 elsewhere. See [`Program::run_group`].
     run_end: Vec<usize>,
+    /// Whether a node is a product that runs at once with the next (see [`pair_products`]).
+    pair_start: Vec<bool>,
     peak: AtomicUsize,
     workspace: Mutex<Workspace>,
     /// Per-node times, when profiling.
@@ -110,6 +112,107 @@ fn kernel_runs(nodes: &[PNode]) -> Vec<usize> {
         j = end;
     }
     run_end
+}
+
+/// Products with fewer multiply-adds than this (unknown dims counted as 1) are not worth
+/// running beside another.
+const PAIR_MIN_FLOPS: usize = gemm::PAR_MIN_FLOPS;
+/// How far ahead (in nodes) a product looks for a partner.
+const PAIR_WINDOW: usize = 4096;
+
+/// The multiply-adds of product node `n` that its static shapes guarantee (an unknown dim
+/// counts as 1), or 0 if it is not a float product.
+fn static_flops(nodes: &[PNode], n: &PNode) -> usize {
+    let Op::Gemm { ta, .. } = n.op else { return 0 };
+    if !matches!(n.ty.dtype, DType::F32 | DType::F64) {
+        return 0;
+    }
+    let known = |d: &Dim| d.unwrap_or(1);
+    let a = &nodes[n.inputs[0]].ty.shape.0;
+    let k = a.get(if ta { 0 } else { 1 }).map_or(1, known);
+    n.ty.shape.0.iter().map(known).product::<usize>() * k
+}
+
+/// Schedule independent products side by side so that the executor can run each pair at
+/// once, one on each half of the pool ([`Program::gemm_pair`]). Two threads on two products
+/// keep their cores busier than both threads on each in turn: a product of batch 100 spends
+/// much of its time packing and waiting at the crate's joins.
+///
+/// Each product, in order, looks ahead for the first big product of its dtype that does not
+/// depend on it. That one moves up to just after it, and with it the nodes it needs that lie
+/// between them, which go first: they cannot depend on the first product either. The result
+/// is still an order in which every node comes after its operands. Returns the new order
+/// (old indices by position) and the positions that start a pair.
+fn pair_products(nodes: &[PNode]) -> (Vec<usize>, Vec<bool>) {
+    let big = |k: usize| static_flops(nodes, &nodes[k]) >= PAIR_MIN_FLOPS;
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    let mut paired = vec![false; nodes.len()];
+    let mut starts = Vec::new();
+    // Scratch marks by old index, cleared after each search.
+    let mut after = vec![false; nodes.len()];
+    let mut needed = vec![false; nodes.len()];
+    let mut pos = 0;
+    while pos < order.len() {
+        let j = order[pos];
+        if paired[j] || !big(j) {
+            pos += 1;
+            continue;
+        }
+        after[j] = true;
+        let end = order.len().min(pos + PAIR_WINDOW);
+        let mut partner = None;
+        for (q, &k) in order.iter().enumerate().take(end).skip(pos + 1) {
+            if nodes[k].inputs.iter().any(|&i| after[i]) {
+                after[k] = true;
+            } else if !paired[k] && big(k) && nodes[k].ty.dtype == nodes[j].ty.dtype {
+                partner = Some(q);
+                break;
+            }
+        }
+        for &k in &order[pos..end] {
+            after[k] = false;
+        }
+        let Some(q) = partner else {
+            pos += 1;
+            continue;
+        };
+        let p = order[q];
+        for &i in &nodes[p].inputs {
+            needed[i] = true;
+        }
+        for r in (pos + 1..q).rev() {
+            if needed[order[r]] {
+                for &i in &nodes[order[r]].inputs {
+                    needed[i] = true;
+                }
+            }
+        }
+        let between = &order[pos + 1..q];
+        let mut moved: Vec<usize> = between.iter().copied().filter(|&k| needed[k]).collect();
+        let hoisted = moved.len();
+        moved.extend([j, p]);
+        moved.extend(between.iter().copied().filter(|&k| !needed[k]));
+        for k in &moved {
+            needed[*k] = false;
+        }
+        for i in nodes[p]
+            .inputs
+            .iter()
+            .chain(moved.iter().flat_map(|&k| &nodes[k].inputs))
+        {
+            needed[*i] = false;
+        }
+        order.splice(pos..=q, moved);
+        paired[j] = true;
+        paired[p] = true;
+        starts.push(pos + hoisted);
+        pos += hoisted + 2;
+    }
+    let mut pair_start = vec![false; nodes.len()];
+    for s in starts {
+        pair_start[s] = true;
+    }
+    (order, pair_start)
 }
 
 /// A value during a run: an input of the call (by position), a shared constant or variable, or a
@@ -305,13 +408,40 @@ fn shaped<T: Float>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String> {
 
 impl Program {
     pub fn new(
-        nodes: Vec<PNode>,
-        outputs: Vec<usize>,
-        updates: Vec<(Arc<SharedVar>, usize)>,
+        mut nodes: Vec<PNode>,
+        mut outputs: Vec<usize>,
+        mut updates: Vec<(Arc<SharedVar>, usize)>,
         streams: Vec<Arc<SharedVar>>,
         input_types: Vec<(String, Type)>,
         mode: Mode,
     ) -> Program {
+        let mut pair_start = vec![false; nodes.len()];
+        if mode == Mode::Fast {
+            let order;
+            (order, pair_start) = pair_products(&nodes);
+            let mut index = vec![0; nodes.len()];
+            for (k, &i) in order.iter().enumerate() {
+                index[i] = k;
+            }
+            let mut old: Vec<Option<PNode>> = nodes.into_iter().map(Some).collect();
+            nodes = order
+                .iter()
+                .map(|&i| {
+                    let mut n = old[i].take().expect("a permutation");
+                    n.inputs.iter_mut().for_each(|x| *x = index[*x]);
+                    n
+                })
+                .collect();
+            outputs.iter_mut().for_each(|o| *o = index[*o]);
+            updates.iter_mut().for_each(|u| u.1 = index[u.1]);
+        }
+        debug_assert!(
+            nodes
+                .iter()
+                .enumerate()
+                .all(|(k, n)| n.inputs.iter().all(|&i| i < k)),
+            "every node comes after its operands"
+        );
         let mut last_use = vec![0; nodes.len()];
         for (j, n) in nodes.iter().enumerate() {
             for &i in &n.inputs {
@@ -337,6 +467,7 @@ impl Program {
             last_use,
             root_reads,
             run_end,
+            pair_start,
             peak: AtomicUsize::new(0),
             workspace: Mutex::new(Workspace::default()),
             profile: None,
@@ -353,17 +484,23 @@ impl Program {
             .iter()
             .map(|(v, i)| (v.name.clone(), *i))
             .collect();
-        let mut runs = Vec::new();
+        let mut notes = Vec::new();
         let mut j = 0;
         while j < self.nodes.len() {
+            if self.pair_start[j] {
+                notes.push(format!("products %{j} and %{} run side by side", j + 1));
+            }
             if self.run_end[j] > j {
-                runs.push((j, self.run_end[j] - 1));
+                let last = self.run_end[j] - 1;
+                notes.push(format!(
+                    "kernels %{j}..=%{last} run as one loop (while their shapes agree)"
+                ));
                 j = self.run_end[j];
             } else {
                 j += 1;
             }
         }
-        super::profile::listing(&self.nodes, &self.outputs, &updates, &runs)
+        super::profile::listing(&self.nodes, &self.outputs, &updates, &notes)
     }
 
     /// Record time and calls per node from now on.
@@ -481,6 +618,27 @@ impl Program {
                     self.release_dead(k, values, pool, &mut live);
                 }
                 j = done;
+                continue;
+            }
+            if fast && self.pair_start[j] {
+                let (a, b) = match self.nodes[j].ty.dtype {
+                    DType::F32 => self.gemm_pair::<f32>(j, inputs, values, pool)?,
+                    _ => self.gemm_pair::<f64>(j, inputs, values, pool)?,
+                };
+                let total = start.map(|s| s.elapsed().as_nanos() as u64);
+                live += bytes(&a) + bytes(&b);
+                peak = peak.max(live);
+                values[j] = Some(Val::Own(a));
+                values[j + 1] = Some(Val::Own(b));
+                for k in [j, j + 1] {
+                    self.release_dead(k, values, pool, &mut live);
+                    if let (Some(times), Some(total)) = (times.as_mut(), total) {
+                        // The two share their time equally.
+                        times[k].calls += 1;
+                        times[k].nanos += total / 2;
+                    }
+                }
+                j += 2;
                 continue;
             }
             let n = &self.nodes[j];
@@ -800,15 +958,7 @@ impl Program {
         pool: &mut Pool,
         fast: bool,
     ) -> Result<Tensor> {
-        let err = |detail: String| Error::Runtime {
-            // A gemm node is the user's matmul (with its bias and factors).
-            op: match n.op {
-                Op::Gemm { .. } => "matmul".into(),
-                _ => n.op.name(),
-            },
-            detail,
-            loc: n.loc,
-        };
+        let err = |detail: String| node_error(n, detail);
         if fast {
             let out = match n.ty.dtype {
                 DType::F32 => self.fast_node::<f32>(j, n, inputs, values, pool),
@@ -848,7 +998,7 @@ impl Program {
                 .map_err(NodeError::Located),
             Op::Gemm { ta, tb, alpha } => {
                 let flags = (*ta, *tb, f64::from_bits(*alpha));
-                plain(self.gemm_node::<T>(flags, j, n, inputs, values, pool))
+                plain(self.gemm_node::<T>(flags, j, inputs, values, pool))
             }
             Op::Reduce {
                 op: Reduce::Sum,
@@ -995,6 +1145,19 @@ impl Program {
     }
 }
 
+/// The error of node `n` that failed with `detail`, at the user's line.
+fn node_error(n: &PNode, detail: String) -> Error {
+    Error::Runtime {
+        // A gemm node is the user's matmul (with its bias and factors).
+        op: match n.op {
+            Op::Gemm { .. } => "matmul".into(),
+            _ => n.op.name(),
+        },
+        detail,
+        loc: n.loc,
+    }
+}
+
 /// A failed fast path: a message for the node's own op and line, or an error already located
 /// (a fused kernel names the op of its region that failed).
 enum NodeError {
@@ -1013,6 +1176,18 @@ fn float_view<'a, T: Float>(t: &'a Tensor) -> std::result::Result<ArrayViewD<'a,
     T::view(t).ok_or_else(|| format!("expected {}, got {}", T::DTYPE, t.dtype()))
 }
 
+/// A product with its buffers taken: the output (a dying bias's own buffer, or a pooled one)
+/// and, for a transposed left operand the `gemm` crate would pack, a pooled buffer to
+/// transpose it into.
+struct GemmJob<T> {
+    out: Vec<T>,
+    at: Option<Vec<T>>,
+    own_bias: bool,
+    /// Rows, inner dim and columns.
+    dims: (usize, usize, usize),
+    flags: (bool, bool, f64),
+}
+
 impl Program {
     /// A product into a pooled buffer; with a bias of the output's shape that dies here, into
     /// the bias's own buffer, accumulating onto it (the second weight gradient of a CD step
@@ -1021,55 +1196,146 @@ impl Program {
         &self,
         flags: (bool, bool, f64),
         j: usize,
-        n: &PNode,
         inputs: &[Tensor],
         values: &mut [Option<Val>],
         pool: &mut Pool,
     ) -> std::result::Result<Tensor, String> {
+        let mut job = self.gemm_job::<T>(flags, j, inputs, values, pool)?;
+        let done = self.gemm_run(&mut job, j, inputs, values, rayon::current_num_threads());
+        Self::gemm_finish(job, pool, done)
+    }
+
+    /// Two independent products at once (see [`pair_products`]), each on half the pool's
+    /// threads; one after the other where either is too small to be worth it.
+    fn gemm_pair<T: Pooled>(
+        &self,
+        j: usize,
+        inputs: &[Tensor],
+        values: &mut [Option<Val>],
+        pool: &mut Pool,
+    ) -> Result<(Tensor, Tensor)> {
+        let flags = |k: usize| match &self.nodes[k].op {
+            Op::Gemm { ta, tb, alpha } => (*ta, *tb, f64::from_bits(*alpha)),
+            _ => unreachable!("pair_products pairs products only"),
+        };
+        let err = |k: usize| move |detail: String| node_error(&self.nodes[k], detail);
+        let mut first = self
+            .gemm_job::<T>(flags(j), j, inputs, values, pool)
+            .map_err(err(j))?;
+        let mut second = match self.gemm_job::<T>(flags(j + 1), j + 1, inputs, values, pool) {
+            Ok(job) => job,
+            Err(e) => {
+                pool.keep_vec(first.out);
+                return Err(err(j + 1)(e));
+            }
+        };
+        let flops = |job: &GemmJob<T>| job.dims.0 * job.dims.1 * job.dims.2;
+        let threads = rayon::current_num_threads();
+        let values = &*values;
+        let (a, b) = if threads > 1 && flops(&first).min(flops(&second)) >= gemm::PAR_MIN_FLOPS {
+            let half = threads / 2;
+            rayon::join(
+                || self.gemm_run(&mut first, j, inputs, values, half),
+                || self.gemm_run(&mut second, j + 1, inputs, values, threads - half),
+            )
+        } else {
+            (
+                self.gemm_run(&mut first, j, inputs, values, threads),
+                self.gemm_run(&mut second, j + 1, inputs, values, threads),
+            )
+        };
+        let a = Self::gemm_finish(first, pool, a).map_err(err(j));
+        let b = Self::gemm_finish(second, pool, b).map_err(err(j + 1));
+        Ok((a?, b?))
+    }
+
+    /// Check the operands of product node `j` and take its buffers.
+    fn gemm_job<T: Pooled>(
+        &self,
+        flags: (bool, bool, f64),
+        j: usize,
+        inputs: &[Tensor],
+        values: &mut [Option<Val>],
+        pool: &mut Pool,
+    ) -> std::result::Result<GemmJob<T>, String> {
+        let n = &self.nodes[j];
         let (a, b) = (
             operand(values, inputs, n.inputs[0]),
             operand(values, inputs, n.inputs[1]),
         );
-        let (m, _, cols) = gemm::dims(a.shape(), b.shape(), flags.0, flags.1)?;
+        let (m, k, cols) = gemm::dims(a.shape(), b.shape(), flags.0, flags.1)?;
         let own_bias = n.inputs.get(2).copied().filter(|&c| {
             !n.inputs[..2].contains(&c) && self.can_take::<T>(c, j, values, &[m, cols])
         });
-        let mut out = match own_bias {
+        let out = match own_bias {
             Some(c) => Self::take_buffer(values, c),
             None => pool.take::<T>(m * cols),
         };
+        // The gemm crate would allocate a packing buffer for a transposed left operand on
+        // every call: it is transposed into a pooled buffer instead.
+        let at = (flags.0 && gemm::packs_transposed_lhs(m, k, cols)).then(|| pool.take::<T>(m * k));
+        Ok(GemmJob {
+            out,
+            at,
+            own_bias: own_bias.is_some(),
+            dims: (m, k, cols),
+            flags,
+        })
+    }
+
+    /// Compute the product of node `j` into its job's buffers, on up to `threads` threads.
+    fn gemm_run<T: Pooled>(
+        &self,
+        job: &mut GemmJob<T>,
+        j: usize,
+        inputs: &[Tensor],
+        values: &[Option<Val>],
+        threads: usize,
+    ) -> std::result::Result<(), String> {
+        let n = &self.nodes[j];
         let a = float_view::<T>(operand(values, inputs, n.inputs[0]))?;
         let b = float_view::<T>(operand(values, inputs, n.inputs[1]))?;
-        let bias = match (own_bias, n.inputs.get(2)) {
-            (Some(_), _) => None,
-            (None, Some(&c)) => Some(float_view::<T>(operand(values, inputs, c))?),
-            (None, None) => None,
+        let bias = match (job.own_bias, n.inputs.get(2)) {
+            (false, Some(&c)) => Some(float_view::<T>(operand(values, inputs, c))?),
+            _ => None,
         };
-        let init = match (&bias, own_bias) {
+        let init = match (&bias, job.own_bias) {
             (Some(v), _) => gemm::Init::Bias(v),
-            (None, Some(_)) => gemm::Init::Out,
-            (None, None) => gemm::Init::Zero,
+            (None, true) => gemm::Init::Out,
+            (None, false) => gemm::Init::Zero,
         };
-        let k = if flags.0 { a.shape()[0] } else { a.shape()[1] };
-        if flags.0 && gemm::packs_transposed_lhs(m, k, cols) {
-            // The gemm crate would allocate a packing buffer for a transposed left operand on
-            // every call: transpose it into a pooled buffer instead.
-            let mut at = pool.take::<T>(m * k);
-            match a.as_slice() {
-                Some(src) => transpose_into(src, k, m, &mut at),
-                None => at.iter_mut().zip(a.t().iter()).for_each(|(o, v)| *o = *v),
+        let (m, k, _) = job.dims;
+        match &mut job.at {
+            Some(at) => {
+                match a.as_slice() {
+                    Some(src) => transpose_into(src, k, m, at),
+                    None => at.iter_mut().zip(a.t().iter()).for_each(|(o, v)| *o = *v),
+                }
+                let a2 =
+                    ArrayViewD::from_shape(IxDyn(&[m, k]), &at[..]).map_err(|e| e.to_string())?;
+                let flags = (false, job.flags.1, job.flags.2);
+                gemm::gemm_onto(&a2, &b, init, flags, &mut job.out, threads)
             }
-            let result = ArrayViewD::from_shape(IxDyn(&[m, k]), &at[..])
-                .map_err(|e| e.to_string())
-                .and_then(|a2| {
-                    gemm::gemm_onto(&a2, &b, init, (false, flags.1, flags.2), &mut out, true)
-                });
-            pool.keep_vec(at);
-            result?;
-        } else {
-            gemm::gemm_onto(&a, &b, init, flags, &mut out, true)?;
+            None => gemm::gemm_onto(&a, &b, init, job.flags, &mut job.out, threads),
         }
-        shaped(out, &[m, cols])
+    }
+
+    /// The result of a product job, its transposition buffer back in the pool.
+    fn gemm_finish<T: Pooled>(
+        job: GemmJob<T>,
+        pool: &mut Pool,
+        done: std::result::Result<(), String>,
+    ) -> std::result::Result<Tensor, String> {
+        if let Some(at) = job.at {
+            pool.keep_vec(at);
+        }
+        match done {
+            Ok(()) => shaped(job.out, &[job.dims.0, job.dims.2]),
+            Err(e) => {
+                pool.keep_vec(job.out);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -129,7 +129,7 @@ pub(crate) fn listing(
     nodes: &[PNode],
     outputs: &[usize],
     updates: &[(String, usize)],
-    runs: &[(usize, usize)],
+    notes: &[String],
 ) -> String {
     let mut s = String::new();
     for (k, n) in nodes.iter().enumerate() {
@@ -149,11 +149,8 @@ pub(crate) fn listing(
     for (name, v) in updates {
         let _ = writeln!(s, "update {name} = %{v}");
     }
-    for (first, last) in runs {
-        let _ = writeln!(
-            s,
-            "kernels %{first}..=%{last} run as one loop (while their shapes agree)"
-        );
+    for note in notes {
+        let _ = writeln!(s, "{note}");
     }
     s
 }

@@ -94,8 +94,9 @@ pub(crate) fn draw_into<T: Float>(
     out: &mut [T],
     fast: bool,
 ) {
-    /// Elements per task of a parallel draw.
-    const CHUNK: usize = 1 << 14;
+    /// Elements per task of a parallel draw: small enough that a draw of a few tens of
+    /// thousands splits evenly over the threads.
+    const CHUNK: usize = 1 << 12;
     let base = node_base(seed, counter, key);
     let fill = |(c, chunk): (usize, &mut [T])| {
         #[cfg(target_arch = "x86_64")]

@@ -143,13 +143,14 @@ fn the_profile_counts_calls_and_time_per_node() {
     );
 }
 
-#[test]
-fn the_debug_mode_passes_a_training_step_and_matches_the_fast_plan() {
+/// Three CD steps of an RBM compiled in the debug mode, which fails a call where the fast plan
+/// differs from the reference; returns the listing of the fast plan.
+fn debug_mode_cd_steps(visible: usize, hidden: usize, batch: usize) -> String {
     let g = Graph::new();
     let rng = RandomStream::new(&g, 5);
-    let rbm = Rbm::new(&g, 12, 6, 1).unwrap();
+    let rbm = Rbm::new(&g, visible, hidden, 1).unwrap();
     let cfg = CdConfig {
-        batch: 4,
+        batch,
         ..CdConfig::default()
     };
     let step = rbm
@@ -158,38 +159,24 @@ fn the_debug_mode_passes_a_training_step_and_matches_the_fast_plan() {
         .mode(Mode::Debug)
         .compile()
         .unwrap();
-    let x: Tensor = Array2::from_shape_fn((4, 12), |(i, j)| ((i * j) % 2) as f32).into();
+    let x: Tensor = Array2::from_shape_fn((batch, visible), |(i, j)| ((i * j) % 2) as f32).into();
     for _ in 0..3 {
         step.call(std::slice::from_ref(&x)).unwrap();
     }
+    step.debugprint()
+}
+
+#[test]
+fn the_debug_mode_passes_a_training_step_and_matches_the_fast_plan() {
+    debug_mode_cd_steps(12, 6, 4);
 }
 
 /// A CD step big enough that its products run side by side (one of them with the nodes it needs
 /// moved up before its partner) checks out against the reference in the debug mode.
 #[test]
 fn the_debug_mode_passes_a_step_whose_products_run_side_by_side() {
-    let g = Graph::new();
-    let rng = RandomStream::new(&g, 5);
-    let rbm = Rbm::new(&g, 256, 256, 1).unwrap();
-    let cfg = CdConfig {
-        batch: 8,
-        ..CdConfig::default()
-    };
-    let step = rbm
-        .trainer_builder(&cfg, &rng)
-        .unwrap()
-        .mode(Mode::Debug)
-        .compile()
-        .unwrap();
-    assert!(
-        step.debugprint().contains("run side by side"),
-        "{}",
-        step.debugprint()
-    );
-    let x: Tensor = Array2::from_shape_fn((8, 256), |(i, j)| ((i * j) % 2) as f32).into();
-    for _ in 0..3 {
-        step.call(std::slice::from_ref(&x)).unwrap();
-    }
+    let listing = debug_mode_cd_steps(256, 256, 8);
+    assert!(listing.contains("run side by side"), "{listing}");
 }
 
 /// Kernels of one shape that cannot fuse (each result is an output, or read twice) run as one

@@ -24,6 +24,7 @@
 //! assert!(first > 0.0);
 //! ```
 
+use crate::models::{cross_entropy_per_row, squared_error};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -339,19 +340,13 @@ impl Autoencoder {
     /// visible units and averaged over the rows.
     #[track_caller]
     pub fn cross_entropy(&self, input: &Expr, target: &Expr) -> Expr {
-        self.decode_logits(&self.encode(input))
-            .binary_cross_entropy_with_logits(target)
-            .sum_axes(&[1], false)
-            .mean()
+        cross_entropy_per_row(&self.decode_logits(&self.encode(input)), target)
     }
 
     /// Squared reconstruction error `|x - z|²` per row, averaged over the rows.
     #[track_caller]
     pub fn squared_error(&self, x: &Expr) -> Expr {
-        (x - &self.reconstruct(x))
-            .square()
-            .sum_axes(&[1], false)
-            .mean()
+        squared_error(x, &self.reconstruct(x))
     }
 
     /// `Σ_j KL(rho ‖ rho_hat_j)` with `rho_hat` the mean of the code `h` over the rows.

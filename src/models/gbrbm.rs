@@ -27,10 +27,10 @@ use rand_distr::{Distribution, Normal};
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::function::{Function, function};
-use crate::grad::grad;
 use crate::graph::{Expr, Graph};
-use crate::models::{CdConfig, unroll};
-use crate::optim::{Optimizer, as_pairs};
+use crate::models::cd::cd_step;
+use crate::models::{CdConfig, squared_error, unroll};
+use crate::optim::as_pairs;
 use crate::random::RandomStream;
 use crate::tensor::Tensor;
 
@@ -191,46 +191,16 @@ impl GbRbm {
     /// standardized space the model sees: a monitor, not the objective.
     #[track_caller]
     pub fn reconstruction_error(&self, v: &Expr) -> Expr {
-        (v - &self.visible_mean(&self.hidden_probs(v)))
-            .square()
-            .sum_axes(&[1], false)
-            .mean()
+        squared_error(v, &self.visible_mean(&self.hidden_probs(v)))
     }
 
     /// A compiled training step: input a minibatch `x [batch, n_visible]` of standardized data
     /// (in the parameters' dtype), output the reconstruction error, and update `W`, the
     /// biases, their velocities and (for PCD) the persistent chain of hidden states.
     pub fn trainer(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<Function> {
-        let g = self.w.graph().clone();
-        let dtype = self.w.dtype();
-        let x = g.input("x", dtype, &[None, Some(self.n_visible)]);
-        let chain = cfg.persistent.then(|| {
-            g.shared(
-                "pcd_chain",
-                Tensor::full(&[cfg.batch, self.n_hidden], 0.0, dtype),
-            )
-        });
-        let h_start = match &chain {
-            Some(c) => c.clone(),
-            None => rng.bernoulli(&self.hidden_probs(&x)),
-        };
-        let (v_neg, h_neg) = unroll(cfg.k, (h_start.clone(), h_start), |(_, h)| {
-            let (v, _, hs) = self.gibbs_hvh(&h, rng);
-            (v, hs)
-        });
-        let cost = self.cd_cost(&x, &v_neg);
-        let params = self.params();
-        let grads = grad(&cost, &params)?;
-        let mut updates = Optimizer::momentum(cfg.lr, cfg.momentum)
-            .weight_decay(cfg.weight_decay)
-            .updates(&params[..1], &grads[..1])?;
-        updates
-            .extend(Optimizer::momentum(cfg.lr, cfg.momentum).updates(&params[1..], &grads[1..])?);
-        if let Some(c) = &chain {
-            updates.push((c.clone(), h_neg));
-        }
-        function(&[&x], &[&self.reconstruction_error(&x)])
-            .updates(&as_pairs(&updates))
+        let step = cd_step(self, cfg, rng, None)?;
+        function(&[&step.x], &[&self.reconstruction_error(&step.x)])
+            .updates(&as_pairs(&step.updates))
             .compile()
     }
 

@@ -14,10 +14,10 @@ use rand_distr::{Distribution, Normal};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::function::{Function, FunctionBuilder, function};
-use crate::grad::grad;
 use crate::graph::{Expr, Graph};
-use crate::models::unroll;
-use crate::optim::{Optimizer, as_pairs};
+use crate::models::cd::cd_step;
+use crate::models::{squared_error, unroll};
+use crate::optim::as_pairs;
 use crate::random::RandomStream;
 use crate::tensor::Tensor;
 
@@ -149,10 +149,7 @@ impl Rbm {
     /// not the objective.
     #[track_caller]
     pub fn reconstruction_error(&self, v: &Expr) -> Expr {
-        (v - &self.visible_probs(&self.hidden_probs(v)))
-            .square()
-            .sum_axes(&[1], false)
-            .mean()
+        squared_error(v, &self.visible_probs(&self.hidden_probs(v)))
     }
 
     /// A compiled training step: input a minibatch `x [batch, n_visible]` (`f32`), output the
@@ -187,48 +184,16 @@ impl Rbm {
         rng: &RandomStream,
         lr: Option<&Expr>,
     ) -> Result<FunctionBuilder> {
-        let g = self.w.graph().clone();
-        let x = g.input("x", DType::F32, &[None, Some(self.n_visible)]);
-        let chain = cfg.persistent.then(|| {
-            g.shared(
-                "pcd_chain",
-                Tensor::full(&[cfg.batch, self.n_hidden], 0.0, DType::F32),
-            )
-        });
-        // Start of the negative chain: the data's hidden sample (CD) or the persistent one.
-        let h_start = match &chain {
-            Some(c) => c.clone(),
-            None => rng.bernoulli(&self.hidden_probs(&x)),
-        };
-        let (v_neg, h_neg) = unroll(cfg.k, (h_start.clone(), h_start.clone()), |(_, h)| {
-            let (v, _, hs) = self.gibbs_hvh(&h, rng);
-            (v, hs)
-        });
-        let cost = self.free_energy(&x).mean() - self.free_energy(&v_neg.stop_gradient()).mean();
-        let params = self.params();
-        let grads = grad(&cost, &params)?;
-        let optimizer = || match lr {
-            Some(lr) => Optimizer::momentum(cfg.lr, cfg.momentum).learning_rate(lr),
-            None => Optimizer::momentum(cfg.lr, cfg.momentum),
-        };
-        let mut updates = optimizer()
-            .weight_decay(cfg.weight_decay)
-            .updates(&params[..1], &grads[..1])?;
-        updates.extend(optimizer().updates(&params[1..], &grads[1..])?);
-        if let Some(c) = &chain {
-            updates.push((c.clone(), h_neg));
-        }
+        let step = cd_step(self, cfg, rng, lr)?;
+        let x = &step.x;
         // The monitoring cost: CD reuses its first Gibbs step, which starts at the data, so the
         // reconstruction costs no extra product (as in the Theano tutorial); PCD's chain does not
         // start at the data, so it reconstructs the data separately.
-        let monitor = match &chain {
-            None => (&x - &self.visible_probs(&h_start))
-                .square()
-                .sum_axes(&[1], false)
-                .mean(),
-            Some(_) => self.reconstruction_error(&x),
+        let monitor = match &step.chain {
+            None => squared_error(x, &self.visible_probs(&step.h_start)),
+            Some(_) => self.reconstruction_error(x),
         };
-        Ok(function(&[&x], &[&monitor]).updates(&as_pairs(&updates)))
+        Ok(function(&[x], &[&monitor]).updates(&as_pairs(&step.updates)))
     }
 
     /// A compiled sampler: from visible states `v [n, n_visible]`, run `steps` Gibbs steps and

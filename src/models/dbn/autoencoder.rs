@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::function::{Function, function};
 use crate::grad::grad;
 use crate::graph::Expr;
+use crate::models::{cross_entropy_per_row, squared_error};
 use crate::optim::{Optimizer, as_pairs};
 
 /// An unrolled DBN. The encoder reads the RBMs' own shared `W` and hidden biases, so
@@ -92,20 +93,14 @@ impl DeepAutoencoder {
     /// The training loss: cross-entropy of the reconstruction summed over pixels, mean over rows.
     #[track_caller]
     pub fn cross_entropy(&self, x: &Expr) -> Expr {
-        self.decode_logits(&self.encode(x))
-            .binary_cross_entropy_with_logits(x)
-            .sum_axes(&[1], false)
-            .mean()
+        cross_entropy_per_row(&self.decode_logits(&self.encode(x)), x)
     }
 
     /// Squared reconstruction error summed over pixels, mean over rows: the measure of the
     /// 2006 paper (3.00 on the MNIST test set after full training).
     #[track_caller]
     pub fn squared_error(&self, x: &Expr) -> Expr {
-        (x - &self.reconstruct(x))
-            .square()
-            .sum_axes(&[1], false)
-            .mean()
+        squared_error(x, &self.reconstruct(x))
     }
 
     /// All parameters, encoder then decoder.

@@ -182,9 +182,7 @@ fn run(
     let filters = ae.filters()?;
     viz::tile(filters.slice(s![..100.min(n_hidden), ..]), 28, 28, 10)?
         .save(args.out.join(format!("ae_{name}_filters.png")))?;
-    let picks: Vec<usize> = (0..10)
-        .map(|c| mnist.test_labels.iter().position(|&l| l == c).unwrap_or(0))
-        .collect();
+    let picks = common::first_of_each_digit(&mnist.test_labels);
     let digits = mnist.test_images.select(Axis(0), &picks);
     let show = function(
         &[&x],
@@ -193,18 +191,13 @@ fn run(
     .compile()?;
     let out = show.call(&[Tensor::from(digits.clone())])?;
     let mut rows: Vec<Array2<f32>> = vec![digits];
-    for t in [&out[0], &out[1], &out[2]] {
-        rows.push(
-            t.as_f32()
-                .ok_or("images are f32")?
-                .clone()
-                .into_dimensionality()?,
-        );
+    for t in &out {
+        rows.push(common::matrix(t)?);
     }
-    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
-    let grid = ndarray::concatenate(Axis(0), &views)?;
-    viz::tile_unit(grid.view(), 28, 28, 10)?
-        .save(args.out.join(format!("ae_{name}_reconstructions.png")))?;
+    common::save_rows(
+        &rows,
+        args.out.join(format!("ae_{name}_reconstructions.png")),
+    )?;
 
     Ok((
         Summary {

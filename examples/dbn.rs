@@ -21,17 +21,10 @@ use gradus::models::dbn::{Dbn, FineTuneConfig, LayerSchedule, Progress};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
 use gradus::viz;
-use ndarray::{Array2, Axis, s};
+use ndarray::{Axis, s};
 
 /// CD epochs per layer.
 const PRETRAIN_EPOCHS: usize = 10;
-
-fn to_array(t: &Tensor) -> Result<Array2<f32>, Box<dyn std::error::Error>> {
-    Ok(t.as_f32()
-        .ok_or("expected f32")?
-        .clone()
-        .into_dimensionality()?)
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::Args::parse(30)?;
@@ -39,11 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = args.rng();
     let hidden = args.hidden.unwrap_or(500);
     let sizes = [784, hidden, hidden];
-    let cd = CdConfig {
-        k: args.k,
-        persistent: args.pcd,
-        ..CdConfig::default()
-    };
+    let cd = common::cd_config(&args, CdConfig::default());
     let tune = FineTuneConfig {
         momentum: 0.9,
         weight_decay: 1e-5,
@@ -120,13 +109,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The generative model: first-layer filters and chains in the top RBM.
     std::fs::create_dir_all(&args.out)?;
-    let w = to_array(&dbn.rbms[0].w.get_value()?)?;
+    let w = common::matrix(&dbn.rbms[0].w.get_value()?)?;
     let filters = w.t().slice(s![..100.min(hidden), ..]).to_owned();
     viz::tile(filters.view(), 28, 28, 10)?.save(args.out.join("dbn_filters.png"))?;
 
-    let starts: Vec<usize> = (0..10)
-        .map(|c| mnist.test_labels.iter().position(|&l| l == c).unwrap_or(0))
-        .collect();
+    let starts = common::first_of_each_digit(&mnist.test_labels);
     let digits = mnist.test_images.select(Axis(0), &starts);
     let up = dbn.encoder(dbn.depth() - 1)?;
     let generate = dbn.generator(200, &stream)?;
@@ -134,12 +121,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rows = vec![digits];
     for _ in 0..9 {
         let mut out = generate.call(&[state])?;
-        rows.push(to_array(&out[1])?);
+        rows.push(common::matrix(&out[1])?);
         state = out.remove(0);
     }
-    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
-    let grid = ndarray::concatenate(Axis(0), &views)?;
-    viz::tile_unit(grid.view(), 28, 28, 10)?.save(args.out.join("dbn_samples.png"))?;
+    common::save_rows(&rows, args.out.join("dbn_samples.png"))?;
 
     // ANCHOR: finetune
     let net = dbn.classifier(10, args.seed)?;

@@ -33,13 +33,6 @@ use rand::rngs::StdRng;
 /// CD-1 epochs per layer.
 const PRETRAIN_EPOCHS: usize = 10;
 
-fn to_array(t: &Tensor) -> Result<Array2<f32>, Box<dyn std::error::Error>> {
-    Ok(t.as_f32()
-        .ok_or("expected f32")?
-        .clone()
-        .into_dimensionality()?)
-}
-
 /// Test squared error per digit of the best rank-`k` linear code: PCA of the training images,
 /// its top `k` directions found by orthogonal (subspace) iteration on the covariance.
 fn pca_error(train: &Array2<f32>, test: &Array2<f32>, k: usize, rng: &mut StdRng) -> f32 {
@@ -148,7 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let originals = mnist.test_images.select(Axis(0), &shown);
-    let before = to_array(&reconstruct.call(&[Tensor::from(originals.clone())])?[0])?;
+    let before = common::matrix(&reconstruct.call(&[Tensor::from(originals.clone())])?[0])?;
     let pca = pca_error(&mnist.train_images, &mnist.test_images, 30, &mut rng);
     println!("test squared error per digit of PCA with 30 components: {pca:.2}");
     let first = squared_error()?;
@@ -178,7 +171,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // ANCHOR_END: finetune
-    let after = to_array(&reconstruct.call(&[Tensor::from(originals.clone())])?[0])?;
+    let after = common::matrix(&reconstruct.call(&[Tensor::from(originals.clone())])?[0])?;
 
     std::fs::create_dir_all(&args.out)?;
     let mut rows = Vec::new();
@@ -188,9 +181,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rows.push(m.slice(ndarray::s![r.clone(), ..]).to_owned());
         }
     }
-    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
-    let grid = ndarray::concatenate(Axis(0), &views)?;
-    viz::tile_unit(grid.view(), 28, 28, 10)?.save(args.out.join("deep_autoencoder.png"))?;
+    common::save_rows(&rows, args.out.join("deep_autoencoder.png"))?;
     viz::curve(&[&curve], 480, 240).save(args.out.join("deep_autoencoder_curve.png"))?;
     println!(
         "wrote {0}/deep_autoencoder.png (rows: digits, before, after fine-tuning) and \

@@ -18,7 +18,6 @@ mod common;
 
 use std::time::Instant;
 
-use gradus::models::CdConfig;
 use gradus::models::gbrbm::{GbRbm, Standardizer};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
@@ -27,32 +26,15 @@ use ndarray::{Array2, Axis, s};
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn to_array(t: Tensor) -> BoxResult<Array2<f32>> {
-    Ok(t.as_f32()
-        .ok_or("expected f32")?
-        .clone()
-        .into_dimensionality()?)
-}
-
 fn main() -> BoxResult<()> {
     let args = common::Args::parse(15)?;
     let mnist = args.mnist()?;
     let mut rng = args.rng();
     let n_hidden = args.hidden.unwrap_or(500);
-    let cfg = CdConfig {
-        k: args.k,
-        persistent: args.pcd,
-        ..GbRbm::cd_config()
-    };
+    let cfg = common::cd_config(&args, GbRbm::cd_config());
     println!(
-        "Gaussian-Bernoulli RBM 784-{n_hidden} on standardized pixels, {}{}, lr {}, momentum {}, \
-         weight decay {}, batch {}",
-        if cfg.persistent { "PCD-" } else { "CD-" },
-        cfg.k,
-        cfg.lr,
-        cfg.momentum,
-        cfg.weight_decay,
-        cfg.batch
+        "Gaussian-Bernoulli RBM 784-{n_hidden} on standardized pixels, {}",
+        common::describe_cd(&cfg)
     );
 
     // Train and test in the same standardized space, with the training set's statistics.
@@ -88,24 +70,20 @@ fn main() -> BoxResult<()> {
 
     // What it learned.
     std::fs::create_dir_all(&args.out)?;
-    let w = to_array(rbm.w.get_value()?)?;
+    let w = common::matrix(&rbm.w.get_value()?)?;
     let filters = w.t().slice(s![..100.min(n_hidden), ..]).to_owned();
     viz::tile(filters.view(), 28, 28, 10)?.save(args.out.join("gbrbm_filters.png"))?;
 
     let sampler = rbm.sampler(100, &stream)?;
-    let starts: Vec<usize> = (0..10)
-        .map(|c| mnist.test_labels.iter().position(|&l| l == c).unwrap_or(0))
-        .collect();
+    let starts = common::first_of_each_digit(&mnist.test_labels);
     let mut state = Tensor::from(test_z.select(Axis(0), &starts));
     let mut rows: Vec<Array2<f32>> = vec![mnist.test_images.select(Axis(0), &starts)];
     for _ in 0..9 {
         state = sampler.call(&[state])?.remove(0);
-        let pixels = standardizer.invert(&to_array(state.clone())?);
+        let pixels = standardizer.invert(&common::matrix(&state)?);
         rows.push(pixels.mapv(|p| p.clamp(0.0, 1.0)));
     }
-    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
-    let grid = ndarray::concatenate(Axis(0), &views)?;
-    viz::tile_unit(grid.view(), 28, 28, 10)?.save(args.out.join("gbrbm_samples.png"))?;
+    common::save_rows(&rows, args.out.join("gbrbm_samples.png"))?;
     viz::curve(&[&curve], 480, 240).save(args.out.join("gbrbm_curve.png"))?;
     io::save_params(args.out.join("gbrbm.safetensors"), &rbm.params())?;
     println!(

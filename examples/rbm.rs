@@ -24,20 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mnist = args.mnist()?;
     let mut rng = args.rng();
     let n_hidden = args.hidden.unwrap_or(500);
-    let cfg = CdConfig {
-        k: args.k,
-        persistent: args.pcd,
-        ..CdConfig::default()
-    };
-    println!(
-        "RBM 784-{n_hidden}, {}{}, lr {}, momentum {}, weight decay {}, batch {}",
-        if cfg.persistent { "PCD-" } else { "CD-" },
-        cfg.k,
-        cfg.lr,
-        cfg.momentum,
-        cfg.weight_decay,
-        cfg.batch
-    );
+    let cfg = common::cd_config(&args, CdConfig::default());
+    println!("RBM 784-{n_hidden}, {}", common::describe_cd(&cfg));
 
     // ANCHOR: train
     let g = Graph::new();
@@ -67,34 +55,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // What it learned.
     std::fs::create_dir_all(&args.out)?;
-    let w = rbm.w.get_value()?.cast(DType::F32);
-    let w = w
-        .as_f32()
-        .ok_or("W is f32")?
-        .clone()
-        .into_dimensionality::<ndarray::Ix2>()?;
+    let w = common::matrix(&rbm.w.get_value()?)?;
     let filters = w.t().slice(s![..100.min(n_hidden), ..]).to_owned();
     viz::tile(filters.view(), 28, 28, 10)?.save(args.out.join("rbm_filters.png"))?;
 
     let sampler = rbm.sampler(200, &stream)?;
-    let starts: Vec<usize> = (0..10)
-        .map(|c| mnist.test_labels.iter().position(|&l| l == c).unwrap_or(0))
-        .collect();
+    let starts = common::first_of_each_digit(&mnist.test_labels);
     let mut state = Tensor::from(mnist.test_images.select(Axis(0), &starts));
     let mut rows: Vec<Array2<f32>> = vec![mnist.test_images.select(Axis(0), &starts)];
     for _ in 0..9 {
         state = sampler.call(&[state])?.remove(0);
-        rows.push(
-            state
-                .as_f32()
-                .ok_or("samples are f32")?
-                .clone()
-                .into_dimensionality()?,
-        );
+        rows.push(common::matrix(&state)?);
     }
-    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
-    let grid = ndarray::concatenate(Axis(0), &views)?;
-    viz::tile_unit(grid.view(), 28, 28, 10)?.save(args.out.join("rbm_samples.png"))?;
+    common::save_rows(&rows, args.out.join("rbm_samples.png"))?;
     let img = viz::curve(&[&curve], 480, 240);
     img.save(args.out.join("rbm_curve.png"))?;
     println!(

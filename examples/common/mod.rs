@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use gradus::Tensor;
 use gradus::data::Mnist;
+use gradus::models::CdConfig;
 use ndarray::{Array1, Array2, Axis};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -221,4 +222,50 @@ pub fn probe_features(
         30,
         rng,
     )?)
+}
+
+/// `base` with the example's `--k` and `--pcd`.
+pub fn cd_config(args: &Args, base: CdConfig) -> CdConfig {
+    CdConfig {
+        k: args.k,
+        persistent: args.pcd,
+        ..base
+    }
+}
+
+/// "CD-1, lr 0.1, momentum 0.5, weight decay 0.0002, batch 20".
+pub fn describe_cd(cfg: &CdConfig) -> String {
+    format!(
+        "{}{}, lr {}, momentum {}, weight decay {}, batch {}",
+        if cfg.persistent { "PCD-" } else { "CD-" },
+        cfg.k,
+        cfg.lr,
+        cfg.momentum,
+        cfg.weight_decay,
+        cfg.batch
+    )
+}
+
+/// An `f32` matrix out of a tensor.
+pub fn matrix(t: &Tensor) -> Result<Array2<f32>, Box<dyn std::error::Error>> {
+    Ok(t.as_f32()
+        .ok_or("expected f32")?
+        .clone()
+        .into_dimensionality()?)
+}
+
+/// The index of the first test digit of each class 0..9: where the pictures of Gibbs chains
+/// start.
+pub fn first_of_each_digit(labels: &[usize]) -> Vec<usize> {
+    (0..10)
+        .map(|c| labels.iter().position(|&l| l == c).unwrap_or(0))
+        .collect()
+}
+
+/// Save rows of 28×28 images in [0, 1] (one row of the picture per matrix) as a PNG grid.
+pub fn save_rows(rows: &[Array2<f32>], path: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+    let grid = ndarray::concatenate(Axis(0), &views)?;
+    gradus::viz::tile_unit(grid.view(), 28, 28, 10)?.save(path)?;
+    Ok(())
 }

@@ -134,9 +134,9 @@ fn static_flops(nodes: &[PNode], n: &PNode) -> usize {
 }
 
 /// Schedule independent products side by side so that the executor can run each pair at
-/// once, one on each half of the pool ([`Program::gemm_pair`]). Two threads on two products
-/// keep their cores busier than both threads on each in turn: a product of batch 100 spends
-/// much of its time packing and waiting at the crate's joins.
+/// once, one on each half of the pool ([`Program::gemm_pair`]): a product of batch 100 cannot
+/// keep many cores busy, two of them can. (On two cores the `gemm` crate already keeps both
+/// busy, and pairs measure the same as products in turn.)
 ///
 /// Each product, in order, looks ahead for the first big product of its dtype that does not
 /// depend on it. That one moves up to just after it, and with it the nodes it needs that lie
@@ -365,6 +365,10 @@ struct Workspace {
     new_values: Vec<Tensor>,
     /// The kernels of the group being run (empty between groups).
     groups: Groups,
+    /// The bytes of each value the run owns, counted in the live total until the value dies:
+    /// then they leave it, whether its buffer goes back to the pool or a later node took the
+    /// buffer over.
+    held: Vec<usize>,
 }
 
 /// A kernel group in the making, per float type: kept in the workspace so that a warm call
@@ -579,9 +583,12 @@ impl Program {
             reads,
             new_values,
             groups,
+            held,
         } = ws;
         values.clear();
         values.resize_with(self.nodes.len(), || None);
+        held.clear();
+        held.resize(self.nodes.len(), 0);
         let mut times = self
             .profile
             .as_ref()
@@ -605,7 +612,8 @@ impl Program {
                 let all: u64 = (j..done).map(cost).sum::<u64>().max(1);
                 for k in j..done {
                     if let Some(Val::Own(t)) = &values[k] {
-                        live += bytes(t);
+                        held[k] = bytes(t);
+                        live += held[k];
                     }
                     if let (Some(times), Some(total)) = (times.as_mut(), total) {
                         // The kernels of a group share its time in proportion to their work.
@@ -615,7 +623,7 @@ impl Program {
                 }
                 peak = peak.max(live);
                 for k in j..done {
-                    self.release_dead(k, values, pool, &mut live);
+                    self.release_dead(k, values, pool, held, &mut live);
                 }
                 j = done;
                 continue;
@@ -626,12 +634,13 @@ impl Program {
                     _ => self.gemm_pair::<f64>(j, inputs, values, pool)?,
                 };
                 let total = start.map(|s| s.elapsed().as_nanos() as u64);
-                live += bytes(&a) + bytes(&b);
+                (held[j], held[j + 1]) = (bytes(&a), bytes(&b));
+                live += held[j] + held[j + 1];
                 peak = peak.max(live);
                 values[j] = Some(Val::Own(a));
                 values[j + 1] = Some(Val::Own(b));
                 for k in [j, j + 1] {
-                    self.release_dead(k, values, pool, &mut live);
+                    self.release_dead(k, values, pool, held, &mut live);
                     if let (Some(times), Some(total)) = (times.as_mut(), total) {
                         // The two share their time equally.
                         times[k].calls += 1;
@@ -646,13 +655,14 @@ impl Program {
                 Some(leaf) => self.leaf(leaf),
                 None => {
                     let out = self.eval_node(j, n, inputs, values, pool, fast)?;
-                    live += bytes(&out);
+                    held[j] = bytes(&out);
+                    live += held[j];
                     Val::Own(out)
                 }
             };
             values[j] = Some(v);
             peak = peak.max(live);
-            self.release_dead(j, values, pool, &mut live);
+            self.release_dead(j, values, pool, held, &mut live);
             if let (Some(times), Some(start)) = (times.as_mut(), start) {
                 times[j].calls += 1;
                 times[j].nanos += start.elapsed().as_nanos() as u64;
@@ -753,21 +763,23 @@ impl Program {
         }
     }
 
-    /// Give back the buffers of the operands of node `j` that it was the last to read.
+    /// Give back the buffers of the operands of node `j` that it was the last to read, and take
+    /// their bytes off the live total (also of those whose buffer `j` took over: it counts
+    /// them as its own).
     fn release_dead(
         &self,
         j: usize,
         values: &mut [Option<Val>],
         pool: &mut Pool,
+        held: &mut [usize],
         live: &mut usize,
     ) {
         for &i in &self.nodes[j].inputs {
-            if self.last_use[i] == j
-                && let Some(v) = values[i].take()
-                && let Val::Own(t) = v
-            {
-                *live -= bytes(&t);
-                pool.give(t);
+            if self.last_use[i] == j {
+                *live -= std::mem::take(&mut held[i]);
+                if let Some(Val::Own(t)) = values[i].take() {
+                    pool.give(t);
+                }
             }
         }
     }

@@ -513,6 +513,21 @@ pub fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, fast: bool) -> K
             out.to_owned()
         }),
         Op::Concat(axis) => concat(x, *axis)?,
+        Op::ConcatPart { axis, part } => {
+            // Operand `part` of the concat is input `part + 1`; those before it come first.
+            let start: usize = x[1..=*part].iter().map(|t| t.shape()[*axis]).sum();
+            let len = x[part + 1].shape()[*axis];
+            any!(x[0], dy => {
+                if start + len > dy.shape()[*axis] {
+                    return Err(format!(
+                        "part {part} ({start}..{}) of a concat gradient {} long",
+                        start + len,
+                        dy.shape()[*axis]
+                    ));
+                }
+                dy.slice_axis(Axis(*axis), Slice::from(start..start + len)).to_owned()
+            })
+        }
         Op::Slice {
             axis,
             start,

@@ -182,20 +182,49 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
         }
         // y = concat(x_i): dx_i = the slice of dy where x_i landed
         Op::Concat(axis) => {
-            let mut start = 0isize;
-            let mut out = Vec::with_capacity(x.len());
-            for (i, xi) in x.iter().enumerate() {
-                let Some(len) = xi.shape().0[*axis] else {
-                    return Err(Error::NotDifferentiable {
-                        name: xi.name(),
-                        detail: "concat along a dim known only at run time".into(),
-                        loc: y.location(),
-                    });
-                };
-                let end = start + len as isize;
-                out.push(needs[i].then(|| dy.slice(*axis as isize, start, Some(end))));
-                start = end;
+            let sizes: Option<Vec<usize>> = x.iter().map(|xi| xi.shape().0[*axis]).collect();
+            match sizes {
+                Some(sizes) => {
+                    let mut start = 0isize;
+                    let mut out = Vec::with_capacity(x.len());
+                    for (i, len) in sizes.into_iter().enumerate() {
+                        let end = start + len as isize;
+                        out.push(needs[i].then(|| dy.slice(*axis as isize, start, Some(end))));
+                        start = end;
+                    }
+                    out
+                }
+                // A size known only at run time: the part's place is read from the operands'
+                // shapes when the gradient runs.
+                None => {
+                    let args: Vec<&Expr> = std::iter::once(dy).chain(x).collect();
+                    (0..x.len())
+                        .map(|part| {
+                            needs[part]
+                                .then(|| dy.apply(Op::ConcatPart { axis: *axis, part }, &args))
+                        })
+                        .collect()
+                }
             }
+        }
+        // y = the part of dy where operand `part` landed: dy gets y's cotangent there and zeros
+        // in the other parts (shaped like their operands); the operands give only sizes.
+        Op::ConcatPart { axis, part } => {
+            let zero = dy.graph().scalar_constant(0.0, dy.dtype());
+            let parts: Vec<Expr> = x[1..]
+                .iter()
+                .enumerate()
+                .map(|(i, xi)| {
+                    if i == *part {
+                        dy.clone()
+                    } else {
+                        zero.broadcast_like(xi)
+                    }
+                })
+                .collect();
+            let refs: Vec<&Expr> = parts.iter().collect();
+            let mut out = vec![None; x.len()];
+            out[0] = Some(crate::graph::concat(&refs, *axis as isize)?);
             out
         }
         Op::Slice {

@@ -426,6 +426,24 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
                 shape,
             })
         }
+        Op::ConcatPart { axis, part } => {
+            let Some(x) = ts.get(part + 1) else {
+                return Err(InferError::Invalid(format!(
+                    "part {part} of a concat of {} operands",
+                    ts.len().saturating_sub(1)
+                )));
+            };
+            check_axes(&[*axis], ts[0].ndim())?;
+            if ts.iter().any(|t| t.ndim() != ts[0].ndim()) {
+                return Err(InferError::Shape("operands differ in rank".into()));
+            }
+            let mut shape = ts[0].shape.clone();
+            shape.0[*axis] = x.shape.0[*axis];
+            Ok(Type {
+                dtype: ts[0].dtype,
+                shape,
+            })
+        }
         Op::SliceGrad { .. } => {
             arity(ts, 2)?;
             Ok(Type {

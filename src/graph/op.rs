@@ -262,6 +262,15 @@ pub enum Op {
     Squeeze(Vec<usize>),
     /// Concatenate along an axis.
     Concat(usize),
+    /// Gradient of `Concat` along a dim known only at run time: the part of input 0 along
+    /// `axis` where operand `part` of the concat landed. Inputs 1.. are the concat's operands,
+    /// read only for their run-time sizes along `axis`.
+    ConcatPart {
+        /// Normalised axis.
+        axis: usize,
+        /// Which operand's part.
+        part: usize,
+    },
     /// `x[start:end:step]` along one axis (negative start/end count from the end).
     Slice {
         /// Normalised axis.
@@ -374,6 +383,7 @@ impl Op {
             Op::ExpandDims(a) => format!("expand_dims{a:?}"),
             Op::Squeeze(a) => format!("squeeze{a:?}"),
             Op::Concat(a) => format!("concat{{axis={a}}}"),
+            Op::ConcatPart { axis, part } => format!("concat_part{{axis={axis}, part={part}}}"),
             Op::Slice {
                 axis,
                 start,

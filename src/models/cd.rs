@@ -57,8 +57,9 @@ pub(crate) struct CdStep {
     /// The minibatch input `x [batch, n_visible]`.
     pub x: Expr,
     /// Where the negative chain starts: a hidden sample of the data (CD) or the persistent
-    /// chain (PCD), whose presence tells them apart.
+    /// chain (PCD).
     pub h_start: Expr,
+    /// The persistent chain's shared variable, for PCD only.
     pub chain: Option<Expr>,
     /// Momentum updates of the parameters (weight decay on `W`) and of the persistent chain.
     pub updates: Vec<(Expr, Expr)>,

@@ -1008,10 +1008,13 @@ impl Program {
             Op::Fused(k) => self
                 .fused::<T>(k, j, n, inputs, values, pool)
                 .map_err(NodeError::Located),
-            Op::Gemm { ta, tb, alpha } => {
-                let flags = (*ta, *tb, f64::from_bits(*alpha));
-                plain(self.gemm_node::<T>(flags, j, inputs, values, pool))
-            }
+            Op::Gemm { .. } => plain(self.gemm_job::<T>(j, inputs, values, pool).and_then(
+                |mut job| {
+                    let done =
+                        self.gemm_run(&mut job, j, inputs, values, rayon::current_num_threads());
+                    Self::gemm_finish(job, pool, done)
+                },
+            )),
             Op::Reduce {
                 op: Reduce::Sum,
                 axes,
@@ -1201,22 +1204,6 @@ struct GemmJob<T> {
 }
 
 impl Program {
-    /// A product into a pooled buffer; with a bias of the output's shape that dies here, into
-    /// the bias's own buffer, accumulating onto it (the second weight gradient of a CD step
-    /// adds onto the first without a copy).
-    fn gemm_node<T: Pooled>(
-        &self,
-        flags: (bool, bool, f64),
-        j: usize,
-        inputs: &[Tensor],
-        values: &mut [Option<Val>],
-        pool: &mut Pool,
-    ) -> std::result::Result<Tensor, String> {
-        let mut job = self.gemm_job::<T>(flags, j, inputs, values, pool)?;
-        let done = self.gemm_run(&mut job, j, inputs, values, rayon::current_num_threads());
-        Self::gemm_finish(job, pool, done)
-    }
-
     /// Two independent products at once (see [`pair_products`]), each on half the pool's
     /// threads; one after the other where either is too small to be worth it.
     fn gemm_pair<T: Pooled>(
@@ -1226,15 +1213,11 @@ impl Program {
         values: &mut [Option<Val>],
         pool: &mut Pool,
     ) -> Result<(Tensor, Tensor)> {
-        let flags = |k: usize| match &self.nodes[k].op {
-            Op::Gemm { ta, tb, alpha } => (*ta, *tb, f64::from_bits(*alpha)),
-            _ => unreachable!("pair_products pairs products only"),
-        };
         let err = |k: usize| move |detail: String| node_error(&self.nodes[k], detail);
         let mut first = self
-            .gemm_job::<T>(flags(j), j, inputs, values, pool)
+            .gemm_job::<T>(j, inputs, values, pool)
             .map_err(err(j))?;
-        let mut second = match self.gemm_job::<T>(flags(j + 1), j + 1, inputs, values, pool) {
+        let mut second = match self.gemm_job::<T>(j + 1, inputs, values, pool) {
             Ok(job) => job,
             Err(e) => {
                 pool.keep_vec(first.out);
@@ -1261,16 +1244,22 @@ impl Program {
         Ok((a?, b?))
     }
 
-    /// Check the operands of product node `j` and take its buffers.
+    /// Check the operands of product node `j` and take its buffers: a pooled one for the
+    /// result or, with a bias of the output's shape that dies here, the bias's own buffer, which
+    /// the product accumulates onto (the second weight gradient of a CD step adds onto the first
+    /// without a copy).
     fn gemm_job<T: Pooled>(
         &self,
-        flags: (bool, bool, f64),
         j: usize,
         inputs: &[Tensor],
         values: &mut [Option<Val>],
         pool: &mut Pool,
     ) -> std::result::Result<GemmJob<T>, String> {
         let n = &self.nodes[j];
+        let Op::Gemm { ta, tb, alpha } = n.op else {
+            unreachable!("a gemm job is made for a product node")
+        };
+        let flags = (ta, tb, f64::from_bits(alpha));
         let (a, b) = (
             operand(values, inputs, n.inputs[0]),
             operand(values, inputs, n.inputs[1]),

@@ -134,9 +134,9 @@ fn static_flops(nodes: &[PNode], n: &PNode) -> usize {
 }
 
 /// Schedule independent products side by side so that the executor can run each pair at
-/// once, one on each half of the pool ([`Program::gemm_pair`]): a product of batch 100 cannot
-/// keep many cores busy, two of them can. (On two cores the `gemm` crate already keeps both
-/// busy, and pairs measure the same as products in turn.)
+/// once, one on each half of the pool ([`Program::gemm_pair`]). This is meant for machines
+/// with more cores than one product of batch 100 can keep busy. (On two cores the `gemm` crate
+/// already keeps both busy, and pairs measure the same as products in turn.)
 ///
 /// Each product, in order, looks ahead for the first big product of its dtype that does not
 /// depend on it. That one moves up to just after it, and with it the nodes it needs that lie

@@ -75,10 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ];
             train.call(&feed)?[0].item()
         })?;
-        let err = common::error_rate(
-            &predict.call(std::slice::from_ref(&test_x))?[0],
-            &mnist.test_labels,
-        );
+        let err = common::test_error(&predict, &test_x, &mnist.test_labels)?;
         println!(
             "epoch {epoch:3}  lr {rate:.4}  loss {:.4}  test error {:.2}%  ({:.1}s)",
             loss,
@@ -86,11 +83,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             start.elapsed().as_secs_f64()
         );
     }
-    let err = common::error_rate(&predict.call(&[test_x])?[0], &mnist.test_labels);
-    println!(
-        "final test error: {:.2}% on {} digits",
-        100.0 * err,
-        mnist.test_labels.len()
-    );
+    common::print_final_test_error(&predict, &test_x, &mnist.test_labels)?;
     Ok(())
 }

@@ -123,6 +123,29 @@ pub fn error_rate(pred: &Tensor, labels: &[usize]) -> f64 {
     wrong as f64 / labels.len().max(1) as f64
 }
 
+/// The error rate of `predict` (inputs to class indices) on the test images `x`.
+pub fn test_error(predict: &gradus::Function, x: &Tensor, labels: &[usize]) -> gradus::Result<f64> {
+    Ok(error_rate(
+        &predict.call(std::slice::from_ref(x))?[0],
+        labels,
+    ))
+}
+
+/// Print the final test error of `predict` on the test images `x`.
+pub fn print_final_test_error(
+    predict: &gradus::Function,
+    x: &Tensor,
+    labels: &[usize],
+) -> gradus::Result<()> {
+    let err = test_error(predict, x, labels)?;
+    println!(
+        "final test error: {:.2}% on {} digits",
+        100.0 * err,
+        labels.len()
+    );
+    Ok(())
+}
+
 /// A progress bar over `n` steps with a live message; silent when not on a terminal.
 pub fn progress(n: usize, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(n as u64);

@@ -414,14 +414,20 @@ impl Autoencoder {
     pub fn trainer(&self, cfg: &AeConfig, rng: &RandomStream) -> Result<Function> {
         let x = self.batch_input("x");
         let loss = self.loss(&x, rng)?;
+        self.training_step(&x, &loss, cfg)
+    }
+
+    /// A compiled step from input `x` (of this autoencoder or of a stack it is a layer of):
+    /// output `loss` and update this autoencoder's parameters as `cfg` says.
+    pub(crate) fn training_step(&self, x: &Expr, loss: &Expr, cfg: &AeConfig) -> Result<Function> {
         let params = self.params();
-        let grads = grad(&loss, &params)?;
+        let grads = grad(loss, &params)?;
         let n_w = self.weights().len();
         let updates = cfg.updates(
             (&params[..n_w], &grads[..n_w]),
             (&params[n_w..], &grads[n_w..]),
         )?;
-        function(&[&x], &[&loss])
+        function(&[x], &[loss])
             .updates(&as_pairs(&updates))
             .compile()
     }

@@ -2,14 +2,41 @@
 //! ([`Rbm`](super::Rbm), [`GbRbm`](super::gbrbm::GbRbm)): they differ in their visible units
 //! and their monitor, not in how CD-k and PCD-k update them.
 
-use crate::error::Result;
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
 use crate::grad::grad;
-use crate::graph::Expr;
+use crate::graph::{Expr, Graph};
 use crate::models::gbrbm::GbRbm;
 use crate::models::{CdConfig, Rbm, unroll};
 use crate::optim::Optimizer;
 use crate::random::RandomStream;
 use crate::tensor::Tensor;
+
+/// The shared parameters `[W, vbias, hbias]` of a new `f32` RBM in `graph`: weights drawn
+/// from N(0, 0.01²) by a generator seeded with `seed`, biases zero (Hinton's guide, §8).
+pub(crate) fn new_params(
+    graph: &Graph,
+    n_visible: usize,
+    n_hidden: usize,
+    seed: u64,
+) -> Result<[Expr; 3]> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let normal = Normal::new(0.0f32, 0.01).map_err(|e| Error::Data {
+        path: "<init>".into(),
+        reason: e.to_string(),
+    })?;
+    let w = Array2::from_shape_fn((n_visible, n_hidden), |_| normal.sample(&mut rng));
+    Ok([
+        graph.shared("W", w),
+        graph.shared("vbias", Tensor::full(&[n_visible], 0.0, DType::F32)),
+        graph.shared("hbias", Tensor::full(&[n_hidden], 0.0, DType::F32)),
+    ])
+}
 
 /// What a CD step needs of a model.
 pub(crate) trait EnergyModel {

@@ -20,19 +20,14 @@
 //! magnitude below a binary RBM's ([`GbRbm::cd_config`]).
 
 use ndarray::{Array1, Array2, Axis};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand_distr::{Distribution, Normal};
 
-use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::function::{Function, function};
 use crate::graph::{Expr, Graph};
-use crate::models::cd::cd_step;
+use crate::models::cd::{cd_step, new_params};
 use crate::models::{CdConfig, squared_error, unroll};
 use crate::optim::as_pairs;
 use crate::random::RandomStream;
-use crate::tensor::Tensor;
 
 /// A Gaussian-Bernoulli RBM (unit-variance visibles) whose parameters are graph expressions:
 /// shared variables for training, or symbolic inputs for gradient checks.
@@ -54,17 +49,8 @@ impl GbRbm {
     /// A new GB-RBM in `graph` with `f32` shared parameters `W`, `vbias`, `hbias`: weights from
     /// N(0, 0.01²), biases zero (the visible means of standardized data).
     pub fn new(graph: &Graph, n_visible: usize, n_hidden: usize, seed: u64) -> Result<GbRbm> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let normal = Normal::new(0.0f32, 0.01).map_err(|e| Error::Data {
-            path: "<init>".into(),
-            reason: e.to_string(),
-        })?;
-        let w = Array2::from_shape_fn((n_visible, n_hidden), |_| normal.sample(&mut rng));
-        GbRbm::from_params(
-            &graph.shared("W", w),
-            &graph.shared("vbias", Tensor::full(&[n_visible], 0.0, DType::F32)),
-            &graph.shared("hbias", Tensor::full(&[n_hidden], 0.0, DType::F32)),
-        )
+        let [w, vbias, hbias] = new_params(graph, n_visible, n_hidden, seed)?;
+        GbRbm::from_params(&w, &vbias, &hbias)
     }
 
     /// A GB-RBM over given parameters of one float dtype: `w [n_visible, n_hidden]`,

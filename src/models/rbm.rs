@@ -7,19 +7,15 @@
 //! `grad` derives it: no hand-written update rules.
 
 use ndarray::Array2;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand_distr::{Distribution, Normal};
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::function::{Function, FunctionBuilder, function};
 use crate::graph::{Expr, Graph};
-use crate::models::cd::cd_step;
+use crate::models::cd::{cd_step, new_params};
 use crate::models::{squared_error, unroll};
 use crate::optim::as_pairs;
 use crate::random::RandomStream;
-use crate::tensor::Tensor;
 
 /// A binary-binary RBM with `f32` parameters held in shared variables.
 #[derive(Clone, Debug)]
@@ -70,16 +66,11 @@ impl Default for CdConfig {
 impl Rbm {
     /// A new RBM in `graph`: weights drawn from N(0, 0.01²), biases zero (Hinton's guide, §8).
     pub fn new(graph: &Graph, n_visible: usize, n_hidden: usize, seed: u64) -> Result<Rbm> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let normal = Normal::new(0.0f32, 0.01).map_err(|e| Error::Data {
-            path: "<init>".into(),
-            reason: e.to_string(),
-        })?;
-        let w = Array2::from_shape_fn((n_visible, n_hidden), |_| normal.sample(&mut rng));
+        let [w, vbias, hbias] = new_params(graph, n_visible, n_hidden, seed)?;
         Ok(Rbm {
-            w: graph.shared("W", w),
-            vbias: graph.shared("vbias", Tensor::full(&[n_visible], 0.0, DType::F32)),
-            hbias: graph.shared("hbias", Tensor::full(&[n_hidden], 0.0, DType::F32)),
+            w,
+            vbias,
+            hbias,
             n_visible,
             n_hidden,
         })

@@ -129,16 +129,7 @@ impl StackedAutoencoder {
         let x = self.input("x");
         let layer = &self.layers[k];
         let loss = layer.loss(&self.features(&x, k), rng)?;
-        let params = layer.params();
-        let grads = grad(&loss, &params)?;
-        let n_w = layer.weights().len();
-        let updates = cfg.updates(
-            (&params[..n_w], &grads[..n_w]),
-            (&params[n_w..], &grads[n_w..]),
-        )?;
-        function(&[&x], &[&loss])
-            .updates(&as_pairs(&updates))
-            .compile()
+        layer.training_step(&x, &loss, cfg)
     }
 
     /// A compiled fine-tuning step: inputs `x` and `i64` labels `y`, output the mean softmax

@@ -13,6 +13,29 @@ fn close(a: &Tensor, b: &Tensor, tol: f64) {
     }
 }
 
+/// Two calls of the fast plan `f` (the second on buffers from the pool) agree with the
+/// reference plan `r` within `tol`.
+fn agrees_with_reference_twice(f: &Function, r: &Function, feed: &[Tensor], tol: f64) {
+    for _ in 0..2 {
+        for (got, want) in f.call(feed).unwrap().iter().zip(r.call(feed).unwrap()) {
+            close(got, &want, tol);
+        }
+    }
+}
+
+/// An `[n, k]` tensor of `((i % period) - period / 2) * scale` over the flat index `i`.
+fn sawtooth(n: usize, k: usize, period: usize, scale: f64, dtype: DType) -> Tensor {
+    let half = (period / 2) as f64;
+    Tensor::from_f64(
+        &[n, k],
+        (0..n * k)
+            .map(|i| ((i % period) as f64 - half) * scale)
+            .collect(),
+        dtype,
+    )
+    .unwrap()
+}
+
 #[test]
 fn an_elementwise_tree_with_broadcasting_is_one_kernel() {
     for dtype in [DType::F32, DType::F64] {
@@ -214,12 +237,7 @@ fn a_run_of_kernels_of_one_shape_computes_what_the_reference_does() {
             Tensor::from_f64(&[257], (0..257).map(|i| i as f64 / 300.0).collect(), dtype).unwrap(),
         ];
         let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 };
-        for _ in 0..2 {
-            // A second call runs on buffers from the pool.
-            for (got, want) in f.call(&feed).unwrap().iter().zip(r.call(&feed).unwrap()) {
-                close(got, &want, tol);
-            }
-        }
+        agrees_with_reference_twice(&f, &r, &feed, tol);
     }
 }
 
@@ -258,14 +276,7 @@ fn a_product_accumulates_onto_a_dying_bias_and_only_then() {
     let d = g.input("d", DType::F64, &[None, Some(30)]);
     let first = a.t().matmul(&b);
     let second = c.t().matmul(&d) + &first;
-    let value = |n: usize, k: usize, s: f64| {
-        Tensor::from_f64(
-            &[n, k],
-            (0..n * k).map(|i| ((i % 13) as f64 - 6.0) * s).collect(),
-            DType::F64,
-        )
-        .unwrap()
-    };
+    let value = |n: usize, k: usize, s: f64| sawtooth(n, k, 13, s, DType::F64);
     let feed = [
         value(50, 40, 0.1),
         value(50, 30, 0.2),
@@ -280,11 +291,7 @@ fn a_product_accumulates_onto_a_dying_bias_and_only_then() {
             .mode(Mode::Reference)
             .compile()
             .unwrap();
-        for _ in 0..2 {
-            for (got, want) in f.call(&feed).unwrap().iter().zip(r.call(&feed).unwrap()) {
-                close(got, &want, 1e-12);
-            }
-        }
+        agrees_with_reference_twice(&f, &r, &feed, 1e-12);
     }
 }
 
@@ -307,14 +314,7 @@ fn independent_products_run_side_by_side_and_match_the_reference() {
             .mode(Mode::Reference)
             .compile()
             .unwrap();
-        let value = |n: usize, k: usize, s: f64| {
-            Tensor::from_f64(
-                &[n, k],
-                (0..n * k).map(|i| ((i % 17) as f64 - 8.0) * s).collect(),
-                dtype,
-            )
-            .unwrap()
-        };
+        let value = |n: usize, k: usize, s: f64| sawtooth(n, k, 17, s, dtype);
         let tol = if dtype == DType::F32 { 1e-4 } else { 1e-12 };
         for batch in [50, 1, 0] {
             let feed = [
@@ -322,11 +322,7 @@ fn independent_products_run_side_by_side_and_match_the_reference() {
                 value(batch, 256, 0.02),
                 value(256, 256, 0.003),
             ];
-            for _ in 0..2 {
-                for (got, want) in f.call(&feed).unwrap().iter().zip(r.call(&feed).unwrap()) {
-                    close(got, &want, tol);
-                }
-            }
+            agrees_with_reference_twice(&f, &r, &feed, tol);
         }
     }
 }

@@ -147,7 +147,8 @@ fn pair_products(nodes: &[PNode]) -> (Vec<usize>, Vec<bool>) {
     let big = |k: usize| static_flops(nodes, &nodes[k]) >= PAIR_MIN_FLOPS;
     let mut order: Vec<usize> = (0..nodes.len()).collect();
     let mut paired = vec![false; nodes.len()];
-    let mut starts = Vec::new();
+    // By position: a splice replaces as many positions as it removes, so earlier marks stay.
+    let mut pair_start = vec![false; nodes.len()];
     // Scratch marks by old index, cleared after each search.
     let mut after = vec![false; nodes.len()];
     let mut needed = vec![false; nodes.len()];
@@ -205,12 +206,8 @@ fn pair_products(nodes: &[PNode]) -> (Vec<usize>, Vec<bool>) {
         order.splice(pos..=q, moved);
         paired[j] = true;
         paired[p] = true;
-        starts.push(pos + hoisted);
+        pair_start[pos + hoisted] = true;
         pos += hoisted + 2;
-    }
-    let mut pair_start = vec![false; nodes.len()];
-    for s in starts {
-        pair_start[s] = true;
     }
     (order, pair_start)
 }
@@ -819,12 +816,12 @@ impl Program {
             let Op::Fused(k) = &n.op else {
                 unreachable!("a kernel run holds kernels and leaves")
             };
-            let member_of = |_: &[Member<T>], i: usize| index[i].checked_sub(1).map(|m| m as usize);
+            let member_of = |i: usize| index[i].checked_sub(1).map(|m| m as usize);
             // Operand shapes: a result of the group has the group's shape.
             let in_shapes: SmallVec<[SmallVec<[usize; 6]>; 8]> = n
                 .inputs
                 .iter()
-                .map(|&i| match member_of(members, i) {
+                .map(|&i| match member_of(i) {
                     Some(_) => shape.clone(),
                     None => operand(values, inputs, i).shape().into(),
                 })
@@ -842,12 +839,12 @@ impl Program {
                 break;
             }
             // In place over an operand of the group's shape that dies here.
-            let reuse = n.inputs.iter().position(|&i| match member_of(members, i) {
+            let reuse = n.inputs.iter().position(|&i| match member_of(i) {
                 Some(m) => self.last_use[i] == j && !members[m].buf.is_empty(),
                 None => self.can_take::<T>(i, j, values, &shape),
             });
             let mut buf: Vec<T> = match reuse.map(|r| n.inputs[r]) {
-                Some(i) => match member_of(members, i) {
+                Some(i) => match member_of(i) {
                     Some(m) => std::mem::take(&mut members[m].buf),
                     None => Self::take_buffer(values, i),
                 },
@@ -860,7 +857,7 @@ impl Program {
                     if reuse.is_some_and(|r| n.inputs[r] == i) {
                         return Ok(Src::Out);
                     }
-                    match member_of(members, i) {
+                    match member_of(i) {
                         Some(m) => Ok(Src::Ptr(members[m].out.0 as *const T)),
                         None => Src::of(operand(values, inputs, i)),
                     }
@@ -881,11 +878,7 @@ impl Program {
                 }
                 Err(detail) => {
                     pool.keep_vec(buf);
-                    result = Err(Error::Runtime {
-                        op: n.op.name(),
-                        detail,
-                        loc: n.loc,
-                    });
+                    result = Err(node_error(n, detail));
                     break;
                 }
             }
@@ -950,11 +943,7 @@ impl Program {
                     detail: e.detail,
                     loc: e.loc,
                 },
-                None => Error::Runtime {
-                    op: n.op.name(),
-                    detail,
-                    loc: n.loc,
-                },
+                None => node_error(n, detail),
             }
         })
     }
@@ -1130,11 +1119,7 @@ impl Program {
             .map(|&i| arg(i).get(inputs).shape().into())
             .collect();
         let shape = self.kernel_shape(k, n, &in_shapes)?;
-        let err = |detail: String| Error::Runtime {
-            op: n.op.name(),
-            detail,
-            loc: n.loc,
-        };
+        let err = |detail: String| node_error(n, detail);
         let reuse = n
             .inputs
             .iter()

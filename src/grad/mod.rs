@@ -233,45 +233,33 @@ fn sweep(
         };
         let (op, ins, ty, loc) = &nodes[i];
         // The sum of the contributions is located at the node they are the gradient of.
-        graph.lock().loc_override = Some(*loc);
-        let total = parts
-            .into_iter()
-            .reduce(|a, b| &a + &b)
+        let total = located(&graph, *loc, || parts.into_iter().reduce(|a, b| &a + &b))
             .expect("pending lists are never empty");
-        graph.lock().loc_override = None;
         // log(softmax(x)) and log(sum(exp(x))): the gradient goes to x in its stable form,
         // past the softmax or the sum of exponentials, whose own rules divide by values that
         // underflow to 0 or overflow (the optimizer stabilizes the forward pass the same way).
         let shortcut = match op {
-            Op::Unary(Unary::Log) if on_path(ins[0].index()) => {
-                graph.lock().loc_override = Some(*loc);
-                let s = stable_log_vjp(&nodes, ins[0], &graph, &total, &on_path);
-                graph.lock().loc_override = None;
-                s
-            }
+            Op::Unary(Unary::Log) if on_path(ins[0].index()) => located(&graph, *loc, || {
+                stable_log_vjp(&nodes, ins[0], &graph, &total, &on_path)
+            }),
             _ => None,
         };
         if let Some((x, c)) = shortcut {
             let xt = &nodes[x.index()].2;
-            graph.lock().loc_override = Some(*loc);
-            let c = unbroadcast(c, &graph.expr(x), xt);
-            graph.lock().loc_override = None;
+            let c = located(&graph, *loc, || unbroadcast(c, &graph.expr(x), xt));
             pending.entry(x).or_default().push(c);
         } else if !ins.is_empty() {
             let needs: Vec<bool> = ins.iter().map(|p| on_path(p.index())).collect();
             if needs.iter().any(|n| *n) {
                 let xs: Vec<Expr> = ins.iter().map(|p| graph.expr(*p)).collect();
                 let y = graph.expr(id);
-                graph.lock().loc_override = Some(*loc);
-                let contributions = rules::vjp(op, &xs, &y, &total, &needs);
-                graph.lock().loc_override = None;
+                let contributions =
+                    located(&graph, *loc, || rules::vjp(op, &xs, &y, &total, &needs));
                 for (k, c) in contributions?.into_iter().enumerate() {
                     if let (Some(c), true) = (c, needs[k]) {
                         let p = ins[k];
                         let pt = &nodes[p.index()].2;
-                        graph.lock().loc_override = Some(*loc);
-                        let c = unbroadcast(c, &xs[k], pt);
-                        graph.lock().loc_override = None;
+                        let c = located(&graph, *loc, || unbroadcast(c, &xs[k], pt));
                         pending.entry(p).or_default().push(c);
                     }
                 }
@@ -296,6 +284,14 @@ fn sweep(
     }
     graph.check(&out.iter().map(|e| e.id).collect::<Vec<_>>())?;
     Ok(out)
+}
+
+/// Run `f` with every node it builds located at `loc` (the node whose gradient it builds).
+fn located<R>(graph: &crate::graph::Graph, loc: Location, f: impl FnOnce() -> R) -> R {
+    graph.lock().loc_override = Some(loc);
+    let r = f();
+    graph.lock().loc_override = None;
+    r
 }
 
 /// The gradient of `log(u)` with cotangent `dy` sent straight to `x` where `u` is
@@ -340,7 +336,7 @@ fn stable_log_vjp(
     }
 }
 
-/// The Jacobian of a vector `y` (static length n)/// The Jacobian of a vector `y` (static length n) with respect to `x`: shape `[n, x.shape...]`.
+/// The Jacobian of a vector `y` (static length n) with respect to `x`: shape `[n, x.shape...]`.
 #[track_caller]
 pub fn jacobian(y: &Expr, x: &Expr) -> Result<Expr> {
     let at = Location::caller();

@@ -57,26 +57,6 @@ pub enum Init<'v, 'a, T> {
     Out,
 }
 
-/// `out ← alpha · op(a) @ op(b) (+ bias)`, `out` contiguous `[m, n]`, on up to `threads`
-/// threads of the current rayon pool.
-pub fn gemm_into<T: Float>(
-    a: &ArrayViewD<T>,
-    b: &ArrayViewD<T>,
-    bias: Option<&ArrayViewD<T>>,
-    flags: (bool, bool, f64),
-    out: &mut [T],
-    threads: usize,
-) -> Result<(), String> {
-    gemm_onto(
-        a,
-        b,
-        bias.map_or(Init::Zero, Init::Bias),
-        flags,
-        out,
-        threads,
-    )
-}
-
 /// `out ← alpha · op(a) @ op(b) + init`, `out` contiguous `[m, n]`, on up to `threads`
 /// threads of the current rayon pool (one below [`PAR_MIN_FLOPS`] multiply-adds).
 pub fn gemm_onto<T: Float>(

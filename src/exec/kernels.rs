@@ -644,14 +644,8 @@ fn gemm_alloc<T: Float>(
     } else {
         1
     };
-    gemm::gemm_into(
-        &a.view(),
-        &b.view(),
-        bias.as_ref(),
-        flags,
-        &mut out,
-        threads,
-    )?;
+    let init = bias.as_ref().map_or(gemm::Init::Zero, gemm::Init::Bias);
+    gemm::gemm_onto(&a.view(), &b.view(), init, flags, &mut out, threads)?;
     ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| e.to_string())
 }
 

@@ -214,7 +214,7 @@ impl GradCheck {
         let mut cost = if y.ndim() == 0 {
             y.clone()
         } else {
-            let value = crate::exec::reference::eval(&[&y], &feed_refs)?.remove(0);
+            let value = crate::function::eval::eval(&[&y], &feed_refs)?.remove(0);
             let r: Vec<f64> = (0..value.len()).map(|_| half.sample(&mut rng)).collect();
             let r = g.constant(Tensor::from_f64(value.shape(), r, dtype)?);
             (&y * &r).sum()

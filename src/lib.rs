@@ -19,12 +19,12 @@
 pub mod data;
 pub mod dtype;
 pub mod error;
-pub mod exec;
 pub mod function;
 pub mod grad;
 pub mod gradcheck;
 pub mod graph;
 pub mod io;
+mod kernels;
 pub mod models;
 pub mod optim;
 pub mod random;
@@ -35,12 +35,13 @@ pub mod viz;
 
 pub use dtype::{DType, Float};
 pub use error::{Error, Location, Result};
-pub use exec::reference::eval;
+pub use function::eval::eval;
 pub use function::{Function, FunctionBuilder, Mode, function};
 pub use grad::{GradOptions, grad, grad_with, hessian, hessian_vector_product, jacobian, vjp};
 pub use graph::custom::CustomOp;
 pub use graph::print::{debugprint, pp, to_dot};
 pub use graph::{Expr, Graph, NodeId, Type, concat, stack};
+pub use kernels::PAR_MIN;
 pub use shape::{Dim, Shape};
 pub use tensor::Tensor;
 

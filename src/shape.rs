@@ -168,6 +168,21 @@ pub fn axes(list: &[isize], ndim: usize) -> Result<Vec<usize>, isize> {
     Ok(out)
 }
 
+/// Length of `start:end:step` over a dim of size `n`, numpy style (clamped).
+pub fn slice_len(n: usize, start: isize, end: Option<isize>, step: usize) -> usize {
+    let (s, e) = slice_bounds(n, start, end);
+    if e <= s { 0 } else { (e - s).div_ceil(step) }
+}
+
+/// Clamped `[start, end)` of a slice over a dim of size `n`.
+pub fn slice_bounds(n: usize, start: isize, end: Option<isize>) -> (usize, usize) {
+    let clamp = |i: isize| -> usize {
+        let i = if i < 0 { i + n as isize } else { i };
+        i.clamp(0, n as isize) as usize
+    };
+    (clamp(start), end.map_or(n, clamp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! `Tensor`: a concrete n-d array of one of gradus's dtypes, the values that flow into and out
 //! of compiled functions.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -161,6 +161,39 @@ impl Tensor {
         }
     }
 }
+
+/// An element type a [`Tensor`] holds, with the conversions between its arrays and tensors.
+pub trait Element: Copy + Send + Sync + 'static {
+    /// Wrap an array of this type as a [`Tensor`].
+    fn wrap(a: ArrayD<Self>) -> Tensor;
+    /// View a tensor of this type; `None` for another dtype.
+    fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>>;
+    /// Take the array out of a tensor of this type; the tensor back for another dtype.
+    fn unwrap(t: Tensor) -> Result<ArrayD<Self>, Tensor>;
+}
+
+macro_rules! element {
+    ($($t:ty => $v:ident),*) => {$(
+        impl Element for $t {
+            fn wrap(a: ArrayD<Self>) -> Tensor {
+                Tensor::$v(a)
+            }
+            fn view(t: &Tensor) -> Option<ArrayViewD<'_, Self>> {
+                match t {
+                    Tensor::$v(a) => Some(a.view()),
+                    _ => None,
+                }
+            }
+            fn unwrap(t: Tensor) -> Result<ArrayD<Self>, Tensor> {
+                match t {
+                    Tensor::$v(a) => Ok(a),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+element!(f32 => F32, f64 => F64, i64 => I64, bool => Bool);
 
 macro_rules! from_arrays {
     ($($t:ty => $v:ident),*) => {$(

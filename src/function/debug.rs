@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::exec::kernels;
 use crate::function::plan::{Leaf, PNode};
 use crate::graph::{SharedVar, Type};
+use crate::kernels;
 use crate::tensor::Tensor;
 
 /// What the debug mode keeps of the compilation.
@@ -67,7 +67,9 @@ impl DebugCheck {
                     let args: Option<Vec<&Tensor>> =
                         n.inputs.iter().map(|&i| vals[i].as_deref()).collect();
                     let types: Vec<&Type> = n.inputs.iter().map(|&i| &self.nodes[i].ty).collect();
-                    match args.map(|a| kernels::eval(&n.op, &a, &types, &n.ty, false)) {
+                    match args.map(|a| {
+                        kernels::eval(&n.op, &a, &types, &n.ty, crate::kernels::Exec::Reference)
+                    }) {
                         Some(Ok(t)) => Some(Arc::new(t)),
                         Some(Err(detail)) => {
                             first_error.get_or_insert(Error::Runtime {

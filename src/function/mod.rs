@@ -6,6 +6,7 @@
 //! freed right after. The user's graph is never modified.
 
 mod debug;
+pub(crate) mod eval;
 mod plan;
 mod profile;
 

@@ -11,12 +11,13 @@ use std::time::Instant;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 use smallvec::SmallVec;
 
-use crate::dtype::{DType, Float};
+use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
-use crate::exec::fused::{FusedKernel, Layout, Src};
-use crate::exec::{gemm, kernels};
 use crate::graph::op::{Dist, Op, Reduce};
 use crate::graph::{SharedVar, Type};
+use crate::kernels::fused::{FusedKernel, Layout, Src};
+use crate::kernels::{self, gemm};
+use crate::kernels::{Exec, KernelFloat};
 use crate::shape::{self, Dim};
 use crate::tensor::Tensor;
 
@@ -265,7 +266,7 @@ impl<T> Default for Bins<T> {
 /// Buffers kept per float type: enough for every live value of a long chain's gradient.
 const POOL_MAX: usize = 4096;
 
-trait Pooled: Float {
+trait Pooled: KernelFloat {
     fn bins(pool: &mut Pool) -> &mut Bins<Self>;
     fn members(groups: &mut Groups) -> (&mut Vec<Member<Self>>, &mut Vec<u32>);
 }
@@ -401,7 +402,7 @@ pub(crate) struct NodeTime {
     pub nanos: u64,
 }
 
-fn shaped<T: Float>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String> {
+fn shaped<T: KernelFloat>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String> {
     ArrayD::from_shape_vec(IxDyn(shape), buf)
         .map(T::wrap)
         .map_err(|e| e.to_string())
@@ -979,7 +980,14 @@ impl Program {
             .map(|&i| operand(values, inputs, i))
             .collect();
         let types: SmallVec<[&Type; 4]> = n.inputs.iter().map(|&i| &self.nodes[i].ty).collect();
-        kernels::eval(&n.op, &args, &types, &n.ty, fast).map_err(err)
+        kernels::eval(
+            &n.op,
+            &args,
+            &types,
+            &n.ty,
+            if fast { Exec::Fast } else { Exec::Reference },
+        )
+        .map_err(err)
     }
 
     /// The fast path of node `j` with a result of float type `T`, into a pooled buffer; `None`
@@ -1140,7 +1148,7 @@ impl Program {
             })
             .collect::<std::result::Result<_, String>>()
             .map_err(err)?;
-        k.run(&srcs, &mut out, &shape, true).map_err(err)?;
+        k.run(&srcs, &mut out, &shape, Exec::Fast).map_err(err)?;
         shaped(out, &shape).map_err(err)
     }
 }
@@ -1172,7 +1180,7 @@ fn operand<'a>(values: &'a [Option<Val>], inputs: &'a [Tensor], i: usize) -> &'a
         .get(inputs)
 }
 
-fn float_view<'a, T: Float>(t: &'a Tensor) -> std::result::Result<ArrayViewD<'a, T>, String> {
+fn float_view<'a, T: KernelFloat>(t: &'a Tensor) -> std::result::Result<ArrayViewD<'a, T>, String> {
     T::view(t).ok_or_else(|| format!("expected {}, got {}", T::DTYPE, t.dtype()))
 }
 
@@ -1294,7 +1302,7 @@ impl Program {
         match &mut job.at {
             Some(at) => {
                 match a.as_slice() {
-                    Some(src) => transpose_into(src, k, m, at),
+                    Some(src) => gemm::transpose_into(src, k, m, at),
                     None => at.iter_mut().zip(a.t().iter()).for_each(|(o, v)| *o = *v),
                 }
                 let a2 =
@@ -1322,36 +1330,6 @@ impl Program {
                 Err(e)
             }
         }
-    }
-}
-
-/// `dst` (cols × rows, row-major) ← the transpose of `src` (rows × cols, row-major). Each task
-/// writes a band of `TILE` rows of `dst` (columns of `src`), walking `src` a `TILE`-wide strip
-/// at a time, so both sides stay in cache; large matrices split the bands over the pool.
-fn transpose_into<T: Copy + Send + Sync>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
-    const TILE: usize = 32;
-    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
-    let band = |(b, out): (usize, &mut [T])| {
-        let c0 = b * TILE;
-        let width = out.len() / rows.max(1);
-        for r in 0..rows {
-            let strip = &src[r * cols + c0..r * cols + c0 + width];
-            for (c, &v) in strip.iter().enumerate() {
-                out[c * rows + r] = v;
-            }
-        }
-    };
-    if rows * cols >= kernels::PAR_MIN && rayon::current_num_threads() > 1 {
-        use rayon::prelude::*;
-        dst[..rows * cols]
-            .par_chunks_mut(TILE * rows.max(1))
-            .enumerate()
-            .for_each(band);
-    } else {
-        dst[..rows * cols]
-            .chunks_mut(TILE * rows.max(1))
-            .enumerate()
-            .for_each(band);
     }
 }
 
@@ -1401,7 +1379,7 @@ fn sum_node<T: Pooled>(
 
 /// The sum of `xs` in eight running sums (one per SIMD lane), so the loop vectorizes; a plain
 /// running sum cannot be reordered by the compiler.
-fn lane_sum<T: Float>(xs: &[T]) -> T {
+fn lane_sum<T: KernelFloat>(xs: &[T]) -> T {
     const LANES: usize = 8;
     let mut acc = [T::zero(); LANES];
     let chunks = xs.chunks_exact(LANES);
@@ -1446,7 +1424,7 @@ fn random_node<T: Pooled>(
     };
     let shape = operand(values, inputs, n.inputs[1]).shape();
     let mut out = pool.take::<T>(shape.iter().product());
-    crate::random::draw_into(dist, (seed, counter, key), &mut out, true);
+    crate::kernels::random::draw_into(dist, (seed, counter, key), &mut out, Exec::Fast);
     shaped(out, shape)
 }
 
@@ -1459,25 +1437,6 @@ mod tests {
         for n in [0, 1, 7, 8, 9, 100, 1003] {
             let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
             assert_eq!(lane_sum(&xs), (n * n.max(1) - n) as f64 / 2.0, "{n}");
-        }
-    }
-
-    #[test]
-    fn transpose_matches_the_definition_serial_and_parallel() {
-        // Shapes below and above the parallel threshold, with ragged last bands.
-        for (rows, cols) in [(1, 1), (3, 70), (100, 784), (257, 300)] {
-            let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
-            let mut dst = vec![0.0; rows * cols];
-            transpose_into(&src, rows, cols, &mut dst);
-            for r in 0..rows {
-                for c in 0..cols {
-                    assert_eq!(
-                        dst[c * rows + r],
-                        src[r * cols + c],
-                        "{rows}x{cols} at {r},{c}"
-                    );
-                }
-            }
         }
     }
 }

@@ -420,7 +420,7 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
                 return Err(InferError::Invalid("slice step must be positive".into()));
             }
             let mut shape = ts[0].shape.clone();
-            shape.0[*axis] = shape.0[*axis].map(|n| slice_len(n, *start, *end, *step));
+            shape.0[*axis] = shape.0[*axis].map(|n| shape::slice_len(n, *start, *end, *step));
             Ok(Type {
                 dtype: ts[0].dtype,
                 shape,
@@ -561,19 +561,4 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             Ok(k.ty.clone())
         }
     }
-}
-
-/// Length of `start:end:step` over a dim of size `n`, numpy style (clamped).
-pub fn slice_len(n: usize, start: isize, end: Option<isize>, step: usize) -> usize {
-    let (s, e) = slice_bounds(n, start, end);
-    if e <= s { 0 } else { (e - s).div_ceil(step) }
-}
-
-/// Clamped `[start, end)` of a slice over a dim of size `n`.
-pub fn slice_bounds(n: usize, start: isize, end: Option<isize>) -> (usize, usize) {
-    let clamp = |i: isize| -> usize {
-        let i = if i < 0 { i + n as isize } else { i };
-        i.clamp(0, n as isize) as usize
-    };
-    (clamp(start), end.map_or(n, clamp))
 }

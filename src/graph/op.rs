@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::dtype::DType;
-use crate::exec::fused::FusedKernel;
 use crate::graph::custom::CustomOp;
+use crate::kernels::fused::FusedKernel;
 
 /// Elementwise ops of one operand.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

@@ -5,10 +5,10 @@
 //! dependency order, and [`FGraph::finish`] compacts them into the program's node list.
 
 use crate::error::Location;
-use crate::exec::kernels;
 use crate::function::{Leaf, PNode};
 use crate::graph::op::Op;
 use crate::graph::{Type, infer};
+use crate::kernels;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
@@ -236,7 +236,14 @@ impl FGraph {
             .collect::<Option<_>>()?;
         let types: Vec<&Type> = ins.iter().map(|&p| &self.nodes[p].ty).collect();
         let n = &self.nodes[self.find(i)];
-        let out = kernels::eval(&n.op, &values, &types, &n.ty, false).ok()?;
+        let out = kernels::eval(
+            &n.op,
+            &values,
+            &types,
+            &n.ty,
+            crate::kernels::Exec::Reference,
+        )
+        .ok()?;
         let loc = n.loc;
         Some(self.constant(out, loc))
     }

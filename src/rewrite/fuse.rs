@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use super::FGraph;
 use crate::dtype::DType;
-use crate::exec::fused::{FusedKernel, Instr, Origin};
 use crate::graph::op::{Binary, Op, Unary};
+use crate::kernels::fused::{FusedKernel, Instr, Origin};
 use crate::shape::Shape;
 
 /// Nodes a region may hold; longer chains are cut into several kernels.
@@ -135,7 +135,7 @@ fn kernel(
             let v = match (value.get(&p), scalar(p)) {
                 (Some(&v), _) => v,
                 (None, Some(c)) => *scalars.entry(c.to_bits()).or_insert_with(|| {
-                    instrs.push(Instr::Scalar(c.to_bits()));
+                    instrs.push(Instr::Scalar(c));
                     origin.shapes.push(Shape::scalar());
                     origin.ops.push(("constant".into(), fg.loc(p)));
                     (inputs.len() + instrs.len() - 1) as u16
@@ -165,7 +165,7 @@ fn kernel(
     let res = value[&r];
     if instrs.is_empty() || res as usize != inputs.len() + instrs.len() - 1 {
         let at = (fg.op(r).name(), fg.loc(r));
-        instrs.push(Instr::Scalar(1f64.to_bits()));
+        instrs.push(Instr::Scalar(1.0));
         let one = (inputs.len() + instrs.len() - 1) as u16;
         instrs.push(Instr::Binary(Binary::Mul, res, one));
         origin

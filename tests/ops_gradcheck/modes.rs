@@ -1,7 +1,7 @@
 //! `Mode::Fast` (threaded GEMM, rayon over large elementwise loops) against `Mode::Reference`
 //! (plain loops, the spec) on inputs large enough to take the fast paths, forward and backward.
 
-use gradus::exec::kernels::PAR_MIN;
+use gradus::PAR_MIN;
 use gradus::prelude::*;
 
 use crate::common::{assert_close, uniform};

@@ -9,10 +9,15 @@ use crate::dtype::Float;
 use crate::shape;
 
 /// Below this many multiply-adds a product runs on one thread.
-pub const PAR_MIN_FLOPS: usize = 1 << 16;
+pub(crate) const PAR_MIN_FLOPS: usize = 1 << 16;
 
 /// Rows, inner dim and columns of `op(a) @ op(b)`.
-pub fn dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<(usize, usize, usize), String> {
+pub(crate) fn dims(
+    a: &[usize],
+    b: &[usize],
+    ta: bool,
+    tb: bool,
+) -> Result<(usize, usize, usize), String> {
     if a.len() != 2 || b.len() != 2 {
         return Err(format!(
             "gemm needs matrices, got {} and {}",
@@ -36,7 +41,7 @@ pub fn dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<(usize, usiz
 
 /// Would the `gemm` crate allocate a packing buffer for a transposed left operand of this
 /// product? (It does for products big enough to be split into blocks.)
-pub fn packs_transposed_lhs(m: usize, k: usize, n: usize) -> bool {
+pub(crate) fn packs_transposed_lhs(m: usize, k: usize, n: usize) -> bool {
     n > 1 && m * n * k >= PAR_MIN_FLOPS
 }
 
@@ -48,7 +53,7 @@ fn strides<T>(x: &ArrayViewD<T>, t: bool) -> (isize, isize) {
 
 /// What the product is added to.
 #[derive(Clone, Copy)]
-pub enum Init<'v, 'a, T> {
+pub(crate) enum Init<'v, 'a, T> {
     /// Nothing: `out ← alpha · op(a) @ op(b)`.
     Zero,
     /// A bias broadcast onto the output, copied into it first.
@@ -59,7 +64,7 @@ pub enum Init<'v, 'a, T> {
 
 /// `out ← alpha · op(a) @ op(b) + init`, `out` contiguous `[m, n]`, on up to `threads`
 /// threads of the current rayon pool (one below [`PAR_MIN_FLOPS`] multiply-adds).
-pub fn gemm_onto<T: Float>(
+pub(crate) fn gemm_onto<T: Float>(
     a: &ArrayViewD<T>,
     b: &ArrayViewD<T>,
     init: Init<T>,
@@ -122,4 +127,63 @@ pub fn gemm_onto<T: Float>(
         );
     }
     Ok(())
+}
+
+/// `dst` (cols × rows, row-major) ← the transpose of `src` (rows × cols, row-major). Each task
+/// writes a band of `TILE` rows of `dst` (columns of `src`), walking `src` a `TILE`-wide strip
+/// at a time, so both sides stay in cache; large matrices split the bands over the pool.
+pub(crate) fn transpose_into<T: Copy + Send + Sync>(
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    dst: &mut [T],
+) {
+    const TILE: usize = 32;
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    let band = |(b, out): (usize, &mut [T])| {
+        let c0 = b * TILE;
+        let width = out.len() / rows.max(1);
+        for r in 0..rows {
+            let strip = &src[r * cols + c0..r * cols + c0 + width];
+            for (c, &v) in strip.iter().enumerate() {
+                out[c * rows + r] = v;
+            }
+        }
+    };
+    if rows * cols >= super::PAR_MIN && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        dst[..rows * cols]
+            .par_chunks_mut(TILE * rows.max(1))
+            .enumerate()
+            .for_each(band);
+    } else {
+        dst[..rows * cols]
+            .chunks_mut(TILE * rows.max(1))
+            .enumerate()
+            .for_each(band);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_matches_the_definition_serial_and_parallel() {
+        // Shapes below and above the parallel threshold, with ragged last bands.
+        for (rows, cols) in [(1, 1), (3, 70), (100, 784), (257, 300)] {
+            let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut dst = vec![0.0; rows * cols];
+            transpose_into(&src, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * cols + c],
+                        "{rows}x{cols} at {r},{c}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Location, Result};
-use crate::exec::kernels;
 use crate::graph::op::Op;
 use crate::graph::{Expr, NodeId, Type};
+use crate::kernels;
 use crate::shape;
 use crate::tensor::Tensor;
 
@@ -96,13 +96,12 @@ pub fn eval(outputs: &[&Expr], feeds: &[(&Expr, Tensor)]) -> Result<Vec<Tensor>>
                         .collect();
                     let types: Vec<&Type> =
                         n.inputs.iter().map(|p| &g.nodes[p.index()].ty).collect();
-                    kernels::eval(op, &args, &types, &n.ty, false).map_err(|detail| {
-                        Error::Runtime {
+                    kernels::eval(op, &args, &types, &n.ty, crate::kernels::Exec::Reference)
+                        .map_err(|detail| Error::Runtime {
                             op: op.name(),
                             detail,
                             loc: n.loc,
-                        }
-                    })?
+                        })?
                 }
             }
         };

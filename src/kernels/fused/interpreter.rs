@@ -1,0 +1,236 @@
+//! Running a fused kernel: over blocks of the output, each instruction as a tight loop over the
+//! block, on a per-thread register file; large outputs split over the rayon pool.
+
+use rayon::prelude::*;
+use smallvec::SmallVec;
+
+use super::layout::{Data, Layout, Src};
+use super::registers::REG_ELEMS;
+use super::{FusedKernel, Instr};
+use crate::graph::op::{Binary, Cmp, Unary};
+use crate::kernels::{Exec, KernelFloat, PAR_MIN, elementwise, fastmath};
+use crate::shape;
+
+/// Work (elements times the cost of the instructions) above which a kernel is split over the
+/// rayon pool: a transcendental function costs about 12 additions.
+const PAR_WORK: usize = 1 << 13;
+
+impl FusedKernel {
+    /// Compute the result into `out` (shaped `shape`, contiguous). `rayon` splits large outputs
+    /// into chunks run on the pool.
+    pub fn run<T: KernelFloat>(
+        &self,
+        srcs: &[Src<T>],
+        out: &mut [T],
+        shape: &[usize],
+        exec: Exec,
+    ) -> Result<(), String> {
+        let total: usize = shape.iter().product();
+        if out.len() != total {
+            return Err(format!(
+                "output buffer of {} elements for shape {}",
+                out.len(),
+                shape::show(shape)
+            ));
+        }
+        if total == 0 {
+            return Ok(());
+        }
+        let plan = self.layout(srcs, shape)?;
+        let threads = rayon::current_num_threads();
+        if exec.is_fast() && threads > 1 && total * self.cost >= PAR_WORK && total >= 2 * self.block
+        {
+            // Several chunks per thread balance the load on big outputs.
+            let chunks = threads * if total >= PAR_MIN { 4 } else { 1 };
+            let chunk = total.div_ceil(chunks).next_multiple_of(self.block);
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, c)| self.span(&plan, c, i * chunk));
+        } else {
+            self.span(&plan, out, 0);
+        }
+        Ok(())
+    }
+
+    /// The operands of a run over an output of `shape`, checked against the kernel's arity.
+    pub(crate) fn layout<T: KernelFloat>(
+        &self,
+        srcs: &[Src<T>],
+        shape: &[usize],
+    ) -> Result<Layout<T>, String> {
+        if srcs.len() != self.n_inputs {
+            return Err(format!(
+                "fused kernel takes {} inputs, got {}",
+                self.n_inputs,
+                srcs.len()
+            ));
+        }
+        Layout::new(srcs, shape)
+    }
+
+    /// Run the flat output positions `start .. start + out.len()`.
+    pub(crate) fn span<T: KernelFloat>(&self, plan: &Layout<T>, out: &mut [T], start: usize) {
+        T::with_scratch(REG_ELEMS, |regs| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                return unsafe { self.span_avx2(plan, out, start, regs) };
+            }
+            self.span_in(plan, out, start, regs)
+        })
+    }
+
+    /// [`FusedKernel::span_in`] compiled for AVX2 and FMA: the same code, vectorized four
+    /// `f64` or eight `f32` wide.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn span_avx2<T: KernelFloat>(
+        &self,
+        plan: &Layout<T>,
+        out: &mut [T],
+        start: usize,
+        regs: &mut [T],
+    ) {
+        self.span_in(plan, out, start, regs)
+    }
+
+    #[inline(always)]
+    fn span_in<T: KernelFloat>(
+        &self,
+        plan: &Layout<T>,
+        out: &mut [T],
+        start: usize,
+        regs: &mut [T],
+    ) {
+        let block = self.block;
+        let row_len = plan.dims.last().copied().unwrap_or(1);
+        let end = start + out.len();
+        // The result goes straight into `out` unless `out` is also an operand (in place).
+        let direct_out = !plan.operands.iter().any(|o| matches!(o.data, Data::Out));
+        let n_values = self.n_inputs + self.instrs.len();
+        // Where each value of the current block is: a register, or for an operand read
+        // contiguously, the operand's memory itself.
+        let mut at: SmallVec<[*const T; 96]> = smallvec::smallvec![std::ptr::null(); n_values];
+        let regs = regs.as_mut_ptr();
+        let mut p = start;
+        while p < end {
+            let (row, col) = (p / row_len, p % row_len);
+            let len = block.min(row_len - col).min(end - p);
+            let out_at = out[p - start..p - start + len].as_mut_ptr();
+            for (k, opnd) in plan.operands.iter().enumerate() {
+                // SAFETY: register `slots[k]` is `block` elements inside the register file.
+                let reg = unsafe { regs.add(self.slots[k] as usize * block) };
+                at[k] = opnd.locate(&plan.dims, row, col, reg, len, out_at);
+            }
+            for (j, ins) in self.instrs.iter().enumerate() {
+                let v = self.n_inputs + j;
+                let dst = if direct_out && v + 1 == n_values {
+                    out_at
+                } else {
+                    // SAFETY: as above.
+                    unsafe { regs.add(self.slots[v] as usize * block) }
+                };
+                // SAFETY: every operand of `ins` is an earlier value, located above at `len`
+                // readable elements; `dst` is a register that no operand uses (see
+                // `FusedKernel::new`) or the output, which no operand reads when `direct_out`.
+                unsafe { exec(ins, &at, dst, len) };
+                at[v] = dst;
+            }
+            if !direct_out || self.instrs.is_empty() {
+                // SAFETY: the result has `len` elements at `at[n_values - 1]`, a register or an
+                // operand, neither of which is `out_at` here except in place, at equal offsets.
+                unsafe { std::ptr::copy(at[n_values - 1], out_at, len) };
+            }
+            p += len;
+        }
+    }
+}
+
+fn trig_ok<T: KernelFloat>(a: &[T]) -> bool {
+    let max = T::from_f(fastmath::double::TRIG_MAX);
+    // A count rather than `all`: a loop without an early exit vectorizes.
+    a.iter().map(|x| (x.abs() < max) as usize).sum::<usize>() == a.len()
+}
+
+/// Run one instruction over `len` elements: `dst` ← op(the values at `at[operand]`).
+///
+/// # Safety
+/// Each operand of `ins` has `len` readable elements at its entry of `at`, and `dst` has `len`
+/// writable elements that no operand overlaps.
+#[inline(always)]
+unsafe fn exec<T: KernelFloat>(ins: &Instr, at: &[*const T], dst: *mut T, len: usize) {
+    let mut tmp: [&[T]; 3] = [&[], &[], &[]];
+    for (k, &a) in ins.operands().iter().enumerate() {
+        // SAFETY: the caller's contract.
+        tmp[k] = unsafe { std::slice::from_raw_parts(at[a as usize], len) };
+    }
+    // SAFETY: the caller's contract.
+    let dst = unsafe { std::slice::from_raw_parts_mut(dst, len) };
+    let [a, b, c] = tmp;
+    macro_rules! map1 {
+        (|$x:ident| $e:expr) => {
+            for (o, &$x) in dst.iter_mut().zip(a) {
+                *o = $e;
+            }
+        };
+    }
+    macro_rules! map2 {
+        (|$x:ident, $y:ident| $e:expr) => {
+            for ((o, &$x), &$y) in dst.iter_mut().zip(a).zip(b) {
+                *o = $e;
+            }
+        };
+    }
+    let (zero, one) = (T::zero(), T::one());
+    let truth = |t: bool| if t { one } else { zero };
+    match *ins {
+        Instr::Unary(u, _) => match u {
+            Unary::Neg => map1!(|x| -x),
+            Unary::Exp => map1!(|x| x.fast_exp()),
+            Unary::Log => map1!(|x| x.fast_ln()),
+            Unary::Log1p => map1!(|x| x.fast_ln_1p()),
+            Unary::Expm1 => map1!(|x| x.exp_m1()),
+            Unary::Sqrt => map1!(|x| x.sqrt()),
+            Unary::Square => map1!(|x| x * x),
+            Unary::Abs => map1!(|x| x.abs()),
+            Unary::Sign => map1!(|x| elementwise::sign(x)),
+            // The fast reductions hold for |x| < TRIG_MAX; a block with a larger x uses the library.
+            Unary::Sin if trig_ok(a) => map1!(|x| x.fast_sin()),
+            Unary::Sin => map1!(|x| x.sin()),
+            Unary::Cos if trig_ok(a) => map1!(|x| x.fast_cos()),
+            Unary::Cos => map1!(|x| x.cos()),
+            Unary::Tanh => map1!(|x| x.fast_tanh()),
+            Unary::Sigmoid => map1!(|x| x.fast_sigmoid()),
+            Unary::Softplus => map1!(|x| x.fast_softplus()),
+            Unary::Relu => map1!(|x| if x > zero { x } else { zero }),
+            Unary::Not => map1!(|x| truth(x == zero)),
+        },
+        Instr::Binary(op, _, _) => match op {
+            Binary::Add => map2!(|x, y| x + y),
+            Binary::Sub => map2!(|x, y| x - y),
+            Binary::Mul => map2!(|x, y| x * y),
+            Binary::Div => map2!(|x, y| x / y),
+            Binary::Pow => map2!(|x, y| x.powf(y)),
+            Binary::Maximum => map2!(|x, y| if x >= y || y.is_nan() { x } else { y }),
+            Binary::Minimum => map2!(|x, y| if x <= y || y.is_nan() { x } else { y }),
+            Binary::And => map2!(|x, y| truth(x != zero && y != zero)),
+            Binary::Or => map2!(|x, y| truth(x != zero || y != zero)),
+        },
+        Instr::Compare(cmp, _, _) => match cmp {
+            Cmp::Lt => map2!(|x, y| truth(x < y)),
+            Cmp::Le => map2!(|x, y| truth(x <= y)),
+            Cmp::Gt => map2!(|x, y| truth(x > y)),
+            Cmp::Ge => map2!(|x, y| truth(x >= y)),
+            Cmp::Eq => map2!(|x, y| truth(x == y)),
+            Cmp::Ne => map2!(|x, y| truth(x != y)),
+        },
+        Instr::Where(..) => {
+            for (((o, &p), &x), &y) in dst.iter_mut().zip(a).zip(b).zip(c) {
+                *o = if p != zero { x } else { y };
+            }
+        }
+        Instr::Scalar(v) => dst.fill(T::from_f(v)),
+    }
+}

@@ -1,0 +1,126 @@
+//! Kernels that move elements: reshapes, gathers and scatters of rows, slices and concatenation.
+
+use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
+
+use super::KernelResult;
+use crate::dtype::{DType, Float};
+use crate::shape;
+use crate::shape::slice_bounds;
+use crate::tensor::Tensor;
+
+pub(crate) fn reshape_dims(
+    target: &[isize],
+    size: usize,
+    from: &[usize],
+) -> Result<Vec<usize>, String> {
+    let known: usize = target
+        .iter()
+        .filter(|d| **d >= 0)
+        .map(|d| *d as usize)
+        .product();
+    let bad = || format!("cannot reshape {} to {target:?}", shape::show(from));
+    target
+        .iter()
+        .map(|&d| {
+            if d >= 0 {
+                Ok(d as usize)
+            } else if known > 0 && size.is_multiple_of(known) {
+                Ok(size / known)
+            } else {
+                Err(bad())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|dims| {
+            if dims.iter().product::<usize>() == size {
+                Ok(dims)
+            } else {
+                Err(bad())
+            }
+        })
+}
+
+pub(crate) fn reshape<A: Clone>(a: &ArrayD<A>, dims: &[usize]) -> Result<ArrayD<A>, String> {
+    a.as_standard_layout()
+        .into_owned()
+        .into_shape_with_order(IxDyn(dims))
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn indices(t: &Tensor) -> Result<&ArrayD<i64>, String> {
+    t.as_i64()
+        .ok_or_else(|| format!("indices must be i64, got {}", t.dtype()))
+}
+
+pub(crate) fn take<A: Clone>(a: &ArrayD<A>, idx: &ArrayD<i64>) -> Result<ArrayD<A>, String> {
+    let n = a.shape()[0];
+    let rows: Vec<usize> = idx
+        .iter()
+        .map(|&i| {
+            if i >= 0 && (i as usize) < n {
+                Ok(i as usize)
+            } else {
+                Err(format!("index {i} out of range for {n} rows"))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let picked = a.select(Axis(0), &rows);
+    let mut dims = idx.shape().to_vec();
+    dims.extend_from_slice(&a.shape()[1..]);
+    reshape(&picked, &dims)
+}
+
+pub(crate) fn scatter_add<T: Float>(
+    dy: &ArrayD<T>,
+    idx: &ArrayD<i64>,
+    like: &[usize],
+) -> Result<ArrayD<T>, String> {
+    let mut out = ArrayD::<T>::zeros(IxDyn(like));
+    let row: usize = like[1..].iter().product();
+    let src = reshape(dy, &[idx.len(), row])?;
+    for (r, &i) in idx.iter().enumerate() {
+        if i < 0 || i as usize >= like[0] {
+            return Err(format!("index {i} out of range for {} rows", like[0]));
+        }
+        let mut dst = out.index_axis_mut(Axis(0), i as usize);
+        let mut flat = dst
+            .view_mut()
+            .into_shape_with_order(IxDyn(&[row]))
+            .map_err(|e| e.to_string())?;
+        Zip::from(&mut flat)
+            .and(&src.index_axis(Axis(0), r))
+            .for_each(|d, &s| *d = *d + s);
+    }
+    Ok(out)
+}
+
+pub(crate) fn slice_info(n: usize, start: isize, end: Option<isize>, step: usize) -> Slice {
+    let (s, e) = slice_bounds(n, start, end);
+    Slice::new(s as isize, Some(e.max(s) as isize), step as isize)
+}
+
+/// Refuse to broadcast a dim that is 1 at run time but not declared 1 (see
+
+pub(crate) fn concat(x: &[&Tensor], axis: usize) -> KernelResult {
+    macro_rules! cat {
+        ($v:ident) => {{
+            let views = x
+                .iter()
+                .map(|t| match t {
+                    Tensor::$v(a) => Ok(a.view()),
+                    other => Err(format!("dtype mismatch in concat: {}", other.dtype())),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Tensor::$v(
+                ndarray::concatenate(Axis(axis), &views)
+                    .map_err(|e| format!("cannot concatenate: {e}"))?,
+            )
+        }};
+    }
+    Ok(match x[0].dtype() {
+        DType::F32 => cat!(F32),
+        DType::F64 => cat!(F64),
+        DType::I64 => cat!(I64),
+        DType::Bool => cat!(Bool),
+    })
+}

@@ -1,0 +1,210 @@
+//! Kernels: the computations behind every op, over concrete tensors, written once for `f32` and
+//! `f64`. A leaf of the crate: it knows tensors, dtypes and the op enums, nothing of graphs,
+//! gradients, the compiler or the runtime.
+//!
+//! Every kernel has two implementations, chosen by [`Exec`]: the fast one (threaded products,
+//! rayon over large elementwise loops, vectorizable math) and the reference one (plain loops,
+//! the textbook algorithms), which is the oracle the fast paths are tested against.
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use crate::dtype::Float;
+use crate::tensor::Element;
+
+/// Apply a function generic over the float type to a float tensor.
+macro_rules! float {
+    ($t:expr, $a:ident => $body:expr) => {
+        match $t {
+            Tensor::F32($a) => Tensor::F32($body),
+            Tensor::F64($a) => Tensor::F64($body),
+            other => return Err(format!("expected a float tensor, got {}", other.dtype())),
+        }
+    };
+}
+
+/// Apply a function generic over the element type to a tensor of any dtype.
+macro_rules! any {
+    ($t:expr, $a:ident => $body:expr) => {
+        match $t {
+            Tensor::F32($a) => Tensor::F32($body),
+            Tensor::F64($a) => Tensor::F64($body),
+            Tensor::I64($a) => Tensor::I64($body),
+            Tensor::Bool($a) => Tensor::Bool($body),
+        }
+    };
+}
+
+/// Apply a function generic over the float type to two float tensors of one dtype.
+macro_rules! float2 {
+    ($x:expr, $y:expr, $a:ident, $b:ident => $body:expr) => {
+        match ($x, $y) {
+            (Tensor::F32($a), Tensor::F32($b)) => Tensor::F32($body),
+            (Tensor::F64($a), Tensor::F64($b)) => Tensor::F64($body),
+            (p, q) => return Err(format!("dtype mismatch: {} vs {}", p.dtype(), q.dtype())),
+        }
+    };
+}
+
+pub(crate) mod elementwise;
+pub(crate) mod fastmath;
+pub(crate) mod fused;
+pub(crate) mod gemm;
+pub(crate) mod index;
+mod linalg;
+mod op;
+pub(crate) mod random;
+pub(crate) mod reduce;
+
+pub(crate) use op::eval;
+
+/// Below this many elements an elementwise kernel runs on one thread; above it, the fast kernels
+/// split the work over the rayon pool.
+pub const PAR_MIN: usize = 1 << 15;
+
+/// A kernel's result, or what went wrong in words (the caller adds the op and the user's line).
+pub(crate) type KernelResult<T = crate::tensor::Tensor> = Result<T, String>;
+
+/// Which implementation of a kernel runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Exec {
+    /// Plain loops on one thread: slow and obviously correct, the oracle of the fast paths.
+    Reference,
+    /// Threaded products, rayon over large loops, the vectorizable math of [`fastmath`].
+    Fast,
+}
+
+impl Exec {
+    /// Whether the fast implementation runs.
+    pub(crate) fn is_fast(self) -> bool {
+        self == Exec::Fast
+    }
+}
+
+/// The float types the kernels compute with: the [`Float`] bound, conversions to and from
+/// tensors, the math as the fast kernels compute it, and a per-thread scratch buffer.
+pub(crate) trait KernelFloat: Float + Element {
+    /// `e^x` (a vectorizable polynomial for `f32`).
+    fn fast_exp(self) -> Self {
+        self.exp()
+    }
+    /// Natural log.
+    fn fast_ln(self) -> Self {
+        self.ln()
+    }
+    /// `log(1 + x)`.
+    fn fast_ln_1p(self) -> Self {
+        self.ln_1p()
+    }
+    /// Hyperbolic tangent.
+    fn fast_tanh(self) -> Self {
+        self.tanh()
+    }
+    /// Sine, for `|x| <` [`fastmath::double::TRIG_MAX`].
+    fn fast_sin(self) -> Self {
+        self.sin()
+    }
+    /// Cosine, for `|x| <` [`fastmath::double::TRIG_MAX`].
+    fn fast_cos(self) -> Self {
+        self.cos()
+    }
+    /// `1 / (1 + e^-x)`.
+    fn fast_sigmoid(self) -> Self {
+        elementwise::sigmoid(self)
+    }
+    /// `log(1 + e^x)`.
+    fn fast_softplus(self) -> Self {
+        elementwise::softplus(self)
+    }
+    /// Run `f` on this thread's scratch buffer of at least `n` elements (kept between calls,
+    /// contents unspecified).
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+/// Run `f` on the first `n` elements of the thread-local buffer `key`, grown as needed.
+fn scratch<T: Copy + Default + 'static, R>(
+    key: &'static LocalKey<RefCell<Vec<T>>>,
+    n: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < n {
+                buf.resize(n, T::default());
+            }
+            f(&mut buf[..n])
+        }
+        // Re-entered on this thread (a kernel inside a kernel): a fresh buffer.
+        Err(_) => f(&mut vec![T::default(); n]),
+    })
+}
+
+impl KernelFloat for f32 {
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        thread_local! {
+            static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+        }
+        scratch(&SCRATCH, n, f)
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        fastmath::single::exp(self)
+    }
+    #[inline(always)]
+    fn fast_ln(self) -> Self {
+        fastmath::single::ln(self)
+    }
+    #[inline(always)]
+    fn fast_ln_1p(self) -> Self {
+        fastmath::single::ln_1p(self)
+    }
+    #[inline(always)]
+    fn fast_tanh(self) -> Self {
+        fastmath::single::tanh(self)
+    }
+    #[inline(always)]
+    fn fast_sin(self) -> Self {
+        fastmath::double::sin(self as f64) as f32
+    }
+    #[inline(always)]
+    fn fast_cos(self) -> Self {
+        fastmath::double::cos(self as f64) as f32
+    }
+    #[inline(always)]
+    fn fast_sigmoid(self) -> Self {
+        fastmath::single::sigmoid(self)
+    }
+    #[inline(always)]
+    fn fast_softplus(self) -> Self {
+        fastmath::single::softplus(self)
+    }
+}
+
+impl KernelFloat for f64 {
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        thread_local! {
+            static SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+        }
+        scratch(&SCRATCH, n, f)
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        fastmath::double::exp(self)
+    }
+    #[inline(always)]
+    fn fast_tanh(self) -> Self {
+        fastmath::double::tanh(self)
+    }
+    #[inline(always)]
+    fn fast_sin(self) -> Self {
+        fastmath::double::sin(self)
+    }
+    #[inline(always)]
+    fn fast_cos(self) -> Self {
+        fastmath::double::cos(self)
+    }
+    #[inline(always)]
+    fn fast_sigmoid(self) -> Self {
+        fastmath::double::sigmoid(self)
+    }
+}

@@ -1,0 +1,261 @@
+//! One user op on concrete operands: the dispatch to the kernels of each op family.
+
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+
+use super::elementwise::{bcast, binary, compare, select, unary, zip2};
+use super::index::{concat, indices, reshape, reshape_dims, scatter_add, slice_info, take};
+use super::linalg::matmul;
+use super::reduce::{argmax, reduce, softmax};
+use super::{Exec, KernelFloat, KernelResult, gemm};
+use crate::dtype::DType;
+use crate::graph::Type;
+use crate::graph::op::{Binary, Op, Unary};
+use crate::shape;
+use crate::tensor::Tensor;
+
+pub(crate) fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result<(), String> {
+    if let Op::Fused(k) = op {
+        let shapes: Vec<&[usize]> = x.iter().map(|t| t.shape()).collect();
+        let declared: Vec<&shape::Shape> = types.iter().map(|t| &t.shape).collect();
+        return k.checked_out_shape(&shapes, &declared).map(|_| ());
+    }
+    let operands: &[usize] = match op {
+        Op::Binary(_) | Op::Compare(_) => &[0, 1],
+        Op::Where => &[0, 1, 2],
+        Op::BroadcastTo(_) | Op::BroadcastLike => &[0],
+        Op::Gemm { .. } if x.len() == 3 => &[2],
+        _ => return Ok(()),
+    };
+    let result = match op {
+        Op::BroadcastTo(s) => s.clone(),
+        Op::BroadcastLike => x[1].shape().to_vec(),
+        Op::Gemm { ta, tb, .. } => {
+            let (m, _, n) = gemm::dims(x[0].shape(), x[1].shape(), *ta, *tb)?;
+            vec![m, n]
+        }
+        _ => operands.iter().try_fold(Vec::new(), |acc, &k| {
+            shape::broadcast_concrete(&acc, x[k].shape())
+        })?,
+    };
+    for &k in operands {
+        shape::check_runtime_broadcast(&types[k].shape, x[k].shape(), &result)?;
+    }
+    Ok(())
+}
+
+/// Run one op on concrete operands; `types` are the operands' static types, `ty` the node's
+/// (for dtypes of results). A run-time shape mismatch is an `Err` describing it.
+pub fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exec) -> KernelResult {
+    check_broadcast(op, x, types)?;
+    Ok(match op {
+        Op::Input { .. } | Op::Constant(_) | Op::Shared(_) => {
+            return Err("leaf nodes have no kernel".into());
+        }
+        Op::Unary(Unary::Not) => Tensor::Bool(x[0].as_bool().ok_or("not needs bool")?.mapv(|v| !v)),
+        Op::Unary(u) => float!(x[0], a => unary(*u, a, exec)),
+        Op::Binary(b @ (Binary::And | Binary::Or)) => {
+            let (p, q) = (
+                x[0].as_bool().ok_or("needs bool")?,
+                x[1].as_bool().ok_or("needs bool")?,
+            );
+            Tensor::Bool(if *b == Binary::And {
+                zip2(p, q, exec, |a, b| a && b)?
+            } else {
+                zip2(p, q, exec, |a, b| a || b)?
+            })
+        }
+        Op::Binary(b) => float2!(x[0], x[1], p, q => binary(*b, p, q, exec)?),
+        Op::Compare(c) => Tensor::Bool(match (x[0], x[1]) {
+            (Tensor::F32(p), Tensor::F32(q)) => compare(*c, p, q, exec)?,
+            (Tensor::F64(p), Tensor::F64(q)) => compare(*c, p, q, exec)?,
+            (Tensor::I64(p), Tensor::I64(q)) => compare(*c, p, q, exec)?,
+            (Tensor::Bool(p), Tensor::Bool(q)) => compare(*c, p, q, exec)?,
+            (p, q) => return Err(format!("dtype mismatch: {} vs {}", p.dtype(), q.dtype())),
+        }),
+        Op::Where => {
+            let c = x[0].as_bool().ok_or("condition must be bool")?;
+            match (x[1], x[2]) {
+                (Tensor::F32(a), Tensor::F32(b)) => Tensor::F32(select(c, a, b)?),
+                (Tensor::F64(a), Tensor::F64(b)) => Tensor::F64(select(c, a, b)?),
+                (Tensor::I64(a), Tensor::I64(b)) => Tensor::I64(select(c, a, b)?),
+                (Tensor::Bool(a), Tensor::Bool(b)) => Tensor::Bool(select(c, a, b)?),
+                (p, q) => return Err(format!("dtype mismatch: {} vs {}", p.dtype(), q.dtype())),
+            }
+        }
+        Op::Cast(d) => x[0].cast(*d),
+        Op::Reduce { op, axes, keepdims } => float!(x[0], a => reduce(*op, a, axes, *keepdims)?),
+        Op::Argmax { axis, keepdims } => Tensor::I64(match x[0] {
+            Tensor::F32(a) => argmax(a, *axis, *keepdims)?,
+            Tensor::F64(a) => argmax(a, *axis, *keepdims)?,
+            Tensor::I64(a) => argmax(&a.mapv(|v| v as f64), *axis, *keepdims)?,
+            Tensor::Bool(a) => argmax(&a.mapv(|v| v as u8 as f64), *axis, *keepdims)?,
+        }),
+        Op::MatMul => float2!(x[0], x[1], a, b => matmul(a, b, exec)?),
+        Op::Transpose(perm) => {
+            any!(x[0], a => a.view().permuted_axes(IxDyn(perm)).as_standard_layout().into_owned())
+        }
+        Op::Reshape(target) => {
+            let dims = reshape_dims(target, x[0].len(), x[0].shape())?;
+            any!(x[0], a => reshape(a, &dims)?)
+        }
+        Op::ReshapeLike => {
+            let dims = x[1].shape().to_vec();
+            if dims.iter().product::<usize>() != x[0].len() {
+                return Err(format!(
+                    "cannot reshape {} to {}",
+                    shape::show(x[0].shape()),
+                    shape::show(&dims)
+                ));
+            }
+            any!(x[0], a => reshape(a, &dims)?)
+        }
+        Op::BroadcastTo(s) => any!(x[0], a => bcast(a, s)?.to_owned()),
+        Op::BroadcastLike => {
+            let s = x[1].shape().to_vec();
+            any!(x[0], a => bcast(a, &s)?.to_owned())
+        }
+        Op::ExpandDims(axes) => any!(x[0], a => {
+            let mut out = a.clone();
+            for &ax in axes {
+                out.insert_axis_inplace(Axis(ax));
+            }
+            out
+        }),
+        Op::Squeeze(axes) => any!(x[0], a => {
+            let mut out = a.view();
+            for &ax in axes.iter().rev() {
+                if out.shape()[ax] != 1 {
+                    return Err(format!("axis {ax} of {} is not 1", shape::show(a.shape())));
+                }
+                out.index_axis_inplace(Axis(ax), 0);
+            }
+            out.to_owned()
+        }),
+        Op::Concat(axis) => concat(x, *axis)?,
+        Op::ConcatPart { axis, part } => {
+            // Operand `part` of the concat is input `part + 1`; those before it come first.
+            let start: usize = x[1..=*part].iter().map(|t| t.shape()[*axis]).sum();
+            let len = x[part + 1].shape()[*axis];
+            any!(x[0], dy => {
+                if start + len > dy.shape()[*axis] {
+                    return Err(format!(
+                        "part {part} ({start}..{}) of a concat gradient {} long",
+                        start + len,
+                        dy.shape()[*axis]
+                    ));
+                }
+                dy.slice_axis(Axis(*axis), Slice::from(start..start + len)).to_owned()
+            })
+        }
+        Op::Slice {
+            axis,
+            start,
+            end,
+            step,
+        } => any!(x[0], a => {
+            let s = slice_info(a.shape()[*axis], *start, *end, *step);
+            a.slice_axis(Axis(*axis), s).to_owned()
+        }),
+        Op::SliceGrad {
+            axis,
+            start,
+            end,
+            step,
+        } => float!(x[0], dy => {
+            let like = x[1].shape();
+            let mut out = ArrayD::zeros(IxDyn(like));
+            let s = slice_info(like[*axis], *start, *end, *step);
+            let mut dst = out.slice_axis_mut(Axis(*axis), s);
+            if dst.shape() != dy.shape() {
+                return Err(format!("slice gradient {} does not fit {}", shape::show(dy.shape()), shape::show(dst.shape())));
+            }
+            dst.assign(dy);
+            out
+        }),
+        Op::Take => {
+            let idx = indices(x[1])?;
+            any!(x[0], a => take(a, idx)?)
+        }
+        Op::ScatterAdd => {
+            let idx = indices(x[1])?;
+            float!(x[0], dy => scatter_add(dy, idx, x[2].shape())?)
+        }
+        Op::OneHot { depth, dtype } => {
+            let idx = indices(x[0])?;
+            let mut dims = idx.shape().to_vec();
+            dims.push(*depth);
+            let mut out = ArrayD::<f64>::zeros(IxDyn(&dims));
+            let flat = out.as_slice_mut().ok_or("one_hot output is contiguous")?;
+            for (r, &i) in idx.iter().enumerate() {
+                if i < 0 || i as usize >= *depth {
+                    return Err(format!("label {i} out of range for {depth} classes"));
+                }
+                flat[r * depth + i as usize] = 1.0;
+            }
+            Tensor::F64(out).cast(*dtype)
+        }
+        Op::Softmax(axis) => float!(x[0], a => softmax(a, *axis, false)),
+        Op::LogSoftmax(axis) => float!(x[0], a => softmax(a, *axis, true)),
+        Op::StopGradient => x[0].clone(),
+        Op::DimSize { axes, dtype } => {
+            let n: usize = axes.iter().map(|&a| x[0].shape()[a]).product();
+            Tensor::scalar(n as f64, *dtype)
+        }
+        Op::Random { dist, dtype, key } => {
+            let state = x[0].as_i64().ok_or("stream state must be i64")?;
+            let st: Vec<i64> = state.iter().copied().collect();
+            let (seed, counter) = (st[0] as u64, st[1] as u64);
+            let shape = x[1].shape();
+            match dtype {
+                DType::F32 => {
+                    Tensor::F32(super::random::draw(*dist, seed, counter, *key, shape, exec))
+                }
+                _ => Tensor::F64(super::random::draw(*dist, seed, counter, *key, shape, exec)),
+            }
+        }
+        Op::Gemm { ta, tb, alpha } => {
+            let alpha = f64::from_bits(*alpha);
+            float2!(x[0], x[1], a, b => gemm_alloc(a, b, x.get(2).copied(), (*ta, *tb, alpha), exec)?)
+        }
+        Op::Fused(k) => {
+            let declared: Vec<&shape::Shape> = types.iter().map(|t| &t.shape).collect();
+            match ty.dtype {
+                DType::F32 => Tensor::F32(k.eval::<f32>(x, &declared, exec)?),
+                _ => Tensor::F64(k.eval::<f64>(x, &declared, exec)?),
+            }
+        }
+        Op::Custom(c) => {
+            let out = c.0.forward(x)?;
+            if out.dtype() != ty.dtype || !ty.shape.matches(out.shape()) {
+                return Err(format!(
+                    "custom op returned {}{}, declared {ty}",
+                    out.dtype(),
+                    shape::show(out.shape())
+                ));
+            }
+            out
+        }
+    })
+}
+
+fn gemm_alloc<T: KernelFloat>(
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    bias: Option<&Tensor>,
+    flags: (bool, bool, f64),
+    exec: Exec,
+) -> Result<ArrayD<T>, String> {
+    let (m, _, n) = gemm::dims(a.shape(), b.shape(), flags.0, flags.1)?;
+    let bias = bias
+        .map(|c| T::view(c).ok_or_else(|| format!("bias of dtype {}", c.dtype())))
+        .transpose()?;
+    let mut out = vec![T::zero(); m * n];
+    let threads = if exec.is_fast() {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let init = bias.as_ref().map_or(gemm::Init::Zero, gemm::Init::Bias);
+    gemm::gemm_onto(&a.view(), &b.view(), init, flags, &mut out, threads)?;
+    ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| e.to_string())
+}

@@ -161,7 +161,7 @@ pub enum Error {
         /// Where the user built the node.
         loc: Location,
     },
-    /// [`Mode::Debug`](crate::function::Mode::Debug) found a rewrite or a fast kernel that
+    /// [`Mode::Debug`](crate::Mode::Debug) found a rewrite or a fast kernel that
     /// changed a value.
     #[error("debug mode: {what}: {detail} (node built at {loc})")]
     DebugMismatch {

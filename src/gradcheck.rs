@@ -29,11 +29,11 @@ use rand_distr::{Distribution, StandardNormal, Uniform};
 
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
-use crate::function::{Mode, function};
 use crate::grad::{GradOptions, grad_with};
 use crate::graph::Expr;
 use crate::graph::op::Op;
 use crate::tensor::Tensor;
+use crate::{Mode, function};
 
 /// A gradient check being set up; [`GradCheck::run`] performs it.
 pub struct GradCheck {
@@ -214,7 +214,7 @@ impl GradCheck {
         let mut cost = if y.ndim() == 0 {
             y.clone()
         } else {
-            let value = crate::function::eval::eval(&[&y], &feed_refs)?.remove(0);
+            let value = crate::eval(&[&y], &feed_refs)?.remove(0);
             let r: Vec<f64> = (0..value.len()).map(|_| half.sample(&mut rng)).collect();
             let r = g.constant(Tensor::from_f64(value.shape(), r, dtype)?);
             (&y * &r).sum()

@@ -107,7 +107,7 @@ impl RandomStream {
     /// cumulative probabilities below a uniform draw.
     #[track_caller]
     pub fn categorical(&self, probs: &Expr) -> Expr {
-        let k = match probs.shape().0.as_slice() {
+        let k = match probs.shape().dims() {
             [_, Some(k)] => *k,
             _ => {
                 let g = probs.graph();

@@ -11,9 +11,24 @@ pub type Dim = Option<usize>;
 
 /// A shape whose dims may be known only at run time.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Shape(pub Vec<Dim>);
+pub struct Shape(Vec<Dim>);
 
 impl Shape {
+    /// A shape of these dims.
+    pub fn new(dims: Vec<Dim>) -> Self {
+        Shape(dims)
+    }
+
+    /// The dims.
+    pub fn dims(&self) -> &[Dim] {
+        &self.0
+    }
+
+    /// The dims, to change one in place.
+    pub(crate) fn dims_mut(&mut self) -> &mut Vec<Dim> {
+        &mut self.0
+    }
+
     /// A shape with every dim known.
     pub fn known(dims: &[usize]) -> Self {
         Shape(dims.iter().map(|&d| Some(d)).collect())

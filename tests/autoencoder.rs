@@ -123,7 +123,7 @@ fn every_deterministic_loss_passes_gradcheck() {
     let mut values: Vec<Tensor> = params
         .iter()
         .map(|p| {
-            let shape: Vec<usize> = p.shape().0.iter().map(|k| k.unwrap()).collect();
+            let shape: Vec<usize> = p.shape().dims().iter().map(|k| k.unwrap()).collect();
             let n = shape.iter().product();
             Tensor::from_f64(
                 &shape,
@@ -170,7 +170,7 @@ fn tied_and_untied_parameter_counts() {
     assert_eq!(tied.n_params(), 784 * 500 + 500 + 784);
     assert_eq!(untied.n_params(), 2 * 784 * 500 + 500 + 784);
     assert_eq!(
-        untied.w_dec.as_ref().unwrap().shape().0,
+        untied.w_dec.as_ref().unwrap().shape().dims(),
         vec![Some(500), Some(784)]
     );
 }

@@ -13,7 +13,7 @@
 //! if let IdxData::U8(bytes) = &labels.data {
 //!     println!("first label: {:?}", bytes.first());
 //! }
-//! # Ok::<(), gradus::error::Error>(())
+//! # Ok::<(), gradus::Error>(())
 //! ```
 
 use std::fmt;

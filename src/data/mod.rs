@@ -11,7 +11,7 @@
 //! let mnist = Mnist::bundled()?.truncate(1000, 200);
 //! assert_eq!(mnist.train_images.ncols(), 784);
 //! let targets = one_hot(&mnist.train_labels, 10)?; // 1000 x 10
-//! # Ok::<(), gradus::error::Error>(())
+//! # Ok::<(), gradus::Error>(())
 //! ```
 
 pub mod idx;

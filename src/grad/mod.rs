@@ -124,7 +124,9 @@ fn unbroadcast(g: Expr, x: &Expr, xt: &Type) -> Expr {
     };
     let gs = g.shape();
     let ones: Vec<isize> = (0..xt.ndim())
-        .filter(|&i| xt.shape.0[i] == Some(1) && gs.0.get(i).copied().flatten() != Some(1))
+        .filter(|&i| {
+            xt.shape.dims()[i] == Some(1) && gs.dims().get(i).copied().flatten() != Some(1)
+        })
         .map(|i| i as isize)
         .collect();
     if !ones.is_empty() {
@@ -342,7 +344,7 @@ pub fn jacobian(y: &Expr, x: &Expr) -> Result<Expr> {
     let at = Location::caller();
     y.graph.check(&[y.id])?;
     let shape = y.shape();
-    let n = match shape.0.as_slice() {
+    let n = match shape.dims() {
         [Some(n)] => *n,
         _ => {
             return Err(Error::Usage {

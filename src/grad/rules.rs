@@ -182,7 +182,7 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
         }
         // y = concat(x_i): dx_i = the slice of dy where x_i landed
         Op::Concat(axis) => {
-            let sizes: Option<Vec<usize>> = x.iter().map(|xi| xi.shape().0[*axis]).collect();
+            let sizes: Option<Vec<usize>> = x.iter().map(|xi| xi.shape().dims()[*axis]).collect();
             match sizes {
                 Some(sizes) => {
                     let mut start = 0isize;
@@ -269,14 +269,6 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
         }
         // y = log_softmax(x): dx = dy - exp(y) sum(dy)
         Op::LogSoftmax(axis) => one(dy - &(&y.exp() * &dy.sum_axes(&[*axis as isize], true))),
-        Op::Gemm { .. } | Op::Fused(_) => {
-            return Err(Error::Invalid {
-                op: op.name(),
-                detail: "compiler ops have no gradient; take grad of the graph before compiling"
-                    .into(),
-                loc: y.location(),
-            });
-        }
         Op::Custom(c) => {
             let g = c.0.vjp(x, y, dy)?;
             if g.len() != x.len() {

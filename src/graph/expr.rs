@@ -603,7 +603,7 @@ impl Expr {
     /// `-log_softmax(x)[i, label_i]`.
     #[track_caller]
     pub fn softmax_cross_entropy(&self, labels: &Expr) -> Expr {
-        let depth = match self.shape().0.last() {
+        let depth = match self.shape().dims().last() {
             Some(Some(k)) => *k,
             _ => {
                 return self.fail(Error::Shape {

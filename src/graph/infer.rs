@@ -90,7 +90,7 @@ fn bcast(a: &Shape, b: &Shape) -> Result<Shape, InferError> {
 
 fn reduce_shape(s: &Shape, axes: &[usize], keepdims: bool) -> Shape {
     let mut out = Vec::new();
-    for (i, d) in s.0.iter().enumerate() {
+    for (i, d) in s.dims().iter().enumerate() {
         if axes.contains(&i) {
             if keepdims {
                 out.push(Some(1));
@@ -99,7 +99,7 @@ fn reduce_shape(s: &Shape, axes: &[usize], keepdims: bool) -> Shape {
             out.push(*d);
         }
     }
-    Shape(out)
+    Shape::new(out)
 }
 
 fn check_axes(axes: &[usize], ndim: usize) -> Result<(), InferError> {
@@ -191,7 +191,7 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             arity(ts, 2)?;
             let dtype = same_dtype(ts)?;
             need_float(&ts[0])?;
-            let (a, b) = (&ts[0].shape.0, &ts[1].shape.0);
+            let (a, b) = (&ts[0].shape.dims(), &ts[1].shape.dims());
             let inner = |p: Dim, q: Dim| match (p, q) {
                 (Some(p), Some(q)) if p != q => {
                     Err(InferError::Shape(format!("inner dims differ ({p} vs {q})")))
@@ -220,7 +220,7 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             };
             Ok(Type {
                 dtype,
-                shape: Shape(shape),
+                shape: Shape::new(shape),
             })
         }
         Op::Transpose(perm) => {
@@ -241,7 +241,7 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             }
             Ok(Type {
                 dtype: ts[0].dtype,
-                shape: Shape(perm.iter().map(|&p| ts[0].shape.0[p]).collect()),
+                shape: Shape::new(perm.iter().map(|&p| ts[0].shape.dims()[p]).collect()),
             })
         }
         Op::Reshape(target) => {
@@ -295,7 +295,7 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             };
             Ok(Type {
                 dtype: ts[0].dtype,
-                shape: Shape(out),
+                shape: Shape::new(out),
             })
         }
         Op::ReshapeLike => {
@@ -346,7 +346,7 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             arity(ts, 1)?;
             let n = ts[0].ndim() + axes.len();
             check_axes(axes, n)?;
-            let mut src = ts[0].shape.0.iter();
+            let mut src = ts[0].shape.dims().iter();
             let shape = (0..n)
                 .map(|i| {
                     if axes.contains(&i) {
@@ -358,13 +358,13 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
                 .collect();
             Ok(Type {
                 dtype: ts[0].dtype,
-                shape: Shape(shape),
+                shape: Shape::new(shape),
             })
         }
         Op::Squeeze(axes) => {
             arity(ts, 1)?;
             check_axes(axes, ts[0].ndim())?;
-            if let Some(a) = axes.iter().find(|a| ts[0].shape.0[**a] != Some(1)) {
+            if let Some(a) = axes.iter().find(|a| ts[0].shape.dims()[**a] != Some(1)) {
                 return Err(InferError::Shape(format!(
                     "axis {a} of {} is not 1",
                     ts[0].shape
@@ -382,12 +382,12 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             let dtype = same_dtype(ts)?;
             let n = ts[0].ndim();
             check_axes(&[*axis], n)?;
-            let mut out = ts[0].shape.0.clone();
+            let mut out = ts[0].shape.dims().to_vec();
             for t in &ts[1..] {
                 if t.ndim() != n {
                     return Err(InferError::Shape("operands differ in rank".into()));
                 }
-                for (i, (o, d)) in out.iter_mut().zip(&t.shape.0).enumerate() {
+                for (i, (o, d)) in out.iter_mut().zip(t.shape.dims()).enumerate() {
                     if i == *axis {
                         *o = o.zip(*d).map(|(p, q)| p + q);
                     } else {
@@ -405,7 +405,7 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             }
             Ok(Type {
                 dtype,
-                shape: Shape(out),
+                shape: Shape::new(out),
             })
         }
         Op::Slice {
@@ -420,7 +420,8 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
                 return Err(InferError::Invalid("slice step must be positive".into()));
             }
             let mut shape = ts[0].shape.clone();
-            shape.0[*axis] = shape.0[*axis].map(|n| shape::slice_len(n, *start, *end, *step));
+            shape.dims_mut()[*axis] =
+                shape.dims()[*axis].map(|n| shape::slice_len(n, *start, *end, *step));
             Ok(Type {
                 dtype: ts[0].dtype,
                 shape,
@@ -438,7 +439,7 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
                 return Err(InferError::Shape("operands differ in rank".into()));
             }
             let mut shape = ts[0].shape.clone();
-            shape.0[*axis] = x.shape.0[*axis];
+            shape.dims_mut()[*axis] = x.shape.dims()[*axis];
             Ok(Type {
                 dtype: ts[0].dtype,
                 shape,
@@ -462,11 +463,11 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             if ts[0].ndim() == 0 {
                 return Err(InferError::Shape("cannot take rows of a scalar".into()));
             }
-            let mut shape = ts[1].shape.0.clone();
-            shape.extend_from_slice(&ts[0].shape.0[1..]);
+            let mut shape = ts[1].shape.dims().to_vec();
+            shape.extend_from_slice(&ts[0].shape.dims()[1..]);
             Ok(Type {
                 dtype: ts[0].dtype,
-                shape: Shape(shape),
+                shape: Shape::new(shape),
             })
         }
         Op::ScatterAdd => {
@@ -484,11 +485,11 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
                     ts[0].dtype
                 )));
             }
-            let mut shape = ts[0].shape.0.clone();
+            let mut shape = ts[0].shape.dims().to_vec();
             shape.push(Some(*depth));
             Ok(Type {
                 dtype: *dtype,
-                shape: Shape(shape),
+                shape: Shape::new(shape),
             })
         }
         Op::Softmax(axis) | Op::LogSoftmax(axis) => {
@@ -528,37 +529,5 @@ pub fn infer(op: &Op, ts: &[Type]) -> R {
             })
         }
         Op::Custom(c) => c.0.infer(ts).map_err(InferError::Invalid),
-        Op::Gemm { ta, tb, .. } => {
-            if ts.len() != 2 && ts.len() != 3 {
-                arity(ts, 2)?;
-            }
-            let dtype = same_dtype(ts)?;
-            need_float(&ts[0])?;
-            let (a, b) = (&ts[0].shape.0, &ts[1].shape.0);
-            if a.len() != 2 || b.len() != 2 {
-                return Err(InferError::Shape("gemm needs matrices".into()));
-            }
-            let (m, k) = if *ta { (a[1], a[0]) } else { (a[0], a[1]) };
-            let (k2, n) = if *tb { (b[1], b[0]) } else { (b[0], b[1]) };
-            if let (Some(p), Some(q)) = (k, k2)
-                && p != q
-            {
-                return Err(InferError::Shape(format!("inner dims differ ({p} vs {q})")));
-            }
-            let shape = Shape(vec![m, n]);
-            if let Some(c) = ts.get(2)
-                && bcast(&c.shape, &shape)? != shape
-            {
-                return Err(InferError::Shape(format!(
-                    "bias {} does not broadcast to {shape}",
-                    c.shape
-                )));
-            }
-            Ok(Type { dtype, shape })
-        }
-        Op::Fused(k) => {
-            arity(ts, k.n_inputs)?;
-            Ok(k.ty.clone())
-        }
     }
 }

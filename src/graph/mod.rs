@@ -54,7 +54,7 @@ impl Type {
     pub fn new(dtype: DType, dims: &[Dim]) -> Type {
         Type {
             dtype,
-            shape: Shape(dims.to_vec()),
+            shape: Shape::new(dims.to_vec()),
         }
     }
 

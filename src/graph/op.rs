@@ -1,12 +1,11 @@
-//! The closed set of primitive ops. Every `match` over [`Op`] (inference, gradient, kernels,
-//! printing) is checked for completeness by the compiler.
+//! The closed set of primitive ops users build. Every `match` over [`Op`] (inference, gradient,
+//! kernels, printing) is checked for completeness by the compiler.
 
 use std::fmt;
 use std::sync::Arc;
 
 use crate::dtype::DType;
 use crate::graph::custom::CustomOp;
-use crate::kernels::fused::FusedKernel;
 
 /// Elementwise ops of one operand.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -329,20 +328,6 @@ pub enum Op {
     },
     /// A user op.
     Custom(CustomHandle),
-    /// `alpha · op(a) @ op(b)`, plus input 2 broadcast onto the result when present; `op`
-    /// transposes a matrix whose flag is set. Made by the optimizer from `matmul`, transposes,
-    /// a bias add and scalar factors; found only in compiled programs.
-    Gemm {
-        /// Transpose input 0.
-        ta: bool,
-        /// Transpose input 1.
-        tb: bool,
-        /// The scalar factor, as the bits of an `f64`.
-        alpha: u64,
-    },
-    /// A region of elementwise ops run as one loop (see [`FusedKernel`]). Made by the
-    /// optimizer's fuse phase; found only in compiled programs.
-    Fused(Arc<FusedKernel>),
 }
 
 /// Distributions of [`Op::Random`]; other distributions are built from these.
@@ -410,20 +395,6 @@ impl Op {
             Op::DimSize { axes, .. } => format!("dim_size{axes:?}"),
             Op::Random { dist, .. } => format!("{dist:?}").to_lowercase(),
             Op::Custom(c) => c.0.name().to_string(),
-            Op::Gemm { ta, tb, alpha } => {
-                let alpha = f64::from_bits(*alpha);
-                format!(
-                    "gemm{{{}{}{}}}",
-                    if *ta { "aᵀ" } else { "a" },
-                    if *tb { "·bᵀ" } else { "·b" },
-                    if alpha == 1.0 {
-                        String::new()
-                    } else {
-                        format!(", alpha={alpha}")
-                    }
-                )
-            }
-            Op::Fused(k) => k.to_string(),
         }
     }
 }

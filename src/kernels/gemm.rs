@@ -1,23 +1,114 @@
-//! Matrix products through the `gemm` crate, specialised as the optimizer's `Gemm` node asks:
+//! Matrix products through the `gemm` crate, specialised as the optimizer's product nodes ask:
 //! `alpha · op(a) @ op(b) (+ bias)`. A transpose is only a swap of strides; a bias is copied
 //! into the output first and the product accumulated onto it. `gemm` keeps its packing buffers
 //! per thread, so a product allocates nothing once warm.
 
-use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
+use std::fmt;
 
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
+
+use super::{Exec, KernelFloat, KernelResult};
 use crate::dtype::Float;
-use crate::shape;
+use crate::shape::{self, Shape};
+use crate::tensor::Tensor;
+
+/// What a product node computes: `alpha · op(a) @ op(b)`, where `op` transposes a matrix whose
+/// flag is set, plus a third operand (the bias) broadcast onto the result when there is one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Gemm {
+    /// Read the left operand transposed.
+    pub transpose_a: bool,
+    /// Read the right operand transposed.
+    pub transpose_b: bool,
+    /// The scalar factor.
+    pub alpha: f64,
+}
+
+// Two products are the same when their factors are, bit for bit.
+impl PartialEq for Gemm {
+    fn eq(&self, other: &Self) -> bool {
+        (self.transpose_a, self.transpose_b, self.alpha.to_bits())
+            == (other.transpose_a, other.transpose_b, other.alpha.to_bits())
+    }
+}
+impl Eq for Gemm {}
+impl std::hash::Hash for Gemm {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.transpose_a, self.transpose_b, self.alpha.to_bits()).hash(state)
+    }
+}
+
+impl fmt::Display for Gemm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "gemm{{{}{}",
+            if self.transpose_a { "aᵀ" } else { "a" },
+            if self.transpose_b { "·bᵀ" } else { "·b" }
+        )?;
+        if self.alpha != 1.0 {
+            write!(f, ", alpha={}", self.alpha)?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl Gemm {
+    /// Rows, inner dim and columns of the product of operands of these shapes.
+    pub(crate) fn dims(&self, a: &[usize], b: &[usize]) -> Result<(usize, usize, usize), String> {
+        dims(a, b, self.transpose_a, self.transpose_b)
+    }
+
+    /// A bias of static shape `declared` and run-time shape `bias` may stretch onto the `[m, n]`
+    /// result only as the `add` it replaced would: along dims declared 1. (Whether it broadcasts
+    /// at all, [`gemm_onto`] checks when it copies the bias.)
+    pub(crate) fn check_bias(
+        &self,
+        declared: &Shape,
+        bias: &[usize],
+        (m, n): (usize, usize),
+    ) -> Result<(), String> {
+        shape::check_runtime_broadcast(declared, bias, &[m, n])
+    }
+
+    /// The product of `x = [a, b]` or `[a, b, bias]` into a new array, after the checks of the
+    /// ops it replaced (`declared`: the operands' static shapes).
+    pub(crate) fn eval(&self, x: &[&Tensor], declared: &[&Shape], exec: Exec) -> KernelResult {
+        let (m, _, n) = self.dims(x[0].shape(), x[1].shape())?;
+        if let (Some(c), Some(d)) = (x.get(2), declared.get(2)) {
+            self.check_bias(d, c.shape(), (m, n))?;
+        }
+        Ok(float2!(x[0], x[1], a, b => self.product(a, b, x.get(2).copied(), exec)?))
+    }
+
+    fn product<T: KernelFloat>(
+        &self,
+        a: &ArrayD<T>,
+        b: &ArrayD<T>,
+        bias: Option<&Tensor>,
+        exec: Exec,
+    ) -> Result<ArrayD<T>, String> {
+        let (m, _, n) = self.dims(a.shape(), b.shape())?;
+        let bias = bias
+            .map(|c| T::view(c).ok_or_else(|| format!("bias of dtype {}", c.dtype())))
+            .transpose()?;
+        let mut out = vec![T::zero(); m * n];
+        let threads = if exec.is_fast() {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        let init = bias.as_ref().map_or(Init::Zero, Init::Bias);
+        gemm_onto(&a.view(), &b.view(), init, self, &mut out, threads)?;
+        ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| e.to_string())
+    }
+}
 
 /// Below this many multiply-adds a product runs on one thread.
 pub(crate) const PAR_MIN_FLOPS: usize = 1 << 16;
 
 /// Rows, inner dim and columns of `op(a) @ op(b)`.
-pub(crate) fn dims(
-    a: &[usize],
-    b: &[usize],
-    ta: bool,
-    tb: bool,
-) -> Result<(usize, usize, usize), String> {
+fn dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<(usize, usize, usize), String> {
     if a.len() != 2 || b.len() != 2 {
         return Err(format!(
             "gemm needs matrices, got {} and {}",
@@ -68,11 +159,12 @@ pub(crate) fn gemm_onto<T: Float>(
     a: &ArrayViewD<T>,
     b: &ArrayViewD<T>,
     init: Init<T>,
-    (ta, tb, alpha): (bool, bool, f64),
+    product: &Gemm,
     out: &mut [T],
     threads: usize,
 ) -> Result<(), String> {
-    let (m, k, n) = dims(a.shape(), b.shape(), ta, tb)?;
+    let (m, k, n) = product.dims(a.shape(), b.shape())?;
+    let (ta, tb) = (product.transpose_a, product.transpose_b);
     if out.len() != m * n {
         return Err(format!(
             "output buffer of {} elements for [{m}, {n}]",
@@ -119,7 +211,7 @@ pub(crate) fn gemm_onto<T: Float>(
             csb,
             rsb,
             T::one(),
-            T::from_f(alpha),
+            T::from_f(product.alpha),
             false,
             false,
             false,

@@ -99,8 +99,7 @@ pub(crate) fn slice_info(n: usize, start: isize, end: Option<isize>, step: usize
     Slice::new(s as isize, Some(e.max(s) as isize), step as isize)
 }
 
-/// Refuse to broadcast a dim that is 1 at run time but not declared 1 (see
-
+/// Concatenate tensors of one dtype along `axis`.
 pub(crate) fn concat(x: &[&Tensor], axis: usize) -> KernelResult {
     macro_rules! cat {
         ($v:ident) => {{

@@ -6,33 +6,25 @@ use super::elementwise::{bcast, binary, compare, select, unary, zip2};
 use super::index::{concat, indices, reshape, reshape_dims, scatter_add, slice_info, take};
 use super::linalg::matmul;
 use super::reduce::{argmax, reduce, softmax};
-use super::{Exec, KernelFloat, KernelResult, gemm};
+use super::{Exec, KernelResult};
 use crate::dtype::DType;
 use crate::graph::Type;
 use crate::graph::op::{Binary, Op, Unary};
 use crate::shape;
 use crate::tensor::Tensor;
 
-pub(crate) fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result<(), String> {
-    if let Op::Fused(k) = op {
-        let shapes: Vec<&[usize]> = x.iter().map(|t| t.shape()).collect();
-        let declared: Vec<&shape::Shape> = types.iter().map(|t| &t.shape).collect();
-        return k.checked_out_shape(&shapes, &declared).map(|_| ());
-    }
+/// Refuse to broadcast a dim that is 1 at run time but not declared 1 (see
+/// [`shape::check_runtime_broadcast`]); the kernels below broadcast any concrete 1.
+fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result<(), String> {
     let operands: &[usize] = match op {
         Op::Binary(_) | Op::Compare(_) => &[0, 1],
         Op::Where => &[0, 1, 2],
         Op::BroadcastTo(_) | Op::BroadcastLike => &[0],
-        Op::Gemm { .. } if x.len() == 3 => &[2],
         _ => return Ok(()),
     };
     let result = match op {
         Op::BroadcastTo(s) => s.clone(),
         Op::BroadcastLike => x[1].shape().to_vec(),
-        Op::Gemm { ta, tb, .. } => {
-            let (m, _, n) = gemm::dims(x[0].shape(), x[1].shape(), *ta, *tb)?;
-            vec![m, n]
-        }
         _ => operands.iter().try_fold(Vec::new(), |acc, &k| {
             shape::broadcast_concrete(&acc, x[k].shape())
         })?,
@@ -45,7 +37,7 @@ pub(crate) fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result
 
 /// Run one op on concrete operands; `types` are the operands' static types, `ty` the node's
 /// (for dtypes of results). A run-time shape mismatch is an `Err` describing it.
-pub fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exec) -> KernelResult {
+pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exec) -> KernelResult {
     check_broadcast(op, x, types)?;
     Ok(match op {
         Op::Input { .. } | Op::Constant(_) | Op::Shared(_) => {
@@ -213,17 +205,6 @@ pub fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exec) -> K
                 _ => Tensor::F64(super::random::draw(*dist, seed, counter, *key, shape, exec)),
             }
         }
-        Op::Gemm { ta, tb, alpha } => {
-            let alpha = f64::from_bits(*alpha);
-            float2!(x[0], x[1], a, b => gemm_alloc(a, b, x.get(2).copied(), (*ta, *tb, alpha), exec)?)
-        }
-        Op::Fused(k) => {
-            let declared: Vec<&shape::Shape> = types.iter().map(|t| &t.shape).collect();
-            match ty.dtype {
-                DType::F32 => Tensor::F32(k.eval::<f32>(x, &declared, exec)?),
-                _ => Tensor::F64(k.eval::<f64>(x, &declared, exec)?),
-            }
-        }
         Op::Custom(c) => {
             let out = c.0.forward(x)?;
             if out.dtype() != ty.dtype || !ty.shape.matches(out.shape()) {
@@ -236,26 +217,4 @@ pub fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exec) -> K
             out
         }
     })
-}
-
-fn gemm_alloc<T: KernelFloat>(
-    a: &ArrayD<T>,
-    b: &ArrayD<T>,
-    bias: Option<&Tensor>,
-    flags: (bool, bool, f64),
-    exec: Exec,
-) -> Result<ArrayD<T>, String> {
-    let (m, _, n) = gemm::dims(a.shape(), b.shape(), flags.0, flags.1)?;
-    let bias = bias
-        .map(|c| T::view(c).ok_or_else(|| format!("bias of dtype {}", c.dtype())))
-        .transpose()?;
-    let mut out = vec![T::zero(); m * n];
-    let threads = if exec.is_fast() {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
-    let init = bias.as_ref().map_or(gemm::Init::Zero, gemm::Init::Bias);
-    gemm::gemm_onto(&a.view(), &b.view(), init, flags, &mut out, threads)?;
-    ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| e.to_string())
 }

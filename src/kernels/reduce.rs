@@ -76,3 +76,61 @@ pub(crate) fn softmax<T: Float>(a: &ArrayD<T>, axis: usize, log: bool) -> ArrayD
     }
     out
 }
+
+/// The sum over axes `first..=last` of a contiguous row-major array of shape `dims`, into `out`
+/// (the product of the other dims long).
+pub(crate) fn sum_contiguous_axes<T: Float>(
+    flat: &[T],
+    dims: &[usize],
+    (first, last): (usize, usize),
+    out: &mut [T],
+) {
+    let outer: usize = dims[..first].iter().product();
+    let mid: usize = dims[first..=last].iter().product();
+    let inner: usize = dims[last + 1..].iter().product();
+    for (o, dst) in out.chunks_mut(inner.max(1)).enumerate().take(outer) {
+        let block = &flat[o * mid * inner..(o + 1) * mid * inner];
+        if inner == 1 {
+            dst[0] = lane_sum(block);
+        } else {
+            dst.fill(T::zero());
+            for row in block.chunks_exact(inner) {
+                for (d, &v) in dst.iter_mut().zip(row) {
+                    *d = *d + v;
+                }
+            }
+        }
+    }
+}
+
+/// The sum of `xs` in eight running sums (one per SIMD lane), so the loop vectorizes; a plain
+/// running sum cannot be reordered by the compiler.
+pub(crate) fn lane_sum<T: Float>(xs: &[T]) -> T {
+    const LANES: usize = 8;
+    let mut acc = [T::zero(); LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = *a + v;
+        }
+    }
+    let mut s = tail.iter().fold(T::zero(), |s, &v| s + v);
+    for a in acc {
+        s = s + a;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_sum_adds_every_element() {
+        for n in [0, 1, 7, 8, 9, 100, 1003] {
+            let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            assert_eq!(lane_sum(&xs), (n * n.max(1) - n) as f64 / 2.0, "{n}");
+        }
+    }
+}

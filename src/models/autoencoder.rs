@@ -231,7 +231,7 @@ impl Autoencoder {
         w_dec: Option<&Expr>,
     ) -> Result<Autoencoder> {
         let loc = Location::caller();
-        let (n_visible, n_hidden) = match w.shape().0.as_slice() {
+        let (n_visible, n_hidden) = match w.shape().dims() {
             [Some(d), Some(h)] => (*d, *h),
             _ => {
                 return Err(Error::Usage {
@@ -283,7 +283,7 @@ impl Autoencoder {
             .iter()
             .map(|p| {
                 p.shape()
-                    .0
+                    .dims()
                     .iter()
                     .map(|d| d.unwrap_or(0))
                     .product::<usize>()

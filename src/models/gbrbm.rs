@@ -58,7 +58,7 @@ impl GbRbm {
     #[track_caller]
     pub fn from_params(w: &Expr, vbias: &Expr, hbias: &Expr) -> Result<GbRbm> {
         let loc = Location::caller();
-        let dims = |e: &Expr| -> Option<Vec<usize>> { e.shape().0.iter().copied().collect() };
+        let dims = |e: &Expr| -> Option<Vec<usize>> { e.shape().dims().iter().copied().collect() };
         let usage = |what: String| Error::Usage { what, loc };
         let (Some(wd), Some(bd), Some(cd)) = (dims(w), dims(vbias), dims(hbias)) else {
             return Err(usage(format!(

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use gradus::graph::Type;
+use gradus::Type;
 use gradus::prelude::*;
 use gradus::{CustomOp, Result};
 use ndarray::ArrayD;

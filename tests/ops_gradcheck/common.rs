@@ -2,9 +2,9 @@
 //! with seeded values from a chosen range, apply the op under test and run `GradCheck`; a
 //! failure panics naming the op, the shapes and the checker's report.
 
+use gradus::Dim;
 use gradus::gradcheck::{GradCheck, Report};
 use gradus::prelude::*;
-use gradus::shape::Dim;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

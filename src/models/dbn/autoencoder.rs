@@ -114,7 +114,8 @@ impl DeepAutoencoder {
 
     fn input(&self) -> Expr {
         let w = &self.encoder[0].0;
-        w.graph().input("x", DType::F32, &[None, w.shape().0[0]])
+        w.graph()
+            .input("x", DType::F32, &[None, w.shape().dims()[0]])
     }
 
     /// A compiled training step: inputs `x [n, d]` and the learning rate (`f32` scalar); output

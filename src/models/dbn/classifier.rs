@@ -122,7 +122,7 @@ impl Classifier {
 
     fn input(&self) -> Expr {
         let w = &self.layers[0].0;
-        let d = w.shape().0[0];
+        let d = w.shape().dims()[0];
         w.graph().input("x", DType::F32, &[None, d])
     }
 

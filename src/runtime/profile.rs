@@ -2,11 +2,12 @@
 //! optimized program.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write};
+use std::fmt;
 use std::time::Duration;
 
+use super::NodeTime;
+use crate::compile::ir::Node;
 use crate::error::Location;
-use crate::function::plan::{NodeTime, PNode};
 
 /// One node of a profiled program.
 #[derive(Clone, Debug)]
@@ -34,15 +35,15 @@ pub struct Profile {
 }
 
 impl Profile {
-    pub(crate) fn new(nodes: &[PNode], times: &[NodeTime]) -> Profile {
+    pub(crate) fn new(nodes: &[Node], times: &[NodeTime]) -> Profile {
         let rows: Vec<NodeProfile> = nodes
             .iter()
             .zip(times)
             .enumerate()
-            .filter(|(_, (n, _))| n.leaf.is_none())
+            .filter(|(_, (n, _))| !n.kind.is_leaf())
             .map(|(k, (n, t))| NodeProfile {
                 node: k,
-                op: n.op.name(),
+                op: n.kind.name(),
                 loc: n.loc,
                 calls: t.calls,
                 total: Duration::from_nanos(t.nanos),
@@ -122,35 +123,4 @@ impl fmt::Display for Profile {
         }
         Ok(())
     }
-}
-
-/// The program as a numbered list: `%k = op(%i, %j) : type  [built at file:line]`.
-pub(crate) fn listing(
-    nodes: &[PNode],
-    outputs: &[usize],
-    updates: &[(String, usize)],
-    notes: &[String],
-) -> String {
-    let mut s = String::new();
-    for (k, n) in nodes.iter().enumerate() {
-        let args: Vec<String> = n.inputs.iter().map(|i| format!("%{i}")).collect();
-        let _ = writeln!(
-            s,
-            "%{k} = {}({}) : {}  [{}]",
-            n.op.name(),
-            args.join(", "),
-            n.ty,
-            n.loc
-        );
-    }
-    for (k, o) in outputs.iter().enumerate() {
-        let _ = writeln!(s, "output {k} = %{o}");
-    }
-    for (name, v) in updates {
-        let _ = writeln!(s, "update {name} = %{v}");
-    }
-    for note in notes {
-        let _ = writeln!(s, "{note}");
-    }
-    s
 }

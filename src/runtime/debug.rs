@@ -5,21 +5,11 @@
 
 use std::sync::Arc;
 
+use super::interpret::interpret;
+use crate::compile::DebugTrace;
 use crate::error::{Error, Result};
-use crate::function::plan::{Leaf, PNode};
-use crate::graph::{SharedVar, Type};
-use crate::kernels;
+use crate::graph::SharedVar;
 use crate::tensor::Tensor;
-
-/// What the debug mode keeps of the compilation.
-pub(crate) struct DebugCheck {
-    /// Every node the optimizer saw or made (index order is a dependency order).
-    pub nodes: Vec<PNode>,
-    /// Replacements made: `(old, new, rule)`.
-    pub history: Vec<(usize, usize, &'static str)>,
-    /// Outputs and update values of the graph as written.
-    pub roots: Vec<usize>,
-}
 
 /// Are `got` and `want` equal within rounding? Where the graph as written overflows or divides
 /// by zero and the rewritten one does not (stabilization), the rewritten value wins.
@@ -50,67 +40,26 @@ pub(crate) fn differ(got: &Tensor, want: &Tensor) -> Option<String> {
         .map(|(k, (x, y))| format!("element {k} is {x}, expected {y}"))
 }
 
-impl DebugCheck {
+impl DebugTrace {
     /// Evaluate every node with the reference kernels, check every replacement, and return the
     /// reference values of the roots.
     pub fn check(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let mut vals: Vec<Option<Arc<Tensor>>> = Vec::with_capacity(self.nodes.len());
-        let mut first_error: Option<Error> = None;
-        for n in &self.nodes {
-            let v = match &n.leaf {
-                Some(Leaf::Input(k)) => Some(Arc::new(inputs[*k].clone())),
-                Some(Leaf::Const(c)) => Some(c.clone()),
-                Some(Leaf::Shared(s)) => {
-                    Some(s.value.read().unwrap_or_else(|p| p.into_inner()).clone())
-                }
-                None => {
-                    let args: Option<Vec<&Tensor>> =
-                        n.inputs.iter().map(|&i| vals[i].as_deref()).collect();
-                    let types: Vec<&Type> = n.inputs.iter().map(|&i| &self.nodes[i].ty).collect();
-                    match args.map(|a| {
-                        kernels::eval(&n.op, &a, &types, &n.ty, crate::kernels::Exec::Reference)
-                    }) {
-                        Some(Ok(t)) => Some(Arc::new(t)),
-                        Some(Err(detail)) => {
-                            first_error.get_or_insert(Error::Runtime {
-                                op: n.op.name(),
-                                detail,
-                                loc: n.loc,
-                            });
-                            None
-                        }
-                        None => None,
-                    }
-                }
-            };
-            vals.push(v);
-        }
-        for &(old, new, rule) in &self.history {
-            if let (Some(a), Some(b)) = (&vals[new], &vals[old])
+        let mut run = interpret(&self.nodes, inputs);
+        for r in &self.history {
+            if let (Some(a), Some(b)) = (&run.values[r.new], &run.values[r.old])
                 && let Some(detail) = differ(a, b)
             {
                 return Err(Error::DebugMismatch {
                     what: format!(
-                        "rewrite {rule} replaced {} by {}",
-                        self.nodes[old].op.name(),
-                        self.nodes[new].op.name()
+                        "rewrite {} replaced {} by {}",
+                        r.rule, self.nodes[r.old].kind, self.nodes[r.new].kind
                     ),
                     detail,
-                    loc: self.nodes[old].loc,
+                    loc: self.nodes[r.old].loc,
                 });
             }
         }
-        self.roots
-            .iter()
-            .map(|&r| match &vals[r] {
-                Some(t) => Ok((**t).clone()),
-                None => Err(first_error.take().unwrap_or_else(|| Error::Runtime {
-                    op: self.nodes[r].op.name(),
-                    detail: "an operand failed".into(),
-                    loc: self.nodes[r].loc,
-                })),
-            })
-            .collect()
+        run.take(&self.roots, &self.nodes)
     }
 
     /// Compare what the fast plan returned and assigned with the reference values.
@@ -148,6 +97,7 @@ impl DebugCheck {
 
 #[cfg(test)]
 mod tests {
+    use crate::compile::fgraph::Replacement;
     use crate::error::Error;
     use crate::prelude::*;
 
@@ -166,7 +116,11 @@ mod tests {
         // Pretend a rule turned exp(x) into sin(x).
         let (check, _) = f.debug.as_mut().unwrap();
         let (old, new) = (check.roots[0], check.roots[1]);
-        check.history.push((old, new, "bogus_rule"));
+        check.history.push(Replacement {
+            old,
+            new,
+            rule: "bogus_rule",
+        });
         let err = f.call(&[feed]).expect_err("exp(x) is not sin(x)");
         assert!(matches!(err, Error::DebugMismatch { .. }), "{err:?}");
         let msg = err.to_string();

@@ -4,27 +4,37 @@
 //! [`FGraph::find`]); [`FGraph::order`] lists the live nodes reachable from the roots in
 //! dependency order, and [`FGraph::finish`] compacts them into the program's node list.
 
+use std::sync::Arc;
+
+use super::ir::{Kind, Node, eval_kind, infer_kind};
 use crate::error::Location;
-use crate::function::{Leaf, PNode};
+use crate::graph::Type;
 use crate::graph::op::Op;
-use crate::graph::{Type, infer};
-use crate::kernels;
+use crate::kernels::Exec;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 
+/// A replacement the optimizer made: every use of `old` became a use of `new`, by `rule`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Replacement {
+    pub old: usize,
+    pub new: usize,
+    pub rule: &'static str,
+}
+
 pub(crate) struct FGraph {
-    nodes: Vec<PNode>,
+    nodes: Vec<Node>,
     forward: Vec<usize>,
     /// Outputs, then update values.
     roots: Vec<usize>,
     /// Reads per node, refreshed by `count_uses`.
     uses: Vec<u32>,
-    /// Every replacement made: `(old, new, rule)`, for the debug mode.
-    pub history: Vec<(usize, usize, &'static str)>,
+    /// Every replacement made, in order, for the debug mode.
+    pub history: Vec<Replacement>,
 }
 
 impl FGraph {
-    pub fn new(nodes: Vec<PNode>, roots: Vec<usize>) -> FGraph {
+    pub fn new(nodes: Vec<Node>, roots: Vec<usize>) -> FGraph {
         let forward = (0..nodes.len()).collect();
         FGraph {
             nodes,
@@ -43,13 +53,14 @@ impl FGraph {
         i
     }
 
-    pub fn node(&self, i: usize) -> &PNode {
-        &self.nodes[i]
+    /// What the node `i` stands for computes.
+    pub fn kind(&self, i: usize) -> &Kind {
+        &self.nodes[self.find(i)].kind
     }
 
-    /// The op of the node `i` stands for.
-    pub fn op(&self, i: usize) -> &Op {
-        &self.nodes[self.find(i)].op
+    /// The user's op of the node `i` stands for, if it is one.
+    pub fn op(&self, i: usize) -> Option<&Op> {
+        self.kind(i).op()
     }
 
     pub fn ty(&self, i: usize) -> &Type {
@@ -71,20 +82,24 @@ impl FGraph {
 
     /// A new node; its type is inferred (`None` when the operands do not fit, so rules can
     /// simply decline).
-    pub fn add(&mut self, op: Op, inputs: &[usize], loc: Location) -> Option<usize> {
+    pub fn add(&mut self, kind: Kind, inputs: &[usize], loc: Location) -> Option<usize> {
         let inputs: Vec<usize> = inputs.iter().map(|&p| self.find(p)).collect();
         let types: Vec<Type> = inputs.iter().map(|&p| self.nodes[p].ty.clone()).collect();
-        let ty = infer(&op, &types).ok()?;
-        Some(self.push(PNode {
-            op,
+        let ty = infer_kind(&kind, &types).ok()?;
+        Some(self.push(Node {
+            kind,
             inputs,
             ty,
             loc,
-            leaf: None,
         }))
     }
 
-    fn push(&mut self, node: PNode) -> usize {
+    /// A new node of a user op (see [`FGraph::add`]).
+    pub fn add_op(&mut self, op: Op, inputs: &[usize], loc: Location) -> Option<usize> {
+        self.add(Kind::Op(op), inputs, loc)
+    }
+
+    fn push(&mut self, node: Node) -> usize {
         self.nodes.push(node);
         self.forward.push(self.nodes.len() - 1);
         self.nodes.len() - 1
@@ -96,19 +111,18 @@ impl FGraph {
             dtype: value.dtype(),
             shape: Shape::known(value.shape()),
         };
-        self.push(PNode {
-            op: Op::Constant(usize::MAX),
+        self.push(Node {
+            kind: Kind::Constant(Arc::new(value)),
             inputs: Vec::new(),
             ty,
             loc,
-            leaf: Some(Leaf::Const(value.into())),
         })
     }
 
     /// The value of a constant node.
     pub fn const_value(&self, i: usize) -> Option<&Tensor> {
-        match &self.nodes[self.find(i)].leaf {
-            Some(Leaf::Const(t)) => Some(t),
+        match self.kind(i) {
+            Kind::Constant(t) => Some(t),
             _ => None,
         }
     }
@@ -149,13 +163,13 @@ impl FGraph {
         let (old, new) = (self.find(old), self.find(new));
         if old != new {
             self.forward[old] = new;
-            self.history.push((old, new, rule));
+            self.history.push(Replacement { old, new, rule });
         }
     }
 
     /// Every node, live or replaced, with operands as they were made (index order is a
-    /// dependency order), and the roots as they were before any rewrite.
-    pub fn all_nodes(&self) -> &[PNode] {
+    /// dependency order).
+    pub fn all_nodes(&self) -> &[Node] {
         &self.nodes
     }
 
@@ -201,23 +215,22 @@ impl FGraph {
             let n = &self.nodes[i];
             let ins = self.inputs(i);
             if ins.iter().any(|&p| pos[p] >= k) {
-                return Err(format!("node {i} ({}) is part of a cycle", n.op.name()));
+                return Err(format!("node {i} ({}) is part of a cycle", n.kind));
             }
-            if n.leaf.is_none() {
+            if !n.kind.is_leaf() {
                 let types: Vec<Type> = ins.iter().map(|&p| self.nodes[p].ty.clone()).collect();
-                match infer(&n.op, &types) {
+                match infer_kind(&n.kind, &types) {
                     Ok(t) if t == n.ty => {}
                     Ok(t) => {
                         return Err(format!(
                             "node {i} ({}) has type {} but infers {t}",
-                            n.op.name(),
-                            n.ty
+                            n.kind, n.ty
                         ));
                     }
                     Err(e) => {
                         return Err(format!(
                             "node {i} ({}) no longer type-checks: {e:?}",
-                            n.op.name()
+                            n.kind
                         ));
                     }
                 }
@@ -236,20 +249,13 @@ impl FGraph {
             .collect::<Option<_>>()?;
         let types: Vec<&Type> = ins.iter().map(|&p| &self.nodes[p].ty).collect();
         let n = &self.nodes[self.find(i)];
-        let out = kernels::eval(
-            &n.op,
-            &values,
-            &types,
-            &n.ty,
-            crate::kernels::Exec::Reference,
-        )
-        .ok()?;
+        let out = eval_kind(&n.kind, &values, &types, &n.ty, Exec::Reference).ok()?;
         let loc = n.loc;
         Some(self.constant(out, loc))
     }
 
     /// Compact the live nodes into a program: nodes in order, and the roots' new indices.
-    pub fn finish(self) -> (Vec<PNode>, Vec<usize>) {
+    pub fn finish(self) -> (Vec<Node>, Vec<usize>) {
         let order = self.order();
         let mut index = vec![usize::MAX; self.nodes.len()];
         for (k, &i) in order.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! The fuse phase: regions of elementwise nodes become one [`Op::Fused`] node each.
+//! The fuse pass: regions of elementwise nodes become one fused kernel node each.
 //!
 //! Walking the graph from its outputs back, an elementwise node joins the region of its users
 //! when every user is in that one region, it is not itself a result of the function, and it has
@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::FGraph;
+use super::{Pass, Phase, Repeat};
+use crate::compile::fgraph::FGraph;
+use crate::compile::ir::Kind;
 use crate::dtype::DType;
 use crate::graph::op::{Binary, Op, Unary};
 use crate::kernels::fused::{FusedKernel, Instr, Origin};
@@ -19,8 +21,12 @@ use crate::shape::Shape;
 /// Nodes a region may hold; longer chains are cut into several kernels.
 const MAX_REGION: usize = 64;
 
-/// Name under which the phase is counted and switched off.
-pub const NAME: &str = "fuse_elementwise";
+pub(super) const FUSE_ELEMENTWISE: Pass = Pass {
+    name: "fuse_elementwise",
+    phase: Phase::Fuse,
+    repeat: Repeat::Once,
+    run: fuse,
+};
 
 /// Can node `i` be computed inside a kernel of float dtype `t`? Bool nodes (comparisons) only
 /// as interior values.
@@ -30,7 +36,10 @@ fn fusible(fg: &FGraph, i: usize, t: DType) -> bool {
         let ins = fg.inputs(i);
         float_ops.iter().all(|&k| fg.ty(ins[k]).dtype == t)
     };
-    match fg.op(i) {
+    let Some(op) = fg.op(i) else {
+        return false;
+    };
+    match op {
         Op::Unary(u) => *u != Unary::Not && ty.dtype == t,
         Op::Binary(b) => !matches!(b, Binary::And | Binary::Or) && ty.dtype == t,
         Op::Compare(_) => operands_ok(&[0, 1]),
@@ -41,7 +50,7 @@ fn fusible(fg: &FGraph, i: usize, t: DType) -> bool {
 }
 
 /// Fuse every region; returns the number of elementwise nodes absorbed into kernels.
-pub(crate) fn fuse(fg: &mut FGraph) -> usize {
+fn fuse(fg: &mut FGraph) -> usize {
     let order = fg.order();
     let mut users: HashMap<usize, Vec<usize>> = HashMap::new();
     for &i in &order {
@@ -81,13 +90,14 @@ pub(crate) fn fuse(fg: &mut FGraph) -> usize {
         if let Some(k) = kernel(fg, r, &nodes, &region) {
             let (inputs, kernel) = k;
             let loc = fg.loc(r);
-            if let Some(new) = fg.add(Op::Fused(Arc::new(kernel)), &inputs, loc) {
+            if let Some(new) = fg.add(Kind::Fused(Arc::new(kernel)), &inputs, loc) {
                 log::debug!(
-                    "rewrite {NAME}: {} nodes ending at node {r} -> node {new} ({})",
+                    "rewrite {}: {} nodes ending at node {r} -> node {new} ({})",
+                    FUSE_ELEMENTWISE.name,
                     nodes.len(),
-                    fg.op(new).name()
+                    fg.kind(new)
                 );
-                fg.replace(r, new, NAME);
+                fg.replace(r, new, FUSE_ELEMENTWISE.name);
                 absorbed += nodes.len();
             }
         }
@@ -145,12 +155,12 @@ fn kernel(
             ops.push(v);
         }
         let ins = match fg.op(i) {
-            Op::Unary(u) => Instr::Unary(*u, ops[0]),
-            Op::Binary(b) => Instr::Binary(*b, ops[0], ops[1]),
-            Op::Compare(c) => Instr::Compare(*c, ops[0], ops[1]),
-            Op::Where => Instr::Where(ops[0], ops[1], ops[2]),
+            Some(Op::Unary(u)) => Instr::Unary(*u, ops[0]),
+            Some(Op::Binary(b)) => Instr::Binary(*b, ops[0], ops[1]),
+            Some(Op::Compare(c)) => Instr::Compare(*c, ops[0], ops[1]),
+            Some(Op::Where) => Instr::Where(ops[0], ops[1], ops[2]),
             // bool -> float is the identity on 0/1 values
-            Op::Cast(_) => {
+            Some(Op::Cast(_)) => {
                 value.insert(i, ops[0]);
                 continue;
             }
@@ -158,13 +168,13 @@ fn kernel(
         };
         instrs.push(ins);
         origin.shapes.push(fg.ty(i).shape.clone());
-        origin.ops.push((fg.op(i).name(), fg.loc(i)));
+        origin.ops.push((fg.kind(i).name(), fg.loc(i)));
         value.insert(i, (inputs.len() + instrs.len() - 1) as u16);
     }
     // The result must be the last instruction (a region that is only a cast multiplies by 1).
     let res = value[&r];
     if instrs.is_empty() || res as usize != inputs.len() + instrs.len() - 1 {
-        let at = (fg.op(r).name(), fg.loc(r));
+        let at = (fg.kind(r).name(), fg.loc(r));
         instrs.push(Instr::Scalar(1.0));
         let one = (inputs.len() + instrs.len() - 1) as u16;
         instrs.push(Instr::Binary(Binary::Mul, res, one));

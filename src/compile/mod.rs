@@ -1,0 +1,334 @@
+//! The compiler: from the user's graph to a program.
+//!
+//! Compiling copies the subgraph the outputs and updates need into the compiler's own IR
+//! ([`ir`]), applying `givens` on the way; the optimizer rewrites that copy ([`rewrite`]); the
+//! planner orders it and decides when each buffer dies ([`plan`]). The user's graph is never
+//! modified. What comes out is a [`Program`] for the runtime, the optimizer's statistics, and
+//! for the debug mode, every node the optimizer saw with the replacements it made.
+
+pub(crate) mod fgraph;
+pub(crate) mod ir;
+pub(crate) mod plan;
+pub(crate) mod rewrite;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Location, Result};
+use crate::graph::op::Op;
+use crate::graph::{Expr, GraphInner, NodeId, SharedVar, Type};
+use crate::kernels::Exec;
+use crate::shape;
+use fgraph::{FGraph, Replacement};
+use ir::{Kind, Node};
+pub(crate) use plan::Program;
+use rewrite::RewriteStats;
+
+/// How a compiled function executes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Fast kernels (threaded GEMM, rayon), buffers freed after their last use.
+    #[default]
+    Fast,
+    /// The graph as written, on the plain reference kernels, every value kept: slow, for
+    /// checking.
+    Reference,
+    /// Theano's `DebugMode`: run the optimized plan, and also every node the optimizer saw or
+    /// made, with the reference kernels. A call fails with
+    /// [`Error::DebugMismatch`] naming the first rewrite that changed a value, or the output
+    /// where the fast plan differs from the reference. Several times slower than `Reference`.
+    Debug,
+}
+
+/// What the fed nodes of a compilation are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Feeds {
+    /// A function's inputs: symbolic inputs, and every symbolic input the outputs depend on.
+    FunctionInputs,
+    /// The feeds of [`eval`](crate::eval): any nodes, whose values stand in for what they
+    /// compute; an input left unfed is a missing feed.
+    AnyNodes,
+}
+
+/// What to compile: `function(inputs, outputs).updates(..).givens(..)` and its options.
+#[derive(Clone)]
+pub(crate) struct Spec {
+    pub inputs: Vec<Expr>,
+    pub feeds: Feeds,
+    pub outputs: Vec<Expr>,
+    pub updates: Vec<(Expr, Expr)>,
+    pub givens: Vec<(Expr, Expr)>,
+    pub mode: Mode,
+    pub excluded: Vec<String>,
+    pub pass_limit: usize,
+    /// Where the user described the function.
+    pub loc: Location,
+}
+
+/// The optimizer's trace for the debug mode: every node it saw or made (index order is a
+/// dependency order), the replacements it made, and the roots of the graph as written.
+pub(crate) struct DebugTrace {
+    pub nodes: Vec<Node>,
+    pub history: Vec<Replacement>,
+    pub roots: Vec<usize>,
+}
+
+/// The result of compiling.
+pub(crate) struct Compiled {
+    pub program: Program,
+    pub stats: RewriteStats,
+    pub debug: Option<DebugTrace>,
+}
+
+/// Check `spec`, copy the subgraph it needs, optimize it and plan the program.
+pub(crate) fn compile(spec: &Spec) -> Result<Compiled> {
+    let usage = |what: String| Error::Usage {
+        what,
+        loc: spec.loc,
+    };
+    let all: Vec<&Expr> = spec
+        .inputs
+        .iter()
+        .chain(&spec.outputs)
+        .chain(spec.updates.iter().flat_map(|(a, b)| [a, b]))
+        .chain(spec.givens.iter().flat_map(|(a, b)| [a, b]))
+        .collect();
+    let Some(first) = all.first() else {
+        return Err(usage("function with no inputs, outputs or updates".into()));
+    };
+    let graph = first.graph.clone();
+    if let Some(e) = all.iter().find(|e| !e.graph.same(&graph)) {
+        return Err(usage(format!("{} belongs to another graph", e.name())));
+    }
+    graph.check(&all.iter().map(|e| e.id).collect::<Vec<_>>())?;
+    if let Some(bad) = spec.excluded.iter().find(|n| !rewrite::exists(n)) {
+        return Err(usage(format!("no rewrite is named {bad}")));
+    }
+    let g = graph.lock();
+    let (input_pos, input_types) = inputs(&g, spec, &usage)?;
+    let givens = givens(&g, spec, &usage)?;
+    let updates = updates(&g, spec, &usage)?;
+
+    let roots: Vec<NodeId> = spec
+        .outputs
+        .iter()
+        .map(|e| e.id)
+        .chain(updates.iter().map(|u| u.1))
+        .collect();
+    let (nodes, index) = copy_subgraph(&g, spec, &roots, &input_pos, &givens, &usage)?;
+    drop(g);
+    let subst = |id: NodeId| *givens.get(&id).unwrap_or(&id);
+    let n_out = spec.outputs.len();
+    let root_index: Vec<usize> = roots.iter().map(|r| index[&subst(*r)]).collect();
+    let shared_vars: Vec<Arc<SharedVar>> = updates.into_iter().map(|(s, _)| s).collect();
+
+    // The optimizer works on its own copy; the reference mode runs the graph as written.
+    let mut fg = FGraph::new(nodes, root_index.clone());
+    let stats = if spec.mode == Mode::Reference {
+        RewriteStats::default()
+    } else {
+        rewrite::optimize(&mut fg, &spec.excluded, spec.pass_limit)
+    };
+    let debug = (spec.mode == Mode::Debug).then(|| DebugTrace {
+        nodes: fg.all_nodes().to_vec(),
+        history: fg.history.clone(),
+        roots: root_index,
+    });
+    let (nodes, roots) = fg.finish();
+    let outputs = roots[..n_out].to_vec();
+    let updates: Vec<(Arc<SharedVar>, usize)> = shared_vars
+        .into_iter()
+        .zip(roots[n_out..].iter().copied())
+        .collect();
+
+    // Streams sampled from advance after each call, unless the user updates their state (or
+    // this is an `eval`, which only reads them).
+    let mut streams: Vec<Arc<SharedVar>> = Vec::new();
+    if spec.feeds == Feeds::FunctionInputs {
+        for n in &nodes {
+            if let Kind::Op(Op::Random { .. }) = n.kind
+                && let Kind::Shared(s) = &nodes[n.inputs[0]].kind
+            {
+                let updated = updates.iter().any(|(u, _)| Arc::ptr_eq(u, s));
+                if !updated && !streams.iter().any(|t| Arc::ptr_eq(t, s)) {
+                    streams.push(s.clone());
+                }
+            }
+        }
+    }
+    let exec = if spec.mode == Mode::Reference {
+        Exec::Reference
+    } else {
+        Exec::Fast
+    };
+    let program = Program::new(nodes, outputs, updates, streams, input_types, exec);
+    Ok(Compiled {
+        program,
+        stats,
+        debug,
+    })
+}
+
+/// Position of each fed node, and the names and types of the inputs.
+#[allow(clippy::type_complexity)]
+fn inputs(
+    g: &GraphInner,
+    spec: &Spec,
+    usage: &impl Fn(String) -> Error,
+) -> Result<(HashMap<NodeId, usize>, Vec<(String, Type)>)> {
+    let mut input_pos: HashMap<NodeId, usize> = HashMap::new();
+    let mut input_types = Vec::new();
+    for (k, e) in spec.inputs.iter().enumerate() {
+        let n = g.node(e.id);
+        if spec.feeds == Feeds::FunctionInputs && !matches!(n.op, Op::Input { .. }) {
+            return Err(usage(format!(
+                "function inputs must be symbolic inputs; {} is not",
+                g.name_of(e.id)
+            )));
+        }
+        if input_pos.insert(e.id, k).is_some() {
+            return Err(usage(format!("input {} is listed twice", g.name_of(e.id))));
+        }
+        input_types.push((g.name_of(e.id), n.ty.clone()));
+    }
+    Ok((input_pos, input_types))
+}
+
+/// The replacement of each node `givens` names, checked for fit.
+fn givens(
+    g: &GraphInner,
+    spec: &Spec,
+    usage: &impl Fn(String) -> Error,
+) -> Result<HashMap<NodeId, NodeId>> {
+    let mut givens: HashMap<NodeId, NodeId> = HashMap::new();
+    for (old, new) in &spec.givens {
+        let (to, tn) = (&g.node(old.id).ty, &g.node(new.id).ty);
+        if to.dtype != tn.dtype
+            || to.ndim() != tn.ndim()
+            || shape::broadcast(&to.shape, &tn.shape).is_err()
+        {
+            return Err(usage(format!(
+                "givens: {} of type {to} cannot be replaced by {tn}",
+                g.name_of(old.id)
+            )));
+        }
+        givens.insert(old.id, new.id);
+    }
+    Ok(givens)
+}
+
+/// Each updated shared variable with the node of its new value, checked for fit.
+fn updates(
+    g: &GraphInner,
+    spec: &Spec,
+    usage: &impl Fn(String) -> Error,
+) -> Result<Vec<(Arc<SharedVar>, NodeId)>> {
+    let mut updates: Vec<(Arc<SharedVar>, NodeId)> = Vec::new();
+    for (var, value) in &spec.updates {
+        let Op::Shared(s) = g.node(var.id).op else {
+            return Err(usage(format!(
+                "updates: {} is not a shared variable",
+                g.name_of(var.id)
+            )));
+        };
+        let shared: Arc<SharedVar> = g.shared[s].clone();
+        let vt = &g.node(value.id).ty;
+        if vt.dtype != shared.ty.dtype
+            || vt.ndim() != shared.ty.ndim()
+            || shape::broadcast(&vt.shape, &shared.ty.shape).ok().as_ref() != Some(&shared.ty.shape)
+        {
+            return Err(Error::Usage {
+                what: format!(
+                    "update of {} must have type {}, the new value has {vt}",
+                    shared.name, shared.ty
+                ),
+                loc: g.node(value.id).loc,
+            });
+        }
+        if updates.iter().any(|(u, _)| Arc::ptr_eq(u, &shared)) {
+            return Err(usage(format!("updates: {} is updated twice", shared.name)));
+        }
+        updates.push((shared, value.id));
+    }
+    Ok(updates)
+}
+
+/// Copy the subgraph `roots` need into compiler nodes, substituting givens, in dependency order
+/// (an iterative walk: graphs thousands of nodes deep must not overflow the stack). Returns the
+/// nodes and where each user node landed.
+fn copy_subgraph(
+    g: &GraphInner,
+    spec: &Spec,
+    roots: &[NodeId],
+    input_pos: &HashMap<NodeId, usize>,
+    givens: &HashMap<NodeId, NodeId>,
+    usage: &impl Fn(String) -> Error,
+) -> Result<(Vec<Node>, HashMap<NodeId, usize>)> {
+    let subst = |id: NodeId| *givens.get(&id).unwrap_or(&id);
+    let mut index: HashMap<NodeId, usize> = HashMap::new();
+    let mut on_stack: HashMap<NodeId, bool> = HashMap::new();
+    let mut nodes: Vec<Node> = Vec::new();
+    for root in roots {
+        let mut stack = vec![(subst(*root), false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if index.contains_key(&id) {
+                continue;
+            }
+            let n = g.node(id);
+            let fed = input_pos.get(&id).copied();
+            if expanded || fed.is_some() {
+                let kind = match (fed, &n.op) {
+                    (Some(position), _) => Kind::Input {
+                        position,
+                        name: g.name_of(id),
+                    },
+                    (None, Op::Input { name, .. }) => {
+                        return Err(match spec.feeds {
+                            Feeds::FunctionInputs => usage(format!(
+                                "the outputs depend on input {} (built at {}), which is not among the function's inputs",
+                                g.name_of(id),
+                                n.loc
+                            )),
+                            Feeds::AnyNodes => Error::MissingFeed {
+                                name: name.clone(),
+                                expected: spec.inputs.len() + 1,
+                                got: spec.inputs.len(),
+                            },
+                        });
+                    }
+                    (None, Op::Constant(c)) => Kind::Constant(g.constants[*c].clone()),
+                    (None, Op::Shared(s)) => Kind::Shared(g.shared[*s].clone()),
+                    (None, op) => Kind::Op(op.clone()),
+                };
+                let inputs = match kind {
+                    Kind::Op(_) => n.inputs.iter().map(|p| index[&subst(*p)]).collect(),
+                    _ => Vec::new(),
+                };
+                index.insert(id, nodes.len());
+                on_stack.remove(&id);
+                nodes.push(Node {
+                    kind,
+                    inputs,
+                    ty: n.ty.clone(),
+                    loc: n.loc,
+                });
+                continue;
+            }
+            if on_stack.contains_key(&id) {
+                return Err(usage(format!(
+                    "givens create a cycle through {}",
+                    g.name_of(id)
+                )));
+            }
+            on_stack.insert(id, true);
+            stack.push((id, true));
+            for p in n.inputs.iter().rev() {
+                let p = subst(*p);
+                if !index.contains_key(&p) {
+                    stack.push((p, false));
+                }
+            }
+        }
+    }
+    Ok((nodes, index))
+}

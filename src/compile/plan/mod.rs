@@ -1,0 +1,147 @@
+//! The plan: a program the runtime executes, with its schedule and the last reader of every
+//! value (so that each buffer goes back to the pool right after it).
+//!
+//! Nodes are in dependency order. Each value dies at its last reader unless it is an output or
+//! an update, so a long chain holds only a few buffers at a time; a reference program keeps
+//! every value.
+
+mod schedule;
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use super::ir::Node;
+use crate::graph::{SharedVar, Type};
+use crate::kernels::Exec;
+
+/// An executable program.
+pub(crate) struct Program {
+    pub nodes: Vec<Node>,
+    pub outputs: Vec<usize>,
+    /// Each updated variable with the node of its new value.
+    pub updates: Vec<(Arc<SharedVar>, usize)>,
+    /// Random stream states whose counter advances after each call.
+    pub streams: Vec<Arc<SharedVar>>,
+    /// Names and types of the function's inputs.
+    pub input_types: Vec<(String, Type)>,
+    /// Which kernels run.
+    pub exec: Exec,
+    /// The last node that reads each value; `None` for a value kept to the end of the call (an
+    /// output, a new value, or any value of a reference program).
+    pub last_use: Vec<Option<usize>>,
+    /// How many outputs and updates read each node.
+    pub root_reads: Vec<u32>,
+    /// For a node that starts a run of fused kernels of one float type (leaves may sit between
+    /// them), the end of the run.
+    pub run_end: Vec<Option<usize>>,
+    /// Whether a node is a product that runs at once with the next (see
+    /// [`schedule::pair_products`]).
+    pub pair_start: Vec<bool>,
+}
+
+impl Program {
+    pub fn new(
+        mut nodes: Vec<Node>,
+        mut outputs: Vec<usize>,
+        mut updates: Vec<(Arc<SharedVar>, usize)>,
+        streams: Vec<Arc<SharedVar>>,
+        input_types: Vec<(String, Type)>,
+        exec: Exec,
+    ) -> Program {
+        let mut pair_start = vec![false; nodes.len()];
+        if exec == Exec::Fast {
+            let order;
+            (order, pair_start) = schedule::pair_products(&nodes);
+            let mut index = vec![0; nodes.len()];
+            for (k, &i) in order.iter().enumerate() {
+                index[i] = k;
+            }
+            let mut old: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+            nodes = order
+                .iter()
+                .map(|&i| {
+                    let mut n = old[i].take().expect("a permutation");
+                    n.inputs.iter_mut().for_each(|x| *x = index[*x]);
+                    n
+                })
+                .collect();
+            outputs.iter_mut().for_each(|o| *o = index[*o]);
+            updates.iter_mut().for_each(|u| u.1 = index[u.1]);
+        }
+        debug_assert!(
+            nodes
+                .iter()
+                .enumerate()
+                .all(|(k, n)| n.inputs.iter().all(|&i| i < k)),
+            "every node comes after its operands"
+        );
+        let mut last_use = vec![None; nodes.len()];
+        for (j, n) in nodes.iter().enumerate() {
+            for &i in &n.inputs {
+                last_use[i] = Some(j);
+            }
+        }
+        let mut root_reads = vec![0u32; nodes.len()];
+        for &o in outputs.iter().chain(updates.iter().map(|u| &u.1)) {
+            last_use[o] = None;
+            root_reads[o] += 1;
+        }
+        if exec == Exec::Reference {
+            last_use.iter_mut().for_each(|l| *l = None);
+        }
+        let run_end = schedule::kernel_runs(&nodes);
+        Program {
+            nodes,
+            outputs,
+            updates,
+            streams,
+            input_types,
+            exec,
+            last_use,
+            root_reads,
+            run_end,
+            pair_start,
+        }
+    }
+
+    /// The program as a numbered list: `%k = op(%i, %j) : type  [built at file:line]`, then the
+    /// outputs, the updates, and which nodes run together.
+    pub fn listing(&self) -> String {
+        let mut s = String::new();
+        for (k, n) in self.nodes.iter().enumerate() {
+            let args: Vec<String> = n.inputs.iter().map(|i| format!("%{i}")).collect();
+            let _ = writeln!(
+                s,
+                "%{k} = {}({}) : {}  [{}]",
+                n.kind,
+                args.join(", "),
+                n.ty,
+                n.loc
+            );
+        }
+        for (k, o) in self.outputs.iter().enumerate() {
+            let _ = writeln!(s, "output {k} = %{o}");
+        }
+        for (var, v) in &self.updates {
+            let _ = writeln!(s, "update {} = %{v}", var.name);
+        }
+        let mut j = 0;
+        while j < self.nodes.len() {
+            if self.pair_start[j] {
+                let _ = writeln!(s, "products %{j} and %{} run side by side", j + 1);
+            }
+            match self.run_end[j] {
+                Some(end) => {
+                    let _ = writeln!(
+                        s,
+                        "kernels %{j}..=%{} run as one loop (while their shapes agree)",
+                        end - 1
+                    );
+                    j = end;
+                }
+                None => j += 1,
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,243 @@
+//! The canonicalize phase: algebraic clean-up to one canonical form, so that the later phases
+//! see each pattern one way.
+
+use super::pattern::{binary, if_same_type, is_product, unary};
+use super::{Phase, Rewrite};
+use crate::compile::fgraph::FGraph;
+use crate::graph::op::{Binary, Op, Unary};
+use crate::tensor::Tensor;
+
+pub(super) const DROP_STOP_GRADIENT: Rewrite = Rewrite {
+    name: "drop_stop_gradient",
+    phase: Phase::Canonicalize,
+    apply: drop_stop_gradient,
+};
+pub(super) const MUL_BY_ONE: Rewrite = Rewrite {
+    name: "mul_by_one",
+    phase: Phase::Canonicalize,
+    apply: mul_by_one,
+};
+pub(super) const ADD_ZERO: Rewrite = Rewrite {
+    name: "add_zero",
+    phase: Phase::Canonicalize,
+    apply: add_zero,
+};
+pub(super) const SUB_ZERO: Rewrite = Rewrite {
+    name: "sub_zero",
+    phase: Phase::Canonicalize,
+    apply: sub_zero,
+};
+pub(super) const DIV_BY_ONE: Rewrite = Rewrite {
+    name: "div_by_one",
+    phase: Phase::Canonicalize,
+    apply: div_by_one,
+};
+pub(super) const POW_ONE: Rewrite = Rewrite {
+    name: "pow_one",
+    phase: Phase::Canonicalize,
+    apply: pow_one,
+};
+pub(super) const SUB_SELF: Rewrite = Rewrite {
+    name: "sub_self",
+    phase: Phase::Canonicalize,
+    apply: sub_self,
+};
+pub(super) const SHAPE_FROM_OPERAND: Rewrite = Rewrite {
+    name: "shape_from_operand",
+    phase: Phase::Canonicalize,
+    apply: shape_from_operand,
+};
+pub(super) const DOUBLE_NEG: Rewrite = Rewrite {
+    name: "double_neg",
+    phase: Phase::Canonicalize,
+    apply: double_neg,
+};
+pub(super) const DOUBLE_TRANSPOSE: Rewrite = Rewrite {
+    name: "double_transpose",
+    phase: Phase::Canonicalize,
+    apply: double_transpose,
+};
+pub(super) const LOG_EXP: Rewrite = Rewrite {
+    name: "log_exp",
+    phase: Phase::Canonicalize,
+    apply: log_exp,
+};
+
+// stop_gradient(x) -> x (it only matters to grad, which has run)
+fn drop_stop_gradient(fg: &mut FGraph, i: usize) -> Option<usize> {
+    match fg.op(i) {
+        Some(Op::StopGradient) => if_same_type(fg, i, Some(fg.inputs(i)[0])),
+        _ => None,
+    }
+}
+
+// x * 1 -> x, 1 * x -> x
+fn mul_by_one(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (a, b) = binary(fg, i, Binary::Mul)?;
+    let keep = if fg.is_const(b, 1.0) {
+        a
+    } else if fg.is_const(a, 1.0) {
+        b
+    } else {
+        return None;
+    };
+    if_same_type(fg, i, Some(keep))
+}
+
+// x + 0 -> x, 0 + x -> x
+fn add_zero(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (a, b) = binary(fg, i, Binary::Add)?;
+    let keep = if fg.is_const(b, 0.0) {
+        a
+    } else if fg.is_const(a, 0.0) {
+        b
+    } else {
+        return None;
+    };
+    if_same_type(fg, i, Some(keep))
+}
+
+// x - 0 -> x
+fn sub_zero(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (a, b) = binary(fg, i, Binary::Sub)?;
+    if_same_type(fg, i, fg.is_const(b, 0.0).then_some(a))
+}
+
+// x / 1 -> x
+fn div_by_one(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (a, b) = binary(fg, i, Binary::Div)?;
+    if_same_type(fg, i, fg.is_const(b, 1.0).then_some(a))
+}
+
+// x ** 1 -> x
+fn pow_one(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (a, b) = binary(fg, i, Binary::Pow)?;
+    if_same_type(fg, i, fg.is_const(b, 1.0).then_some(a))
+}
+
+// x - x -> 0 (shaped like x; only for finite x is this exact, as in every CAS: inf - inf is nan)
+fn sub_self(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (a, b) = binary(fg, i, Binary::Sub)?;
+    if a != b {
+        return None;
+    }
+    let loc = fg.loc(i);
+    let zero = fg.constant(Tensor::scalar(0.0, fg.ty(i).dtype), loc);
+    let z = fg.add_op(Op::BroadcastLike, &[zero, a], loc);
+    if_same_type(fg, i, z)
+}
+
+// Ops that read only the shape of an operand read it from further up when it is the same:
+// dim_size(f(x), axes) -> dim_size(x, axes') when f keeps those dims of x (an elementwise op of
+// x's shape, a squeeze, a reduction, a matmul's outer dims); broadcast_like(y, f(x)) ->
+// broadcast_like(y, x) and reshape_like(y, f(x)) -> reshape_like(y, x) for an elementwise f of
+// x's shape. The shape then no longer waits for f(x), and f(x) is dropped if nothing else reads it.
+fn shape_from_operand(fg: &mut FGraph, i: usize) -> Option<usize> {
+    // Walk as far up as the shape stays the same, in one application: a chain thousands of
+    // nodes deep then takes one pass, not one pass per node.
+    if let Some(op @ (Op::BroadcastLike | Op::ReshapeLike)) = fg.op(i) {
+        let op = op.clone();
+        let ins = fg.inputs(i);
+        let mut like = ins[1];
+        while let Some(p) = like_source(fg, like) {
+            like = p;
+        }
+        if like == ins[1] {
+            return None;
+        }
+        let loc = fg.loc(i);
+        let new = fg.add_op(op, &[ins[0], like], loc);
+        return if_same_type(fg, i, new);
+    }
+    let Some(Op::DimSize { axes, dtype }) = fg.op(i).cloned() else {
+        return None;
+    };
+    let (mut x, mut axes) = (fg.inputs(i)[0], axes);
+    while let Some((p, mapped)) = dims_source(fg, x, &axes) {
+        (x, axes) = (p, mapped);
+    }
+    if x == fg.inputs(i)[0] {
+        return None;
+    }
+    let loc = fg.loc(i);
+    let new = fg.add_op(Op::DimSize { axes, dtype }, &[x], loc);
+    if_same_type(fg, i, new)
+}
+
+// -(-x) -> x
+fn double_neg(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let inner = unary(fg, i, Unary::Neg)?;
+    if_same_type(fg, i, unary(fg, inner, Unary::Neg))
+}
+
+// transpose(transpose(x, p), q) -> transpose(x, p∘q), or x when that is the identity
+fn double_transpose(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let Some(Op::Transpose(q)) = fg.op(i).cloned() else {
+        return None;
+    };
+    let inner = fg.inputs(i)[0];
+    let Some(Op::Transpose(p)) = fg.op(inner).cloned() else {
+        return None;
+    };
+    let x = fg.inputs(inner)[0];
+    let perm: Vec<usize> = q.iter().map(|&k| p[k]).collect();
+    if perm.iter().enumerate().all(|(k, &v)| k == v) {
+        return if_same_type(fg, i, Some(x));
+    }
+    let loc = fg.loc(i);
+    let t = fg.add_op(Op::Transpose(perm), &[x], loc);
+    if_same_type(fg, i, t)
+}
+
+// log(exp(x)) -> x
+fn log_exp(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let inner = unary(fg, i, Unary::Log)?;
+    if_same_type(fg, i, unary(fg, inner, Unary::Exp))
+}
+
+/// An operand of `like` with its shape, when `like` is elementwise. Not a product: its bias add
+/// would then have two readers, and gemm_bias could not take the add into the product.
+fn like_source(fg: &FGraph, like: usize) -> Option<usize> {
+    match fg.op(like) {
+        Some(Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_)) => fg
+            .inputs(like)
+            .into_iter()
+            .find(|&p| fg.ty(p).shape == fg.ty(like).shape && !is_product(fg, p)),
+        _ => None,
+    }
+}
+
+/// The operand of `x` that has the dims `axes` of `x`, and where they are in it.
+fn dims_source(fg: &FGraph, x: usize, axes: &[usize]) -> Option<(usize, Vec<usize>)> {
+    let ins = fg.inputs(x);
+    let xs = &fg.ty(x).shape;
+    let kept = |dropped: &[usize]| -> Vec<usize> {
+        (0..fg.ty(ins[0]).ndim())
+            .filter(|k| !dropped.contains(k))
+            .collect()
+    };
+    match fg.op(x) {
+        Some(Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_)) => {
+            let p = *ins.iter().find(|&&p| fg.ty(p).shape == *xs)?;
+            Some((p, axes.to_vec()))
+        }
+        Some(Op::Squeeze(sq)) => {
+            let kept = kept(sq);
+            Some((ins[0], axes.iter().map(|&a| kept[a]).collect()))
+        }
+        Some(Op::Reduce {
+            axes: red,
+            keepdims: false,
+            ..
+        }) => {
+            let kept = kept(red);
+            Some((ins[0], axes.iter().map(|&a| kept[a]).collect()))
+        }
+        Some(Op::MatMul) if xs.ndim() == 2 && axes.len() == 1 => Some(if axes[0] == 0 {
+            (ins[0], vec![0])
+        } else {
+            (ins[1], vec![1])
+        }),
+        _ => None,
+    }
+}

@@ -1,0 +1,153 @@
+//! The specialize phase: faster forms of the same value (squares, products with their
+//! transposes, bias and scale folded in).
+
+use super::pattern::{add_unary, binary, if_same_type, scalar_const, unary};
+use super::{Phase, Rewrite};
+use crate::compile::fgraph::FGraph;
+use crate::compile::ir::Kind;
+use crate::graph::op::{Binary, Op, Unary};
+use crate::kernels::gemm::Gemm;
+
+pub(super) const MUL_SELF_TO_SQUARE: Rewrite = Rewrite {
+    name: "mul_self_to_square",
+    phase: Phase::Specialize,
+    apply: mul_self_to_square,
+};
+pub(super) const POW_TWO_TO_SQUARE: Rewrite = Rewrite {
+    name: "pow_two_to_square",
+    phase: Phase::Specialize,
+    apply: pow_two_to_square,
+};
+pub(super) const MATMUL_TO_GEMM: Rewrite = Rewrite {
+    name: "matmul_to_gemm",
+    phase: Phase::Specialize,
+    apply: matmul_to_gemm,
+};
+pub(super) const GEMM_BIAS: Rewrite = Rewrite {
+    name: "gemm_bias",
+    phase: Phase::Specialize,
+    apply: gemm_bias,
+};
+pub(super) const GEMM_ALPHA: Rewrite = Rewrite {
+    name: "gemm_alpha",
+    phase: Phase::Specialize,
+    apply: gemm_alpha,
+};
+
+// x * x -> square(x)
+fn mul_self_to_square(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (a, b) = binary(fg, i, Binary::Mul)?;
+    if a != b {
+        return None;
+    }
+    let r = add_unary(fg, Unary::Square, a, i);
+    if_same_type(fg, i, r)
+}
+
+// x ** 2 -> square(x)
+fn pow_two_to_square(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (a, b) = binary(fg, i, Binary::Pow)?;
+    if !fg.is_const(b, 2.0) {
+        return None;
+    }
+    let r = add_unary(fg, Unary::Square, a, i);
+    if_same_type(fg, i, r)
+}
+
+// a @ b -> gemm(a, b) for matrices, with transposed operands read through strides:
+// transpose(a) @ b -> gemm{aᵀ}(a, b), a @ transpose(b) -> gemm{bᵀ}(a, b)
+fn matmul_to_gemm(fg: &mut FGraph, i: usize) -> Option<usize> {
+    if !matches!(fg.op(i), Some(Op::MatMul)) || fg.ty(i).ndim() != 2 {
+        return None;
+    }
+    let ins = fg.inputs(i);
+    let untranspose = |p: usize| match fg.op(p) {
+        Some(Op::Transpose(perm)) if perm[..] == [1, 0] => (fg.inputs(p)[0], true),
+        _ => (p, false),
+    };
+    let ((a, transpose_a), (b, transpose_b)) = (untranspose(ins[0]), untranspose(ins[1]));
+    let loc = fg.loc(i);
+    let product = Gemm {
+        transpose_a,
+        transpose_b,
+        alpha: 1.0,
+    };
+    let new = fg.add(Kind::Gemm(product), &[a, b], loc);
+    if_same_type(fg, i, new)
+}
+
+/// The product of node `i`, when it is one without a bias that nothing else reads.
+fn lone_product(fg: &FGraph, i: usize) -> Option<Gemm> {
+    match fg.kind(i) {
+        Kind::Gemm(g) if fg.inputs(i).len() == 2 && fg.uses(i) == 1 => Some(*g),
+        _ => None,
+    }
+}
+
+// gemm(a, b) + c -> gemm(a, b, c): the bias is written into the output and the product
+// accumulated onto it, when c broadcasts onto the product and nothing else reads the product
+fn gemm_bias(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (x, y) = binary(fg, i, Binary::Add)?;
+    for (g, c) in [(x, y), (y, x)] {
+        if let Some(product) = lone_product(fg, g)
+            && fg.ty(g) == fg.ty(i)
+        {
+            let loc = fg.loc(g);
+            let mut ins = fg.inputs(g);
+            ins.push(c);
+            let new = fg.add(Kind::Gemm(product), &ins, loc);
+            return if_same_type(fg, i, new);
+        }
+    }
+    None
+}
+
+// s * gemm(a, b) -> gemm{alpha = s}(a, b) for a scalar constant s (no bias, one reader);
+// gemm(-a, b) -> gemm{alpha = -1}(a, b); gemm(s * a, b) -> gemm{alpha = s}(a, b)
+fn gemm_alpha(fg: &mut FGraph, i: usize) -> Option<usize> {
+    if let Some((x, y)) = binary(fg, i, Binary::Mul) {
+        for (g, s) in [(x, y), (y, x)] {
+            if let (Some(product), Some(c)) = (lone_product(fg, g), scalar_const(fg, s))
+                && fg.ty(g) == fg.ty(i)
+            {
+                let scaled = Gemm {
+                    alpha: product.alpha * c,
+                    ..product
+                };
+                let (ins, loc) = (fg.inputs(g), fg.loc(g));
+                let new = fg.add(Kind::Gemm(scaled), &ins, loc);
+                return if_same_type(fg, i, new);
+            }
+        }
+    }
+    let Kind::Gemm(mut product) = *fg.kind(i) else {
+        return None;
+    };
+    let mut ins = fg.inputs(i);
+    let mut changed = false;
+    for operand in ins.iter_mut().take(2) {
+        let p = *operand;
+        let factor = if let Some(x) = unary(fg, p, Unary::Neg) {
+            Some((x, -1.0))
+        } else if let Some((x, y)) = binary(fg, p, Binary::Mul) {
+            match (scalar_const(fg, x), scalar_const(fg, y)) {
+                (_, Some(c)) if fg.ty(x) == fg.ty(p) => Some((x, c)),
+                (Some(c), _) if fg.ty(y) == fg.ty(p) => Some((y, c)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some((x, c)) = factor {
+            *operand = x;
+            product.alpha *= c;
+            changed = true;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    let loc = fg.loc(i);
+    let new = fg.add(Kind::Gemm(product), &ins, loc);
+    if_same_type(fg, i, new)
+}

@@ -1,0 +1,494 @@
+//! The runtime: runs a compiled [`Program`].
+//!
+//! A fast program runs node by node in its planned order, each value into a buffer from the
+//! pool ([`pool`]) that goes back to it right after the value's last reader; runs of fused
+//! kernels go chunk by chunk through all of them ([`group`]); products run through the `gemm`
+//! crate, two independent ones side by side ([`products`]); other ops have fast paths into
+//! pooled buffers ([`fast`]) or run their general kernel. A reference program runs on the one
+//! reference interpreter ([`interpret`]), which the debug mode ([`debug`]) and `eval` use too.
+
+pub(crate) mod debug;
+mod fast;
+mod group;
+pub(crate) mod interpret;
+mod pool;
+mod products;
+mod profile;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use smallvec::SmallVec;
+
+use crate::compile::Program;
+use crate::compile::ir::{Kind, Node, eval_kind};
+use crate::dtype::DType;
+use crate::error::{Error, Location, Result};
+use crate::graph::Type;
+use crate::kernels::{Exec, KernelFloat};
+use crate::shape;
+use crate::tensor::Tensor;
+use group::Groups;
+use pool::Pool;
+pub use profile::{NodeProfile, Profile};
+
+/// A value during a run: an input of the call (by position), a constant or a shared variable's
+/// value (shared with the graph), or a buffer the run owns.
+pub(crate) enum Value {
+    Fed(usize),
+    Shared(Arc<Tensor>),
+    Owned(Tensor),
+}
+
+impl Value {
+    fn get<'a>(&'a self, inputs: &'a [Tensor]) -> &'a Tensor {
+        match self {
+            Value::Fed(k) => &inputs[*k],
+            Value::Shared(t) => t,
+            Value::Owned(t) => t,
+        }
+    }
+}
+
+fn bytes(t: &Tensor) -> usize {
+    let per = match t.dtype() {
+        DType::F32 => 4,
+        DType::Bool => 1,
+        _ => 8,
+    };
+    t.len() * per
+}
+
+/// What a run needs besides the program, kept between calls.
+#[derive(Default)]
+struct Workspace {
+    values: Vec<Option<Value>>,
+    pool: Pool,
+    /// Reads left of each output and update value.
+    reads: Vec<u32>,
+    /// New values of the updated variables, before they are assigned.
+    new_values: Vec<Tensor>,
+    /// The kernels of the group being run (empty between groups).
+    groups: Groups,
+    /// The bytes of each value the run owns, counted in the live total until the value dies:
+    /// then they leave it, whether its buffer goes back to the pool or a later node took the
+    /// buffer over.
+    held: Vec<usize>,
+}
+
+/// Time and calls of one node, summed over calls since profiling began.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct NodeTime {
+    pub calls: u64,
+    pub nanos: u64,
+}
+
+/// A program with what its runs keep: the buffers of earlier calls, the peak of the last plan
+/// and, when profiling, the time of every node.
+pub(crate) struct Executor {
+    pub program: Program,
+    peak: AtomicUsize,
+    workspace: Mutex<Workspace>,
+    profile: Option<Mutex<Vec<NodeTime>>>,
+}
+
+fn shaped<T: KernelFloat>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String> {
+    ArrayD::from_shape_vec(IxDyn(shape), buf)
+        .map(T::wrap)
+        .map_err(|e| e.to_string())
+}
+
+impl Executor {
+    pub fn new(program: Program, profile: bool) -> Executor {
+        let profile = profile.then(|| Mutex::new(vec![NodeTime::default(); program.nodes.len()]));
+        Executor {
+            program,
+            peak: AtomicUsize::new(0),
+            workspace: Mutex::new(Workspace::default()),
+            profile,
+        }
+    }
+
+    pub fn peak_bytes(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Per-node times so far (`None` unless profiling).
+    pub fn profile(&self) -> Option<Vec<NodeTime>> {
+        self.profile
+            .as_ref()
+            .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    #[track_caller]
+    pub fn check_feeds(&self, inputs: &[Tensor]) -> Result<()> {
+        let input_types = &self.program.input_types;
+        if inputs.len() < input_types.len() {
+            let (name, _) = &input_types[inputs.len()];
+            return Err(Error::MissingFeed {
+                name: name.clone(),
+                expected: input_types.len(),
+                got: inputs.len(),
+            });
+        }
+        if inputs.len() > input_types.len() {
+            return Err(Error::Usage {
+                what: format!(
+                    "function takes {} inputs, got {}",
+                    input_types.len(),
+                    inputs.len()
+                ),
+                loc: Location::caller(),
+            });
+        }
+        for ((name, ty), t) in input_types.iter().zip(inputs) {
+            if t.dtype() != ty.dtype {
+                return Err(Error::FeedDType {
+                    name: name.clone(),
+                    expected: ty.dtype.to_string(),
+                    got: t.dtype().to_string(),
+                });
+            }
+            if !ty.shape.matches(t.shape()) {
+                return Err(Error::FeedShape {
+                    name: name.clone(),
+                    expected: ty.shape.to_string(),
+                    got: shape::show(t.shape()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    #[track_caller]
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.check_feeds(inputs)?;
+        if self.program.exec == Exec::Reference {
+            return self.run_reference(inputs);
+        }
+        // Take the buffers of earlier calls; a concurrent call finds none and allocates its own.
+        let mut ws = std::mem::take(&mut *self.workspace.lock().unwrap_or_else(|e| e.into_inner()));
+        // The whole call runs on a worker of the rayon pool: the kernels that split their work
+        // then fork and join within the pool instead of waking it from outside each time.
+        let result = if rayon::current_thread_index().is_none() {
+            rayon::scope(|_| self.run_in(inputs, &mut ws))
+        } else {
+            self.run_in(inputs, &mut ws)
+        };
+        ws.values.clear();
+        *self.workspace.lock().unwrap_or_else(|e| e.into_inner()) = ws;
+        result
+    }
+
+    /// A reference program: every node on the reference interpreter, every value kept.
+    fn run_reference(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let p = &self.program;
+        let mut run = interpret::interpret(&p.nodes, inputs);
+        // Every value is kept to the end: the peak holds all that the run computed.
+        let computed = p
+            .nodes
+            .iter()
+            .zip(&run.values)
+            .filter(|(n, _)| !n.kind.is_leaf());
+        let peak = computed.filter_map(|(_, v)| v.as_deref()).map(bytes).sum();
+        self.peak.store(peak, Ordering::Relaxed);
+        let outputs = run.take(&p.outputs, &p.nodes)?;
+        let update_nodes: Vec<usize> = p.updates.iter().map(|u| u.1).collect();
+        let new_values = run.take(&update_nodes, &p.nodes)?;
+        drop(run);
+        self.check_updates(&new_values)?;
+        self.commit(new_values, &mut Pool::default());
+        Ok(outputs)
+    }
+
+    fn run_in(&self, inputs: &[Tensor], ws: &mut Workspace) -> Result<Vec<Tensor>> {
+        let nodes = &self.program.nodes;
+        let Workspace {
+            values,
+            pool,
+            reads,
+            new_values,
+            groups,
+            held,
+        } = ws;
+        values.clear();
+        values.resize_with(nodes.len(), || None);
+        held.clear();
+        held.resize(nodes.len(), 0);
+        let mut times = self
+            .profile
+            .as_ref()
+            .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()));
+        let (mut live, mut peak) = (0usize, 0usize);
+        let mut j = 0;
+        while j < nodes.len() {
+            let start = times.as_ref().map(|_| Instant::now());
+            // A run of fused kernels goes chunk by chunk through all of them at once.
+            if let Some(end) = self.program.run_end[j] {
+                let done = match nodes[j].ty.dtype {
+                    DType::F32 => self.run_group::<f32>(j, end, inputs, values, pool, groups)?,
+                    _ => self.run_group::<f64>(j, end, inputs, values, pool, groups)?,
+                };
+                let total = start.map(|s| s.elapsed().as_nanos() as u64);
+                let cost = |k: usize| match &nodes[k].kind {
+                    Kind::Fused(f) => f.cost() as u64,
+                    _ => 0,
+                };
+                let all: u64 = (j..done).map(cost).sum::<u64>().max(1);
+                for k in j..done {
+                    if let Some(Value::Owned(t)) = &values[k] {
+                        held[k] = bytes(t);
+                        live += held[k];
+                    }
+                    if let (Some(times), Some(total)) = (times.as_mut(), total) {
+                        // The kernels of a group share its time in proportion to their work.
+                        times[k].calls += 1;
+                        times[k].nanos += total * cost(k) / all;
+                    }
+                }
+                peak = peak.max(live);
+                for k in j..done {
+                    self.release_dead(k, values, pool, held, &mut live);
+                }
+                j = done;
+                continue;
+            }
+            if self.program.pair_start[j] {
+                let (a, b) = match nodes[j].ty.dtype {
+                    DType::F32 => self.gemm_pair::<f32>(j, inputs, values, pool)?,
+                    _ => self.gemm_pair::<f64>(j, inputs, values, pool)?,
+                };
+                let total = start.map(|s| s.elapsed().as_nanos() as u64);
+                (held[j], held[j + 1]) = (bytes(&a), bytes(&b));
+                live += held[j] + held[j + 1];
+                peak = peak.max(live);
+                values[j] = Some(Value::Owned(a));
+                values[j + 1] = Some(Value::Owned(b));
+                for k in [j, j + 1] {
+                    self.release_dead(k, values, pool, held, &mut live);
+                    if let (Some(times), Some(total)) = (times.as_mut(), total) {
+                        // The two share their time equally.
+                        times[k].calls += 1;
+                        times[k].nanos += total / 2;
+                    }
+                }
+                j += 2;
+                continue;
+            }
+            let n = &nodes[j];
+            let v = if n.kind.is_leaf() {
+                self.leaf(&n.kind)
+            } else {
+                let out = self.eval_node(j, n, inputs, values, pool)?;
+                held[j] = bytes(&out);
+                live += held[j];
+                Value::Owned(out)
+            };
+            values[j] = Some(v);
+            peak = peak.max(live);
+            self.release_dead(j, values, pool, held, &mut live);
+            if let (Some(times), Some(start)) = (times.as_mut(), start) {
+                times[j].calls += 1;
+                times[j].nanos += start.elapsed().as_nanos() as u64;
+            }
+            j += 1;
+        }
+        self.peak.store(peak, Ordering::Relaxed);
+        // Outputs and new values move out of the run where nothing else reads them.
+        reads.clear();
+        reads.extend_from_slice(&self.program.root_reads);
+        let mut take = |i: usize, values: &mut Vec<Option<Value>>| -> Tensor {
+            reads[i] -= 1;
+            match values[i].take() {
+                Some(Value::Owned(t)) if reads[i] == 0 => pool.release(t),
+                Some(v) => {
+                    let t = v.get(inputs).clone();
+                    values[i] = Some(v);
+                    t
+                }
+                None => unreachable!("outputs are computed"),
+            }
+        };
+        let outputs: Vec<Tensor> = self
+            .program
+            .outputs
+            .iter()
+            .map(|&o| take(o, values))
+            .collect();
+        new_values.clear();
+        for (_, i) in &self.program.updates {
+            new_values.push(take(*i, values));
+        }
+        self.check_updates(new_values)?;
+        // Release every reference to the old values before assigning the new ones.
+        values.clear();
+        self.commit(new_values.drain(..), pool);
+        Ok(outputs)
+    }
+
+    /// Each new value must have its variable's shape.
+    fn check_updates(&self, new_values: &[Tensor]) -> Result<()> {
+        for ((var, i), t) in self.program.updates.iter().zip(new_values) {
+            if !var.ty.shape.matches(t.shape()) {
+                return Err(Error::Runtime {
+                    op: "update".into(),
+                    detail: format!(
+                        "new value of {} has shape {}, the variable {}",
+                        var.name,
+                        shape::show(t.shape()),
+                        var.ty.shape
+                    ),
+                    loc: self.program.nodes[*i].loc,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Assign the new values of the updated variables, then advance the random streams.
+    fn commit(&self, new_values: impl IntoIterator<Item = Tensor>, pool: &mut Pool) {
+        for ((var, _), mut t) in self.program.updates.iter().zip(new_values) {
+            let mut state = var.value.write().unwrap_or_else(|p| p.into_inner());
+            match Arc::get_mut(&mut state) {
+                // Nobody else holds the old value: swap buffers and keep the old one.
+                Some(old) => {
+                    std::mem::swap(old, &mut t);
+                    pool.give(t);
+                }
+                None => *state = Arc::new(t),
+            }
+        }
+        for s in &self.program.streams {
+            let mut state = s.value.write().unwrap_or_else(|p| p.into_inner());
+            let state = Arc::make_mut(&mut state);
+            if let Tensor::I64(a) = state
+                && let Some(c) = a.iter_mut().nth(1)
+            {
+                *c = c.wrapping_add(1);
+            }
+        }
+    }
+
+    /// Whether node `j` may take over the buffer of its operand `i` for a result of `shape`:
+    /// `i` dies at `j` and is a standard-layout array of type `T` and that shape that the run
+    /// owns (never a caller's input or a shared variable).
+    fn can_take<T: KernelFloat>(
+        &self,
+        i: usize,
+        j: usize,
+        values: &[Option<Value>],
+        shape: &[usize],
+    ) -> bool {
+        self.program.last_use[i] == Some(j)
+            && matches!(&values[i], Some(Value::Owned(t)) if t.dtype() == T::DTYPE
+                && t.shape() == shape
+                && T::view(t).is_some_and(|v| v.is_standard_layout()))
+    }
+
+    /// The buffer of operand `i`, which [`Executor::can_take`] allowed.
+    fn take_buffer<T: KernelFloat>(values: &mut [Option<Value>], i: usize) -> Vec<T> {
+        match values[i].take().map(|v| match v {
+            Value::Owned(t) => T::unwrap(t),
+            _ => unreachable!("can_take checked that the run owns it"),
+        }) {
+            Some(Ok(a)) => a.into_raw_vec_and_offset().0,
+            _ => unreachable!("can_take checked that it is there, of this type"),
+        }
+    }
+
+    fn leaf(&self, kind: &Kind) -> Value {
+        match kind {
+            Kind::Input { position, .. } => Value::Fed(*position),
+            Kind::Constant(c) => Value::Shared(c.clone()),
+            Kind::Shared(s) => {
+                Value::Shared(s.value.read().unwrap_or_else(|p| p.into_inner()).clone())
+            }
+            _ => unreachable!("only leaves are read this way"),
+        }
+    }
+
+    /// Give back the buffers of the operands of node `j` that it was the last to read, and take
+    /// their bytes off the live total (also of those whose buffer `j` took over: it counts
+    /// them as its own).
+    fn release_dead(
+        &self,
+        j: usize,
+        values: &mut [Option<Value>],
+        pool: &mut Pool,
+        held: &mut [usize],
+        live: &mut usize,
+    ) {
+        for &i in &self.program.nodes[j].inputs {
+            if self.program.last_use[i] == Some(j) {
+                *live -= std::mem::take(&mut held[i]);
+                if let Some(Value::Owned(t)) = values[i].take() {
+                    pool.give(t);
+                }
+            }
+        }
+    }
+
+    /// Compute node `j` (not a leaf): a fast path into a pooled buffer where there is one, else
+    /// the general kernel.
+    fn eval_node(
+        &self,
+        j: usize,
+        n: &Node,
+        inputs: &[Tensor],
+        values: &mut [Option<Value>],
+        pool: &mut Pool,
+    ) -> Result<Tensor> {
+        let err = |detail: String| node_error(n, detail);
+        let out = match n.ty.dtype {
+            DType::F32 => self.fast_node::<f32>(j, n, inputs, values, pool),
+            DType::F64 => self.fast_node::<f64>(j, n, inputs, values, pool),
+            _ => None,
+        };
+        if let Some(out) = out {
+            return out.map_err(|e| match e {
+                NodeError::Plain(detail) => err(detail),
+                NodeError::Located(e) => e,
+            });
+        }
+        let args: SmallVec<[&Tensor; 4]> = n
+            .inputs
+            .iter()
+            .map(|&i| operand(values, inputs, i))
+            .collect();
+        let types: SmallVec<[&Type; 4]> = n
+            .inputs
+            .iter()
+            .map(|&i| &self.program.nodes[i].ty)
+            .collect();
+        eval_kind(&n.kind, &args, &types, &n.ty, Exec::Fast).map_err(err)
+    }
+}
+
+/// The error of node `n` that failed with `detail`, at the user's line.
+pub(crate) fn node_error(n: &Node, detail: String) -> Error {
+    Error::Runtime {
+        op: n.kind.user_name(),
+        detail,
+        loc: n.loc,
+    }
+}
+
+/// A failed fast path: a message for the node's own op and line, or an error already located
+/// (a fused kernel names the op of its region that failed).
+enum NodeError {
+    Plain(String),
+    Located(Error),
+}
+
+fn operand<'a>(values: &'a [Option<Value>], inputs: &'a [Tensor], i: usize) -> &'a Tensor {
+    values[i]
+        .as_ref()
+        .expect("operands are computed first")
+        .get(inputs)
+}
+
+fn float_view<'a, T: KernelFloat>(t: &'a Tensor) -> Result<ArrayViewD<'a, T>, String> {
+    T::view(t).ok_or_else(|| format!("expected {}, got {}", T::DTYPE, t.dtype()))
+}

@@ -1,0 +1,116 @@
+//! The buffer pool: float buffers kept between calls, by capacity, so that a warm plan allocates
+//! no arrays.
+
+use std::collections::BTreeMap;
+
+use ndarray::{ArrayD, IxDyn};
+use smallvec::SmallVec;
+
+use crate::kernels::KernelFloat;
+use crate::tensor::Tensor;
+
+/// Float buffers kept between calls, so a warm plan allocates no arrays.
+#[derive(Default)]
+pub(crate) struct Pool {
+    f32: Bins<f32>,
+    f64: Bins<f64>,
+}
+
+/// Free buffers of one float type by capacity. A capacity whose buffers are all taken keeps its
+/// (empty) entry, so a warm plan does not allocate map nodes either.
+pub(crate) struct Bins<T> {
+    by_cap: BTreeMap<usize, Vec<Vec<T>>>,
+    count: usize,
+}
+
+impl<T> Default for Bins<T> {
+    fn default() -> Self {
+        Bins {
+            by_cap: BTreeMap::new(),
+            count: 0,
+        }
+    }
+}
+
+/// Buffers kept per float type: enough for every live value of a long chain's gradient.
+const POOL_MAX: usize = 4096;
+
+/// A float type with buffers of its own in the pool.
+pub(crate) trait Pooled: KernelFloat {
+    fn bins(pool: &mut Pool) -> &mut Bins<Self>;
+}
+impl Pooled for f32 {
+    fn bins(pool: &mut Pool) -> &mut Bins<f32> {
+        &mut pool.f32
+    }
+}
+impl Pooled for f64 {
+    fn bins(pool: &mut Pool) -> &mut Bins<f64> {
+        &mut pool.f64
+    }
+}
+
+impl<T: num_traits::Zero + Clone> Bins<T> {
+    /// The smallest buffer with room for `n`, else a new one; resized to `n` (contents
+    /// unspecified). Best fit keeps the large buffers for the large values, so a warm plan finds
+    /// every buffer it needs.
+    fn take(&mut self, n: usize) -> Vec<T> {
+        let found = self.by_cap.range_mut(n..).find_map(|(_, bufs)| bufs.pop());
+        let mut buf = match found {
+            Some(b) => {
+                self.count -= 1;
+                b
+            }
+            None => Vec::with_capacity(n),
+        };
+        buf.resize(n, T::zero());
+        buf
+    }
+
+    fn keep(&mut self, buf: Vec<T>) {
+        if self.count < POOL_MAX && buf.capacity() > 0 {
+            self.count += 1;
+            self.by_cap.entry(buf.capacity()).or_default().push(buf);
+        }
+    }
+}
+
+impl Pool {
+    pub fn take<T: Pooled>(&mut self, n: usize) -> Vec<T> {
+        T::bins(self).take(n)
+    }
+
+    pub fn give(&mut self, t: Tensor) {
+        match t {
+            Tensor::F32(a) => self.f32.keep(a.into_raw_vec_and_offset().0),
+            Tensor::F64(a) => self.f64.keep(a.into_raw_vec_and_offset().0),
+            _ => {}
+        }
+    }
+
+    /// `t` to hand to the caller: a small value in a large pooled buffer leaves as an exact
+    /// copy, and the buffer stays in the pool.
+    pub fn release(&mut self, t: Tensor) -> Tensor {
+        fn fit<T: Pooled>(pool: &mut Pool, a: ArrayD<T>) -> ArrayD<T> {
+            let shape: SmallVec<[usize; 6]> = a.shape().into();
+            let (buf, _) = a.into_raw_vec_and_offset();
+            let buf = if buf.capacity() > 2 * buf.len() + 64 {
+                let exact = buf.to_vec();
+                pool.keep_vec(buf);
+                exact
+            } else {
+                buf
+            };
+            ArrayD::from_shape_vec(IxDyn(&shape), buf).expect("the shape of the buffer")
+        }
+        match t {
+            Tensor::F32(a) if a.is_standard_layout() => Tensor::F32(fit(self, a)),
+            Tensor::F64(a) if a.is_standard_layout() => Tensor::F64(fit(self, a)),
+            other => other,
+        }
+    }
+
+    pub fn keep_vec<T: Pooled>(&mut self, buf: Vec<T>) {
+        T::bins(self).keep(buf)
+    }
+}

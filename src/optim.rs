@@ -119,7 +119,7 @@ impl Optimizer {
             };
             let lr = match &self.lr_expr {
                 Some(e) => e.cast(p.dtype()),
-                None => p.lit(self.lr),
+                None => p.scalar_like(self.lr),
             };
             let g = if self.weight_decay != 0.0 {
                 g + &(*p * self.weight_decay)
@@ -155,8 +155,8 @@ impl Optimizer {
                     let m_new = &m * beta1 + &(&g * (1.0 - beta1));
                     let v_new = &v * beta2 + &(g.square() * (1.0 - beta2));
                     // Bias corrections folded into the step size.
-                    let c1 = 1.0 - &p.lit(beta1).pow(&t_new);
-                    let c2 = 1.0 - &p.lit(beta2).pow(&t_new);
+                    let c1 = 1.0 - &p.scalar_like(beta1).pow(&t_new);
+                    let c2 = 1.0 - &p.scalar_like(beta2).pow(&t_new);
                     let step = &(&lr * &(c2.sqrt() / &c1)) * &(&m_new / &(v_new.sqrt() + eps));
                     out.push(((*p).clone(), *p - &step));
                     out.push((m, m_new));

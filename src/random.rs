@@ -96,7 +96,7 @@ impl RandomStream {
     /// Binomial samples: the number of successes in `n` trials of probability `p`.
     #[track_caller]
     pub fn binomial(&self, n: usize, p: &Expr) -> Expr {
-        let mut total = p.lit(0.0).broadcast_like(p);
+        let mut total = p.scalar_like(0.0).broadcast_like(p);
         for _ in 0..n {
             total = &total + &self.bernoulli(p);
         }

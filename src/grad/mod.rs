@@ -3,15 +3,19 @@
 //! The sweep is op-agnostic: it restricts work to nodes on a path from the variables to the
 //! outputs, walks them in reverse topological order, sums fan-out contributions once per node,
 //! un-broadcasts each contribution to its operand's shape (the one place that happens), and
-//! tells disconnected variables from zero gradients. The per-op rules live in `rules.rs`.
+//! tells disconnected variables from zero gradients. The per-op rules live in `rules.rs`; the
+//! rules that send a gradient past a numerically fragile pair of ops (`log` of a `softmax`),
+//! in `stable.rs`, are tried first.
 
 mod rules;
+mod stable;
 
 use std::collections::HashMap;
 
 use crate::error::{Error, Location, Result};
-use crate::graph::op::{Op, Reduce, Unary};
-use crate::graph::{Expr, NodeId, Type};
+use crate::graph::op::Op;
+use crate::graph::{Expr, Graph, NodeId, Type};
+use stable::Site;
 
 /// Options of [`grad_with`] and [`vjp`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -181,12 +185,17 @@ fn sweep(
     // Snapshot the part of the graph the sweep reads, so rules can build nodes freely.
     let hi = outputs.iter().map(|o| o.id.index()).max().unwrap_or(0);
     let lo = wrt.iter().map(|w| w.id.index()).min().unwrap_or(hi + 1);
-    let nodes: Vec<(Op, Vec<NodeId>, Type, Location)> = {
+    let nodes: Vec<Snapshot> = {
         let g = graph.lock();
         (0..=hi)
             .map(|i| {
                 let n = &g.nodes[i];
-                (n.op.clone(), n.inputs.to_vec(), n.ty.clone(), n.loc)
+                Snapshot {
+                    op: n.op.clone(),
+                    inputs: n.inputs.to_vec(),
+                    ty: n.ty.clone(),
+                    loc: n.loc,
+                }
             })
             .collect()
     };
@@ -199,9 +208,9 @@ fn sweep(
         }
     }
     for i in lo..=hi {
-        let (op, ins, ty, _) = &nodes[i];
-        if !from_wrt[i] && !matches!(op, Op::StopGradient) && rules::differentiable(ty.dtype) {
-            from_wrt[i] = ins.iter().any(|p| from_wrt[p.index()]);
+        let n = &nodes[i];
+        if !from_wrt[i] && !matches!(n.op, Op::StopGradient) && rules::differentiable(n.ty.dtype) {
+            from_wrt[i] = n.inputs.iter().any(|p| from_wrt[p.index()]);
         }
     }
     let mut to_out = vec![false; hi + 1];
@@ -210,7 +219,7 @@ fn sweep(
     }
     for i in (lo..=hi).rev() {
         if to_out[i] && from_wrt[i] {
-            for p in &nodes[i].1 {
+            for p in &nodes[i].inputs {
                 to_out[p.index()] = true;
             }
         }
@@ -233,21 +242,24 @@ fn sweep(
         let Some(parts) = pending.remove(&id) else {
             continue;
         };
-        let (op, ins, ty, loc) = &nodes[i];
+        let Snapshot {
+            op,
+            inputs: ins,
+            loc,
+            ..
+        } = &nodes[i];
         // The sum of the contributions is located at the node they are the gradient of.
         let total = located(&graph, *loc, || parts.into_iter().reduce(|a, b| &a + &b))
             .expect("pending lists are never empty");
-        // log(softmax(x)) and log(sum(exp(x))): the gradient goes to x in its stable form,
-        // past the softmax or the sum of exponentials, whose own rules divide by values that
-        // underflow to 0 or overflow (the optimizer stabilizes the forward pass the same way).
-        let shortcut = match op {
-            Op::Unary(Unary::Log) if on_path(ins[0].index()) => located(&graph, *loc, || {
-                stable_log_vjp(&nodes, ins[0], &graph, &total, &on_path)
-            }),
-            _ => None,
+        let site = Site {
+            nodes: &nodes,
+            id,
+            graph: &graph,
+            dy: &total,
+            on_path: &on_path,
         };
-        if let Some((x, c)) = shortcut {
-            let xt = &nodes[x.index()].2;
+        if let Some((x, c)) = located(&graph, *loc, || stable::apply(&site)) {
+            let xt = &nodes[x.index()].ty;
             let c = located(&graph, *loc, || unbroadcast(c, &graph.expr(x), xt));
             pending.entry(x).or_default().push(c);
         } else if !ins.is_empty() {
@@ -260,14 +272,13 @@ fn sweep(
                 for (k, c) in contributions?.into_iter().enumerate() {
                     if let (Some(c), true) = (c, needs[k]) {
                         let p = ins[k];
-                        let pt = &nodes[p.index()].2;
+                        let pt = &nodes[p.index()].ty;
                         let c = located(&graph, *loc, || unbroadcast(c, &xs[k], pt));
                         pending.entry(p).or_default().push(c);
                     }
                 }
             }
         }
-        let _ = ty;
         totals.insert(id, total);
     }
 
@@ -275,7 +286,7 @@ fn sweep(
     for w in wrt {
         match totals.get(&w.id) {
             Some(g) => out.push(g.clone()),
-            None if options.allow_disconnected => out.push(w.lit(0.0).broadcast_like(w)),
+            None if options.allow_disconnected => out.push(w.scalar_like(0.0).broadcast_like(w)),
             None => {
                 return Err(Error::Disconnected {
                     name: w.name(),
@@ -288,54 +299,20 @@ fn sweep(
     Ok(out)
 }
 
+/// What the sweep reads of a node of the user's graph.
+pub(super) struct Snapshot {
+    pub op: Op,
+    pub inputs: Vec<NodeId>,
+    pub ty: Type,
+    pub loc: Location,
+}
+
 /// Run `f` with every node it builds located at `loc` (the node whose gradient it builds).
-fn located<R>(graph: &crate::graph::Graph, loc: Location, f: impl FnOnce() -> R) -> R {
+fn located<R>(graph: &Graph, loc: Location, f: impl FnOnce() -> R) -> R {
     graph.lock().loc_override = Some(loc);
     let r = f();
     graph.lock().loc_override = None;
     r
-}
-
-/// The gradient of `log(u)` with cotangent `dy` sent straight to `x` where `u` is
-/// `softmax(x)` or `sum(exp(x))`: `dy - u · sum(dy)` (the gradient of `log_softmax`), or `dy`
-/// times the softmax of `x` over the summed axes, shifted by the maximum so that it neither
-/// overflows nor divides 0 by 0. `None` for any other `u`, or when `x` is off the path.
-fn stable_log_vjp(
-    nodes: &[(Op, Vec<NodeId>, Type, Location)],
-    u: NodeId,
-    graph: &crate::graph::Graph,
-    dy: &Expr,
-    on_path: &impl Fn(usize) -> bool,
-) -> Option<(NodeId, Expr)> {
-    let (op, ins, _, _) = &nodes[u.index()];
-    match op {
-        Op::Softmax(axis) if on_path(ins[0].index()) => {
-            let s = graph.expr(u);
-            Some((ins[0], dy - &(&s * &dy.sum_axes(&[*axis as isize], true))))
-        }
-        Op::Reduce {
-            op: Reduce::Sum,
-            axes,
-            keepdims,
-        } => {
-            let e = ins[0];
-            let (eop, eins, _, _) = &nodes[e.index()];
-            if !matches!(eop, Op::Unary(Unary::Exp)) || !on_path(eins[0].index()) {
-                return None;
-            }
-            let x = graph.expr(eins[0]);
-            let axes: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
-            let w = (&x - &x.max_shift(&axes)).exp();
-            let soft = &w / &w.sum_axes(&axes, true);
-            let dy = if *keepdims {
-                dy.clone()
-            } else {
-                dy.expand_dims(&axes)
-            };
-            Some((eins[0], &soft * &dy))
-        }
-        _ => None,
-    }
 }
 
 /// The Jacobian of a vector `y` (static length n) with respect to `x`: shape `[n, x.shape...]`.

@@ -329,7 +329,7 @@ impl Autoencoder {
     pub fn corrupt(&self, x: &Expr, rng: &RandomStream) -> Expr {
         match self.variant {
             Variant::Denoising(Corruption::Masking(nu)) => {
-                x * &rng.bernoulli(&x.lit(1.0 - nu).broadcast_like(x))
+                x * &rng.bernoulli(&x.scalar_like(1.0 - nu).broadcast_like(x))
             }
             Variant::Denoising(Corruption::Gaussian(std)) => x + &(rng.normal(x) * std),
             _ => x.clone(),

@@ -119,8 +119,12 @@ impl FunctionBuilder {
             .iter()
             .map(|(v, _)| v.clone())
             .collect();
+        let mut executor = Executor::new(compiled.program);
+        if self.profile {
+            executor.enable_profile();
+        }
         Ok(Function {
-            executor: Executor::new(compiled.program, self.profile),
+            executor,
             stats: compiled.stats,
             debug: compiled.debug.map(|d| (d, updated)),
         })
@@ -258,7 +262,7 @@ pub fn eval(outputs: &[&Expr], feeds: &[(&Expr, Tensor)]) -> Result<Vec<Tensor>>
         loc,
     };
     let compiled = compile::compile(&spec)?;
-    Executor::new(compiled.program, false).run(&values)
+    Executor::new(compiled.program).run(&values)
 }
 
 impl Expr {

@@ -207,14 +207,14 @@ impl FGraph {
     /// and operands come before users (no cycle).
     pub fn validate(&self) -> Result<(), String> {
         let order = self.order();
-        let mut pos = vec![usize::MAX; self.nodes.len()];
+        let mut pos: Vec<Option<usize>> = vec![None; self.nodes.len()];
         for (k, &i) in order.iter().enumerate() {
-            pos[i] = k;
+            pos[i] = Some(k);
         }
         for (k, &i) in order.iter().enumerate() {
             let n = &self.nodes[i];
             let ins = self.inputs(i);
-            if ins.iter().any(|&p| pos[p] >= k) {
+            if ins.iter().any(|&p| pos[p].is_none_or(|q| q >= k)) {
                 return Err(format!("node {i} ({}) is part of a cycle", n.kind));
             }
             if !n.kind.is_leaf() {
@@ -257,19 +257,20 @@ impl FGraph {
     /// Compact the live nodes into a program: nodes in order, and the roots' new indices.
     pub fn finish(self) -> (Vec<Node>, Vec<usize>) {
         let order = self.order();
-        let mut index = vec![usize::MAX; self.nodes.len()];
+        let mut index: Vec<Option<usize>> = vec![None; self.nodes.len()];
         for (k, &i) in order.iter().enumerate() {
-            index[i] = k;
+            index[i] = Some(k);
         }
+        let live = |i: usize| index[self.find(i)].expect("operands and roots are live");
         let nodes = order
             .iter()
             .map(|&i| {
                 let mut n = self.nodes[i].clone();
-                n.inputs = n.inputs.iter().map(|&p| index[self.find(p)]).collect();
+                n.inputs = n.inputs.iter().map(|&p| live(p)).collect();
                 n
             })
             .collect();
-        let roots = self.roots.iter().map(|&r| index[self.find(r)]).collect();
+        let roots = self.roots.iter().map(|&r| live(r)).collect();
         (nodes, roots)
     }
 }

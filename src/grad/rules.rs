@@ -9,12 +9,14 @@ use crate::graph::op::{Binary, Op, Reduce, Unary};
 
 type Grads = Vec<Option<Expr>>;
 
-fn mask(cond: Expr, like: &Expr) -> Expr {
+/// 1 where the bool `cond` holds and 0 elsewhere, in the float dtype of `like`.
+fn indicator(cond: Expr, like: &Expr) -> Expr {
     cond.cast(like.dtype())
 }
 
-/// Re-insert reduced axes so `dy` broadcasts against the operand.
-fn keep(dy: &Expr, axes: &[usize], keepdims: bool) -> Expr {
+/// `dy` of a reduction over `axes` with its reduced axes back (as size 1), so that it
+/// broadcasts against the operand.
+fn with_reduced_axes(dy: &Expr, axes: &[usize], keepdims: bool) -> Expr {
     if keepdims {
         dy.clone()
     } else {
@@ -61,7 +63,7 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                 // y = softplus(x): dx = sigmoid(x) dy
                 Unary::Softplus => one(dy * &a.sigmoid()),
                 // y = relu(x): dx = [x > 0] dy
-                Unary::Relu => one(dy * &mask(a.gt(0.0), a)),
+                Unary::Relu => one(dy * &indicator(a.gt(0.0), a)),
             }
         }
         Op::Binary(b) => {
@@ -84,13 +86,13 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                 ],
                 // y = max(a, b): the larger operand gets dy (a on ties)
                 Binary::Maximum => vec![
-                    needs[0].then(|| dy * &mask(a.ge(c), dy)),
-                    needs[1].then(|| dy * &mask(a.lt(c), dy)),
+                    needs[0].then(|| dy * &indicator(a.ge(c), dy)),
+                    needs[1].then(|| dy * &indicator(a.lt(c), dy)),
                 ],
                 // y = min(a, b): the smaller operand gets dy (a on ties)
                 Binary::Minimum => vec![
-                    needs[0].then(|| dy * &mask(a.le(c), dy)),
-                    needs[1].then(|| dy * &mask(a.gt(c), dy)),
+                    needs[0].then(|| dy * &indicator(a.le(c), dy)),
+                    needs[1].then(|| dy * &indicator(a.gt(c), dy)),
                 ],
                 Binary::And | Binary::Or => vec![None, None],
             }
@@ -109,10 +111,10 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
         Op::Cast(_) => vec![x[0].dtype().is_float().then(|| dy.cast(x[0].dtype()))],
         Op::Reduce { op, axes, keepdims } => {
             let a = &x[0];
-            let dyk = keep(dy, axes, *keepdims).broadcast_like(a);
+            let dy_full = with_reduced_axes(dy, axes, *keepdims).broadcast_like(a);
             one(match op {
                 // y = sum(x): dx = dy broadcast
-                Reduce::Sum => dyk,
+                Reduce::Sum => dy_full,
                 // y = prod(x): dx_i = dy prod_{j != i} x_j, which is dy y / x_i for nonzero x_i.
                 // At a zero, y / x is 0/0, so the product of the other factors is built from
                 // P, the product of the lane's nonzero factors (zeros replaced by 1, so no
@@ -125,13 +127,13 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                     let zero = a.equal(0.0);
                     let nonzero = zero.select(1.0, a);
                     let p = nonzero.prod_axes(&ax, true);
-                    let zeros = mask(zero.clone(), a).sum_axes(&ax, true);
+                    let zeros = indicator(zero.clone(), a).sum_axes(&ax, true);
                     let other_zero = &zero.select(a, 0.0).sum_axes(&ax, true) - a;
                     let rest = zeros
                         .equal(1.0)
                         .select(&p, zeros.equal(2.0).select(&(&p * &other_zero), 0.0));
-                    let yk = keep(y, axes, *keepdims);
-                    &dyk * &zero.select(&rest, &(&yk / &nonzero))
+                    let yk = with_reduced_axes(y, axes, *keepdims);
+                    &dy_full * &zero.select(&rest, &(&yk / &nonzero))
                 }
                 // y = max(x): dx = dy where x attains the max, split evenly among ties. Giving
                 // every tie the whole dy is no subgradient: max over [x, x] is x, yet each copy
@@ -139,9 +141,9 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                 // NaN, where nothing matches; max(count, 1) keeps that lane's gradient 0.)
                 Reduce::Max | Reduce::Min => {
                     let ax: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
-                    let hit = mask(a.equal(keep(y, axes, *keepdims)), a);
+                    let hit = indicator(a.equal(with_reduced_axes(y, axes, *keepdims)), a);
                     let count = hit.sum_axes(&ax, true).maximum(1.0);
-                    &dyk * &(&hit / &count)
+                    &dy_full * &(&hit / &count)
                 }
             })
         }

@@ -49,7 +49,7 @@ impl InferError {
     }
 }
 
-type R = Result<Type, InferError>;
+type InferResult = Result<Type, InferError>;
 
 fn same_dtype(ts: &[Type]) -> Result<DType, InferError> {
     let d = ts[0].dtype;
@@ -110,7 +110,7 @@ fn check_axes(axes: &[usize], ndim: usize) -> Result<(), InferError> {
 }
 
 /// The type of `op` applied to operands of types `ts`.
-pub fn infer(op: &Op, ts: &[Type]) -> R {
+pub fn infer(op: &Op, ts: &[Type]) -> InferResult {
     match op {
         Op::Input { .. } | Op::Constant(_) | Op::Shared(_) => Err(InferError::Invalid(
             "leaf nodes are created by the graph".into(),

@@ -5,7 +5,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice};
 use super::elementwise::{bcast, binary, compare, select, unary, zip2};
 use super::index::{concat, indices, reshape, reshape_dims, scatter_add, slice_info, take};
 use super::linalg::matmul;
-use super::reduce::{argmax, reduce, softmax};
+use super::reduce::{argmax, log_softmax, reduce, softmax};
 use super::{Exec, KernelResult};
 use crate::dtype::DType;
 use crate::graph::Type;
@@ -186,8 +186,8 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exe
             }
             Tensor::F64(out).cast(*dtype)
         }
-        Op::Softmax(axis) => float!(x[0], a => softmax(a, *axis, false)),
-        Op::LogSoftmax(axis) => float!(x[0], a => softmax(a, *axis, true)),
+        Op::Softmax(axis) => float!(x[0], a => softmax(a, *axis)),
+        Op::LogSoftmax(axis) => float!(x[0], a => log_softmax(a, *axis)),
         Op::StopGradient => x[0].clone(),
         Op::DimSize { axes, dtype } => {
             let n: usize = axes.iter().map(|&a| x[0].shape()[a]).product();

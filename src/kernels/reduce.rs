@@ -61,7 +61,8 @@ pub(crate) fn argmax<T: Float>(
     Ok(out)
 }
 
-pub(crate) fn softmax<T: Float>(a: &ArrayD<T>, axis: usize, log: bool) -> ArrayD<T> {
+/// Softmax along `axis`, or its log (`log`), each lane shifted by its maximum.
+fn softmax_lanes<T: Float>(a: &ArrayD<T>, axis: usize, log: bool) -> ArrayD<T> {
     let mut out = a.to_owned();
     for mut lane in out.lanes_mut(Axis(axis)) {
         let m = lane.fold(T::neg_infinity(), |m, &v| if v > m { v } else { m });
@@ -75,6 +76,16 @@ pub(crate) fn softmax<T: Float>(a: &ArrayD<T>, axis: usize, log: bool) -> ArrayD
         }
     }
     out
+}
+
+/// Softmax along `axis`.
+pub(crate) fn softmax<T: Float>(a: &ArrayD<T>, axis: usize) -> ArrayD<T> {
+    softmax_lanes(a, axis, false)
+}
+
+/// Log-softmax along `axis`.
+pub(crate) fn log_softmax<T: Float>(a: &ArrayD<T>, axis: usize) -> ArrayD<T> {
+    softmax_lanes(a, axis, true)
 }
 
 /// The sum over axes `first..=last` of a contiguous row-major array of shape `dims`, into `out`

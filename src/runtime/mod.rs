@@ -101,14 +101,19 @@ fn shaped<T: KernelFloat>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String
 }
 
 impl Executor {
-    pub fn new(program: Program, profile: bool) -> Executor {
-        let profile = profile.then(|| Mutex::new(vec![NodeTime::default(); program.nodes.len()]));
+    pub fn new(program: Program) -> Executor {
         Executor {
             program,
             peak: AtomicUsize::new(0),
             workspace: Mutex::new(Workspace::default()),
-            profile,
+            profile: None,
         }
+    }
+
+    /// Record time and calls per node from now on.
+    pub fn enable_profile(&mut self) {
+        let times = vec![NodeTime::default(); self.program.nodes.len()];
+        self.profile = Some(Mutex::new(times));
     }
 
     pub fn peak_bytes(&self) -> usize {

@@ -9,7 +9,7 @@ use std::panic::Location as StdLocation;
 
 /// Where in the user's code a node was built.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Location(pub &'static StdLocation<'static>);
+pub struct Location(&'static StdLocation<'static>);
 
 impl Location {
     /// The caller of the current `#[track_caller]` chain.

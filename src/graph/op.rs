@@ -183,7 +183,14 @@ pub type ReshapeDim = isize;
 
 /// A user op behind the [`CustomOp`] trait, compared by identity.
 #[derive(Clone)]
-pub struct CustomHandle(pub Arc<dyn CustomOp>);
+pub struct CustomHandle(pub(crate) Arc<dyn CustomOp>);
+
+impl CustomHandle {
+    /// The user's op.
+    pub fn op(&self) -> &dyn CustomOp {
+        &*self.0
+    }
+}
 
 impl PartialEq for CustomHandle {
     fn eq(&self, other: &Self) -> bool {

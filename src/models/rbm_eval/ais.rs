@@ -9,7 +9,7 @@ use super::{RbmParams, logsumexp, softplus, sum_softplus, usage};
 use crate::error::Result;
 use crate::kernels::fastmath;
 
-/// Settings of [`ais_log_partition`]. The default is Salakhutdinov & Murray's: 100 runs, the
+/// Settings of [`RbmParams::ais_log_partition`]. The default is Salakhutdinov & Murray's: 100 runs, the
 /// 14,501 inverse temperatures of [`standard_betas`], a uniform base model (set a base-rate one
 /// with [`AisConfig::with_base_rate`]), seed 0.
 #[derive(Clone, Debug)]
@@ -57,7 +57,7 @@ impl AisConfig {
     }
 }
 
-/// The result of [`ais_log_partition`].
+/// The result of [`RbmParams::ais_log_partition`].
 #[derive(Clone, Debug)]
 pub struct AisEstimate {
     /// `log Ẑ = log Z_A + log mean(w)`.

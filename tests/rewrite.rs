@@ -538,3 +538,34 @@ fn fusion_alone_keeps_values_and_leaves_no_elementwise_node() {
         }
     }
 }
+
+#[test]
+fn the_pass_limit_is_the_callers() {
+    // Canonicalizing -(-(-(-x))) * 1 takes more than one pass: at a limit of one, the phase
+    // says it stopped at the limit; by default it reaches a fixed point with the same values.
+    let g = Graph::new();
+    let x = g.vector("x", DType::F64);
+    let y = (-(-(-(-(&x * 1.0))))).exp();
+    let phase = |f: &Function| {
+        f.rewrite_stats()
+            .phases
+            .iter()
+            .find(|r| r.phase == gradus::rewrite::Phase::Canonicalize)
+            .copied()
+            .expect("the phase ran")
+    };
+    let limited = function(&[&x], &[&y]).pass_limit(1).compile().unwrap();
+    let run = phase(&limited);
+    assert_eq!(
+        (run.passes, run.stop),
+        (1, StopReason::PassLimit),
+        "{}",
+        limited.rewrite_stats()
+    );
+    let full = function(&[&x], &[&y]).compile().unwrap();
+    assert_eq!(phase(&full).stop, StopReason::FixedPoint);
+    assert_eq!(
+        limited.call(&[vec3()]).unwrap(),
+        full.call(&[vec3()]).unwrap()
+    );
+}

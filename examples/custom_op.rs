@@ -15,7 +15,8 @@ use std::sync::Arc;
 use gradus::prelude::*;
 use gradus::random::RandomStream;
 use gradus::{CustomOp, Type};
-use ndarray::{Array1, Array2, Zip};
+// gradus re-exports the ndarray it is built on: a custom op computes with the same arrays.
+use gradus::ndarray::{Array1, Array2, Zip};
 
 // ANCHOR: op
 /// `sample(p, u) = [u < p]`, elementwise, for `f32` and `f64`.
@@ -37,9 +38,9 @@ impl CustomOp for BernoulliSample {
 
     fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor, String> {
         fn sample<T: gradus::Float>(
-            p: &ndarray::ArrayD<T>,
-            u: &ndarray::ArrayD<T>,
-        ) -> ndarray::ArrayD<T> {
+            p: &gradus::ndarray::ArrayD<T>,
+            u: &gradus::ndarray::ArrayD<T>,
+        ) -> gradus::ndarray::ArrayD<T> {
             Zip::from(p)
                 .and(u)
                 .map_collect(|&p, &u| if u < p { T::one() } else { T::zero() })

@@ -51,7 +51,11 @@ impl CustomOp for BernoulliSample {
             _ => Err("expected two float tensors of one dtype".into()),
         }
     }
-    // No `vjp`: the default says samples carry no gradient.
+    // A sample carries no gradient on purpose: grad treats the op like stop_gradient. (An op
+    // with neither this nor a `vjp` is an error from grad, not a silent zero.)
+    fn stops_gradient(&self) -> bool {
+        true
+    }
 }
 // ANCHOR_END: op
 

@@ -121,6 +121,17 @@ pub enum Error {
         /// Where it was built.
         loc: Location,
     },
+    /// A custom op on a path from the cost to a variable has no gradient.
+    #[error(
+        "custom op {op} has no gradient (built at {loc}); implement CustomOp::vjp, or return \
+         true from CustomOp::stops_gradient if the op is not differentiable on purpose"
+    )]
+    MissingGradient {
+        /// The op's name.
+        op: String,
+        /// Where the user applied it.
+        loc: Location,
+    },
     /// A compiled function was called without a value for one of its inputs.
     #[error("missing feed for input {name}: expected {expected} values, got {got}")]
     MissingFeed {
@@ -215,6 +226,7 @@ impl Error {
             | Error::NonScalarCost { loc, .. }
             | Error::Disconnected { loc, .. }
             | Error::NotDifferentiable { loc, .. }
+            | Error::MissingGradient { loc, .. }
             | Error::Runtime { loc, .. }
             | Error::DebugMismatch { loc, .. }
             | Error::Usage { loc, .. } => Some(*loc),

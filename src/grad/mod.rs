@@ -209,7 +209,7 @@ fn sweep(
     }
     for i in lo..=hi {
         let n = &nodes[i];
-        if !from_wrt[i] && !matches!(n.op, Op::StopGradient) && rules::differentiable(n.ty.dtype) {
+        if !from_wrt[i] && !rules::stops_gradient(&n.op) && rules::differentiable(n.ty.dtype) {
             from_wrt[i] = n.inputs.iter().any(|p| from_wrt[p.index()]);
         }
     }

@@ -62,6 +62,8 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                 Unary::Sigmoid => one(dy * &(y * &(1.0 - y))),
                 // y = softplus(x): dx = sigmoid(x) dy
                 Unary::Softplus => one(dy * &a.sigmoid()),
+                // y = log(sigmoid(x)): dx = sigmoid(-x) dy
+                Unary::LogSigmoid => one(dy * &(-a).sigmoid()),
                 // y = relu(x): dx = [x > 0] dy
                 Unary::Relu => one(dy * &indicator(a.gt(0.0), a)),
             }
@@ -283,6 +285,16 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
             g
         }
     })
+}
+
+/// Does no gradient flow through `op` at all, so that the sweep never looks past it?
+/// (`stop_gradient`, and custom ops that are not differentiable on purpose.)
+pub(crate) fn stops_gradient(op: &Op) -> bool {
+    match op {
+        Op::StopGradient => true,
+        Op::Custom(c) => c.op().stops_gradient(),
+        _ => false,
+    }
 }
 
 /// Float dtype check used by the sweep.

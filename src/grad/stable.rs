@@ -7,7 +7,7 @@
 //! them in order before the node's own rule.
 
 use super::Snapshot;
-use crate::graph::op::{Op, Reduce, Unary};
+use crate::graph::op::{Binary, Op, Reduce, Unary};
 use crate::graph::{Expr, Graph, NodeId};
 
 /// What a stable rule sees: the node whose cotangent `dy` is known, the snapshot of the graph
@@ -34,6 +34,23 @@ impl Site<'_> {
             _ => None,
         }
     }
+
+    /// The operand of `id` when it is the unary op `u`, on the path or not.
+    fn unary_any(&self, id: NodeId, u: Unary) -> Option<NodeId> {
+        match self.node(id) {
+            (Op::Unary(x), [a]) if *x == u => Some(*a),
+            _ => None,
+        }
+    }
+
+    /// Is `id` a one-element constant equal to `v`?
+    fn is_scalar(&self, id: NodeId, v: f64) -> bool {
+        let Op::Constant(c) = self.node(id).0 else {
+            return false;
+        };
+        let value = self.graph.lock().constants[*c].clone();
+        value.len() == 1 && value.to_f64_vec()[0] == v
+    }
 }
 
 /// A rule: a name, and where it applies, the node the cotangent goes to with its contribution.
@@ -51,6 +68,14 @@ pub(super) static STABLE_RULES: &[StableRule] = &[
     StableRule {
         name: "log_sum_exp_grad",
         apply: log_sum_exp_grad,
+    },
+    StableRule {
+        name: "log_sigmoid_grad",
+        apply: log_sigmoid_grad,
+    },
+    StableRule {
+        name: "log_one_minus_sigmoid_grad",
+        apply: log_one_minus_sigmoid_grad,
     },
 ];
 
@@ -104,4 +129,28 @@ fn log_sum_exp_grad(site: &Site) -> Option<(NodeId, Expr)> {
         site.dy.expand_dims(&axes)
     };
     Some((x, &soft * &dy))
+}
+
+// y = log(sigmoid(x)): dx = dy · sigmoid(-x) (the rules of log and sigmoid give
+// dy / s · s (1 - s), which is 0 / 0 where s underflows)
+fn log_sigmoid_grad(site: &Site) -> Option<(NodeId, Expr)> {
+    let s = site.unary(site.id, Unary::Log)?;
+    let x = site.unary(s, Unary::Sigmoid)?;
+    let xe = site.graph.expr(x);
+    Some((x, site.dy * &(-&xe).sigmoid()))
+}
+
+// y = log(1 - sigmoid(x)): dx = -dy · sigmoid(x) (the rules give -dy / (1 - s) · s (1 - s),
+// which is 0 / 0 where 1 - s rounds to 0)
+fn log_one_minus_sigmoid_grad(site: &Site) -> Option<(NodeId, Expr)> {
+    let d = site.unary_any(site.id, Unary::Log)?;
+    let (Op::Binary(Binary::Sub), [one, s]) = site.node(d) else {
+        return None;
+    };
+    if !site.is_scalar(*one, 1.0) {
+        return None;
+    }
+    let x = site.unary(*s, Unary::Sigmoid)?;
+    let xe = site.graph.expr(x);
+    Some((x, -(site.dy * &xe.sigmoid())))
 }

@@ -38,6 +38,8 @@ pub enum Unary {
     Sigmoid,
     /// `log(1 + e^x)`, computed stably
     Softplus,
+    /// `log(1 / (1 + e^-x))` = `-softplus(-x)`, computed stably
+    LogSigmoid,
     /// `max(x, 0)`
     Relu,
     /// logical not (bool)
@@ -62,6 +64,7 @@ impl Unary {
             Unary::Tanh => "tanh",
             Unary::Sigmoid => "sigmoid",
             Unary::Softplus => "softplus",
+            Unary::LogSigmoid => "log_sigmoid",
             Unary::Relu => "relu",
             Unary::Not => "not",
         }

@@ -89,6 +89,7 @@ pub(crate) fn unary<T: Float>(u: Unary, a: &ArrayD<T>, exec: Exec) -> ArrayD<T> 
         Unary::Tanh => map(a, exec, |x| x.tanh()),
         Unary::Sigmoid => map(a, exec, sigmoid),
         Unary::Softplus => map(a, exec, softplus),
+        Unary::LogSigmoid => map(a, exec, |x| -softplus(-x)),
         Unary::Relu => map(a, exec, |x| if x > T::zero() { x } else { T::zero() }),
         Unary::Not => unreachable!("not is a bool op, dispatched before"),
     }

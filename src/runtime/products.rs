@@ -84,6 +84,11 @@ impl Executor {
             operand(values, inputs, n.inputs[1]),
         );
         let (m, k, cols) = product.dims(a.shape(), b.shape())?;
+        // The bias stretches only as the `add` it replaced would have let it.
+        if let Some(&c) = n.inputs.get(2) {
+            let declared = &self.program.nodes[c].ty.shape;
+            product.check_bias(declared, operand(values, inputs, c).shape(), (m, cols))?;
+        }
         let own_bias = n.inputs.get(2).copied().filter(|&c| {
             !n.inputs[..2].contains(&c) && self.can_take::<T>(c, j, values, &[m, cols])
         });

@@ -43,6 +43,9 @@ impl Expr {
         sigmoid => Sigmoid;
         /// `log(1 + e^x)`, computed stably
         softplus => Softplus;
+        /// `log(sigmoid(x))` = `-softplus(-x)`, finite for every finite `x` with its gradient
+        /// `sigmoid(-x)`
+        log_sigmoid => LogSigmoid;
         /// `max(x, 0)`
         relu => Relu;
         /// logical not of a bool tensor

@@ -204,6 +204,7 @@ unsafe fn exec<T: KernelFloat>(ins: &Instr, at: &[*const T], dst: *mut T, len: u
             Unary::Tanh => map1!(|x| x.fast_tanh()),
             Unary::Sigmoid => map1!(|x| x.fast_sigmoid()),
             Unary::Softplus => map1!(|x| x.fast_softplus()),
+            Unary::LogSigmoid => map1!(|x| -(-x).fast_softplus()),
             Unary::Relu => map1!(|x| if x > zero { x } else { zero }),
             Unary::Not => map1!(|x| truth(x == zero)),
         },

@@ -310,7 +310,8 @@ fn cost_of(i: &Instr) -> usize {
             | Unary::Cos
             | Unary::Tanh
             | Unary::Sigmoid
-            | Unary::Softplus,
+            | Unary::Softplus
+            | Unary::LogSigmoid,
             _,
         )
         | Instr::Binary(Binary::Pow, ..) => 12,

@@ -29,6 +29,8 @@ pub(crate) struct FGraph {
     roots: Vec<usize>,
     /// Reads per node, refreshed by `count_uses`.
     uses: Vec<u32>,
+    /// Reads per node of its values (not only its shape), refreshed by `count_uses`.
+    value_uses: Vec<u32>,
     /// Every replacement made, in order, for the debug mode.
     pub history: Vec<Replacement>,
 }
@@ -41,6 +43,7 @@ impl FGraph {
             forward,
             roots,
             uses: Vec::new(),
+            value_uses: Vec::new(),
             history: Vec::new(),
         }
     }
@@ -142,20 +145,33 @@ impl FGraph {
     /// must not duplicate work ask [`FGraph::uses`].
     pub fn count_uses(&mut self) {
         let mut uses = vec![0u32; self.nodes.len()];
+        let mut value_uses = vec![0u32; self.nodes.len()];
         for i in self.order() {
-            for p in self.inputs(i) {
+            let shape_only = shape_only_operand(self.kind(i));
+            for (k, p) in self.inputs(i).into_iter().enumerate() {
                 uses[p] += 1;
+                if shape_only != Some(k) {
+                    value_uses[p] += 1;
+                }
             }
         }
         for r in self.roots() {
             uses[r] += 1;
+            value_uses[r] += 1;
         }
         self.uses = uses;
+        self.value_uses = value_uses;
     }
 
     /// Reads of node `i` as of the last [`FGraph::count_uses`] (0 for nodes made since).
     pub fn uses(&self, i: usize) -> usize {
         self.uses.get(self.find(i)).copied().unwrap_or(0) as usize
+    }
+
+    /// Reads of the values of node `i` (not only of its shape), as of the last
+    /// [`FGraph::count_uses`]: a node with none would not run if its shape were read elsewhere.
+    pub fn value_uses(&self, i: usize) -> usize {
+        self.value_uses.get(self.find(i)).copied().unwrap_or(0) as usize
     }
 
     /// Make every use of `old` a use of `new`; `rule` is recorded for the debug mode.
@@ -272,5 +288,14 @@ impl FGraph {
             .collect();
         let roots = self.roots.iter().map(|&r| live(r)).collect();
         (nodes, roots)
+    }
+}
+
+/// The operand of a node of kind `kind` that it reads only for its shape, if one.
+fn shape_only_operand(kind: &Kind) -> Option<usize> {
+    match kind {
+        Kind::Op(Op::DimSize { .. }) => Some(0),
+        Kind::Op(Op::BroadcastLike | Op::ReshapeLike) => Some(1),
+        _ => None,
     }
 }

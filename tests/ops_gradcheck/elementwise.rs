@@ -35,6 +35,7 @@ unary_tests! {
     tanh: |x| x.tanh(), Fill::Uniform(-2.5, 2.5);
     sigmoid: |x| x.sigmoid(), Fill::Uniform(-4.0, 4.0);
     softplus: |x| x.softplus(), Fill::Uniform(-4.0, 4.0);
+    log_sigmoid: |x| x.log_sigmoid(), Fill::Uniform(-4.0, 4.0);
     relu: |x| x.relu(), Fill::Signed(0.1, 2.0);
     pow_constant_exponent: |x| x.pow(3.0), Fill::Uniform(-2.0, 2.0);
     pow_constant_fractional_exponent: |x| x.pow(-1.5), Fill::Uniform(0.3, 2.0);
@@ -47,6 +48,7 @@ fn sigmoid_and_softplus_large_logits() {
     for (name, f) in [
         ("sigmoid", (|x: &Expr| x.sigmoid()) as fn(&Expr) -> Expr),
         ("softplus", |x: &Expr| x.softplus()),
+        ("log_sigmoid", |x: &Expr| x.log_sigmoid()),
     ] {
         case(name)
             .var(&[6], Fill::Signed(15.0, 30.0))

@@ -118,6 +118,7 @@ fn fast_matches_reference_every_kernel() {
         a.tanh(),
         a.sigmoid(),
         a.softplus(),
+        a.log_sigmoid(),
         a.square(),
         a.abs().sqrt(),
         a.abs().log(),

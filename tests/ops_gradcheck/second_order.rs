@@ -28,6 +28,7 @@ second_order_tests! {
     tanh: |x| x[0].tanh(), [U => [2, 3]];
     sigmoid: |x| x[0].sigmoid(), [Fill::Uniform(-3.0, 3.0) => [2, 3]];
     softplus: |x| x[0].softplus(), [Fill::Uniform(-3.0, 3.0) => [2, 3]];
+    log_sigmoid: |x| x[0].log_sigmoid(), [Fill::Uniform(-3.0, 3.0) => [2, 3]];
     log: |x| x[0].log(), [Fill::Uniform(0.3, 2.0) => [2, 3]];
     sqrt: |x| x[0].sqrt(), [Fill::Uniform(0.3, 2.0) => [2, 3]];
     sin: |x| x[0].sin(), [U => [2, 3]];

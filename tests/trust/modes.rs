@@ -49,3 +49,26 @@ fn a_bias_fed_with_one_row_where_rows_are_declared_run_time_is_an_error_in_every
         assert_located(&err, file!(), line);
     }
 }
+
+#[test]
+fn a_shape_read_through_an_add_keeps_the_adds_check() {
+    // The zeros only read the shape of x + m; reading it from x instead must not drop the
+    // check that x and m have the same number of rows.
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[None, Some(3)]);
+    let m = g.input("m", DType::F64, &[None, Some(3)]);
+    let (sum, line) = (&x + &m, line!());
+    let zeros = x.scalar_like(0.0).broadcast_like(&sum);
+    let feeds = [
+        Tensor::from(ndarray::Array2::<f64>::ones((2, 3))),
+        Tensor::from(ndarray::Array2::<f64>::ones((4, 3))),
+    ];
+    for (mode, f) in every_mode(&[&x, &m], &[&zeros]) {
+        let err = f.call(&feeds).expect_err(mode);
+        assert!(
+            err.to_string().contains("run-time shape error in add"),
+            "{mode}: {err}"
+        );
+        assert_located(&err, file!(), line);
+    }
+}

@@ -4,7 +4,7 @@
 use super::pattern::{binary, if_same_type, is_product, unary};
 use super::{Phase, Rewrite};
 use crate::compile::fgraph::FGraph;
-use crate::graph::op::{Binary, Op, Unary};
+use crate::graph::op::{Binary, Op, Reduce, Unary};
 use crate::tensor::Tensor;
 
 pub(super) const DROP_STOP_GRADIENT: Rewrite = Rewrite {
@@ -195,22 +195,38 @@ fn log_exp(fg: &mut FGraph, i: usize) -> Option<usize> {
     if_same_type(fg, i, unary(fg, inner, Unary::Exp))
 }
 
+/// An operand of the elementwise node `x` with `x`'s shape, whose shape can stand for `x`'s
+/// without dropping a check: `x` runs anyway (something reads its values), or every other
+/// operand has static dims (a run-time dim is checked against the chosen operand's when `x`
+/// runs, and `x` might not run any more).
+fn shape_operand(fg: &FGraph, x: usize, accept: impl Fn(usize) -> bool) -> Option<usize> {
+    if !matches!(
+        fg.op(x),
+        Some(Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_))
+    ) {
+        return None;
+    }
+    let ins = fg.inputs(x);
+    let static_dims = |q: usize| fg.ty(q).shape.dims().iter().all(|d| d.is_some());
+    ins.iter().copied().find(|&p| {
+        fg.ty(p).shape == fg.ty(x).shape
+            && accept(p)
+            && (fg.value_uses(x) > 0 || ins.iter().all(|&q| q == p || static_dims(q)))
+    })
+}
+
 /// An operand of `like` with its shape, when `like` is elementwise. Not a product: its bias add
 /// would then have two readers, and gemm_bias could not take the add into the product.
 fn like_source(fg: &FGraph, like: usize) -> Option<usize> {
-    match fg.op(like) {
-        Some(Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_)) => fg
-            .inputs(like)
-            .into_iter()
-            .find(|&p| fg.ty(p).shape == fg.ty(like).shape && !is_product(fg, p)),
-        _ => None,
-    }
+    shape_operand(fg, like, |p| !is_product(fg, p))
 }
 
 /// The operand of `x` that has the dims `axes` of `x`, and where they are in it.
 fn dims_source(fg: &FGraph, x: usize, axes: &[usize]) -> Option<(usize, Vec<usize>)> {
     let ins = fg.inputs(x);
     let xs = &fg.ty(x).shape;
+    // Something reads the values of `x`, so it runs (and makes its checks) anyway.
+    let runs = fg.value_uses(x) > 0;
     let kept = |dropped: &[usize]| -> Vec<usize> {
         (0..fg.ty(ins[0]).ndim())
             .filter(|k| !dropped.contains(k))
@@ -218,26 +234,36 @@ fn dims_source(fg: &FGraph, x: usize, axes: &[usize]) -> Option<(usize, Vec<usiz
     };
     match fg.op(x) {
         Some(Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Where | Op::Cast(_)) => {
-            let p = *ins.iter().find(|&&p| fg.ty(p).shape == *xs)?;
-            Some((p, axes.to_vec()))
+            shape_operand(fg, x, |_| true).map(|p| (p, axes.to_vec()))
         }
         Some(Op::Squeeze(sq)) => {
             let kept = kept(sq);
             Some((ins[0], axes.iter().map(|&a| kept[a]).collect()))
         }
+        // A max over an empty axis fails when it runs: it must still run, if it is one.
         Some(Op::Reduce {
+            op,
             axes: red,
             keepdims: false,
-            ..
-        }) => {
+        }) if runs || matches!(op, Reduce::Sum | Reduce::Prod) => {
             let kept = kept(red);
             Some((ins[0], axes.iter().map(|&a| kept[a]).collect()))
         }
-        Some(Op::MatMul) if xs.ndim() == 2 && axes.len() == 1 => Some(if axes[0] == 0 {
-            (ins[0], vec![0])
-        } else {
-            (ins[1], vec![1])
-        }),
+        // A product whose inner dims are static was checked when it was built; else it must
+        // still run, to check them.
+        Some(Op::MatMul)
+            if xs.ndim() == 2
+                && axes.len() == 1
+                && (runs
+                    || fg.ty(ins[0]).shape.dims()[1].is_some()
+                        && fg.ty(ins[1]).shape.dims()[0].is_some()) =>
+        {
+            Some(if axes[0] == 0 {
+                (ins[0], vec![0])
+            } else {
+                (ins[1], vec![1])
+            })
+        }
         _ => None,
     }
 }

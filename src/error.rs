@@ -172,6 +172,34 @@ pub enum Error {
         /// Where the user built the node.
         loc: Location,
     },
+    /// A value too large to allocate, or larger than the function's memory limit
+    /// ([`FunctionBuilder::memory_limit`](crate::FunctionBuilder::memory_limit)).
+    #[error("cannot allocate {bytes} bytes for the {shape} result of {op}{why} (built at {loc})")]
+    OutOfMemory {
+        /// The op whose result it is.
+        op: String,
+        /// Its dtype and shape.
+        shape: String,
+        /// Its size.
+        bytes: u128,
+        /// Why not: the memory limit, or nothing when the allocation itself failed.
+        why: String,
+        /// Where the user built the node.
+        loc: Location,
+    },
+    /// A value that holds a NaN or an infinity where none of its operands did, found by the
+    /// NaN guard ([`FunctionBuilder::nan_guard`](crate::FunctionBuilder::nan_guard)).
+    #[error("{op} produced {what} from finite operands (built at {loc}); operands: {operands}")]
+    NonFinite {
+        /// The op that produced it.
+        op: String,
+        /// What it produced: how many NaNs and infinities, and where the first is.
+        what: String,
+        /// A summary of each operand: shape, min, max.
+        operands: String,
+        /// Where the user built the node.
+        loc: Location,
+    },
     /// [`Mode::Debug`](crate::Mode::Debug) found a rewrite or a fast kernel that
     /// changed a value.
     #[error("debug mode: {what}: {detail} (node built at {loc})")]
@@ -228,6 +256,8 @@ impl Error {
             | Error::NotDifferentiable { loc, .. }
             | Error::MissingGradient { loc, .. }
             | Error::Runtime { loc, .. }
+            | Error::OutOfMemory { loc, .. }
+            | Error::NonFinite { loc, .. }
             | Error::DebugMismatch { loc, .. }
             | Error::Usage { loc, .. } => Some(*loc),
             _ => None,

@@ -44,6 +44,8 @@ pub fn function(inputs: &[&Expr], outputs: &[&Expr]) -> FunctionBuilder {
             loc: Location::caller(),
         },
         profile: false,
+        memory_limit: None,
+        nan_guard: false,
     }
 }
 
@@ -51,6 +53,8 @@ pub fn function(inputs: &[&Expr], outputs: &[&Expr]) -> FunctionBuilder {
 pub struct FunctionBuilder {
     spec: Spec,
     profile: bool,
+    memory_limit: Option<usize>,
+    nan_guard: bool,
 }
 
 impl FunctionBuilder {
@@ -98,6 +102,24 @@ impl FunctionBuilder {
         self
     }
 
+    /// Refuse to compute any value larger than `bytes`: a call that would is an
+    /// [`Error::OutOfMemory`] naming the op, its shape and the line that built it. Without a
+    /// limit, a value the system cannot allocate is that error too, not an abort.
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// The NaN guard: stop a call at the first node whose result holds a NaN or an infinity
+    /// when none of its operands does, with [`Error::NonFinite`] naming the op (inside a fused
+    /// kernel, the op of the region that made it), the line that built it, and a summary of
+    /// its operands. Theano's `NanGuardMode`, JAX's `debug_nans`. It costs nothing when off;
+    /// on, every result is scanned and no buffer is reused in place.
+    pub fn nan_guard(mut self, on: bool) -> Self {
+        self.nan_guard = on;
+        self
+    }
+
     /// Time every node of every call; read the result with [`Function::profile`].
     pub fn profile(mut self, on: bool) -> Self {
         self.profile = on;
@@ -122,6 +144,12 @@ impl FunctionBuilder {
         let mut executor = Executor::new(compiled.program);
         if self.profile {
             executor.enable_profile();
+        }
+        if let Some(bytes) = self.memory_limit {
+            executor.set_memory_limit(bytes);
+        }
+        if self.nan_guard {
+            executor.enable_nan_guard();
         }
         Ok(Function {
             executor,

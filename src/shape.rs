@@ -51,7 +51,17 @@ impl Shape {
 
     /// Number of elements, when every dim is known.
     pub fn size(&self) -> Option<usize> {
-        self.0.iter().try_fold(1usize, |acc, d| d.map(|d| acc * d))
+        self.to_known().and_then(|dims| checked_size(&dims))
+    }
+
+    /// Do the dims known at build time multiply to more than a `usize` counts? (No array of
+    /// such a shape can exist.)
+    pub fn overflows(&self) -> bool {
+        self.0
+            .iter()
+            .flatten()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .is_none()
     }
 
     /// Does a concrete shape fit this one?
@@ -85,6 +95,11 @@ impl fmt::Debug for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// The number of elements of a concrete shape; `None` if it overflows `usize`.
+pub fn checked_size(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
 /// Format a concrete shape like a [`Shape`].

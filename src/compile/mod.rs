@@ -71,6 +71,8 @@ pub(crate) struct DebugTrace {
     pub nodes: Vec<Node>,
     pub history: Vec<Replacement>,
     pub roots: Vec<usize>,
+    /// The roots after the rewrites: what the fast plan computes.
+    pub final_roots: Vec<usize>,
 }
 
 /// The result of compiling.
@@ -133,6 +135,7 @@ pub(crate) fn compile(spec: &Spec) -> Result<Compiled> {
         nodes: fg.all_nodes().to_vec(),
         history: fg.history.clone(),
         roots: root_index,
+        final_roots: fg.roots(),
     });
     let (nodes, roots) = fg.finish();
     let outputs = roots[..n_out].to_vec();

@@ -236,14 +236,45 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
 /// not the product of the dimensions times the element size.
 pub fn parse_idx(bytes: &[u8], path_for_errors: &str) -> Result<IdxArray> {
     if bytes.starts_with(&GZIP_MAGIC) {
-        let mut plain = Vec::new();
-        MultiGzDecoder::new(bytes)
-            .read_to_end(&mut plain)
-            .map_err(|e| data_err(path_for_errors, format!("corrupt gzip stream: {e}")))?;
+        let plain = inflate(bytes, path_for_errors)?;
         parse_plain(&plain, path_for_errors)
     } else {
         parse_plain(bytes, path_for_errors)
     }
+}
+
+/// Inflate a gzip-compressed IDX file no further than its header says it is long: the header
+/// first, then at most one byte more than the payload it declares (so that trailing data is
+/// still seen). A small file that inflates to gigabytes stops there.
+fn inflate(bytes: &[u8], path: &str) -> Result<Vec<u8>> {
+    let corrupt = |e: std::io::Error| data_err(path, format!("corrupt gzip stream: {e}"));
+    let mut stream = MultiGzDecoder::new(bytes);
+    let mut plain = Vec::new();
+    let mut read_up_to =
+        |plain: &mut Vec<u8>, n: u64| (&mut stream).take(n).read_to_end(plain).map_err(corrupt);
+    read_up_to(&mut plain, 4)?;
+    let Some(&ndims) = plain.get(3) else {
+        return Ok(plain);
+    };
+    read_up_to(&mut plain, 4 * u64::from(ndims))?;
+    let Some(payload) = declared_payload(&plain) else {
+        // A malformed header: the plain parser says what is wrong with it.
+        return Ok(plain);
+    };
+    read_up_to(&mut plain, payload.saturating_add(1))?;
+    Ok(plain)
+}
+
+/// The payload bytes a well-formed header at the start of `header` declares.
+fn declared_payload(header: &[u8]) -> Option<u64> {
+    let [0, 0, code, ndims] = *header.first_chunk::<4>()? else {
+        return None;
+    };
+    let dtype = IdxDType::from_code(code)?;
+    let dims = header.get(4..4 + 4 * usize::from(ndims))?;
+    dims.chunks_exact(4)
+        .map(|w| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]])))
+        .try_fold(dtype.size() as u64, |acc, d| acc.checked_mul(d))
 }
 
 fn data_err(path: &str, reason: impl Into<String>) -> Error {

@@ -251,11 +251,16 @@ pub fn infer(op: &Op, ts: &[Type]) -> InferResult {
                     "target {target:?} may hold one -1 and sizes >= 0"
                 )));
             }
+            let too_many = || {
+                InferError::Shape(format!(
+                    "target {target:?} has more elements than a usize counts"
+                ))
+            };
             let known: usize = target
                 .iter()
                 .filter(|d| **d >= 0)
-                .map(|d| *d as usize)
-                .product();
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+                .ok_or_else(too_many)?;
             let out: Vec<Dim> = match ts[0].shape.size() {
                 Some(n) => {
                     let fill = if target.contains(&-1) {

@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 
 pub(crate) use expr::stack_at;
 pub use expr::{Expr, Operand, concat, stack};
-pub use infer::infer;
+pub use infer::{InferError, infer};
 
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
@@ -139,7 +139,17 @@ impl GraphInner {
             return id;
         }
         let types: Vec<Type> = inputs.iter().map(|i| self.node(*i).ty.clone()).collect();
-        match infer(&op, &types) {
+        let inferred = infer(&op, &types).and_then(|ty| {
+            if ty.shape.overflows() {
+                Err(InferError::Shape(format!(
+                    "the result {} has more elements than a usize counts",
+                    ty.shape
+                )))
+            } else {
+                Ok(ty)
+            }
+        });
+        match inferred {
             Ok(ty) => {
                 let id = self.push(Node {
                     op: op.clone(),
@@ -287,6 +297,17 @@ impl Graph {
     pub fn input(&self, name: &str, dtype: DType, shape: &[Dim]) -> Expr {
         let loc = Location::caller();
         let mut g = self.lock();
+        let ty = Type::new(dtype, shape);
+        if ty.shape.overflows() {
+            let err = Error::Invalid {
+                op: format!("input {name}"),
+                detail: format!("shape {} has more elements than a usize counts", ty.shape),
+                loc,
+            };
+            let id = g.invalid(err, loc);
+            drop(g);
+            return self.expr(id);
+        }
         let id = g.n_inputs;
         g.n_inputs += 1;
         let node = Node {
@@ -295,7 +316,7 @@ impl Graph {
                 id,
             },
             inputs: Inputs::new(),
-            ty: Type::new(dtype, shape),
+            ty,
             loc,
             error: None,
         };

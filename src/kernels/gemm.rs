@@ -9,6 +9,7 @@ use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
 use super::{Exec, KernelFloat, KernelResult};
 use crate::dtype::Float;
+use crate::error::Location;
 use crate::shape::{self, Shape};
 use crate::tensor::Tensor;
 
@@ -22,9 +23,13 @@ pub(crate) struct Gemm {
     pub transpose_b: bool,
     /// The scalar factor.
     pub alpha: f64,
+    /// Where the user added the bias, for the errors of its check: a product with a bias was
+    /// the user's `matmul` and `add`.
+    pub bias_add: Option<Location>,
 }
 
-// Two products are the same when their factors are, bit for bit.
+// Two products are the same when their flags and factors are, bit for bit (where the user
+// wrote them does not count).
 impl PartialEq for Gemm {
     fn eq(&self, other: &Self) -> bool {
         (self.transpose_a, self.transpose_b, self.alpha.to_bits())

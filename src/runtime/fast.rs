@@ -5,9 +5,8 @@ use ndarray::{ArrayViewMutD, IxDyn};
 use smallvec::SmallVec;
 
 use super::pool::{Pool, Pooled};
-use super::{Executor, NodeError, Value, node_error, operand, shaped};
+use super::{Executor, Failure, Value, operand, shaped};
 use crate::compile::ir::{Kind, Node};
-use crate::error::Result;
 use crate::graph::op::{Dist, Op, Reduce};
 use crate::kernels::fused::{FusedKernel, Src};
 use crate::kernels::{Exec, reduce};
@@ -24,23 +23,18 @@ impl Executor {
         inputs: &[Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
-    ) -> Option<std::result::Result<Tensor, NodeError>> {
-        let plain = |r: std::result::Result<Tensor, String>| r.map_err(NodeError::Plain);
+    ) -> Option<Result<Tensor, Failure>> {
         let op = match &n.kind {
-            Kind::Fused(k) => {
-                return Some(
-                    self.fused::<T>(k, j, n, inputs, values, pool)
-                        .map_err(NodeError::Located),
-                );
-            }
+            Kind::Fused(k) => return Some(self.fused::<T>(k, j, n, inputs, values, pool)),
             Kind::Gemm(_) => {
-                return Some(plain(self.gemm_job::<T>(j, inputs, values, pool).and_then(
-                    |mut job| {
+                let product = self
+                    .gemm_job::<T>(j, inputs, values, pool)
+                    .and_then(|mut job| {
                         let threads = rayon::current_num_threads();
                         let done = self.gemm_run(&mut job, j, inputs, values, threads);
                         Self::gemm_finish(job, pool, done)
-                    },
-                )));
+                    });
+                return Some(product);
             }
             Kind::Op(op) => op,
             _ => return None,
@@ -50,27 +44,18 @@ impl Executor {
                 op: Reduce::Sum,
                 axes,
                 keepdims,
-            } => plain(sum_node::<T>(
-                operand(values, inputs, n.inputs[0]),
-                axes,
-                *keepdims,
-                pool,
-            )?),
-            Op::Random { dist, key, .. } => {
-                plain(random_node::<T>(*dist, *key, n, inputs, values, pool))
-            }
+            } => sum_node::<T>(operand(values, inputs, n.inputs[0]), axes, *keepdims, pool)?,
+            Op::Random { dist, key, .. } => random_node::<T>(*dist, *key, n, inputs, values, pool),
             Op::ExpandDims(_)
             | Op::Squeeze(_)
             | Op::Reshape(_)
             | Op::ReshapeLike
             | Op::StopGradient
             | Op::BroadcastLike
-            | Op::BroadcastTo(_) => plain(self.reshaped::<T>(j, n, inputs, values, pool)?),
-            Op::DimSize { axes, .. } => plain(dim_size::<T>(
-                axes,
-                operand(values, inputs, n.inputs[0]),
-                pool,
-            )),
+            | Op::BroadcastTo(_) => self.reshaped::<T>(j, n, inputs, values, pool)?,
+            Op::DimSize { axes, .. } => {
+                dim_size::<T>(axes, operand(values, inputs, n.inputs[0]), pool)
+            }
             _ => return None,
         })
     }
@@ -85,7 +70,7 @@ impl Executor {
         inputs: &[Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
-    ) -> Option<std::result::Result<Tensor, String>> {
+    ) -> Option<Result<Tensor, Failure>> {
         let x = operand(values, inputs, n.inputs[0]);
         let from = x.shape();
         let Kind::Op(op) = &n.kind else {
@@ -122,28 +107,35 @@ impl Executor {
         if broadcast {
             let declared = &self.program.nodes[n.inputs[0]].ty.shape;
             if let Err(e) = shape::check_runtime_broadcast(declared, from, &to) {
-                return Some(Err(e));
+                return Some(Err(e.into()));
             }
             let view = T::view(x)?;
             let src = view.broadcast(IxDyn(&to))?;
-            let mut out = pool.take::<T>(to.iter().product());
+            let mut out = match pool.take::<T>(&to) {
+                Ok(out) => out,
+                Err(e) => return Some(Err(e)),
+            };
             ArrayViewMutD::from_shape(IxDyn(&to), &mut out[..])
                 .ok()?
                 .assign(&src);
-            return Some(shaped(out, &to));
+            return Some(shaped(out, &to).map_err(Failure::from));
         }
         if to.iter().product::<usize>() != x.len() {
             return None;
         }
         if self.can_take::<T>(n.inputs[0], j, values, from) {
-            return Some(shaped(Self::take_buffer::<T>(values, n.inputs[0]), &to));
+            let buf = Self::take_buffer::<T>(values, n.inputs[0]);
+            return Some(shaped(buf, &to).map_err(Failure::from));
         }
         let view = T::view(x)?;
-        let mut out = pool.take::<T>(x.len());
+        let mut out = match pool.take::<T>(&to) {
+            Ok(out) => out,
+            Err(e) => return Some(Err(e)),
+        };
         for (o, v) in out.iter_mut().zip(view.iter()) {
             *o = *v;
         }
-        Some(shaped(out, &to))
+        Some(shaped(out, &to).map_err(Failure::from))
     }
 
     /// A fused kernel, written in place over an operand whose last reader it is when that
@@ -156,22 +148,23 @@ impl Executor {
         inputs: &[Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
-    ) -> Result<Tensor> {
+    ) -> Result<Tensor, Failure> {
         let arg = |i: usize| values[i].as_ref().expect("operands are computed first");
         let in_shapes: SmallVec<[SmallVec<[usize; 6]>; 8]> = n
             .inputs
             .iter()
             .map(|&i| arg(i).get(inputs).shape().into())
             .collect();
-        let shape = self.kernel_shape(k, n, &in_shapes)?;
-        let err = |detail: String| node_error(n, detail);
+        let shape = self
+            .kernel_shape(k, n, &in_shapes)
+            .map_err(Failure::Located)?;
         let reuse = n
             .inputs
             .iter()
             .position(|&i| self.can_take::<T>(i, j, values, &shape));
         let mut out: Vec<T> = match reuse {
             Some(k) => Self::take_buffer(values, n.inputs[k]),
-            None => pool.take(shape.iter().product()),
+            None => pool.take(&shape)?,
         };
         let srcs: SmallVec<[Src<T>; 8]> = n
             .inputs
@@ -183,10 +176,9 @@ impl Executor {
                 }
                 Src::of(operand(values, inputs, i))
             })
-            .collect::<std::result::Result<_, String>>()
-            .map_err(err)?;
-        k.run(&srcs, &mut out, &shape, Exec::Fast).map_err(err)?;
-        shaped(out, &shape).map_err(err)
+            .collect::<Result<_, String>>()?;
+        k.run(&srcs, &mut out, &shape, Exec::Fast)?;
+        Ok(shaped(out, &shape)?)
     }
 }
 
@@ -197,7 +189,7 @@ fn sum_node<T: Pooled>(
     axes: &[usize],
     keepdims: bool,
     pool: &mut Pool,
-) -> Option<std::result::Result<Tensor, String>> {
+) -> Option<Result<Tensor, Failure>> {
     let a = T::view(x)?;
     let flat = a.as_slice()?;
     let (first, last) = (*axes.first()?, *axes.last()?);
@@ -205,9 +197,6 @@ fn sum_node<T: Pooled>(
         return None;
     }
     let dims = a.shape();
-    let kept: usize = dims[..first].iter().chain(&dims[last + 1..]).product();
-    let mut out = pool.take::<T>(kept);
-    reduce::sum_contiguous_axes(flat, dims, (first, last), &mut out);
     let shape: SmallVec<[usize; 6]> = dims
         .iter()
         .enumerate()
@@ -217,18 +206,19 @@ fn sum_node<T: Pooled>(
             (true, false) => None,
         })
         .collect();
-    Some(shaped(out, &shape))
+    let mut out = match pool.take::<T>(&shape) {
+        Ok(out) => out,
+        Err(e) => return Some(Err(e)),
+    };
+    reduce::sum_contiguous_axes(flat, dims, (first, last), &mut out);
+    Some(shaped(out, &shape).map_err(Failure::from))
 }
 
-fn dim_size<T: Pooled>(
-    axes: &[usize],
-    x: &Tensor,
-    pool: &mut Pool,
-) -> std::result::Result<Tensor, String> {
+fn dim_size<T: Pooled>(axes: &[usize], x: &Tensor, pool: &mut Pool) -> Result<Tensor, Failure> {
     let n: usize = axes.iter().map(|&a| x.shape()[a]).product();
-    let mut out = pool.take::<T>(1);
+    let mut out = pool.take::<T>(&[])?;
     out[0] = T::from_f(n as f64);
-    shaped(out, &[])
+    Ok(shaped(out, &[])?)
 }
 
 fn random_node<T: Pooled>(
@@ -238,16 +228,16 @@ fn random_node<T: Pooled>(
     inputs: &[Tensor],
     values: &[Option<Value>],
     pool: &mut Pool,
-) -> std::result::Result<Tensor, String> {
+) -> Result<Tensor, Failure> {
     let state = operand(values, inputs, n.inputs[0])
         .as_i64()
-        .ok_or("stream state must be i64")?;
+        .ok_or_else(|| "stream state must be i64".to_string())?;
     let (seed, counter) = match state.as_slice() {
         Some(&[seed, counter]) => (seed as u64, counter as u64),
-        _ => return Err("stream state must be i64[2]".into()),
+        _ => return Err("stream state must be i64[2]".to_string().into()),
     };
     let shape = operand(values, inputs, n.inputs[1]).shape();
-    let mut out = pool.take::<T>(shape.iter().product());
+    let mut out = pool.take::<T>(shape)?;
     crate::kernels::random::draw_into(dist, (seed, counter, key), &mut out, Exec::Fast);
-    shaped(out, shape)
+    Ok(shaped(out, shape)?)
 }

@@ -122,7 +122,11 @@ impl Executor {
             }
             // In place over an operand of the group's shape that dies here.
             let reuse = n.inputs.iter().position(|&i| match member_of(i) {
-                Some(m) => self.program.last_use[i] == Some(j) && !members[m].buf.is_empty(),
+                Some(m) => {
+                    !self.nan_guard
+                        && self.program.last_use[i] == Some(j)
+                        && !members[m].buf.is_empty()
+                }
                 None => self.can_take::<T>(i, j, values, &shape),
             });
             let mut buf: Vec<T> = match reuse.map(|r| n.inputs[r]) {
@@ -130,7 +134,13 @@ impl Executor {
                     Some(m) => std::mem::take(&mut members[m].buf),
                     None => Self::take_buffer(values, i),
                 },
-                None => pool.take(shape.iter().product()),
+                None => match pool.take(&shape) {
+                    Ok(buf) => buf,
+                    Err(f) => {
+                        result = Err(f.at(n));
+                        break;
+                    }
+                },
             };
             let srcs: std::result::Result<SmallVec<[Src<T>; 8]>, String> = n
                 .inputs

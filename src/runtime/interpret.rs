@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::{node_error, reserve};
 use crate::compile::ir::{Kind, Node, eval_kind};
 use crate::error::{Error, Result};
 use crate::graph::Type;
@@ -21,7 +22,7 @@ pub(crate) struct Interpreted {
 
 /// Evaluate `nodes` (operands before users) on `inputs`, every node with the reference kernels.
 /// A failure does not stop the run: the failed node and those that read it have no value.
-pub(crate) fn interpret(nodes: &[Node], inputs: &[Tensor]) -> Interpreted {
+pub(crate) fn interpret(nodes: &[Node], inputs: &[Tensor], limit: Option<usize>) -> Interpreted {
     let mut values: Vec<Option<Arc<Tensor>>> = Vec::with_capacity(nodes.len());
     let mut first_error: Option<Error> = None;
     for n in nodes {
@@ -33,14 +34,15 @@ pub(crate) fn interpret(nodes: &[Node], inputs: &[Tensor]) -> Interpreted {
                 let args: Option<Vec<&Tensor>> =
                     n.inputs.iter().map(|&i| values[i].as_deref()).collect();
                 let types: Vec<&Type> = n.inputs.iter().map(|&i| &nodes[i].ty).collect();
-                match args.map(|a| eval_kind(kind, &a, &types, &n.ty, Exec::Reference)) {
+                let run = |a: Vec<&Tensor>| {
+                    reserve(n, &a, limit).map_err(|f| f.at(n))?;
+                    eval_kind(kind, &a, &types, &n.ty, Exec::Reference)
+                        .map_err(|e| node_error(n, e))
+                };
+                match args.map(run) {
                     Some(Ok(t)) => Some(Arc::new(t)),
-                    Some(Err(detail)) => {
-                        first_error.get_or_insert(Error::Runtime {
-                            op: kind.user_name(),
-                            detail,
-                            loc: n.loc,
-                        });
+                    Some(Err(e)) => {
+                        first_error.get_or_insert(e);
                         None
                     }
                     None => None,

@@ -10,6 +10,7 @@
 pub(crate) mod debug;
 mod fast;
 mod group;
+mod guard;
 pub(crate) mod interpret;
 mod pool;
 mod products;
@@ -23,7 +24,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use smallvec::SmallVec;
 
 use crate::compile::Program;
-use crate::compile::ir::{Kind, Node, eval_kind};
+use crate::compile::ir::{Kind, Node, eval_kind, infer_kind};
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::graph::Type;
@@ -92,6 +93,10 @@ pub(crate) struct Executor {
     peak: AtomicUsize,
     workspace: Mutex<Workspace>,
     profile: Option<Mutex<Vec<NodeTime>>>,
+    /// The most bytes one value may take.
+    memory_limit: Option<usize>,
+    /// Stop at the first node that makes a NaN or an infinity from finite operands.
+    nan_guard: bool,
 }
 
 fn shaped<T: KernelFloat>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String> {
@@ -107,7 +112,37 @@ impl Executor {
             peak: AtomicUsize::new(0),
             workspace: Mutex::new(Workspace::default()),
             profile: None,
+            memory_limit: None,
+            nan_guard: false,
         }
+    }
+
+    /// Check every result for a NaN or an infinity born there (see [`guard`]). Operands are
+    /// then never overwritten in place, so that they can be checked too.
+    pub fn enable_nan_guard(&mut self) {
+        self.nan_guard = true;
+    }
+
+    /// Under the NaN guard, check the result of node `j` against its operands.
+    fn guard(&self, j: usize, values: &[Option<Value>], inputs: &[Tensor]) -> Result<()> {
+        if !self.nan_guard {
+            return Ok(());
+        }
+        let n = &self.program.nodes[j];
+        let Some(out) = values[j].as_ref() else {
+            return Ok(());
+        };
+        let operands: SmallVec<[&Tensor; 4]> = n
+            .inputs
+            .iter()
+            .map(|&i| operand(values, inputs, i))
+            .collect();
+        guard::check(n, out.get(inputs), &operands)
+    }
+
+    /// Refuse to compute a value larger than `bytes`.
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.memory_limit = Some(bytes);
     }
 
     /// Record time and calls per node from now on.
@@ -190,7 +225,18 @@ impl Executor {
     /// A reference program: every node on the reference interpreter, every value kept.
     fn run_reference(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let p = &self.program;
-        let mut run = interpret::interpret(&p.nodes, inputs);
+        let mut run = interpret::interpret(&p.nodes, inputs, self.memory_limit);
+        if self.nan_guard {
+            for (n, v) in p.nodes.iter().zip(&run.values) {
+                if let (false, Some(out)) = (n.kind.is_leaf(), v) {
+                    let operands: Option<Vec<&Tensor>> =
+                        n.inputs.iter().map(|&i| run.values[i].as_deref()).collect();
+                    if let Some(operands) = operands {
+                        guard::check(n, out, &operands)?;
+                    }
+                }
+            }
+        }
         // Every value is kept to the end: the peak holds all that the run computed.
         let computed = p
             .nodes
@@ -220,6 +266,7 @@ impl Executor {
         } = ws;
         values.clear();
         values.resize_with(nodes.len(), || None);
+        pool.limit = self.memory_limit;
         held.clear();
         held.resize(nodes.len(), 0);
         let mut times = self
@@ -255,6 +302,9 @@ impl Executor {
                 }
                 peak = peak.max(live);
                 for k in j..done {
+                    self.guard(k, values, inputs)?;
+                }
+                for k in j..done {
                     self.release_dead(k, values, pool, held, &mut live);
                 }
                 j = done;
@@ -271,6 +321,8 @@ impl Executor {
                 peak = peak.max(live);
                 values[j] = Some(Value::Owned(a));
                 values[j + 1] = Some(Value::Owned(b));
+                self.guard(j, values, inputs)?;
+                self.guard(j + 1, values, inputs)?;
                 for k in [j, j + 1] {
                     self.release_dead(k, values, pool, held, &mut live);
                     if let (Some(times), Some(total)) = (times.as_mut(), total) {
@@ -293,6 +345,7 @@ impl Executor {
             };
             values[j] = Some(v);
             peak = peak.max(live);
+            self.guard(j, values, inputs)?;
             self.release_dead(j, values, pool, held, &mut live);
             if let (Some(times), Some(start)) = (times.as_mut(), start) {
                 times[j].calls += 1;
@@ -378,7 +431,8 @@ impl Executor {
 
     /// Whether node `j` may take over the buffer of its operand `i` for a result of `shape`:
     /// `i` dies at `j` and is a standard-layout array of type `T` and that shape that the run
-    /// owns (never a caller's input or a shared variable).
+    /// owns (never a caller's input or a shared variable), and the NaN guard, which reads the
+    /// operands after the result, is off.
     fn can_take<T: KernelFloat>(
         &self,
         i: usize,
@@ -386,7 +440,8 @@ impl Executor {
         values: &[Option<Value>],
         shape: &[usize],
     ) -> bool {
-        self.program.last_use[i] == Some(j)
+        !self.nan_guard
+            && self.program.last_use[i] == Some(j)
             && matches!(&values[i], Some(Value::Owned(t)) if t.dtype() == T::DTYPE
                 && t.shape() == shape
                 && T::view(t).is_some_and(|v| v.is_standard_layout()))
@@ -445,17 +500,13 @@ impl Executor {
         values: &mut [Option<Value>],
         pool: &mut Pool,
     ) -> Result<Tensor> {
-        let err = |detail: String| node_error(n, detail);
         let out = match n.ty.dtype {
             DType::F32 => self.fast_node::<f32>(j, n, inputs, values, pool),
             DType::F64 => self.fast_node::<f64>(j, n, inputs, values, pool),
             _ => None,
         };
         if let Some(out) = out {
-            return out.map_err(|e| match e {
-                NodeError::Plain(detail) => err(detail),
-                NodeError::Located(e) => e,
-            });
+            return out.map_err(|f| f.at(n));
         }
         let args: SmallVec<[&Tensor; 4]> = n
             .inputs
@@ -467,8 +518,52 @@ impl Executor {
             .iter()
             .map(|&i| &self.program.nodes[i].ty)
             .collect();
-        eval_kind(&n.kind, &args, &types, &n.ty, Exec::Fast).map_err(err)
+        reserve(n, &args, self.memory_limit).map_err(|f| f.at(n))?;
+        eval_kind(&n.kind, &args, &types, &n.ty, Exec::Fast).map_err(|e| node_error(n, e))
     }
+}
+
+/// Allocations at least this large are tried before a general kernel makes them.
+const PROBE_MIN_BYTES: usize = 1 << 26;
+
+/// Before a general kernel allocates the result of node `n` (through `ndarray`, which aborts the
+/// process when it cannot): the result's shape, inferred from the operands' shapes as they are,
+/// must fit within `limit` and in memory. Where inference rejects the operands, the kernel
+/// reports the mismatch itself.
+pub(crate) fn reserve(n: &Node, args: &[&Tensor], limit: Option<usize>) -> Result<(), Failure> {
+    let types: SmallVec<[Type; 4]> = args
+        .iter()
+        .map(|t| Type {
+            dtype: t.dtype(),
+            shape: shape::Shape::known(t.shape()),
+        })
+        .collect();
+    let Ok(ty) = infer_kind(&n.kind, &types) else {
+        return Ok(());
+    };
+    let Some(dims) = ty.shape.to_known() else {
+        return Ok(());
+    };
+    let per = match ty.dtype {
+        DType::F32 => 4,
+        DType::Bool => 1,
+        _ => 8,
+    };
+    let bytes = shape::checked_size(&dims).and_then(|n| n.checked_mul(per));
+    let fits = match bytes {
+        None => false,
+        Some(b) if limit.is_some_and(|l| b > l) => false,
+        Some(b) if b >= PROBE_MIN_BYTES => Vec::<u8>::new().try_reserve_exact(b).is_ok(),
+        Some(_) => true,
+    };
+    if fits {
+        return Ok(());
+    }
+    Err(Failure::OutOfMemory {
+        dtype: ty.dtype,
+        shape: dims,
+        limit: limit.filter(|&l| bytes.is_none_or(|b| b > l)),
+    })
 }
 
 /// The error of node `n` that failed with `detail`, at the user's line.
@@ -480,11 +575,60 @@ pub(crate) fn node_error(n: &Node, detail: String) -> Error {
     }
 }
 
-/// A failed fast path: a message for the node's own op and line, or an error already located
-/// (a fused kernel names the op of its region that failed).
-enum NodeError {
-    Plain(String),
+/// Why a node failed, before it is an [`Error`] at the node's op and line.
+pub(crate) enum Failure {
+    /// A run-time shape mismatch (or another kernel error), in words.
+    Shape(String),
+    /// An error already located: a fused kernel names the op of its region that failed, a
+    /// product the `add` of its bias.
     Located(Error),
+    /// A result of this dtype and shape could not be allocated: larger than the function's
+    /// memory limit (`Some`), or the allocation itself failed.
+    OutOfMemory {
+        dtype: DType,
+        shape: Vec<usize>,
+        limit: Option<usize>,
+    },
+}
+
+impl From<String> for Failure {
+    fn from(detail: String) -> Failure {
+        Failure::Shape(detail)
+    }
+}
+
+impl Failure {
+    /// The error of node `n`, at the user's line.
+    pub(crate) fn at(self, n: &Node) -> Error {
+        match self {
+            Failure::Shape(detail) => node_error(n, detail),
+            Failure::Located(e) => e,
+            Failure::OutOfMemory {
+                dtype,
+                shape,
+                limit,
+            } => {
+                let per = match dtype {
+                    DType::F32 => 4,
+                    DType::Bool => 1,
+                    _ => 8,
+                };
+                let bytes = shape
+                    .iter()
+                    .fold(per as u128, |b, &d| b.saturating_mul(d as u128));
+                Error::OutOfMemory {
+                    op: n.kind.user_name(),
+                    shape: format!("{dtype}{}", shape::show(&shape)),
+                    bytes,
+                    why: match limit {
+                        Some(l) => format!(", over the function's memory limit of {l} bytes"),
+                        None => String::new(),
+                    },
+                    loc: n.loc,
+                }
+            }
+        }
+    }
 }
 
 fn operand<'a>(values: &'a [Option<Value>], inputs: &'a [Tensor], i: usize) -> &'a Tensor {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use ndarray::{ArrayD, IxDyn};
 use smallvec::SmallVec;
 
+use super::Failure;
 use crate::kernels::KernelFloat;
 use crate::tensor::Tensor;
 
@@ -14,6 +15,8 @@ use crate::tensor::Tensor;
 pub(crate) struct Pool {
     f32: Bins<f32>,
     f64: Bins<f64>,
+    /// The most bytes one value may take, when the function has a memory limit.
+    pub limit: Option<usize>,
 }
 
 /// Free buffers of one float type by capacity. A capacity whose buffers are all taken keeps its
@@ -51,20 +54,24 @@ impl Pooled for f64 {
 }
 
 impl<T: num_traits::Zero + Clone> Bins<T> {
-    /// The smallest buffer with room for `n`, else a new one; resized to `n` (contents
-    /// unspecified). Best fit keeps the large buffers for the large values, so a warm plan finds
-    /// every buffer it needs.
-    fn take(&mut self, n: usize) -> Vec<T> {
+    /// The smallest buffer with room for `n`, else a new one (`None` if it cannot be
+    /// allocated); resized to `n` (contents unspecified). Best fit keeps the large buffers for
+    /// the large values, so a warm plan finds every buffer it needs.
+    fn take(&mut self, n: usize) -> Option<Vec<T>> {
         let found = self.by_cap.range_mut(n..).find_map(|(_, bufs)| bufs.pop());
         let mut buf = match found {
             Some(b) => {
                 self.count -= 1;
                 b
             }
-            None => Vec::with_capacity(n),
+            None => {
+                let mut fresh = Vec::new();
+                fresh.try_reserve_exact(n).ok()?;
+                fresh
+            }
         };
         buf.resize(n, T::zero());
-        buf
+        Some(buf)
     }
 
     fn keep(&mut self, buf: Vec<T>) {
@@ -76,8 +83,21 @@ impl<T: num_traits::Zero + Clone> Bins<T> {
 }
 
 impl Pool {
-    pub fn take<T: Pooled>(&mut self, n: usize) -> Vec<T> {
-        T::bins(self).take(n)
+    /// A buffer for a value of `shape`: pooled, or newly allocated within the memory limit.
+    pub fn take<T: Pooled>(&mut self, shape: &[usize]) -> Result<Vec<T>, Failure> {
+        let too_big = |limit: Option<usize>| Failure::OutOfMemory {
+            dtype: T::DTYPE,
+            shape: shape.to_vec(),
+            limit,
+        };
+        let n = crate::shape::checked_size(shape).ok_or_else(|| too_big(None))?;
+        let bytes = n.checked_mul(std::mem::size_of::<T>());
+        if let Some(limit) = self.limit
+            && bytes.is_none_or(|b| b > limit)
+        {
+            return Err(too_big(Some(limit)));
+        }
+        T::bins(self).take(n).ok_or_else(|| too_big(None))
     }
 
     pub fn give(&mut self, t: Tensor) {

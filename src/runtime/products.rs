@@ -5,9 +5,9 @@
 use ndarray::{ArrayViewD, IxDyn};
 
 use super::pool::{Pool, Pooled};
-use super::{Executor, Value, float_view, node_error, operand, shaped};
+use super::{Executor, Failure, Value, float_view, operand, shaped};
 use crate::compile::ir::Kind;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Gemm};
 use crate::tensor::Tensor;
 
@@ -33,7 +33,7 @@ impl Executor {
         values: &mut [Option<Value>],
         pool: &mut Pool,
     ) -> Result<(Tensor, Tensor)> {
-        let err = |k: usize| move |detail: String| node_error(&self.program.nodes[k], detail);
+        let err = |k: usize| move |f: Failure| f.at(&self.program.nodes[k]);
         let mut first = self
             .gemm_job::<T>(j, inputs, values, pool)
             .map_err(err(j))?;
@@ -74,7 +74,7 @@ impl Executor {
         inputs: &[Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
-    ) -> std::result::Result<GemmJob<T>, String> {
+    ) -> Result<GemmJob<T>, Failure> {
         let n = &self.program.nodes[j];
         let Kind::Gemm(product) = n.kind else {
             unreachable!("a gemm job is made for a product node")
@@ -84,22 +84,42 @@ impl Executor {
             operand(values, inputs, n.inputs[1]),
         );
         let (m, k, cols) = product.dims(a.shape(), b.shape())?;
-        // The bias stretches only as the `add` it replaced would have let it.
+        // The bias stretches only as the `add` it replaced would have let it, and a mismatch is
+        // that add's error.
         if let Some(&c) = n.inputs.get(2) {
             let declared = &self.program.nodes[c].ty.shape;
-            product.check_bias(declared, operand(values, inputs, c).shape(), (m, cols))?;
+            let bias = operand(values, inputs, c).shape();
+            if let Err(detail) = product.check_bias(declared, bias, (m, cols)) {
+                return Err(match product.bias_add {
+                    Some(loc) => Failure::Located(Error::Runtime {
+                        op: "add".into(),
+                        detail,
+                        loc,
+                    }),
+                    None => Failure::Shape(detail),
+                });
+            }
         }
         let own_bias = n.inputs.get(2).copied().filter(|&c| {
             !n.inputs[..2].contains(&c) && self.can_take::<T>(c, j, values, &[m, cols])
         });
         let out = match own_bias {
             Some(c) => Self::take_buffer(values, c),
-            None => pool.take::<T>(m * cols),
+            None => pool.take::<T>(&[m, cols])?,
         };
         // The gemm crate would allocate a packing buffer for a transposed left operand on
         // every call: it is transposed into a pooled buffer instead.
-        let at = (product.transpose_a && gemm::packs_transposed_lhs(m, k, cols))
-            .then(|| pool.take::<T>(m * k));
+        let at = if product.transpose_a && gemm::packs_transposed_lhs(m, k, cols) {
+            match pool.take::<T>(&[m, k]) {
+                Ok(buf) => Some(buf),
+                Err(e) => {
+                    pool.keep_vec(out);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         Ok(GemmJob {
             out,
             at,
@@ -154,15 +174,15 @@ impl Executor {
         job: GemmJob<T>,
         pool: &mut Pool,
         done: std::result::Result<(), String>,
-    ) -> std::result::Result<Tensor, String> {
+    ) -> Result<Tensor, Failure> {
         if let Some(at) = job.at {
             pool.keep_vec(at);
         }
         match done {
-            Ok(()) => shaped(job.out, &[job.dims.0, job.dims.2]),
+            Ok(()) => Ok(shaped(job.out, &[job.dims.0, job.dims.2])?),
             Err(e) => {
                 pool.keep_vec(job.out);
-                Err(e)
+                Err(e.into())
             }
         }
     }

@@ -4,5 +4,6 @@
 
 mod common;
 mod custom_ops;
+mod differential;
 mod modes;
 mod stable;

@@ -71,6 +71,7 @@ fn matmul_to_gemm(fg: &mut FGraph, i: usize) -> Option<usize> {
         transpose_a,
         transpose_b,
         alpha: 1.0,
+        bias_add: None,
     };
     let new = fg.add(Kind::Gemm(product), &[a, b], loc);
     if_same_type(fg, i, new)
@@ -92,9 +93,13 @@ fn gemm_bias(fg: &mut FGraph, i: usize) -> Option<usize> {
         if let Some(product) = lone_product(fg, g)
             && fg.ty(g) == fg.ty(i)
         {
-            let loc = fg.loc(g);
+            let (loc, bias_add) = (fg.loc(g), Some(fg.loc(i)));
             let mut ins = fg.inputs(g);
             ins.push(c);
+            let product = Gemm {
+                bias_add,
+                ..product
+            };
             let new = fg.add(Kind::Gemm(product), &ins, loc);
             return if_same_type(fg, i, new);
         }

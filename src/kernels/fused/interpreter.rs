@@ -148,6 +148,45 @@ impl FusedKernel {
     }
 }
 
+/// Where a value that is not finite was born inside a kernel: the instruction, the values of its
+/// operands there, and its own value.
+pub(crate) struct Blame {
+    pub instr: usize,
+    pub operands: Vec<f64>,
+    pub value: f64,
+}
+
+impl FusedKernel {
+    /// Replay the instructions at one element, given the kernel's input values there (bools as
+    /// 0 and 1), exactly as the kernel computes them: the first instruction whose value is not
+    /// finite while its operands are, if one.
+    pub(crate) fn blame<T: KernelFloat>(&self, inputs: &[T]) -> Option<Blame> {
+        let mut vals: Vec<T> = inputs.to_vec();
+        for (j, ins) in self.instrs.iter().enumerate() {
+            let at: SmallVec<[*const T; 3]> =
+                (0..vals.len()).map(|v| &vals[v] as *const T).collect();
+            let mut out = T::zero();
+            // SAFETY: every operand of `ins` is an earlier value, one element at its pointer in
+            // `vals`, which is not written while `at` is used; `out` is a separate element.
+            unsafe { exec(ins, &at, &mut out, 1) };
+            let operands: Vec<f64> = ins
+                .operands()
+                .iter()
+                .map(|&a| vals[a as usize].to_f())
+                .collect();
+            if !out.is_finite() && operands.iter().all(|v| v.is_finite()) {
+                return Some(Blame {
+                    instr: j,
+                    operands,
+                    value: out.to_f(),
+                });
+            }
+            vals.push(out);
+        }
+        None
+    }
+}
+
 fn trig_ok<T: KernelFloat>(a: &[T]) -> bool {
     let max = T::from_f(fastmath::double::TRIG_MAX);
     // A count rather than `all`: a loop without an early exit vectorizes.

@@ -171,6 +171,11 @@ impl FusedKernel {
         self.cost
     }
 
+    /// The op and source line instruction `j` came from.
+    pub(crate) fn origin_of(&self, j: usize) -> Option<&(String, Location)> {
+        self.origin.ops.get(j)
+    }
+
     /// Evaluate into a new array (the reference path, and the fast one outside the runtime's
     /// pooled buffers), after the checks the unfused ops make on their operands' shapes
     /// (`declared`: the operands' static shapes).

@@ -5,25 +5,9 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use gradus::prelude::*;
 
-const STAGES: usize = 2000;
-const N: usize = 1000;
+mod common;
 
-/// The chain: stage i applies one of four elementwise maps in turn.
-fn build() -> (Graph, Expr, Expr) {
-    let g = Graph::new();
-    let x0 = g.input("x", DType::F64, &[Some(N)]);
-    let mut x = x0.clone();
-    for i in 0..STAGES {
-        x = match i % 4 {
-            0 => x.sin() * 1.0001 + &x * 0.5,
-            1 => x.tanh(),
-            2 => (-(&x * &x)).exp(),
-            _ => x.sigmoid(),
-        };
-    }
-    let cost = x.sum();
-    (g, x0, cost)
-}
+use common::{N, chain as build};
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("chain2000");

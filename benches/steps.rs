@@ -11,69 +11,15 @@
 use std::time::Instant;
 
 use gradus::models::{CdConfig, Rbm};
-use gradus::optim::{Optimizer, as_pairs};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
-use ndarray::{Array1, Array2};
+use ndarray::Array1;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
-const BATCH: usize = 100;
+mod common;
 
-/// An SGD step of a sigmoid network with the given layer sizes and a loss on its output.
-fn sgd_step(sizes: &[usize], classify: bool) -> Function {
-    let mut rng = StdRng::seed_from_u64(0);
-    let g = Graph::new();
-    let x = g.input("x", DType::F32, &[None, Some(sizes[0])]);
-    let y = g.input("y", DType::I64, &[None]);
-    let mut h = x.clone();
-    let mut params = Vec::new();
-    for (l, w) in sizes.windows(2).enumerate() {
-        let s = (6.0 / (w[0] + w[1]) as f32).sqrt();
-        let wl = g.shared(
-            &format!("W{l}"),
-            Array2::from_shape_fn((w[0], w[1]), |_| rng.random_range(-s..s)),
-        );
-        let bl = g.shared(&format!("b{l}"), Array1::<f32>::zeros(w[1]));
-        let a = h.matmul(&wl) + &bl;
-        h = if l + 2 == sizes.len() { a } else { a.sigmoid() };
-        params.push(wl);
-        params.push(bl);
-    }
-    let loss = if classify {
-        h.softmax_cross_entropy(&y).mean()
-    } else {
-        h.binary_cross_entropy_with_logits(&x)
-            .sum_axes(&[1], false)
-            .mean()
-    };
-    let refs: Vec<&Expr> = params.iter().collect();
-    let grads = grad(&loss, &refs).unwrap();
-    let updates = Optimizer::sgd(0.01).updates(&refs, &grads).unwrap();
-    let inputs: Vec<&Expr> = if classify { vec![&x, &y] } else { vec![&x] };
-    function(&inputs, &[&loss])
-        .updates(&as_pairs(&updates))
-        .compile()
-        .unwrap()
-}
-
-/// The value and gradient of the 2,000-stage chain of `benches/chain.rs`.
-fn chain() -> Function {
-    let g = Graph::new();
-    let x0 = g.input("x", DType::F64, &[Some(1000)]);
-    let mut x = x0.clone();
-    for i in 0..2000 {
-        x = match i % 4 {
-            0 => x.sin() * 1.0001 + &x * 0.5,
-            1 => x.tanh(),
-            2 => (-(&x * &x)).exp(),
-            _ => x.sigmoid(),
-        };
-    }
-    let cost = x.sum();
-    let gx = grad(&cost, &[&x0]).unwrap().remove(0);
-    function(&[&x0], &[&cost, &gx]).compile().unwrap()
-}
+use common::{BATCH, batch, chain, sgd_step};
 
 /// Milliseconds per step: `warm` steps, then the median over `blocks` blocks of `steps` steps.
 fn time(f: &Function, feed: &[Tensor], warm: usize, blocks: usize, steps: usize) -> f64 {
@@ -101,7 +47,7 @@ fn main() {
         .collect();
     let run = |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
     let mut rng = StdRng::seed_from_u64(1);
-    let x = Tensor::from(Array2::from_shape_fn((BATCH, 784), |_| rng.random::<f32>()));
+    let x = batch(&mut rng);
     let labels = Tensor::from(Array1::from_shape_fn(BATCH, |i| (i % 10) as i64));
     if run("W1") {
         let g = Graph::new();
@@ -116,12 +62,13 @@ fn main() {
         println!("W1 rbm cd-1 step: {ms:.3} ms ({:.0} steps/s)", 1e3 / ms);
     }
     if run("W2") {
-        let w2 = sgd_step(&[784, 500, 500, 10], true);
+        let w2 = sgd_step(&[784, 500, 500, 10], true).compile().unwrap();
         let ms = time(&w2, &[x.clone(), labels], 30, 15, 20);
         println!("W2 mlp sgd step: {ms:.3} ms ({:.0} steps/s)", 1e3 / ms);
     }
     if run("W3") {
-        let w3 = sgd_step(&[784, 1000, 500, 250, 30, 250, 500, 1000, 784], false);
+        let layers = [784, 1000, 500, 250, 30, 250, 500, 1000, 784];
+        let w3 = sgd_step(&layers, false).compile().unwrap();
         let ms = time(&w3, std::slice::from_ref(&x), 10, 15, 5);
         println!(
             "W3 deep autoencoder sgd step: {ms:.3} ms ({:.0} steps/s)",
@@ -129,7 +76,9 @@ fn main() {
         );
     }
     if run("W4") {
-        let w4 = chain();
+        let (_g, x, cost) = chain();
+        let gx = grad(&cost, &[&x]).unwrap().remove(0);
+        let w4 = function(&[&x], &[&cost, &gx]).compile().unwrap();
         let input: Tensor = vec![0.5f64; 1000].into();
         let ms = time(&w4, &[input], 10, 15, 5);
         println!("W4 chain value and gradient: {ms:.3} ms");

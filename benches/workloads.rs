@@ -8,55 +8,17 @@
 //! Peers on this machine: `benches/peers/README.md` (JAX jit 230/242/54 steps/s for W1/W2/W3).
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use gradus::FunctionBuilder;
 use gradus::models::{CdConfig, Rbm};
-use gradus::optim::{Optimizer, as_pairs};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
-use ndarray::{Array1, Array2};
+use ndarray::Array1;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
-const BATCH: usize = 100;
+mod common;
 
-fn batch(rng: &mut StdRng) -> Tensor {
-    Tensor::from(Array2::from_shape_fn((BATCH, 784), |_| rng.random::<f32>()))
-}
-
-/// An SGD step of a sigmoid network with the given layer sizes and a loss on its output.
-fn sgd_step(sizes: &[usize], classify: bool, rewrites: bool) -> Function {
-    let mut rng = StdRng::seed_from_u64(0);
-    let g = Graph::new();
-    let x = g.input("x", DType::F32, &[None, Some(sizes[0])]);
-    let y = g.input("y", DType::I64, &[None]);
-    let mut h = x.clone();
-    let mut params = Vec::new();
-    for (l, w) in sizes.windows(2).enumerate() {
-        let s = (6.0 / (w[0] + w[1]) as f32).sqrt();
-        let wl = g.shared(
-            &format!("W{l}"),
-            Array2::from_shape_fn((w[0], w[1]), |_| rng.random_range(-s..s)),
-        );
-        let bl = g.shared(&format!("b{l}"), Array1::<f32>::zeros(w[1]));
-        let a = h.matmul(&wl) + &bl;
-        h = if l + 2 == sizes.len() { a } else { a.sigmoid() };
-        params.push(wl);
-        params.push(bl);
-    }
-    let loss = if classify {
-        h.softmax_cross_entropy(&y).mean()
-    } else {
-        h.binary_cross_entropy_with_logits(&x)
-            .sum_axes(&[1], false)
-            .mean()
-    };
-    let refs: Vec<&Expr> = params.iter().collect();
-    let grads = grad(&loss, &refs).unwrap();
-    let updates = Optimizer::sgd(0.01).updates(&refs, &grads).unwrap();
-    let inputs: Vec<&Expr> = if classify { vec![&x, &y] } else { vec![&x] };
-    let f = function(&inputs, &[&loss]).updates(&as_pairs(&updates));
-    let f = if rewrites { f } else { f.without_rewrites() };
-    f.compile().unwrap()
-}
+use common::{BATCH, batch, sgd_step};
 
 /// A label for a benchmark compiled with or without rewrites.
 fn label(name: &str, rewrites: bool) -> String {
@@ -89,16 +51,20 @@ fn workloads(c: &mut Criterion) {
             b.iter(|| w1.call(std::slice::from_ref(&x)).unwrap())
         });
 
-        let w2 = sgd_step(&[784, 500, 500, 10], true, rewrites);
+        let build = |f: FunctionBuilder| if rewrites { f } else { f.without_rewrites() };
+        let w2 = build(sgd_step(&[784, 500, 500, 10], true))
+            .compile()
+            .unwrap();
         group.bench_function(label("W2 mlp 784-500-500-10 sgd step", rewrites), |b| {
             b.iter(|| w2.call(&feed).unwrap())
         });
 
-        let w3 = sgd_step(
+        let w3 = build(sgd_step(
             &[784, 1000, 500, 250, 30, 250, 500, 1000, 784],
             false,
-            rewrites,
-        );
+        ))
+        .compile()
+        .unwrap();
         group.bench_function(label("W3 deep autoencoder sgd step", rewrites), |b| {
             b.iter(|| w3.call(std::slice::from_ref(&x)).unwrap())
         });

@@ -13,7 +13,6 @@ use crate::compile::{self, DebugTrace, Feeds, Mode, Spec};
 use crate::error::{Error, Location, Result};
 use crate::graph::{Expr, NodeId, SharedVar, Type};
 use crate::runtime::{Executor, Profile};
-use crate::shape;
 use crate::tensor::Tensor;
 
 /// Start describing a compiled function of `inputs` computing `outputs`.
@@ -243,7 +242,7 @@ pub fn eval(outputs: &[&Expr], feeds: &[(&Expr, Tensor)]) -> Result<Vec<Tensor>>
     };
     let graph = first.graph.clone();
     graph.check(&outputs.iter().map(|e| e.id).collect::<Vec<_>>())?;
-    // One value per fed node (a later feed of the same node wins), checked like a call's.
+    // One value per fed node (a later feed of the same node wins), checked as a call's are.
     let mut fed: HashMap<NodeId, usize> = HashMap::new();
     let mut inputs: Vec<Expr> = Vec::new();
     let mut values: Vec<Tensor> = Vec::new();
@@ -252,21 +251,6 @@ pub fn eval(outputs: &[&Expr], feeds: &[(&Expr, Tensor)]) -> Result<Vec<Tensor>>
             return Err(Error::Usage {
                 what: format!("feed {} belongs to another graph", e.name()),
                 loc,
-            });
-        }
-        let ty = e.ty();
-        if t.dtype() != ty.dtype {
-            return Err(Error::FeedDType {
-                name: e.name(),
-                expected: ty.dtype.to_string(),
-                got: t.dtype().to_string(),
-            });
-        }
-        if !ty.shape.matches(t.shape()) {
-            return Err(Error::FeedShape {
-                name: e.name(),
-                expected: ty.shape.to_string(),
-                got: shape::show(t.shape()),
             });
         }
         match fed.get(&e.id) {

@@ -69,7 +69,7 @@ pub use graph::{Expr, Graph, NodeId, Operand, Type, concat, stack};
 pub use kernels::PAR_MIN;
 pub use runtime::{NodeProfile, Profile};
 pub use shape::{Dim, Shape};
-pub use tensor::{Element, Tensor};
+pub use tensor::Tensor;
 
 /// The names most programs need.
 pub mod prelude {

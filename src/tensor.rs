@@ -163,7 +163,7 @@ impl Tensor {
 }
 
 /// An element type a [`Tensor`] holds, with the conversions between its arrays and tensors.
-pub trait Element: Copy + Send + Sync + 'static {
+pub(crate) trait Element: Copy + Send + Sync + 'static {
     /// Wrap an array of this type as a [`Tensor`].
     fn wrap(a: ArrayD<Self>) -> Tensor;
     /// View a tensor of this type; `None` for another dtype.

@@ -166,6 +166,25 @@ fn the_profile_counts_calls_and_time_per_node() {
     );
 }
 
+#[test]
+fn a_reference_program_is_profiled_too() {
+    let g = Graph::new();
+    let x = g.matrix("x", DType::F64);
+    let y = x.exp().sum();
+    let f = function(&[&x], &[&y])
+        .mode(Mode::Reference)
+        .profile(true)
+        .compile()
+        .unwrap();
+    let feed: Tensor = Array2::<f64>::ones((2, 3)).into();
+    for _ in 0..3 {
+        f.call(std::slice::from_ref(&feed)).unwrap();
+    }
+    let p = f.profile().unwrap();
+    assert_eq!(p.calls, 3);
+    assert!(p.nodes.iter().all(|n| n.calls == 3), "{p}");
+}
+
 /// Three CD steps of an RBM compiled in the debug mode, which fails a call where the fast plan
 /// differs from the reference; returns the listing of the fast plan.
 fn debug_mode_cd_steps(visible: usize, hidden: usize, batch: usize) -> String {

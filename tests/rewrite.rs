@@ -56,13 +56,16 @@ fn pattern(rule: &str) -> fn(&Listed) -> bool {
         "mul_by_one" | "mul_self_to_square" => |n| is(&n.op, "mul"),
         "add_zero" | "gemm_bias" => |n| is(&n.op, "add"),
         "sub_zero" | "sub_self" | "exp_minus_one_to_expm1" => |n| is(&n.op, "sub"),
-        "div_by_one" | "log_sigmoid_grad" => |n| is(&n.op, "div"),
+        "div_by_one" => |n| is(&n.op, "div"),
+        // (g / s) * (s * (1 - s)) with s = sigmoid(x)
+        "log_sigmoid_grad" => |n| is(&n.op, "div") && is(&n.operands[1], "sigmoid"),
         "pow_one" | "pow_two_to_square" => |n| is(&n.op, "pow"),
         "double_neg" => |n| is(&n.op, "neg") && is(&n.operands[0], "neg"),
         "double_transpose" => |n| is(&n.op, "transpose") && is(&n.operands[0], "transpose"),
         "log_exp" => |n| is(&n.op, "log") && is(&n.operands[0], "exp"),
         "log_sigmoid_to_softplus" => |n| is(&n.op, "log") && is(&n.operands[0], "sigmoid"),
-        "log_one_minus_sigmoid" | "log_one_plus_to_log1p" => |n| is(&n.op, "log"),
+        "log_one_minus_sigmoid" => |n| is(&n.op, "log") && is(&n.operands[0], "sub"),
+        "log_one_plus_to_log1p" => |n| is(&n.op, "log") && is(&n.operands[0], "add"),
         "log_softmax" => |n| is(&n.op, "log") && is(&n.operands[0], "softmax"),
         // log(sum(exp(x))) with x not shifted by its maximum.
         "log_sum_exp" => |n| is(&n.op, "exp") && !is(&n.operands[0], "sub"),

@@ -191,26 +191,32 @@ impl FGraph {
 
     /// Live nodes reachable from the roots, operands first.
     pub fn order(&self) -> Vec<usize> {
-        let mut state = vec![0u8; self.nodes.len()];
+        #[derive(Clone, Copy, PartialEq)]
+        enum Visit {
+            New,
+            Open,
+            Done,
+        }
+        let mut state = vec![Visit::New; self.nodes.len()];
         let mut out = Vec::new();
         for &r in &self.roots {
             let mut stack = vec![(self.find(r), false)];
             while let Some((i, expanded)) = stack.pop() {
                 if expanded {
-                    if state[i] != 2 {
-                        state[i] = 2;
+                    if state[i] != Visit::Done {
+                        state[i] = Visit::Done;
                         out.push(i);
                     }
                     continue;
                 }
-                if state[i] != 0 {
+                if state[i] != Visit::New {
                     continue;
                 }
-                state[i] = 1;
+                state[i] = Visit::Open;
                 stack.push((i, true));
                 for &p in self.nodes[i].inputs.iter().rev() {
                     let p = self.find(p);
-                    if state[p] == 0 {
+                    if state[p] == Visit::New {
                         stack.push((p, false));
                     }
                 }
@@ -270,9 +276,14 @@ impl FGraph {
         Some(self.constant(out, loc))
     }
 
-    /// Compact the live nodes into a program: nodes in order, and the roots' new indices.
+    /// Compact the live nodes into a program: nodes in order, and the roots' new indices. A
+    /// graph no rewrite touched keeps the order it was copied in (the user's); a rewritten one
+    /// runs in the order of [`FGraph::order`].
     pub fn finish(self) -> (Vec<Node>, Vec<usize>) {
-        let order = self.order();
+        let mut order = self.order();
+        if self.history.is_empty() {
+            order.sort_unstable();
+        }
         let mut index: Vec<Option<usize>> = vec![None; self.nodes.len()];
         for (k, &i) in order.iter().enumerate() {
             index[i] = Some(k);

@@ -11,7 +11,8 @@ pub(crate) mod ir;
 pub(crate) mod plan;
 pub(crate) mod rewrite;
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Location, Result};
@@ -43,7 +44,8 @@ pub enum Mode {
 /// What the fed nodes of a compilation are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Feeds {
-    /// A function's inputs: symbolic inputs, and every symbolic input the outputs depend on.
+    /// A function's inputs: only symbolic inputs, and every symbolic input the outputs depend
+    /// on must be among them.
     FunctionInputs,
     /// The feeds of [`eval`](crate::eval): any nodes, whose values stand in for what they
     /// compute; an input left unfed is a missing feed.
@@ -103,9 +105,6 @@ pub(crate) fn compile(spec: &Spec) -> Result<Compiled> {
         return Err(usage(format!("{} belongs to another graph", e.name())));
     }
     graph.check(&all.iter().map(|e| e.id).collect::<Vec<_>>())?;
-    if let Some(bad) = spec.excluded.iter().find(|n| !rewrite::exists(n)) {
-        return Err(usage(format!("no rewrite is named {bad}")));
-    }
     let g = graph.lock();
     let (input_pos, input_types) = inputs(&g, spec, &usage)?;
     let givens = givens(&g, spec, &usage)?;
@@ -119,6 +118,9 @@ pub(crate) fn compile(spec: &Spec) -> Result<Compiled> {
         .collect();
     let (nodes, index) = copy_subgraph(&g, spec, &roots, &input_pos, &givens, &usage)?;
     drop(g);
+    if let Some(bad) = spec.excluded.iter().find(|n| !rewrite::exists(n)) {
+        return Err(usage(format!("no rewrite is named {bad}")));
+    }
     let subst = |id: NodeId| *givens.get(&id).unwrap_or(&id);
     let n_out = spec.outputs.len();
     let root_index: Vec<usize> = roots.iter().map(|r| index[&subst(*r)]).collect();
@@ -269,8 +271,9 @@ fn copy_subgraph(
 ) -> Result<(Vec<Node>, HashMap<NodeId, usize>)> {
     let subst = |id: NodeId| *givens.get(&id).unwrap_or(&id);
     let mut index: HashMap<NodeId, usize> = HashMap::new();
-    let mut on_stack: HashMap<NodeId, bool> = HashMap::new();
+    let mut on_stack: HashSet<NodeId> = HashSet::new();
     let mut nodes: Vec<Node> = Vec::new();
+    let mut ids: Vec<NodeId> = Vec::new();
     for root in roots {
         let mut stack = vec![(subst(*root), false)];
         while let Some((id, expanded)) = stack.pop() {
@@ -309,6 +312,7 @@ fn copy_subgraph(
                 };
                 index.insert(id, nodes.len());
                 on_stack.remove(&id);
+                ids.push(id);
                 nodes.push(Node {
                     kind,
                     inputs,
@@ -317,13 +321,12 @@ fn copy_subgraph(
                 });
                 continue;
             }
-            if on_stack.contains_key(&id) {
+            if !on_stack.insert(id) {
                 return Err(usage(format!(
                     "givens create a cycle through {}",
                     g.name_of(id)
                 )));
             }
-            on_stack.insert(id, true);
             stack.push((id, true));
             for p in n.inputs.iter().rev() {
                 let p = subst(*p);
@@ -333,5 +336,49 @@ fn copy_subgraph(
             }
         }
     }
+    // The order the user built the nodes in, as far as givens allow: a reference program then
+    // runs them in that order, and of two failing nodes reports the one built first.
+    let order = build_order(&nodes, &ids);
+    let mut position = vec![0; nodes.len()];
+    for (k, &i) in order.iter().enumerate() {
+        position[i] = k;
+    }
+    let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+    let nodes = order
+        .iter()
+        .map(|&i| {
+            let mut n = slots[i].take().expect("a permutation");
+            n.inputs.iter_mut().for_each(|p| *p = position[*p]);
+            n
+        })
+        .collect();
+    index.values_mut().for_each(|k| *k = position[*k]);
     Ok((nodes, index))
+}
+
+/// A dependency order of `nodes` that takes, of the nodes ready to run, the one the user built
+/// first (`ids`: each node's id in the user's graph).
+fn build_order(nodes: &[Node], ids: &[NodeId]) -> Vec<usize> {
+    let mut waiting: Vec<usize> = nodes.iter().map(|n| n.inputs.len()).collect();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (k, n) in nodes.iter().enumerate() {
+        for &p in &n.inputs {
+            users[p].push(k);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<(NodeId, usize)>> = (0..nodes.len())
+        .filter(|&k| waiting[k] == 0)
+        .map(|k| Reverse((ids[k], k)))
+        .collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(Reverse((_, k))) = ready.pop() {
+        order.push(k);
+        for &u in &users[k] {
+            waiting[u] -= 1;
+            if waiting[u] == 0 {
+                ready.push(Reverse((ids[u], u)));
+            }
+        }
+    }
+    order
 }

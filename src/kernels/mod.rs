@@ -2,9 +2,12 @@
 //! `f64`. A leaf of the crate: it knows tensors, dtypes and the op enums, nothing of graphs,
 //! gradients, the compiler or the runtime.
 //!
-//! Every kernel has two implementations, chosen by [`Exec`]: the fast one (threaded products,
-//! rayon over large elementwise loops, vectorizable math) and the reference one (plain loops,
-//! the textbook algorithms), which is the oracle the fast paths are tested against.
+//! [`Exec`] chooses how a kernel runs. With `Exec::Fast`, large elementwise loops and products
+//! split over the rayon pool, `matmul` goes through `ndarray`'s product, and the fused kernels
+//! and random draws are vectorized. With `Exec::Reference` everything runs on one thread,
+//! elementwise maps use the standard library's math, and `matmul` is the textbook triple loop
+//! accumulated in `f64`: the oracle the fast paths are tested against. Kernels with one obvious
+//! loop (reductions, gathers, concatenation, `where`) have one implementation for both.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -68,9 +71,11 @@ pub(crate) type KernelResult<T = crate::tensor::Tensor> = Result<T, String>;
 /// Which implementation of a kernel runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Exec {
-    /// Plain loops on one thread: slow and obviously correct, the oracle of the fast paths.
+    /// One thread, the standard library's math, the textbook product: slow and obviously
+    /// correct, the oracle of the fast paths.
     Reference,
-    /// Threaded products, rayon over large loops, the vectorizable math of [`fastmath`].
+    /// Threaded products and large loops; the vectorized math of [`fastmath`] in fused
+    /// kernels.
     Fast,
 }
 

@@ -194,9 +194,7 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exe
             Tensor::scalar(n as f64, *dtype)
         }
         Op::Random { dist, dtype, key } => {
-            let state = x[0].as_i64().ok_or("stream state must be i64")?;
-            let st: Vec<i64> = state.iter().copied().collect();
-            let (seed, counter) = (st[0] as u64, st[1] as u64);
+            let (seed, counter) = super::random::stream_state(x[0])?;
             let shape = x[1].shape();
             match dtype {
                 DType::F32 => {

@@ -6,6 +6,22 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::{Exec, KernelFloat};
 use crate::graph::op::Dist;
+use crate::tensor::Tensor;
+
+/// The seed and call counter of a stream's state, an `i64[2]` tensor.
+pub(crate) fn stream_state(state: &Tensor) -> Result<(u64, u64), String> {
+    match state
+        .as_i64()
+        .map(|s| s.iter().copied().collect::<Vec<i64>>())
+    {
+        Some(s) if s.len() == 2 => Ok((s[0] as u64, s[1] as u64)),
+        _ => Err(format!(
+            "a stream state is i64[2], got {}{}",
+            state.dtype(),
+            crate::shape::show(state.shape())
+        )),
+    }
+}
 
 /// SplitMix64's finaliser: a bijective mix of 64 bits.
 #[inline(always)]

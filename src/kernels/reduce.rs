@@ -61,14 +61,21 @@ pub(crate) fn argmax<T: Float>(
     Ok(out)
 }
 
-/// Softmax along `axis`, or its log (`log`), each lane shifted by its maximum.
-fn softmax_lanes<T: Float>(a: &ArrayD<T>, axis: usize, log: bool) -> ArrayD<T> {
+/// What [`softmax_lanes`] computes.
+#[derive(Clone, Copy, PartialEq)]
+enum Lanes {
+    Softmax,
+    LogSoftmax,
+}
+
+/// Softmax along `axis`, or its log, each lane shifted by its maximum.
+fn softmax_lanes<T: Float>(a: &ArrayD<T>, axis: usize, what: Lanes) -> ArrayD<T> {
     let mut out = a.to_owned();
     for mut lane in out.lanes_mut(Axis(axis)) {
         let m = lane.fold(T::neg_infinity(), |m, &v| if v > m { v } else { m });
         let m = if m.is_finite() { m } else { T::zero() };
         let s: T = lane.iter().map(|&v| (v - m).exp()).sum();
-        if log {
+        if what == Lanes::LogSoftmax {
             let ls = s.ln() + m;
             lane.mapv_inplace(|v| v - ls);
         } else {
@@ -80,12 +87,12 @@ fn softmax_lanes<T: Float>(a: &ArrayD<T>, axis: usize, log: bool) -> ArrayD<T> {
 
 /// Softmax along `axis`.
 pub(crate) fn softmax<T: Float>(a: &ArrayD<T>, axis: usize) -> ArrayD<T> {
-    softmax_lanes(a, axis, false)
+    softmax_lanes(a, axis, Lanes::Softmax)
 }
 
 /// Log-softmax along `axis`.
 pub(crate) fn log_softmax<T: Float>(a: &ArrayD<T>, axis: usize) -> ArrayD<T> {
-    softmax_lanes(a, axis, true)
+    softmax_lanes(a, axis, Lanes::LogSoftmax)
 }
 
 /// The sum over axes `first..=last` of a contiguous row-major array of shape `dims`, into `out`
@@ -116,7 +123,7 @@ pub(crate) fn sum_contiguous_axes<T: Float>(
 
 /// The sum of `xs` in eight running sums (one per SIMD lane), so the loop vectorizes; a plain
 /// running sum cannot be reordered by the compiler.
-pub(crate) fn lane_sum<T: Float>(xs: &[T]) -> T {
+fn lane_sum<T: Float>(xs: &[T]) -> T {
     const LANES: usize = 8;
     let mut acc = [T::zero(); LANES];
     let chunks = xs.chunks_exact(LANES);

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::interpret::interpret;
+use super::interpret::{OnError, Settings, interpret};
 use crate::compile::DebugTrace;
 use crate::compile::rewrite::{Phase, RULES};
 use crate::error::{Error, Result};
@@ -19,7 +19,7 @@ use crate::tensor::Tensor;
 /// Are `got` and `want` equal within rounding? NaN equals NaN and an infinity itself; a NaN or
 /// an infinity against a number is a difference, unless `stabilizing` (the rewrite that made
 /// `got` is there to turn what overflowed in `want` into a number) and `got` is the number.
-pub(crate) fn differ(got: &Tensor, want: &Tensor, stabilizing: bool) -> Option<String> {
+fn differ(got: &Tensor, want: &Tensor, stabilizing: bool) -> Option<String> {
     if got.shape() != want.shape() || got.dtype() != want.dtype() {
         return Some(format!(
             "{}{:?} vs {}{:?}",
@@ -59,7 +59,13 @@ impl DebugTrace {
     /// Evaluate every node with the reference kernels, check every replacement, and return the
     /// reference values of the optimized graph's roots.
     pub fn check(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let mut run = interpret(&self.nodes, inputs, None);
+        let settings = Settings {
+            limit: None,
+            on_error: OnError::Continue,
+            nan_guard: false,
+            times: None,
+        };
+        let mut run = interpret(&self.nodes, inputs, settings);
         for r in &self.history {
             if let (Some(a), Some(b)) = (&run.values[r.new], &run.values[r.old])
                 && let Some(detail) = differ(a, b, stabilizing(r.rule))

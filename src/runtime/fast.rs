@@ -9,7 +9,7 @@ use super::{Executor, Failure, Value, operand, shaped};
 use crate::compile::ir::{Kind, Node};
 use crate::graph::op::{Dist, Op, Reduce};
 use crate::kernels::fused::{FusedKernel, Src};
-use crate::kernels::{Exec, reduce};
+use crate::kernels::{Exec, random, reduce};
 use crate::shape;
 use crate::tensor::Tensor;
 
@@ -229,15 +229,9 @@ fn random_node<T: Pooled>(
     values: &[Option<Value>],
     pool: &mut Pool,
 ) -> Result<Tensor, Failure> {
-    let state = operand(values, inputs, n.inputs[0])
-        .as_i64()
-        .ok_or_else(|| "stream state must be i64".to_string())?;
-    let (seed, counter) = match state.as_slice() {
-        Some(&[seed, counter]) => (seed as u64, counter as u64),
-        _ => return Err("stream state must be i64[2]".to_string().into()),
-    };
+    let (seed, counter) = random::stream_state(operand(values, inputs, n.inputs[0]))?;
     let shape = operand(values, inputs, n.inputs[1]).shape();
     let mut out = pool.take::<T>(shape)?;
-    crate::kernels::random::draw_into(dist, (seed, counter, key), &mut out, Exec::Fast);
+    random::draw_into(dist, (seed, counter, key), &mut out, Exec::Fast);
     Ok(shaped(out, shape)?)
 }

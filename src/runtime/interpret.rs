@@ -4,8 +4,9 @@
 //! optimizer saw on it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::{node_error, reserve};
+use super::{NodeTime, guard, node_error, reserve};
 use crate::compile::ir::{Kind, Node, eval_kind};
 use crate::error::{Error, Result};
 use crate::graph::Type;
@@ -20,36 +21,66 @@ pub(crate) struct Interpreted {
     pub first_error: Option<Error>,
 }
 
+/// What a failure does to the rest of the run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnError {
+    /// Nothing more runs (a call: custom ops after the failure do not run either).
+    Stop,
+    /// Every node that can still be computed is (the debug mode compares them all).
+    Continue,
+}
+
+/// How to interpret: the memory limit, what a failure does, the NaN guard, and where to add
+/// each node's time when profiling.
+pub(crate) struct Settings<'a> {
+    pub limit: Option<usize>,
+    pub on_error: OnError,
+    pub nan_guard: bool,
+    pub times: Option<&'a mut [NodeTime]>,
+}
+
 /// Evaluate `nodes` (operands before users) on `inputs`, every node with the reference kernels.
-/// A failure does not stop the run: the failed node and those that read it have no value.
-pub(crate) fn interpret(nodes: &[Node], inputs: &[Tensor], limit: Option<usize>) -> Interpreted {
-    let mut values: Vec<Option<Arc<Tensor>>> = Vec::with_capacity(nodes.len());
+/// A node that fails, and those that read it, have no value; the first failure is kept.
+pub(crate) fn interpret(nodes: &[Node], inputs: &[Tensor], mut settings: Settings) -> Interpreted {
+    let mut values: Vec<Option<Arc<Tensor>>> = vec![None; nodes.len()];
     let mut first_error: Option<Error> = None;
-    for n in nodes {
+    for (k, n) in nodes.iter().enumerate() {
+        let start = settings.times.as_ref().map(|_| Instant::now());
         let v = match &n.kind {
-            Kind::Input { position, .. } => Some(Arc::new(inputs[*position].clone())),
-            Kind::Constant(c) => Some(c.clone()),
-            Kind::Shared(s) => Some(s.value.read().unwrap_or_else(|p| p.into_inner()).clone()),
+            Kind::Input { position, .. } => Ok(Some(Arc::new(inputs[*position].clone()))),
+            Kind::Constant(c) => Ok(Some(c.clone())),
+            Kind::Shared(s) => Ok(Some(
+                s.value.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            )),
             kind => {
                 let args: Option<Vec<&Tensor>> =
                     n.inputs.iter().map(|&i| values[i].as_deref()).collect();
                 let types: Vec<&Type> = n.inputs.iter().map(|&i| &nodes[i].ty).collect();
                 let run = |a: Vec<&Tensor>| {
-                    reserve(n, &a, limit).map_err(|f| f.at(n))?;
-                    eval_kind(kind, &a, &types, &n.ty, Exec::Reference)
-                        .map_err(|e| node_error(n, e))
-                };
-                match args.map(run) {
-                    Some(Ok(t)) => Some(Arc::new(t)),
-                    Some(Err(e)) => {
-                        first_error.get_or_insert(e);
-                        None
+                    reserve(n, &a, settings.limit).map_err(|f| f.at(n))?;
+                    let out = eval_kind(kind, &a, &types, &n.ty, Exec::Reference)
+                        .map_err(|e| node_error(n, e))?;
+                    if settings.nan_guard {
+                        guard::check(n, &out, &a)?;
                     }
-                    None => None,
-                }
+                    Ok(Arc::new(out))
+                };
+                args.map(run).transpose()
             }
         };
-        values.push(v);
+        if let (Some(times), Some(start)) = (settings.times.as_mut(), start) {
+            times[k].calls += 1;
+            times[k].nanos += start.elapsed().as_nanos() as u64;
+        }
+        match v {
+            Ok(v) => values[k] = v,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                if settings.on_error == OnError::Stop {
+                    break;
+                }
+            }
+        }
     }
     Interpreted {
         values,

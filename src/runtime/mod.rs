@@ -7,11 +7,11 @@
 //! pooled buffers ([`fast`]) or run their general kernel. A reference program runs on the one
 //! reference interpreter ([`interpret`]), which the debug mode ([`debug`]) and `eval` use too.
 
-pub(crate) mod debug;
+mod debug;
 mod fast;
 mod group;
 mod guard;
-pub(crate) mod interpret;
+mod interpret;
 mod pool;
 mod products;
 mod profile;
@@ -225,18 +225,18 @@ impl Executor {
     /// A reference program: every node on the reference interpreter, every value kept.
     fn run_reference(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let p = &self.program;
-        let mut run = interpret::interpret(&p.nodes, inputs, self.memory_limit);
-        if self.nan_guard {
-            for (n, v) in p.nodes.iter().zip(&run.values) {
-                if let (false, Some(out)) = (n.kind.is_leaf(), v) {
-                    let operands: Option<Vec<&Tensor>> =
-                        n.inputs.iter().map(|&i| run.values[i].as_deref()).collect();
-                    if let Some(operands) = operands {
-                        guard::check(n, out, &operands)?;
-                    }
-                }
-            }
-        }
+        let mut times = self
+            .profile
+            .as_ref()
+            .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
+        let settings = interpret::Settings {
+            limit: self.memory_limit,
+            on_error: interpret::OnError::Stop,
+            nan_guard: self.nan_guard,
+            times: times.as_deref_mut().map(|t| &mut t[..]),
+        };
+        let mut run = interpret::interpret(&p.nodes, inputs, settings);
+        drop(times);
         // Every value is kept to the end: the peak holds all that the run computed.
         let computed = p
             .nodes

@@ -1,5 +1,5 @@
-//! What a compiled function spends its time on (Theano's `ProfileMode`), and a listing of the
-//! optimized program.
+//! What a compiled function spends its time on (Theano's `ProfileMode`). The listing of the
+//! program is the plan's (`Program::listing`).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -24,7 +24,8 @@ pub(crate) struct Program {
     pub streams: Vec<Arc<SharedVar>>,
     /// Names and types of the function's inputs.
     pub input_types: Vec<(String, Type)>,
-    /// Which kernels run.
+    /// How it runs: planned on the fast kernels, or on the reference interpreter, which keeps
+    /// every value and needs none of the plan below.
     pub exec: Exec,
     /// The last node that reads each value; `None` for a value kept to the end of the call (an
     /// output, a new value, or any value of a reference program).
@@ -86,10 +87,10 @@ impl Program {
             last_use[o] = None;
             root_reads[o] += 1;
         }
-        if exec == Exec::Reference {
-            last_use.iter_mut().for_each(|l| *l = None);
-        }
-        let run_end = schedule::kernel_runs(&nodes);
+        let run_end = match exec {
+            Exec::Fast => schedule::kernel_runs(&nodes),
+            Exec::Reference => vec![None; nodes.len()],
+        };
         Program {
             nodes,
             outputs,

@@ -7,61 +7,26 @@ use crate::compile::fgraph::FGraph;
 use crate::graph::op::{Binary, Op, Reduce, Unary};
 use crate::tensor::Tensor;
 
-pub(super) const DROP_STOP_GRADIENT: Rewrite = Rewrite {
-    name: "drop_stop_gradient",
-    phase: Phase::Canonicalize,
-    apply: drop_stop_gradient,
-};
-pub(super) const MUL_BY_ONE: Rewrite = Rewrite {
-    name: "mul_by_one",
-    phase: Phase::Canonicalize,
-    apply: mul_by_one,
-};
-pub(super) const ADD_ZERO: Rewrite = Rewrite {
-    name: "add_zero",
-    phase: Phase::Canonicalize,
-    apply: add_zero,
-};
-pub(super) const SUB_ZERO: Rewrite = Rewrite {
-    name: "sub_zero",
-    phase: Phase::Canonicalize,
-    apply: sub_zero,
-};
-pub(super) const DIV_BY_ONE: Rewrite = Rewrite {
-    name: "div_by_one",
-    phase: Phase::Canonicalize,
-    apply: div_by_one,
-};
-pub(super) const POW_ONE: Rewrite = Rewrite {
-    name: "pow_one",
-    phase: Phase::Canonicalize,
-    apply: pow_one,
-};
-pub(super) const SUB_SELF: Rewrite = Rewrite {
-    name: "sub_self",
-    phase: Phase::Canonicalize,
-    apply: sub_self,
-};
-pub(super) const SHAPE_FROM_OPERAND: Rewrite = Rewrite {
-    name: "shape_from_operand",
-    phase: Phase::Canonicalize,
-    apply: shape_from_operand,
-};
-pub(super) const DOUBLE_NEG: Rewrite = Rewrite {
-    name: "double_neg",
-    phase: Phase::Canonicalize,
-    apply: double_neg,
-};
-pub(super) const DOUBLE_TRANSPOSE: Rewrite = Rewrite {
-    name: "double_transpose",
-    phase: Phase::Canonicalize,
-    apply: double_transpose,
-};
-pub(super) const LOG_EXP: Rewrite = Rewrite {
-    name: "log_exp",
-    phase: Phase::Canonicalize,
-    apply: log_exp,
-};
+pub(super) const DROP_STOP_GRADIENT: Rewrite = Rewrite::new(
+    "drop_stop_gradient",
+    Phase::Canonicalize,
+    drop_stop_gradient,
+);
+pub(super) const MUL_BY_ONE: Rewrite = Rewrite::new("mul_by_one", Phase::Canonicalize, mul_by_one);
+pub(super) const ADD_ZERO: Rewrite = Rewrite::new("add_zero", Phase::Canonicalize, add_zero);
+pub(super) const SUB_ZERO: Rewrite = Rewrite::new("sub_zero", Phase::Canonicalize, sub_zero);
+pub(super) const DIV_BY_ONE: Rewrite = Rewrite::new("div_by_one", Phase::Canonicalize, div_by_one);
+pub(super) const POW_ONE: Rewrite = Rewrite::new("pow_one", Phase::Canonicalize, pow_one);
+pub(super) const SUB_SELF: Rewrite = Rewrite::new("sub_self", Phase::Canonicalize, sub_self);
+pub(super) const SHAPE_FROM_OPERAND: Rewrite = Rewrite::new(
+    "shape_from_operand",
+    Phase::Canonicalize,
+    shape_from_operand,
+);
+pub(super) const DOUBLE_NEG: Rewrite = Rewrite::new("double_neg", Phase::Canonicalize, double_neg);
+pub(super) const DOUBLE_TRANSPOSE: Rewrite =
+    Rewrite::new("double_transpose", Phase::Canonicalize, double_transpose);
+pub(super) const LOG_EXP: Rewrite = Rewrite::new("log_exp", Phase::Canonicalize, log_exp);
 
 // stop_gradient(x) -> x (it only matters to grad, which has run)
 fn drop_stop_gradient(fg: &mut FGraph, i: usize) -> Option<usize> {
@@ -71,12 +36,12 @@ fn drop_stop_gradient(fg: &mut FGraph, i: usize) -> Option<usize> {
     }
 }
 
-// x * 1 -> x, 1 * x -> x
-fn mul_by_one(fg: &mut FGraph, i: usize) -> Option<usize> {
-    let (a, b) = binary(fg, i, Binary::Mul)?;
-    let keep = if fg.is_const(b, 1.0) {
+/// `x` when `i` is the commutative `op` of `x` and the constant `identity` (in either order).
+fn identity_operand(fg: &FGraph, i: usize, op: Binary, identity: f64) -> Option<usize> {
+    let (a, b) = binary(fg, i, op)?;
+    let keep = if fg.is_const(b, identity) {
         a
-    } else if fg.is_const(a, 1.0) {
+    } else if fg.is_const(a, identity) {
         b
     } else {
         return None;
@@ -84,17 +49,14 @@ fn mul_by_one(fg: &mut FGraph, i: usize) -> Option<usize> {
     if_same_type(fg, i, Some(keep))
 }
 
+// x * 1 -> x, 1 * x -> x
+fn mul_by_one(fg: &mut FGraph, i: usize) -> Option<usize> {
+    identity_operand(fg, i, Binary::Mul, 1.0)
+}
+
 // x + 0 -> x, 0 + x -> x
 fn add_zero(fg: &mut FGraph, i: usize) -> Option<usize> {
-    let (a, b) = binary(fg, i, Binary::Add)?;
-    let keep = if fg.is_const(b, 0.0) {
-        a
-    } else if fg.is_const(a, 0.0) {
-        b
-    } else {
-        return None;
-    };
-    if_same_type(fg, i, Some(keep))
+    identity_operand(fg, i, Binary::Add, 0.0)
 }
 
 // x - 0 -> x

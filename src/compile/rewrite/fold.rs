@@ -5,11 +5,7 @@ use crate::compile::fgraph::FGraph;
 use crate::compile::ir::Kind;
 use crate::graph::op::Op;
 
-pub(super) const CONSTANT_FOLD: Rewrite = Rewrite {
-    name: "constant_fold",
-    phase: Phase::Fold,
-    apply: constant_fold,
-};
+pub(super) const CONSTANT_FOLD: Rewrite = Rewrite::new("constant_fold", Phase::Fold, constant_fold);
 
 // f(c1, c2, ...) -> its value, when every operand is a constant
 fn constant_fold(fg: &mut FGraph, i: usize) -> Option<usize> {

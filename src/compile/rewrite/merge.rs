@@ -46,11 +46,11 @@ fn merge(fg: &mut FGraph) -> usize {
                 }
                 continue;
             }
-            kind if kind.is_leaf() || kind.is_random() => continue,
+            Kind::Input { .. } | Kind::Shared(_) => continue,
+            kind if kind.is_random() => continue,
             Kind::Op(op) => Computes::Op(op.clone()),
             Kind::Gemm(g) => Computes::Gemm(*g),
             Kind::Fused(k) => Computes::Fused(k.clone()),
-            Kind::Input { .. } | Kind::Shared(_) => unreachable!("leaves are skipped above"),
         };
         let target = *seen.entry((key, fg.inputs(node))).or_insert(node);
         if target != node {

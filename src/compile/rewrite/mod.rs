@@ -60,6 +60,17 @@ pub struct Rewrite {
     pub(crate) apply: fn(&mut FGraph, usize) -> Option<usize>,
 }
 
+impl Rewrite {
+    /// The rule `name` of `phase`.
+    pub(crate) const fn new(
+        name: &'static str,
+        phase: Phase,
+        apply: fn(&mut FGraph, usize) -> Option<usize>,
+    ) -> Rewrite {
+        Rewrite { name, phase, apply }
+    }
+}
+
 /// How often a pass runs within its phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Repeat {
@@ -206,6 +217,9 @@ pub(crate) fn optimize(fg: &mut FGraph, excluded: &[String], pass_limit: usize) 
             fg.count_uses();
             let mut fired: Vec<&'static str> = Vec::new();
             for pass in &passes {
+                if pass.repeat == Repeat::Once && made > 1 {
+                    continue;
+                }
                 let n = (pass.run)(fg);
                 if n > 0 {
                     *stats.hits.entry(pass.name).or_default() += n;

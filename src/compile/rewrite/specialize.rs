@@ -8,31 +8,14 @@ use crate::compile::ir::Kind;
 use crate::graph::op::{Binary, Op, Unary};
 use crate::kernels::gemm::Gemm;
 
-pub(super) const MUL_SELF_TO_SQUARE: Rewrite = Rewrite {
-    name: "mul_self_to_square",
-    phase: Phase::Specialize,
-    apply: mul_self_to_square,
-};
-pub(super) const POW_TWO_TO_SQUARE: Rewrite = Rewrite {
-    name: "pow_two_to_square",
-    phase: Phase::Specialize,
-    apply: pow_two_to_square,
-};
-pub(super) const MATMUL_TO_GEMM: Rewrite = Rewrite {
-    name: "matmul_to_gemm",
-    phase: Phase::Specialize,
-    apply: matmul_to_gemm,
-};
-pub(super) const GEMM_BIAS: Rewrite = Rewrite {
-    name: "gemm_bias",
-    phase: Phase::Specialize,
-    apply: gemm_bias,
-};
-pub(super) const GEMM_ALPHA: Rewrite = Rewrite {
-    name: "gemm_alpha",
-    phase: Phase::Specialize,
-    apply: gemm_alpha,
-};
+pub(super) const MUL_SELF_TO_SQUARE: Rewrite =
+    Rewrite::new("mul_self_to_square", Phase::Specialize, mul_self_to_square);
+pub(super) const POW_TWO_TO_SQUARE: Rewrite =
+    Rewrite::new("pow_two_to_square", Phase::Specialize, pow_two_to_square);
+pub(super) const MATMUL_TO_GEMM: Rewrite =
+    Rewrite::new("matmul_to_gemm", Phase::Specialize, matmul_to_gemm);
+pub(super) const GEMM_BIAS: Rewrite = Rewrite::new("gemm_bias", Phase::Specialize, gemm_bias);
+pub(super) const GEMM_ALPHA: Rewrite = Rewrite::new("gemm_alpha", Phase::Specialize, gemm_alpha);
 
 // x * x -> square(x)
 fn mul_self_to_square(fg: &mut FGraph, i: usize) -> Option<usize> {

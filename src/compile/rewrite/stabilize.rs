@@ -5,41 +5,30 @@ use super::{Phase, Rewrite};
 use crate::compile::fgraph::FGraph;
 use crate::graph::op::{Binary, Op, Reduce, Unary};
 
-pub(super) const LOG_SIGMOID_TO_SOFTPLUS: Rewrite = Rewrite {
-    name: "log_sigmoid_to_softplus",
-    phase: Phase::Stabilize,
-    apply: log_sigmoid_to_softplus,
-};
-pub(super) const LOG_ONE_MINUS_SIGMOID: Rewrite = Rewrite {
-    name: "log_one_minus_sigmoid",
-    phase: Phase::Stabilize,
-    apply: log_one_minus_sigmoid,
-};
-pub(super) const LOG_SIGMOID_GRAD: Rewrite = Rewrite {
-    name: "log_sigmoid_grad",
-    phase: Phase::Stabilize,
-    apply: log_sigmoid_grad,
-};
-pub(super) const LOG_ONE_PLUS_TO_LOG1P: Rewrite = Rewrite {
-    name: "log_one_plus_to_log1p",
-    phase: Phase::Stabilize,
-    apply: log_one_plus_to_log1p,
-};
-pub(super) const EXP_MINUS_ONE_TO_EXPM1: Rewrite = Rewrite {
-    name: "exp_minus_one_to_expm1",
-    phase: Phase::Stabilize,
-    apply: exp_minus_one_to_expm1,
-};
-pub(super) const LOG_SOFTMAX: Rewrite = Rewrite {
-    name: "log_softmax",
-    phase: Phase::Stabilize,
-    apply: log_softmax,
-};
-pub(super) const LOG_SUM_EXP: Rewrite = Rewrite {
-    name: "log_sum_exp",
-    phase: Phase::Stabilize,
-    apply: log_sum_exp,
-};
+pub(super) const LOG_SIGMOID_TO_SOFTPLUS: Rewrite = Rewrite::new(
+    "log_sigmoid_to_softplus",
+    Phase::Stabilize,
+    log_sigmoid_to_softplus,
+);
+pub(super) const LOG_ONE_MINUS_SIGMOID: Rewrite = Rewrite::new(
+    "log_one_minus_sigmoid",
+    Phase::Stabilize,
+    log_one_minus_sigmoid,
+);
+pub(super) const LOG_SIGMOID_GRAD: Rewrite =
+    Rewrite::new("log_sigmoid_grad", Phase::Stabilize, log_sigmoid_grad);
+pub(super) const LOG_ONE_PLUS_TO_LOG1P: Rewrite = Rewrite::new(
+    "log_one_plus_to_log1p",
+    Phase::Stabilize,
+    log_one_plus_to_log1p,
+);
+pub(super) const EXP_MINUS_ONE_TO_EXPM1: Rewrite = Rewrite::new(
+    "exp_minus_one_to_expm1",
+    Phase::Stabilize,
+    exp_minus_one_to_expm1,
+);
+pub(super) const LOG_SOFTMAX: Rewrite = Rewrite::new("log_softmax", Phase::Stabilize, log_softmax);
+pub(super) const LOG_SUM_EXP: Rewrite = Rewrite::new("log_sum_exp", Phase::Stabilize, log_sum_exp);
 
 // log(sigmoid(x)) -> -softplus(-x)
 fn log_sigmoid_to_softplus(fg: &mut FGraph, i: usize) -> Option<usize> {

@@ -17,7 +17,7 @@ pub(crate) enum Src<'a, T> {
     /// The output buffer itself (in-place execution): same shape, read before it is written.
     Out,
     /// A contiguous array of the output's shape, read through a pointer: the result of an
-    /// earlier kernel of a group that runs chunk by chunk (see `Program::run_group`), which
+    /// earlier kernel of a group that runs chunk by chunk (see the runtime's kernel groups), which
     /// another thread may be writing at other positions meanwhile.
     Ptr(*const T),
 }

@@ -33,7 +33,7 @@ use crate::tensor::Tensor;
 
 /// Elements per block of the inner loops, at most.
 pub(crate) const BLOCK: usize = 256;
-/// Registers a kernel may use at once; the fuse pass splits a region that needs more.
+/// Registers a kernel may use at once; a region that needs more stays unfused.
 pub(crate) const MAX_SLOTS: usize = 256;
 
 /// One instruction. Operands are value numbers: inputs first, then one value per instruction.

@@ -1,0 +1,78 @@
+//! The workloads the benches share: the SGD steps of W2 and W3 and the chain of W4.
+
+// Each bench uses part of this module.
+#![allow(dead_code)]
+
+use gradus::FunctionBuilder;
+use gradus::optim::{Optimizer, as_pairs};
+use gradus::prelude::*;
+use ndarray::{Array1, Array2};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Minibatch size of W1-W3.
+pub const BATCH: usize = 100;
+
+/// A minibatch of uniform "images".
+pub fn batch(rng: &mut StdRng) -> Tensor {
+    Tensor::from(Array2::from_shape_fn((BATCH, 784), |_| rng.random::<f32>()))
+}
+
+/// An SGD step of a sigmoid network with the given layer sizes and a loss on its output: the
+/// softmax cross-entropy against labels (`classify`, W2) or the cross-entropy of a
+/// reconstruction of the input (W3). Float32, Glorot-uniform weights from a fixed seed.
+pub fn sgd_step(sizes: &[usize], classify: bool) -> FunctionBuilder {
+    let mut rng = StdRng::seed_from_u64(0);
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, &[None, Some(sizes[0])]);
+    let y = g.input("y", DType::I64, &[None]);
+    let mut h = x.clone();
+    let mut params = Vec::new();
+    for (l, w) in sizes.windows(2).enumerate() {
+        let s = (6.0 / (w[0] + w[1]) as f32).sqrt();
+        let wl = g.shared(
+            &format!("W{l}"),
+            Array2::from_shape_fn((w[0], w[1]), |_| rng.random_range(-s..s)),
+        );
+        let bl = g.shared(&format!("b{l}"), Array1::<f32>::zeros(w[1]));
+        let a = h.matmul(&wl) + &bl;
+        h = if l + 2 == sizes.len() { a } else { a.sigmoid() };
+        params.push(wl);
+        params.push(bl);
+    }
+    let loss = if classify {
+        h.softmax_cross_entropy(&y).mean()
+    } else {
+        h.binary_cross_entropy_with_logits(&x)
+            .sum_axes(&[1], false)
+            .mean()
+    };
+    let refs: Vec<&Expr> = params.iter().collect();
+    let grads = grad(&loss, &refs).unwrap();
+    let updates = Optimizer::sgd(0.01).updates(&refs, &grads).unwrap();
+    let inputs: Vec<&Expr> = if classify { vec![&x, &y] } else { vec![&x] };
+    function(&inputs, &[&loss]).updates(&as_pairs(&updates))
+}
+
+/// Stages of the chain of W4.
+pub const STAGES: usize = 2000;
+/// Length of its vector.
+pub const N: usize = 1000;
+
+/// The chain of W4: stage i applies one of four elementwise maps in turn to a float64 vector.
+/// Its graph, its input, and the sum of its output.
+pub fn chain() -> (Graph, Expr, Expr) {
+    let g = Graph::new();
+    let x0 = g.input("x", DType::F64, &[Some(N)]);
+    let mut x = x0.clone();
+    for i in 0..STAGES {
+        x = match i % 4 {
+            0 => x.sin() * 1.0001 + &x * 0.5,
+            1 => x.tanh(),
+            2 => (-(&x * &x)).exp(),
+            _ => x.sigmoid(),
+        };
+    }
+    let cost = x.sum();
+    (g, x0, cost)
+}

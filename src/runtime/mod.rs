@@ -129,7 +129,8 @@ impl Executor {
             return Ok(());
         }
         let n = &self.program.nodes[j];
-        let Some(out) = values[j].as_ref() else {
+        // What is fed in, or held in a constant or a shared variable, is not born here.
+        let (false, Some(out)) = (n.kind.is_leaf(), values[j].as_ref()) else {
             return Ok(());
         };
         let operands: SmallVec<[&Tensor; 4]> = n

@@ -5,5 +5,7 @@
 mod common;
 mod custom_ops;
 mod differential;
+mod guard;
 mod modes;
+mod resources;
 mod stable;

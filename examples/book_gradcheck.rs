@@ -82,6 +82,24 @@ fn main() -> Result<(), gradus::Error> {
     }
     // ANCHOR_END: failure
 
+    // ANCHOR: model
+    // A layer with dropout, checked with respect to its parameters where they are.
+    let rng = gradus::random::RandomStream::new(&g, 1);
+    let w = g.shared("W", gradus::ndarray::Array2::from_elem((3, 2), 0.3));
+    let b = g.shared("b", vec![0.1, -0.2]);
+    let inputs = g.input("inputs", DType::F64, &[None, Some(3)]);
+    let hidden = (inputs.matmul(&w) + &b).tanh();
+    let kept = &hidden * &rng.bernoulli(&hidden.scalar_like(0.5).broadcast_like(&hidden)) * 2.0;
+    let cost = kept.square().mean();
+    let batch = Tensor::from_f64(&[2, 3], vec![1.0, -1.0, 0.5, 0.2, 0.4, -2.0], DType::F64)?;
+    let report = GradCheck::new(&cost, &[&w, &b])
+        .at(&[]) // the shared variables' current values
+        .feed(&[(&inputs, batch)])
+        .elementwise()
+        .run()?;
+    println!("{report}");
+    // ANCHOR_END: model
+
     // ANCHOR: measure
     let report = GradCheck::new(&sq.sum(), &[&x])
         .at(&[vec![0.1, -0.5, 2.0].into()])

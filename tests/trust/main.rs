@@ -5,6 +5,7 @@
 mod common;
 mod custom_ops;
 mod differential;
+mod gradcheck;
 mod guard;
 mod modes;
 mod resources;

@@ -63,10 +63,8 @@ fn the_memory_limit_stops_a_value_larger_than_it() {
 #[test]
 fn shapes_too_large_to_count_are_build_errors() {
     let g = Graph::new();
-    let (x, line) = (
-        g.input("x", DType::F32, &[Some(1 << 40), Some(1 << 40)]),
-        line!(),
-    );
+    let huge = Some(1 << 40);
+    let (x, line) = (g.input("x", DType::F32, &[huge, huge]), line!());
     let flat = x.reshape(&[-1]);
     let err = flat.check().expect_err("2^80 elements");
     assert!(

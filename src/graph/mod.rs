@@ -97,6 +97,44 @@ pub struct SharedVar {
     pub ty: Type,
     /// The current value.
     pub value: RwLock<Arc<Tensor>>,
+    /// The lock of the graph's shared state, which every write of this variable takes.
+    pub state: Arc<StateLock>,
+}
+
+impl SharedVar {
+    /// The current value (a read of this variable alone).
+    pub fn read(&self) -> Arc<Tensor> {
+        self.value.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// How the shared variables of one graph change, so that concurrent calls behave as if they
+/// ran one after another. A call that writes the state (a function with updates, or one that
+/// advances a random stream) holds `writers` from reading the variables to assigning the new
+/// values: such calls of the graph's functions run one at a time. Reading a snapshot of the
+/// variables takes `commit` shared, assigning takes it exclusive, so that a call that only
+/// reads never sees half of another call's updates, and still runs beside other readers.
+#[derive(Debug, Default)]
+pub struct StateLock {
+    writers: Mutex<()>,
+    commit: RwLock<()>,
+}
+
+impl StateLock {
+    /// Become the one writer of the graph's state until the guard drops.
+    pub fn write(&self) -> MutexGuard<'_, ()> {
+        self.writers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read variables consistently: no commit happens until the guard drops.
+    pub fn reading(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.commit.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Assign variables together: no reader sees them until the guard drops.
+    pub fn committing(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.commit.write().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Default)]
@@ -106,6 +144,8 @@ pub(crate) struct GraphInner {
     scalar_consts: HashMap<(DType, u64), NodeId>,
     pub constants: Vec<Arc<Tensor>>,
     pub shared: Vec<Arc<SharedVar>>,
+    /// The lock every shared variable of the graph shares.
+    pub state: Arc<StateLock>,
     n_inputs: usize,
     /// Next key for a sampling node.
     pub next_key: u64,
@@ -368,10 +408,12 @@ impl Graph {
             shape: Shape::known(value.shape()),
         };
         let mut g = self.lock();
+        let state = g.state.clone();
         g.shared.push(Arc::new(SharedVar {
             name: name.to_string(),
             ty: ty.clone(),
             value: RwLock::new(Arc::new(value)),
+            state,
         }));
         let op = Op::Shared(g.shared.len() - 1);
         let id = g.push(Node {

@@ -91,7 +91,9 @@ impl Executor {
         for j in first..end {
             let n = &self.program.nodes[j];
             if n.kind.is_leaf() {
-                values[j] = Some(self.leaf(&n.kind));
+                if values[j].is_none() {
+                    values[j] = Some(self.leaf(&n.kind));
+                }
                 done = j + 1;
                 continue;
             }

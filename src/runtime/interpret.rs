@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::{NodeTime, guard, node_error, reserve};
 use crate::compile::ir::{Kind, Node, eval_kind};
 use crate::error::{Error, Result};
-use crate::graph::Type;
+use crate::graph::{SharedVar, Type};
 use crate::kernels::Exec;
 use crate::tensor::Tensor;
 
@@ -37,7 +37,13 @@ pub(crate) struct Settings<'a> {
     pub on_error: OnError,
     pub nan_guard: bool,
     pub times: Option<&'a mut [NodeTime]>,
+    /// The call's snapshot of the shared variables (the variables with their values, in one
+    /// order); without one, a variable is read when its node runs.
+    pub shared: Option<Snapshot<'a>>,
 }
+
+/// The shared variables a program reads (with their nodes), and their values for one call.
+pub(crate) type Snapshot<'a> = (&'a [(usize, Arc<SharedVar>)], &'a [Arc<Tensor>]);
 
 /// Evaluate `nodes` (operands before users) on `inputs`, every node with the reference kernels.
 /// A node that fails, and those that read it, have no value; the first failure is kept.
@@ -49,9 +55,14 @@ pub(crate) fn interpret(nodes: &[Node], inputs: &[Tensor], mut settings: Setting
         let v = match &n.kind {
             Kind::Input { position, .. } => Ok(Some(Arc::new(inputs[*position].clone()))),
             Kind::Constant(c) => Ok(Some(c.clone())),
-            Kind::Shared(s) => Ok(Some(
-                s.value.read().unwrap_or_else(|p| p.into_inner()).clone(),
-            )),
+            Kind::Shared(s) => {
+                let held = settings.shared.and_then(|(vars, values)| {
+                    vars.iter()
+                        .position(|(_, v)| Arc::ptr_eq(v, s))
+                        .map(|k| values[k].clone())
+                });
+                Ok(Some(held.unwrap_or_else(|| s.read())))
+            }
             kind => {
                 let args: Option<Vec<&Tensor>> =
                     n.inputs.iter().map(|&i| values[i].as_deref()).collect();

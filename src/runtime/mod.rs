@@ -23,8 +23,8 @@ use std::time::Instant;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use smallvec::SmallVec;
 
-use crate::compile::Program;
 use crate::compile::ir::{Kind, Node, eval_kind, infer_kind};
+use crate::compile::{DebugTrace, Program};
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::graph::Type;
@@ -77,6 +77,8 @@ struct Workspace {
     /// then they leave it, whether its buffer goes back to the pool or a later node took the
     /// buffer over.
     held: Vec<usize>,
+    /// The values of the program's shared variables for this call, read together.
+    snapshot: Vec<Arc<Tensor>>,
 }
 
 /// Time and calls of one node, summed over calls since profiling began.
@@ -97,6 +99,8 @@ pub(crate) struct Executor {
     memory_limit: Option<usize>,
     /// Stop at the first node that makes a NaN or an infinity from finite operands.
     nan_guard: bool,
+    /// The debug mode's trace of the optimizer, to check every call against.
+    debug: Option<DebugTrace>,
 }
 
 fn shaped<T: KernelFloat>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String> {
@@ -114,7 +118,13 @@ impl Executor {
             profile: None,
             memory_limit: None,
             nan_guard: false,
+            debug: None,
         }
+    }
+
+    /// Check every call in the debug mode, against `trace`.
+    pub fn enable_debug(&mut self, trace: DebugTrace) {
+        self.debug = Some(trace);
     }
 
     /// Check every result for a NaN or an infinity born there (see [`guard`]). Operands are
@@ -203,28 +213,67 @@ impl Executor {
         Ok(())
     }
 
+    /// One call: the outputs, and the updates applied. Calls that write the graph's shared
+    /// state (updates, random streams) run one at a time, from reading the variables to
+    /// assigning the new values; the others read a consistent snapshot and run side by side
+    /// (see [`StateLock`](crate::graph::StateLock)).
     #[track_caller]
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         self.check_feeds(inputs)?;
-        if self.program.exec == Exec::Reference {
-            return self.run_reference(inputs);
-        }
+        let state = self.program.state.as_deref();
+        let writes = !self.program.updates.is_empty() || !self.program.streams.is_empty();
+        let _writer = state.filter(|_| writes).map(|s| s.write());
         // Take the buffers of earlier calls; a concurrent call finds none and allocates its own.
         let mut ws = std::mem::take(&mut *self.workspace.lock().unwrap_or_else(|e| e.into_inner()));
-        // The whole call runs on a worker of the rayon pool: the kernels that split their work
-        // then fork and join within the pool instead of waking it from outside each time.
-        let result = if rayon::current_thread_index().is_none() {
-            rayon::scope(|_| self.run_in(inputs, &mut ws))
-        } else {
-            self.run_in(inputs, &mut ws)
-        };
+        ws.snapshot.clear();
+        {
+            let _reading = state.map(|s| s.reading());
+            let read = self.program.shared.iter().map(|(_, v)| v.read());
+            ws.snapshot.extend(read);
+        }
+        let result = self.run_with(inputs, &mut ws);
         ws.values.clear();
+        ws.snapshot.clear();
+        if result.is_ok() {
+            let _committing = state.map(|s| s.committing());
+            self.commit(ws.new_values.drain(..), &mut ws.pool);
+        }
+        ws.new_values.clear();
         *self.workspace.lock().unwrap_or_else(|e| e.into_inner()) = ws;
         result
     }
 
+    /// The outputs of a call on the shared values in `ws.snapshot`, and the new values of the
+    /// updated variables in `ws.new_values`, checked; nothing assigned yet.
+    fn run_with(&self, inputs: &[Tensor], ws: &mut Workspace) -> Result<Vec<Tensor>> {
+        let want = match &self.debug {
+            Some(trace) => Some(trace.check(inputs, &self.program.shared, &ws.snapshot)?),
+            None => None,
+        };
+        let outputs = if self.program.exec == Exec::Reference {
+            self.run_reference(inputs, ws)?
+        } else if rayon::current_thread_index().is_none() {
+            // The whole call runs on a worker of the rayon pool: the kernels that split their
+            // work then fork and join within the pool instead of waking it from outside.
+            rayon::scope(|_| self.run_in(inputs, ws))?
+        } else {
+            self.run_in(inputs, ws)?
+        };
+        self.check_updates(&ws.new_values)?;
+        if let (Some(trace), Some(want)) = (&self.debug, want) {
+            let updated: Vec<&str> = self
+                .program
+                .updates
+                .iter()
+                .map(|(v, _)| &v.name[..])
+                .collect();
+            trace.compare(&outputs, &ws.new_values, &updated, &want)?;
+        }
+        Ok(outputs)
+    }
+
     /// A reference program: every node on the reference interpreter, every value kept.
-    fn run_reference(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    fn run_reference(&self, inputs: &[Tensor], ws: &mut Workspace) -> Result<Vec<Tensor>> {
         let p = &self.program;
         let mut times = self
             .profile
@@ -235,6 +284,7 @@ impl Executor {
             on_error: interpret::OnError::Stop,
             nan_guard: self.nan_guard,
             times: times.as_deref_mut().map(|t| &mut t[..]),
+            shared: Some((&p.shared, &ws.snapshot)),
         };
         let mut run = interpret::interpret(&p.nodes, inputs, settings);
         drop(times);
@@ -248,10 +298,7 @@ impl Executor {
         self.peak.store(peak, Ordering::Relaxed);
         let outputs = run.take(&p.outputs, &p.nodes)?;
         let update_nodes: Vec<usize> = p.updates.iter().map(|u| u.1).collect();
-        let new_values = run.take(&update_nodes, &p.nodes)?;
-        drop(run);
-        self.check_updates(&new_values)?;
-        self.commit(new_values, &mut Pool::default());
+        ws.new_values = run.take(&update_nodes, &p.nodes)?;
         Ok(outputs)
     }
 
@@ -264,9 +311,13 @@ impl Executor {
             new_values,
             groups,
             held,
+            snapshot,
         } = ws;
         values.clear();
         values.resize_with(nodes.len(), || None);
+        for ((j, _), value) in self.program.shared.iter().zip(snapshot.iter()) {
+            values[*j] = Some(Value::Shared(value.clone()));
+        }
         pool.limit = self.memory_limit;
         held.clear();
         held.resize(nodes.len(), 0);
@@ -337,7 +388,10 @@ impl Executor {
             }
             let n = &nodes[j];
             let v = if n.kind.is_leaf() {
-                self.leaf(&n.kind)
+                match values[j].take() {
+                    Some(shared) => shared,
+                    None => self.leaf(&n.kind),
+                }
             } else {
                 let out = self.eval_node(j, n, inputs, values, pool)?;
                 held[j] = bytes(&out);
@@ -380,10 +434,8 @@ impl Executor {
         for (_, i) in &self.program.updates {
             new_values.push(take(*i, values));
         }
-        self.check_updates(new_values)?;
-        // Release every reference to the old values before assigning the new ones.
+        // Every reference to the old values goes before the new ones are assigned.
         values.clear();
-        self.commit(new_values.drain(..), pool);
         Ok(outputs)
     }
 
@@ -459,14 +511,13 @@ impl Executor {
         }
     }
 
+    /// The value of a leaf other than a shared variable (whose value the call's snapshot
+    /// holds from the start).
     fn leaf(&self, kind: &Kind) -> Value {
         match kind {
             Kind::Input { position, .. } => Value::Fed(*position),
             Kind::Constant(c) => Value::Shared(c.clone()),
-            Kind::Shared(s) => {
-                Value::Shared(s.value.read().unwrap_or_else(|p| p.into_inner()).clone())
-            }
-            _ => unreachable!("only leaves are read this way"),
+            _ => unreachable!("inputs and constants are read this way"),
         }
     }
 

@@ -3,6 +3,7 @@
 //! lose nothing, and errors instead of aborts for resources.
 
 mod common;
+mod concurrency;
 mod custom_ops;
 mod differential;
 mod gradcheck;

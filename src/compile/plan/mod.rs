@@ -10,8 +10,8 @@ mod schedule;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::ir::Node;
-use crate::graph::{SharedVar, Type};
+use super::ir::{Kind, Node};
+use crate::graph::{SharedVar, StateLock, Type};
 use crate::kernels::Exec;
 
 /// An executable program.
@@ -38,6 +38,10 @@ pub(crate) struct Program {
     /// Whether a node is a product that runs at once with the next (see
     /// [`schedule::pair_products`]).
     pub pair_start: Vec<bool>,
+    /// The shared variables the program reads, with their nodes.
+    pub shared: Vec<(usize, Arc<SharedVar>)>,
+    /// The lock of their graph's state, if the program reads or writes any.
+    pub state: Option<Arc<StateLock>>,
 }
 
 impl Program {
@@ -87,6 +91,20 @@ impl Program {
             last_use[o] = None;
             root_reads[o] += 1;
         }
+        let shared: Vec<(usize, Arc<SharedVar>)> = nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(j, n)| match &n.kind {
+                Kind::Shared(v) => Some((j, v.clone())),
+                _ => None,
+            })
+            .collect();
+        let state = shared
+            .first()
+            .map(|(_, v)| &v.state)
+            .or(updates.first().map(|(v, _)| &v.state))
+            .or(streams.first().map(|v| &v.state))
+            .cloned();
         let run_end = match exec {
             Exec::Fast => schedule::kernel_runs(&nodes),
             Exec::Reference => vec![None; nodes.len()],
@@ -102,6 +120,8 @@ impl Program {
             root_reads,
             run_end,
             pair_start,
+            shared,
+            state,
         }
     }
 

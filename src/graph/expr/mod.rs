@@ -167,7 +167,10 @@ impl Expr {
         let g = self.graph.lock();
         match g.node(self.id).op {
             Op::Shared(s) => {
-                Ok((**g.shared[s].value.read().unwrap_or_else(|p| p.into_inner())).clone())
+                let var = g.shared[s].clone();
+                drop(g);
+                let _reading = var.state.reading();
+                Ok((*var.read()).clone())
             }
             _ => Err(Error::Usage {
                 what: format!("{} is not a shared variable", g.name_of(self.id)),
@@ -187,7 +190,8 @@ impl Expr {
                 loc: Location::caller(),
             });
         };
-        let var = &g.shared[s];
+        let var = g.shared[s].clone();
+        drop(g);
         if value.dtype() != var.ty.dtype || !var.ty.shape.matches(value.shape()) {
             return Err(Error::Usage {
                 what: format!(
@@ -200,6 +204,9 @@ impl Expr {
                 loc: Location::caller(),
             });
         }
+        // A write of the graph's state, like a call's updates: never inside another call.
+        let _writer = var.state.write();
+        let _committing = var.state.committing();
         *var.value.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(value);
         Ok(())
     }

@@ -381,6 +381,19 @@ fn decode<T, const N: usize>(payload: &[u8], from_be: fn([u8; N]) -> T) -> Vec<T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inflates_no_further_than_declared() {
+        use std::io::Write;
+        // A header for 10 bytes of u8, then 8 MiB of zeros.
+        let mut plain = vec![0u8, 0, 0x08, 1, 0, 0, 0, 10];
+        plain.extend(std::iter::repeat_n(0u8, 8 << 20));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&plain).unwrap();
+        let inflated = inflate(&gz.finish().unwrap(), "bomb.gz").unwrap();
+        // The header, the 10 declared bytes and one more, to see that more follow.
+        assert_eq!(inflated.len(), 8 + 10 + 1);
+    }
     use flate2::Compression;
     use flate2::write::GzEncoder;
     use std::io::Write;

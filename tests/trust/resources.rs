@@ -88,16 +88,14 @@ fn shapes_too_large_to_count_are_build_errors() {
 
 #[test]
 fn gzip_input_stops_inflating_past_its_declared_size() {
-    // A header for 10 bytes of u8, then 64 MiB of zeros: compressed, about 64 kB.
+    // A header for 10 bytes of u8, then 8 MiB of zeros: compressed, about 8 kB.
     let mut plain = vec![0u8, 0, 0x08, 1, 0, 0, 0, 10];
-    plain.extend(std::iter::repeat_n(0u8, 64 << 20));
+    plain.extend(std::iter::repeat_n(0u8, 8 << 20));
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&plain).unwrap();
     let bytes = gz.finish().unwrap();
     assert!(bytes.len() < 1 << 20);
-    let start = std::time::Instant::now();
     let err = gradus::data::idx::parse_idx(&bytes, "bomb.gz").expect_err("trailing bytes");
     assert!(err.to_string().contains("trailing bytes"), "{err}");
-    // Inflating all 64 MiB takes far longer than reading 11 bytes past the header.
-    assert!(start.elapsed().as_millis() < 100, "{:?}", start.elapsed());
+    // (How far it inflated is checked by the unit test `inflates_no_further_than_declared`.)
 }

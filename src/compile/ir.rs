@@ -181,7 +181,7 @@ pub(crate) fn eval_kind(
     let declared = || types.iter().map(|t| &t.shape).collect::<Vec<_>>();
     match kind {
         Kind::Op(op) => kernels::eval(op, x, types, ty, exec),
-        Kind::Gemm(g) => g.eval(x, &declared(), exec),
+        Kind::Gemm(g) => g.eval(x, &declared(), &ty.shape, exec),
         Kind::Fused(k) => match ty.dtype {
             DType::F32 => Ok(Tensor::F32(k.eval::<f32>(x, &declared(), exec)?)),
             _ => Ok(Tensor::F64(k.eval::<f64>(x, &declared(), exec)?)),

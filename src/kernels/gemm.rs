@@ -23,9 +23,18 @@ pub(crate) struct Gemm {
     pub transpose_b: bool,
     /// The scalar factor.
     pub alpha: f64,
-    /// Where the user added the bias, for the errors of its check: a product with a bias was
+    /// The `add` the bias came from, for the errors of its check: a product with a bias was
     /// the user's `matmul` and `add`.
-    pub bias_add: Option<Location>,
+    pub bias_add: Option<BiasAdd>,
+}
+
+/// The `add` of a product and its bias, as the user wrote it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BiasAdd {
+    /// Where the user wrote it.
+    pub loc: Location,
+    /// Whether the bias was its first operand (`c + a @ b`).
+    pub bias_first: bool,
 }
 
 // Two products are the same when their flags and factors are, bit for bit (where the user
@@ -64,24 +73,47 @@ impl Gemm {
         dims(a, b, self.transpose_a, self.transpose_b)
     }
 
-    /// A bias of static shape `declared` and run-time shape `bias` may stretch onto the `[m, n]`
-    /// result only as the `add` it replaced would: along dims declared 1. (Whether it broadcasts
-    /// at all, [`gemm_onto`] checks when it copies the bias.)
+    /// The checks of the `add` the bias came from, with the same message: the product (of
+    /// static shape `declared`, `[m, n]` when run) and the bias (`bias_declared`, `bias`) must
+    /// broadcast together, each stretching only dims declared 1, to the product's shape.
     pub(crate) fn check_bias(
         &self,
         declared: &Shape,
+        bias_declared: &Shape,
         bias: &[usize],
         (m, n): (usize, usize),
     ) -> Result<(), String> {
-        shape::check_runtime_broadcast(declared, bias, &[m, n])
+        let product = [m, n];
+        let mut operands = [(declared, &product[..]), (bias_declared, bias)];
+        if self.bias_add.is_some_and(|a| a.bias_first) {
+            operands.swap(0, 1);
+        }
+        let result = shape::broadcast_concrete(operands[0].1, operands[1].1)?;
+        for (d, s) in operands {
+            shape::check_runtime_broadcast(d, s, &result)?;
+        }
+        if result != product {
+            return Err(format!(
+                "the bias {} would make the product {} larger",
+                shape::show(bias),
+                shape::show(&product)
+            ));
+        }
+        Ok(())
     }
 
     /// The product of `x = [a, b]` or `[a, b, bias]` into a new array, after the checks of the
     /// ops it replaced (`declared`: the operands' static shapes).
-    pub(crate) fn eval(&self, x: &[&Tensor], declared: &[&Shape], exec: Exec) -> KernelResult {
+    pub(crate) fn eval(
+        &self,
+        x: &[&Tensor],
+        declared: &[&Shape],
+        ty: &Shape,
+        exec: Exec,
+    ) -> KernelResult {
         let (m, _, n) = self.dims(x[0].shape(), x[1].shape())?;
         if let (Some(c), Some(d)) = (x.get(2), declared.get(2)) {
-            self.check_bias(d, c.shape(), (m, n))?;
+            self.check_bias(ty, d, c.shape(), (m, n))?;
         }
         Ok(float2!(x[0], x[1], a, b => self.product(a, b, x.get(2).copied(), exec)?))
     }

@@ -89,12 +89,12 @@ impl Executor {
         if let Some(&c) = n.inputs.get(2) {
             let declared = &self.program.nodes[c].ty.shape;
             let bias = operand(values, inputs, c).shape();
-            if let Err(detail) = product.check_bias(declared, bias, (m, cols)) {
+            if let Err(detail) = product.check_bias(&n.ty.shape, declared, bias, (m, cols)) {
                 return Err(match product.bias_add {
-                    Some(loc) => Failure::Located(Error::Runtime {
+                    Some(add) => Failure::Located(Error::Runtime {
                         op: "add".into(),
                         detail,
-                        loc,
+                        loc: add.loc,
                     }),
                     None => Failure::Shape(detail),
                 });

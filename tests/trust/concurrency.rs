@@ -30,18 +30,21 @@ fn eight_threads_of_updates_lose_nothing_and_draw_apart() {
     let reader = function(&[], &[&count, &acc]).compile().unwrap();
     let (threads, calls) = (8, 250);
     let start = Barrier::new(threads + 1);
+    let writing = AtomicUsize::new(threads);
     let seen: Vec<Vec<Seen>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     start.wait();
-                    (0..calls)
+                    let seen = (0..calls)
                         .map(|_| {
                             let out = f.call(&[]).unwrap();
                             let c = out[0].item().unwrap();
                             (c, out[1].to_f64_vec(), out[2].to_f64_vec())
                         })
-                        .collect::<Vec<_>>()
+                        .collect::<Vec<_>>();
+                    writing.fetch_sub(1, Ordering::SeqCst);
+                    seen
                 })
             })
             .collect();
@@ -159,4 +162,48 @@ fn calls_that_write_nothing_run_side_by_side_and_writers_take_turns() {
         "two calls updated w at once"
     );
     assert_eq!(w.get_value().unwrap().to_f64_vec(), vec![4.0]);
+}
+
+#[test]
+fn a_reader_never_sees_half_of_a_calls_updates() {
+    // Many variables updated together, so that a reader between two of the assignments would
+    // see some advanced and some not.
+    let g = Graph::new();
+    let vars: Vec<Expr> = (0..64)
+        .map(|k| g.shared(&format!("v{k}"), 0.0f64))
+        .collect();
+    let refs: Vec<&Expr> = vars.iter().collect();
+    let next: Vec<Expr> = vars.iter().map(|v| v + 1.0).collect();
+    let pairs: Vec<(&Expr, &Expr)> = vars.iter().zip(&next).collect();
+    let bump = function(&[], &[]).updates(&pairs).compile().unwrap();
+    let read = function(&[], &refs).compile().unwrap();
+    let done = AtomicUsize::new(0);
+    let torn = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..2000 {
+                bump.call(&[]).unwrap();
+            }
+            done.store(1, Ordering::SeqCst);
+        });
+        s.spawn(|| {
+            while done.load(Ordering::SeqCst) == 0 {
+                let values: Vec<f64> = read
+                    .call(&[])
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.item().unwrap())
+                    .collect();
+                if values.iter().any(|v| *v != values[0]) {
+                    torn.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+    });
+    assert_eq!(
+        torn.load(Ordering::SeqCst),
+        0,
+        "reads saw half of an update"
+    );
+    assert_eq!(vars[63].get_value().unwrap().item().unwrap(), 2000.0);
 }

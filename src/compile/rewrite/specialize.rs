@@ -6,7 +6,7 @@ use super::{Phase, Rewrite};
 use crate::compile::fgraph::FGraph;
 use crate::compile::ir::Kind;
 use crate::graph::op::{Binary, Op, Unary};
-use crate::kernels::gemm::Gemm;
+use crate::kernels::gemm::{BiasAdd, Gemm};
 
 pub(super) const MUL_SELF_TO_SQUARE: Rewrite =
     Rewrite::new("mul_self_to_square", Phase::Specialize, mul_self_to_square);
@@ -76,7 +76,11 @@ fn gemm_bias(fg: &mut FGraph, i: usize) -> Option<usize> {
         if let Some(product) = lone_product(fg, g)
             && fg.ty(g) == fg.ty(i)
         {
-            let (loc, bias_add) = (fg.loc(g), Some(fg.loc(i)));
+            let bias_add = Some(BiasAdd {
+                loc: fg.loc(i),
+                bias_first: c == x,
+            });
+            let loc = fg.loc(g);
             let mut ins = fg.inputs(g);
             ins.push(c);
             let product = Gemm {

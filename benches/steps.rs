@@ -6,7 +6,10 @@
 //! 784-1000-500-250-30-250-500-1000-784 SGD step (all float32, minibatch 100); W4 value and
 //! gradient of the 2,000-stage elementwise chain over a 1000-vector (float64).
 //!
-//! `cargo bench --bench steps` runs all four; `cargo bench --bench steps -- W1 W3` a few.
+//! P: calls per second of a pure function (no updates, no draws) on one thread, and on two
+//! threads calling it at once: they run side by side, not one at a time.
+//!
+//! `cargo bench --bench steps` runs all; `cargo bench --bench steps -- W1 W3` a few.
 
 use std::time::Instant;
 
@@ -73,6 +76,43 @@ fn main() {
         println!(
             "W3 deep autoencoder sgd step: {ms:.3} ms ({:.0} steps/s)",
             1e3 / ms
+        );
+    }
+    if run("P") {
+        // Small enough that each call's kernels run on one thread.
+        let g = Graph::new();
+        let v = g.vector("v", DType::F64);
+        let w = g.shared("w", vec![0.5f64; 256]);
+        let mut y = &v * &w;
+        for _ in 0..8 {
+            y = (y.tanh() * 1.1).exp() * &w;
+        }
+        let f = function(&[&v], &[&y.sum()]).compile().unwrap();
+        let feed = [Tensor::from(vec![0.1f64; 256])];
+        let rate = |threads: usize| {
+            let calls = 2000 / threads;
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        for _ in 0..calls {
+                            f.call(&feed).unwrap();
+                        }
+                    });
+                }
+            });
+            (calls * threads) as f64 / start.elapsed().as_secs_f64()
+        };
+        rate(1);
+        let mut one: Vec<f64> = (0..5).map(|_| rate(1)).collect();
+        let mut two: Vec<f64> = (0..5).map(|_| rate(2)).collect();
+        one.sort_by(f64::total_cmp);
+        two.sort_by(f64::total_cmp);
+        println!(
+            "P pure function: {:.0} calls/s on 1 thread, {:.0} on 2 threads at once ({:.2}x)",
+            one[2],
+            two[2],
+            two[2] / one[2]
         );
     }
     if run("W4") {

@@ -154,7 +154,13 @@ impl FunctionBuilder {
 }
 
 /// A compiled function: call it with one tensor per input; it returns the outputs and applies
-/// the updates. `Send + Sync`: one compiled function can be shared by threads.
+/// the updates.
+///
+/// `Send + Sync`, and concurrent calls behave as if they ran one after another: each reads one
+/// consistent snapshot of the shared variables; a call that writes the graph's state (updates,
+/// random streams) runs alone among its graph's writers, its new values assigned together, so
+/// no update is lost and every call draws its own numbers; a call that writes nothing runs beside
+/// any other.
 pub struct Function {
     pub(crate) executor: Executor,
     stats: RewriteStats,

@@ -170,7 +170,8 @@ impl Function {
     /// Run on one value per input, in the order the inputs were given.
     #[track_caller]
     pub fn call(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.executor.run(inputs)
+        let inputs: Vec<&Tensor> = inputs.iter().collect();
+        self.executor.run(&inputs)
     }
 
     /// What the optimizer did: hits per rewrite and why each phase stopped.
@@ -265,6 +266,7 @@ pub fn eval(outputs: &[&Expr], feeds: &[(&Expr, Tensor)]) -> Result<Vec<Tensor>>
         loc,
     };
     let compiled = compile::compile(&spec)?;
+    let values: Vec<&Tensor> = values.iter().collect();
     Executor::new(compiled.program).run(&values)
 }
 

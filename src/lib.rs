@@ -42,6 +42,7 @@ pub mod viz;
 /// The user's ops, for code that inspects a graph ([`Expr::op`]) or writes its own passes over
 /// one.
 pub mod op {
+    pub use crate::graph::loops::{LoopBody, LoopHandle, LoopResult, Steps};
     pub use crate::graph::op::{Binary, Cmp, CustomHandle, Dist, Op, Reduce, ReshapeDim, Unary};
 }
 
@@ -64,6 +65,7 @@ pub use error::{Error, Location, Result};
 pub use function::{Function, FunctionBuilder, eval, function};
 pub use grad::{GradOptions, grad, grad_with, hessian, hessian_vector_product, jacobian, vjp};
 pub use graph::custom::CustomOp;
+pub use graph::loops::{Looped, Scan, Step, StepResult};
 pub use graph::print::{debugprint, pp, to_dot};
 pub use graph::{Expr, Graph, NodeId, Operand, Type, concat, stack};
 pub use kernels::PAR_MIN;

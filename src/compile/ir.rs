@@ -8,9 +8,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::{DebugTrace, Program};
 use crate::dtype::DType;
 use crate::error::Location;
 use crate::graph::infer::{InferError, infer};
+use crate::graph::loops::LoopHandle;
 use crate::graph::op::Op;
 use crate::graph::{SharedVar, Type};
 use crate::kernels::fused::FusedKernel;
@@ -39,6 +41,29 @@ pub(crate) enum Kind {
     Gemm(Gemm),
     /// A region of elementwise ops run as one loop.
     Fused(Arc<FusedKernel>),
+    /// Result `result` of a loop whose body is compiled (see [`CompiledLoop`]).
+    Loop {
+        /// The loop, shared by all its results.
+        compiled: Arc<CompiledLoop>,
+        /// Which result.
+        result: usize,
+    },
+}
+
+/// A loop's body compiled once into a program, and the results of the loop that are read.
+pub(crate) struct CompiledLoop {
+    pub body: LoopHandle,
+    pub program: Arc<Program>,
+    /// The body's trace of the optimizer, in the debug mode.
+    pub debug: Option<DebugTrace>,
+    /// Which of the loop's results the program reads (the others are not made).
+    pub needed: Vec<bool>,
+}
+
+impl fmt::Debug for CompiledLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} of {} nodes", self.body, self.program.nodes.len())
+    }
 }
 
 /// One node: what it computes, from which nodes, its type, and the line of the user's code
@@ -87,6 +112,11 @@ impl Kind {
             Kind::Op(op) => op.name(),
             Kind::Gemm(g) => g.to_string(),
             Kind::Fused(k) => k.to_string(),
+            Kind::Loop { compiled, result } => Op::Loop {
+                body: compiled.body.clone(),
+                result: *result,
+            }
+            .name(),
         }
     }
 
@@ -113,6 +143,13 @@ pub(crate) fn infer_kind(kind: &Kind, ts: &[Type]) -> Result<Type, InferError> {
             "leaf nodes are made when the subgraph is copied".into(),
         )),
         Kind::Op(op) => infer(op, ts),
+        Kind::Loop { compiled, result } => infer(
+            &Op::Loop {
+                body: compiled.body.clone(),
+                result: *result,
+            },
+            ts,
+        ),
         Kind::Gemm(g) => infer_gemm(g, ts),
         Kind::Fused(k) => {
             if ts.len() != k.n_inputs {
@@ -122,7 +159,18 @@ pub(crate) fn infer_kind(kind: &Kind, ts: &[Type]) -> Result<Type, InferError> {
                     ts.len()
                 )));
             }
-            Ok(k.ty.clone())
+            // An elementwise region: its result broadcasts its operands.
+            let mut shape = match ts.first() {
+                Some(t) => t.shape.clone(),
+                None => k.ty.shape.clone(),
+            };
+            for t in ts {
+                shape = crate::shape::broadcast(&shape, &t.shape).map_err(InferError::Shape)?;
+            }
+            Ok(Type {
+                dtype: k.ty.dtype,
+                shape,
+            })
         }
     }
 }
@@ -189,5 +237,6 @@ pub(crate) fn eval_kind(
         Kind::Input { .. } | Kind::Constant(_) | Kind::Shared(_) => {
             Err("leaf nodes have no kernel".into())
         }
+        Kind::Loop { .. } => Err("a loop runs in the runtime".into()),
     }
 }

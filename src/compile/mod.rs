@@ -16,12 +16,13 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Location, Result};
+use crate::graph::loops::LoopHandle;
 use crate::graph::op::Op;
 use crate::graph::{Expr, GraphInner, NodeId, SharedVar, Type};
 use crate::kernels::Exec;
 use crate::shape;
 use fgraph::{FGraph, Replacement};
-use ir::{Kind, Node};
+use ir::{CompiledLoop, Kind, Node};
 pub(crate) use plan::Program;
 use rewrite::RewriteStats;
 
@@ -69,6 +70,7 @@ pub(crate) struct Spec {
 
 /// The optimizer's trace for the debug mode: every node it saw or made (index order is a
 /// dependency order), the replacements it made, and the roots of the graph as written.
+#[derive(Clone)]
 pub(crate) struct DebugTrace {
     pub nodes: Vec<Node>,
     pub history: Vec<Replacement>,
@@ -139,7 +141,8 @@ pub(crate) fn compile(spec: &Spec) -> Result<Compiled> {
         roots: root_index,
         final_roots: fg.roots(),
     });
-    let (nodes, roots) = fg.finish();
+    let (mut nodes, roots) = fg.finish();
+    compile_loops(&mut nodes, spec)?;
     let outputs = roots[..n_out].to_vec();
     let updates: Vec<(Arc<SharedVar>, usize)> = shared_vars
         .into_iter()
@@ -151,12 +154,25 @@ pub(crate) fn compile(spec: &Spec) -> Result<Compiled> {
     let mut streams: Vec<Arc<SharedVar>> = Vec::new();
     if spec.feeds == Feeds::FunctionInputs {
         for n in &nodes {
-            if let Kind::Op(Op::Random { .. }) = n.kind
-                && let Kind::Shared(s) = &nodes[n.inputs[0]].kind
-            {
-                let updated = updates.iter().any(|(u, _)| Arc::ptr_eq(u, s));
-                if !updated && !streams.iter().any(|t| Arc::ptr_eq(t, s)) {
-                    streams.push(s.clone());
+            // A draw reads its stream's state; a loop draws from the states it captures.
+            let states: Vec<usize> = match &n.kind {
+                Kind::Op(Op::Random { .. }) => vec![n.inputs[0]],
+                Kind::Loop { compiled, .. } => {
+                    let body = compiled.body.body();
+                    let first = body.first_captured();
+                    (0..body.captured.len())
+                        .filter(|&k| body.streams[k])
+                        .map(|k| n.inputs[first + k])
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            for i in states {
+                if let Kind::Shared(s) = &nodes[i].kind {
+                    let updated = updates.iter().any(|(u, _)| Arc::ptr_eq(u, s));
+                    if !updated && !streams.iter().any(|t| Arc::ptr_eq(t, s)) {
+                        streams.push(s.clone());
+                    }
                 }
             }
         }
@@ -302,6 +318,15 @@ fn copy_subgraph(
                             },
                         });
                     }
+                    (None, Op::StepValue { .. }) => {
+                        return Err(Error::Usage {
+                            what: format!(
+                                "{} is a value of a loop's step, read outside the loop's body",
+                                g.name_of(id)
+                            ),
+                            loc: n.loc,
+                        });
+                    }
                     (None, Op::Constant(c)) => Kind::Constant(g.constants[*c].clone()),
                     (None, Op::Shared(s)) => Kind::Shared(g.shared[*s].clone()),
                     (None, op) => Kind::Op(op.clone()),
@@ -381,4 +406,73 @@ fn build_order(nodes: &[Node], ids: &[NodeId]) -> Vec<usize> {
         }
     }
     order
+}
+
+/// Compile the body of every loop among `nodes` once, and make its results [`Kind::Loop`]
+/// nodes: the results of one loop (the same loop on the same operands) share the compiled body
+/// and run together.
+fn compile_loops(nodes: &mut [Node], spec: &Spec) -> Result<()> {
+    let mut compiled: Vec<(LoopHandle, Vec<usize>, Vec<usize>)> = Vec::new();
+    for (j, n) in nodes.iter().enumerate() {
+        if let Kind::Op(Op::Loop { body, .. }) = &n.kind {
+            match compiled
+                .iter_mut()
+                .find(|(b, ins, _)| b == body && *ins == n.inputs)
+            {
+                Some((_, _, members)) => members.push(j),
+                None => compiled.push((body.clone(), n.inputs.clone(), vec![j])),
+            }
+        }
+    }
+    for (handle, _, members) in compiled {
+        let body = handle.body();
+        let graph = spec
+            .outputs
+            .iter()
+            .chain(&spec.inputs)
+            .map(|e| e.graph().clone())
+            .next()
+            .expect("a compiled function has an output or an input");
+        let exprs = |ids: &[NodeId]| -> Vec<Expr> { ids.iter().map(|&i| graph.expr(i)).collect() };
+        let body_spec = Spec {
+            inputs: exprs(&body.step_values)
+                .into_iter()
+                .chain(exprs(&body.captured))
+                .collect(),
+            feeds: Feeds::AnyNodes,
+            outputs: exprs(&body.next_states)
+                .into_iter()
+                .chain(exprs(&body.outputs))
+                .chain(body.until.map(|u| graph.expr(u)))
+                .collect(),
+            updates: Vec::new(),
+            givens: Vec::new(),
+            mode: spec.mode,
+            excluded: spec.excluded.clone(),
+            pass_limit: spec.pass_limit,
+            loc: body.loc,
+        };
+        let Compiled { program, debug, .. } = compile(&body_spec)?;
+        let mut needed = vec![false; body.result_types.len()];
+        for &j in &members {
+            if let Kind::Op(Op::Loop { result, .. }) = nodes[j].kind {
+                needed[result] = true;
+            }
+        }
+        let loop_ = Arc::new(CompiledLoop {
+            body: handle.clone(),
+            program: Arc::new(program),
+            debug,
+            needed,
+        });
+        for &j in &members {
+            if let Kind::Op(Op::Loop { result, .. }) = nodes[j].kind {
+                nodes[j].kind = Kind::Loop {
+                    compiled: loop_.clone(),
+                    result,
+                };
+            }
+        }
+    }
+    Ok(())
 }

@@ -30,7 +30,15 @@ fn with_reduced_axes(dy: &Expr, axes: &[usize], keepdims: bool) -> Expr {
 pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> Result<Grads> {
     let one = |e: Expr| vec![Some(e)];
     Ok(match op {
-        Op::Input { .. } | Op::Constant(_) | Op::Shared(_) => vec![],
+        Op::Input { .. } | Op::Constant(_) | Op::Shared(_) | Op::StepValue { .. } => vec![],
+        Op::Loop { .. } => {
+            return Err(Error::NotDifferentiable {
+                name: op.name(),
+                detail: "the gradient of a loop is built by the sweep for all its results at once"
+                    .into(),
+                loc: y.location(),
+            });
+        }
         Op::Unary(u) => {
             let a = &x[0];
             match u {

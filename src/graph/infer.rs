@@ -534,5 +534,30 @@ pub fn infer(op: &Op, ts: &[Type]) -> InferResult {
             })
         }
         Op::Custom(c) => c.0.infer(ts).map_err(InferError::Invalid),
+        Op::StepValue { .. } => Err(InferError::Invalid(
+            "step values are made by the loop that reads them".into(),
+        )),
+        Op::Loop { body, result } => {
+            let body = body.body();
+            arity(ts, body.input_types.len())?;
+            for (k, (t, want)) in ts.iter().zip(&body.input_types).enumerate() {
+                let fits = t.dtype == want.dtype
+                    && t.ndim() == want.ndim()
+                    && t.shape
+                        .dims()
+                        .iter()
+                        .zip(want.shape.dims())
+                        .all(|(a, b)| a.is_none() || b.is_none() || a == b);
+                if !fits {
+                    return Err(InferError::Invalid(format!(
+                        "loop input {k} has type {t}, the loop was built for {want}"
+                    )));
+                }
+            }
+            body.result_types
+                .get(*result)
+                .cloned()
+                .ok_or_else(|| InferError::Invalid(format!("the loop has no result {result}")))
+        }
     }
 }

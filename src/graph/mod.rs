@@ -10,6 +10,7 @@
 pub mod custom;
 mod expr;
 pub mod infer;
+pub mod loops;
 pub mod op;
 pub mod print;
 
@@ -208,6 +209,17 @@ impl GraphInner {
                 self.invalid(err, loc)
             }
         }
+    }
+
+    /// A leaf node of `op` and type `ty` (step values of loops).
+    pub fn leaf(&mut self, op: Op, ty: Type, loc: Location) -> NodeId {
+        self.push(Node {
+            op,
+            inputs: Inputs::new(),
+            ty,
+            loc,
+            error: None,
+        })
     }
 
     /// Record a build error as an invalid node.

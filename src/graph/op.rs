@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::dtype::DType;
 use crate::graph::custom::CustomOp;
+use crate::graph::loops::{LoopHandle, LoopResult};
 
 /// Elementwise ops of one operand.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -338,6 +339,21 @@ pub enum Op {
     },
     /// A user op.
     Custom(CustomHandle),
+    /// The value of a loop's step inside its body: a sequence's slice or a state (see
+    /// [`Scan`](crate::Scan)). Only the body reads it. `id` keeps step values distinct.
+    StepValue {
+        /// Unique within the graph.
+        id: u64,
+    },
+    /// Result `result` of a loop: its inputs are the sequences, the initial states, the count
+    /// (for a counted loop) and the captured nodes; see
+    /// [`LoopBody::result`](crate::graph::loops::LoopBody::result).
+    Loop {
+        /// The loop.
+        body: LoopHandle,
+        /// Which result.
+        result: usize,
+    },
 }
 
 /// Distributions of [`Op::Random`]; other distributions are built from these.
@@ -405,6 +421,12 @@ impl Op {
             Op::DimSize { axes, .. } => format!("dim_size{axes:?}"),
             Op::Random { dist, .. } => format!("{dist:?}").to_lowercase(),
             Op::Custom(c) => c.0.name().to_string(),
+            Op::StepValue { id } => format!("step_value#{id}"),
+            Op::Loop { body, result } => match body.body().result(*result) {
+                LoopResult::Final(k) => format!("loop{{final state {k}}}"),
+                LoopResult::Stacked(k) => format!("loop{{output {k}}}"),
+                LoopResult::History(k) => format!("loop{{states {k} before each step}}"),
+            },
         }
     }
 }

@@ -40,9 +40,10 @@ fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result<(), String
 pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exec) -> KernelResult {
     check_broadcast(op, x, types)?;
     Ok(match op {
-        Op::Input { .. } | Op::Constant(_) | Op::Shared(_) => {
+        Op::Input { .. } | Op::Constant(_) | Op::Shared(_) | Op::StepValue { .. } => {
             return Err("leaf nodes have no kernel".into());
         }
+        Op::Loop { .. } => return Err("a loop runs in the runtime, not in a kernel".into()),
         Op::Unary(Unary::Not) => Tensor::Bool(x[0].as_bool().ok_or("not needs bool")?.mapv(|v| !v)),
         Op::Unary(u) => float!(x[0], a => unary(*u, a, exec)),
         Op::Binary(b @ (Binary::And | Binary::Or)) => {

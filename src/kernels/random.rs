@@ -8,6 +8,12 @@ use super::{Exec, KernelFloat};
 use crate::graph::op::Dist;
 use crate::tensor::Tensor;
 
+/// The counter step `step` of a loop draws with, for a call whose stream counter is `counter`:
+/// a mix of the two, so that steps and calls draw apart.
+pub(crate) fn step_counter(counter: u64, step: u64) -> u64 {
+    mix(counter ^ mix(step ^ 0x632b_e59b_d9b4_e019))
+}
+
 /// The seed and call counter of a stream's state, an `i64[2]` tensor.
 pub(crate) fn stream_state(state: &Tensor) -> Result<(u64, u64), String> {
     match state

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use super::Executor;
 use super::interpret::{OnError, Settings, interpret};
 use crate::compile::DebugTrace;
 use crate::compile::rewrite::{Phase, RULES};
@@ -60,9 +61,10 @@ impl DebugTrace {
     /// reference values of the optimized graph's roots.
     pub fn check(
         &self,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         vars: &[(usize, Arc<SharedVar>)],
         snapshot: &[Arc<Tensor>],
+        loops: &Executor,
     ) -> Result<Vec<Tensor>> {
         let settings = Settings {
             limit: None,
@@ -70,6 +72,7 @@ impl DebugTrace {
             nan_guard: false,
             times: None,
             shared: Some((vars, snapshot)),
+            loops: Some(loops),
         };
         let mut run = interpret(&self.nodes, inputs, settings);
         for r in &self.history {

@@ -20,7 +20,7 @@ impl Executor {
         &self,
         j: usize,
         n: &Node,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
     ) -> Option<Result<Tensor, Failure>> {
@@ -67,7 +67,7 @@ impl Executor {
         &self,
         j: usize,
         n: &Node,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
     ) -> Option<Result<Tensor, Failure>> {
@@ -145,7 +145,7 @@ impl Executor {
         k: &FusedKernel,
         j: usize,
         n: &Node,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
     ) -> Result<Tensor, Failure> {
@@ -225,7 +225,7 @@ fn random_node<T: Pooled>(
     dist: Dist,
     key: u64,
     n: &Node,
-    inputs: &[Tensor],
+    inputs: &[&Tensor],
     values: &[Option<Value>],
     pool: &mut Pool,
 ) -> Result<Tensor, Failure> {

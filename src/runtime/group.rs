@@ -77,7 +77,7 @@ impl Executor {
         &self,
         first: usize,
         end: usize,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
         groups: &mut Groups,

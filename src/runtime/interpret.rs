@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{NodeTime, guard, node_error, reserve};
+use super::loops::LoopCache;
+use super::{Executor, NodeTime, guard, node_error, reserve};
 use crate::compile::ir::{Kind, Node, eval_kind};
 use crate::error::{Error, Result};
+use crate::graph::op::Op;
 use crate::graph::{SharedVar, Type};
 use crate::kernels::Exec;
 use crate::tensor::Tensor;
@@ -40,6 +42,8 @@ pub(crate) struct Settings<'a> {
     /// The call's snapshot of the shared variables (the variables with their values, in one
     /// order); without one, a variable is read when its node runs.
     pub shared: Option<Snapshot<'a>>,
+    /// The executor whose body runners run the loops.
+    pub loops: Option<&'a Executor>,
 }
 
 /// The shared variables a program reads (with their nodes), and their values for one call.
@@ -47,13 +51,14 @@ pub(crate) type Snapshot<'a> = (&'a [(usize, Arc<SharedVar>)], &'a [Arc<Tensor>]
 
 /// Evaluate `nodes` (operands before users) on `inputs`, every node with the reference kernels.
 /// A node that fails, and those that read it, have no value; the first failure is kept.
-pub(crate) fn interpret(nodes: &[Node], inputs: &[Tensor], mut settings: Settings) -> Interpreted {
+pub(crate) fn interpret(nodes: &[Node], inputs: &[&Tensor], mut settings: Settings) -> Interpreted {
     let mut values: Vec<Option<Arc<Tensor>>> = vec![None; nodes.len()];
     let mut first_error: Option<Error> = None;
+    let mut loop_cache = LoopCache::default();
     for (k, n) in nodes.iter().enumerate() {
         let start = settings.times.as_ref().map(|_| Instant::now());
         let v = match &n.kind {
-            Kind::Input { position, .. } => Ok(Some(Arc::new(inputs[*position].clone()))),
+            Kind::Input { position, .. } => Ok(Some(Arc::new((*inputs[*position]).clone()))),
             Kind::Constant(c) => Ok(Some(c.clone())),
             Kind::Shared(s) => {
                 let held = settings.shared.and_then(|(vars, values)| {
@@ -62,6 +67,19 @@ pub(crate) fn interpret(nodes: &[Node], inputs: &[Tensor], mut settings: Setting
                         .map(|k| values[k].clone())
                 });
                 Ok(Some(held.unwrap_or_else(|| s.read())))
+            }
+            Kind::Loop { .. } | Kind::Op(Op::Loop { .. }) => {
+                let args: Option<Vec<&Tensor>> =
+                    n.inputs.iter().map(|&i| values[i].as_deref()).collect();
+                let executor = settings
+                    .loops
+                    .expect("a program with loops has their runners");
+                args.map(|a| {
+                    executor
+                        .loop_result(n, &n.inputs, &a, &mut loop_cache)
+                        .map(Arc::new)
+                })
+                .transpose()
             }
             kind => {
                 let args: Option<Vec<&Tensor>> =

@@ -12,6 +12,7 @@ mod fast;
 mod group;
 mod guard;
 mod interpret;
+mod loops;
 mod pool;
 mod products;
 mod profile;
@@ -44,9 +45,9 @@ pub(crate) enum Value {
 }
 
 impl Value {
-    fn get<'a>(&'a self, inputs: &'a [Tensor]) -> &'a Tensor {
+    fn get<'a>(&'a self, inputs: &[&'a Tensor]) -> &'a Tensor {
         match self {
-            Value::Fed(k) => &inputs[*k],
+            Value::Fed(k) => inputs[*k],
             Value::Shared(t) => t,
             Value::Owned(t) => t,
         }
@@ -79,6 +80,8 @@ struct Workspace {
     held: Vec<usize>,
     /// The values of the program's shared variables for this call, read together.
     snapshot: Vec<Arc<Tensor>>,
+    /// The results of the loops run in this call, until they are read.
+    loops: loops::LoopCache,
 }
 
 /// Time and calls of one node, summed over calls since profiling began.
@@ -91,7 +94,9 @@ pub(crate) struct NodeTime {
 /// A program with what its runs keep: the buffers of earlier calls, the peak of the last plan
 /// and, when profiling, the time of every node.
 pub(crate) struct Executor {
-    pub program: Program,
+    pub program: Arc<Program>,
+    /// The bodies of the program's loops, each with its own executor.
+    loops: Vec<loops::BodyRunner>,
     peak: AtomicUsize,
     workspace: Mutex<Workspace>,
     profile: Option<Mutex<Vec<NodeTime>>>,
@@ -111,7 +116,13 @@ fn shaped<T: KernelFloat>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String
 
 impl Executor {
     pub fn new(program: Program) -> Executor {
+        Executor::shared(Arc::new(program))
+    }
+
+    /// An executor of a program another owner holds too (a loop's body).
+    pub fn shared(program: Arc<Program>) -> Executor {
         Executor {
+            loops: loops::body_runners(&program.nodes),
             program,
             peak: AtomicUsize::new(0),
             workspace: Mutex::new(Workspace::default()),
@@ -131,10 +142,13 @@ impl Executor {
     /// then never overwritten in place, so that they can be checked too.
     pub fn enable_nan_guard(&mut self) {
         self.nan_guard = true;
+        self.loops
+            .iter_mut()
+            .for_each(|r| r.executor.enable_nan_guard());
     }
 
     /// Under the NaN guard, check the result of node `j` against its operands.
-    fn guard(&self, j: usize, values: &[Option<Value>], inputs: &[Tensor]) -> Result<()> {
+    fn guard(&self, j: usize, values: &[Option<Value>], inputs: &[&Tensor]) -> Result<()> {
         if !self.nan_guard {
             return Ok(());
         }
@@ -154,12 +168,18 @@ impl Executor {
     /// Refuse to compute a value larger than `bytes`.
     pub fn set_memory_limit(&mut self, bytes: usize) {
         self.memory_limit = Some(bytes);
+        self.loops
+            .iter_mut()
+            .for_each(|r| r.executor.set_memory_limit(bytes));
     }
 
     /// Record time and calls per node from now on.
     pub fn enable_profile(&mut self) {
         let times = vec![NodeTime::default(); self.program.nodes.len()];
         self.profile = Some(Mutex::new(times));
+        self.loops
+            .iter_mut()
+            .for_each(|r| r.executor.enable_profile());
     }
 
     pub fn peak_bytes(&self) -> usize {
@@ -174,7 +194,7 @@ impl Executor {
     }
 
     #[track_caller]
-    pub fn check_feeds(&self, inputs: &[Tensor]) -> Result<()> {
+    pub fn check_feeds(&self, inputs: &[&Tensor]) -> Result<()> {
         let input_types = &self.program.input_types;
         if inputs.len() < input_types.len() {
             let (name, _) = &input_types[inputs.len()];
@@ -218,7 +238,7 @@ impl Executor {
     /// assigning the new values; the others read a consistent snapshot and run side by side
     /// (see [`StateLock`](crate::graph::StateLock)).
     #[track_caller]
-    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    pub fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         self.check_feeds(inputs)?;
         let state = self.program.state.as_deref();
         let writes = !self.program.updates.is_empty() || !self.program.streams.is_empty();
@@ -245,9 +265,9 @@ impl Executor {
 
     /// The outputs of a call on the shared values in `ws.snapshot`, and the new values of the
     /// updated variables in `ws.new_values`, checked; nothing assigned yet.
-    fn run_with(&self, inputs: &[Tensor], ws: &mut Workspace) -> Result<Vec<Tensor>> {
+    fn run_with(&self, inputs: &[&Tensor], ws: &mut Workspace) -> Result<Vec<Tensor>> {
         let want = match &self.debug {
-            Some(trace) => Some(trace.check(inputs, &self.program.shared, &ws.snapshot)?),
+            Some(trace) => Some(trace.check(inputs, &self.program.shared, &ws.snapshot, self)?),
             None => None,
         };
         let outputs = if self.program.exec == Exec::Reference {
@@ -273,7 +293,7 @@ impl Executor {
     }
 
     /// A reference program: every node on the reference interpreter, every value kept.
-    fn run_reference(&self, inputs: &[Tensor], ws: &mut Workspace) -> Result<Vec<Tensor>> {
+    fn run_reference(&self, inputs: &[&Tensor], ws: &mut Workspace) -> Result<Vec<Tensor>> {
         let p = &self.program;
         let mut times = self
             .profile
@@ -285,6 +305,7 @@ impl Executor {
             nan_guard: self.nan_guard,
             times: times.as_deref_mut().map(|t| &mut t[..]),
             shared: Some((&p.shared, &ws.snapshot)),
+            loops: Some(self),
         };
         let mut run = interpret::interpret(&p.nodes, inputs, settings);
         drop(times);
@@ -302,7 +323,7 @@ impl Executor {
         Ok(outputs)
     }
 
-    fn run_in(&self, inputs: &[Tensor], ws: &mut Workspace) -> Result<Vec<Tensor>> {
+    fn run_in(&self, inputs: &[&Tensor], ws: &mut Workspace) -> Result<Vec<Tensor>> {
         let nodes = &self.program.nodes;
         let Workspace {
             values,
@@ -312,7 +333,9 @@ impl Executor {
             groups,
             held,
             snapshot,
+            loops,
         } = ws;
+        loops.clear();
         values.clear();
         values.resize_with(nodes.len(), || None);
         for ((j, _), value) in self.program.shared.iter().zip(snapshot.iter()) {
@@ -393,7 +416,17 @@ impl Executor {
                     None => self.leaf(&n.kind),
                 }
             } else {
-                let out = self.eval_node(j, n, inputs, values, pool)?;
+                let out = match &n.kind {
+                    Kind::Loop { .. } => {
+                        let args: SmallVec<[&Tensor; 8]> = n
+                            .inputs
+                            .iter()
+                            .map(|&i| operand(values, inputs, i))
+                            .collect();
+                        self.loop_result(n, &n.inputs, &args, loops)?
+                    }
+                    _ => self.eval_node(j, n, inputs, values, pool)?,
+                };
                 held[j] = bytes(&out);
                 live += held[j];
                 Value::Owned(out)
@@ -548,7 +581,7 @@ impl Executor {
         &self,
         j: usize,
         n: &Node,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
     ) -> Result<Tensor> {
@@ -683,7 +716,7 @@ impl Failure {
     }
 }
 
-fn operand<'a>(values: &'a [Option<Value>], inputs: &'a [Tensor], i: usize) -> &'a Tensor {
+fn operand<'a>(values: &'a [Option<Value>], inputs: &[&'a Tensor], i: usize) -> &'a Tensor {
     values[i]
         .as_ref()
         .expect("operands are computed first")

@@ -29,7 +29,7 @@ impl Executor {
     pub(super) fn gemm_pair<T: Pooled>(
         &self,
         j: usize,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
     ) -> Result<(Tensor, Tensor)> {
@@ -71,7 +71,7 @@ impl Executor {
     pub(super) fn gemm_job<T: Pooled>(
         &self,
         j: usize,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         values: &mut [Option<Value>],
         pool: &mut Pool,
     ) -> Result<GemmJob<T>, Failure> {
@@ -134,7 +134,7 @@ impl Executor {
         &self,
         job: &mut GemmJob<T>,
         j: usize,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         values: &[Option<Value>],
         threads: usize,
     ) -> std::result::Result<(), String> {

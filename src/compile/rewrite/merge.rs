@@ -46,7 +46,7 @@ fn merge(fg: &mut FGraph) -> usize {
                 }
                 continue;
             }
-            Kind::Input { .. } | Kind::Shared(_) => continue,
+            Kind::Input { .. } | Kind::Shared(_) | Kind::Loop { .. } => continue,
             kind if kind.is_random() => continue,
             Kind::Op(op) => Computes::Op(op.clone()),
             Kind::Gemm(g) => Computes::Gemm(*g),

@@ -266,7 +266,12 @@ impl GradCheck {
         args.extend(fixed.iter().cloned());
         // What grad holds constant (stop_gradient, samplers) is held at its value at the point
         // of the check, so that the finite differences measure the gradient grad defines.
-        let stopped = stopped_nodes(&cost, &grads);
+        let stopped = stopped_nodes(&cost, &grads).map_err(|op| {
+            usage(format!(
+                "gradcheck: a loop's body holds {op}, which the check cannot hold at one value \
+                 (it changes per step); check the body's gradient outside the loop"
+            ))
+        })?;
         if !stopped.is_empty() {
             let given_refs: Vec<(&Expr, &Expr)> = givens.iter().map(|(a, b)| (a, b)).collect();
             let values = function(&inputs, &stopped.iter().collect::<Vec<_>>())
@@ -482,6 +487,8 @@ fn frozen_draws(
                         c.op().name()
                     )));
                 }
+                // A loop's body draws from streams it captures: freeze them too.
+                Op::Loop { body, .. } => stack.extend(body.body().roots()),
                 _ => {}
             }
             stack.extend(n.inputs.iter().copied());
@@ -498,16 +505,18 @@ fn frozen_draws(
 }
 
 /// The nodes `cost` and `grads` read that `grad` treats as constants: `stop_gradient` and the
-/// custom ops that stop gradients (samplers).
-fn stopped_nodes(cost: &Expr, grads: &[Expr]) -> Vec<Expr> {
+/// custom ops that stop gradients (samplers); `Err` with the op's name for one inside a loop's
+/// body.
+fn stopped_nodes(cost: &Expr, grads: &[Expr]) -> std::result::Result<Vec<Expr>, String> {
     let graph = cost.graph().clone();
     let g = graph.lock();
     let mut seen = vec![false; g.nodes.len()];
-    let mut stack: Vec<NodeId> = std::iter::once(cost.id())
+    let mut stack: Vec<(NodeId, bool)> = std::iter::once(cost.id())
         .chain(grads.iter().map(|e| e.id()))
+        .map(|id| (id, false))
         .collect();
     let mut out = Vec::new();
-    while let Some(id) = stack.pop() {
+    while let Some((id, in_body)) = stack.pop() {
         if std::mem::replace(&mut seen[id.index()], true) {
             continue;
         }
@@ -517,15 +526,20 @@ fn stopped_nodes(cost: &Expr, grads: &[Expr]) -> Vec<Expr> {
             Op::Custom(c) => c.op().stops_gradient(),
             _ => false,
         };
-        if stops {
+        if stops && in_body {
+            return Err(format!("{} (built at {})", n.op.name(), n.loc));
+        } else if stops {
             out.push(id);
         } else {
-            stack.extend(n.inputs.iter().copied());
+            stack.extend(n.inputs.iter().map(|&p| (p, in_body)));
+            if let Op::Loop { body, .. } = &n.op {
+                stack.extend(body.body().roots().into_iter().map(|r| (r, true)));
+            }
         }
     }
     drop(g);
     out.sort_unstable();
-    out.into_iter().map(|id| graph.expr(id)).collect()
+    Ok(out.into_iter().map(|id| graph.expr(id)).collect())
 }
 
 /// The elements a failed directional check compares one by one: all, for variables this small,

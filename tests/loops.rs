@@ -2,6 +2,7 @@
 //! run time, a while form, random draws per step, in every mode; their gradients (by finite
 //! differences, through sequences, states, captured parameters and shared variables).
 
+use gradus::gradcheck::GradCheck;
 use gradus::models::unroll;
 use gradus::prelude::*;
 use gradus::random::RandomStream;
@@ -192,4 +193,240 @@ fn a_loop_captures_what_it_reads_and_keeps_its_constants() {
     close(&out[0], &out[1], 1e-12);
     let small = function(&[&x0], &[&looped.states[0]]).compile().unwrap();
     assert!(small.len() < 10, "{}", small.debugprint());
+}
+
+/// An RNN over `xs` declared `[len, 2, 3]`, with a non-sequence input bias `b` and shared `W`,
+/// `U`; the cost reads the stacked outputs and the final state.
+struct Rnn {
+    xs: Expr,
+    h0: Expr,
+    b: Expr,
+    w: Expr,
+    u: Expr,
+    cost: Expr,
+}
+
+fn rnn_cost(len: Option<usize>) -> Rnn {
+    let g = Graph::new();
+    let xs = g.input("xs", DType::F64, &[len, Some(2), Some(3)]);
+    let h0 = g.input("h0", DType::F64, &[Some(2), Some(2)]);
+    let b = g.input("b", DType::F64, &[Some(2)]);
+    let w = g.shared("W", arr2(&[[0.5, -0.3], [0.1, 0.8], [-0.4, 0.2]]));
+    let u = g.shared("U", arr2(&[[0.9, -0.2], [0.3, 0.4]]));
+    let looped = Scan::over(&[&xs])
+        .states(&[&h0])
+        .run(|s| {
+            let h = (s.seq(0).matmul(&w) + s.state(0).matmul(&u) + &b).tanh();
+            Ok(StepResult::new().state(&h).output(&(&h * &h)))
+        })
+        .unwrap();
+    let cost = looped.outputs[0].sum() * 0.5 + (&looped.states[0] * 3.0).sin().sum();
+    Rnn {
+        xs,
+        h0,
+        b,
+        w,
+        u,
+        cost,
+    }
+}
+
+fn h0_value() -> Tensor {
+    arr2(&[[0.1, -0.2], [0.3, 0.05]]).into()
+}
+
+#[test]
+fn the_gradient_of_a_loop_checks_by_finite_differences_at_every_length() {
+    // Lengths known when the loop is built, and a length known only when it runs.
+    for (declared, t) in [(Some(1), 1), (Some(2), 2), (Some(7), 7), (None, 5)] {
+        let r = rnn_cost(declared);
+        let report = GradCheck::new(&r.cost, &[&r.xs, &r.h0, &r.b, &r.w, &r.u])
+            .at(&[sequence(t, 2), h0_value(), vec![0.1, -0.3].into()])
+            .elementwise()
+            .run()
+            .unwrap_or_else(|e| panic!("length {t}: {e}"));
+        assert_eq!(report.comparisons, t * 6 + 4 + 2 + 6 + 4, "length {t}");
+    }
+}
+
+#[test]
+fn the_gradient_of_an_empty_loop_is_that_of_its_initial_state() {
+    let r = rnn_cost(None);
+    let gradients = grad(&r.cost, &[&r.h0, &r.w]).unwrap();
+    let f = function(&[&r.xs, &r.h0, &r.b], &[&gradients[0], &gradients[1]])
+        .compile()
+        .unwrap();
+    let out = f
+        .call(&[sequence(0, 2), h0_value(), vec![0.1, -0.3].into()])
+        .unwrap();
+    // cost = sum(sin(3 h0)): d/dh0 = 3 cos(3 h0); nothing reaches W.
+    let want: Vec<f64> = h0_value()
+        .to_f64_vec()
+        .iter()
+        .map(|h| 3.0 * (3.0 * h).cos())
+        .collect();
+    close(
+        &out[0],
+        &Tensor::from(Array1::from(want).into_shape_with_order((2, 2)).unwrap()),
+        1e-12,
+    );
+    assert!(out[1].to_f64_vec().iter().all(|&v| v == 0.0));
+    GradCheck::new(&r.cost, &[&r.h0, &r.w])
+        .at(&[h0_value()])
+        .feed(&[(&r.xs, sequence(0, 2)), (&r.b, vec![0.1, -0.3].into())])
+        .elementwise()
+        .run()
+        .unwrap();
+}
+
+#[test]
+fn counted_while_and_reversed_loops_have_checked_gradients() {
+    let g = Graph::new();
+    let k = g.scalar("k", DType::I64);
+    let x0 = g.input("x0", DType::F64, &[Some(3)]);
+    let a = g.shared("a", Array1::from(vec![0.7, -0.4, 1.1]));
+    let counted = Scan::counted(&k)
+        .states(&[&x0])
+        .run(|s| {
+            let x = (s.state(0) * &a).sin() + s.state(0) * 0.5;
+            Ok(StepResult::new().state(&x).output(&x.sum()))
+        })
+        .unwrap();
+    let cost = counted.states[0].sum() + counted.outputs[0].sum();
+    for steps in [0i64, 1, 4] {
+        GradCheck::new(&cost, &[&x0, &a])
+            .at(&[vec![0.3, -0.2, 0.8].into()])
+            .feed(&[(&k, steps.into())])
+            .elementwise()
+            .run()
+            .unwrap_or_else(|e| panic!("{steps} steps: {e}"));
+    }
+    // A while loop: the number of steps is what the forward run made.
+    let y0 = g.scalar("y0", DType::F64);
+    let c = g.shared("c", 0.6);
+    let whiled = Scan::until(50)
+        .states(&[&y0])
+        .run(|s| {
+            let y = s.state(0) * &c + 0.01;
+            Ok(StepResult::new().state(&y).output(&y).until(&y.lt(0.1)))
+        })
+        .unwrap();
+    let cost = &whiled.states[0] * 2.0 + whiled.outputs[0].sum();
+    GradCheck::new(&cost, &[&y0, &c])
+        .at(&[3.0.into()])
+        .elementwise()
+        .run()
+        .unwrap();
+    // A reversed loop over a sequence.
+    let xs = g.input("xs", DType::F64, &[None, Some(3)]);
+    let reversed = Scan::over(&[&xs])
+        .states(&[&x0])
+        .reverse()
+        .run(|s| {
+            let x = (s.state(0) * &a + s.seq(0)).tanh();
+            Ok(StepResult::new().state(&x).output(&(&x * s.seq(0))))
+        })
+        .unwrap();
+    let weights = g.constant(Array2::from_shape_fn((4, 3), |(i, j)| {
+        (i * 3 + j) as f64 * 0.1
+    }));
+    let cost = (&reversed.outputs[0] * &weights).sum() + reversed.states[0].sum();
+    let xs_value: Tensor =
+        Array2::from_shape_fn((4, 3), |(i, j)| ((i + 2 * j) % 3) as f64 * 0.3 - 0.2).into();
+    GradCheck::new(&cost, &[&xs, &x0, &a])
+        .at(&[xs_value, vec![0.3, -0.2, 0.8].into()])
+        .elementwise()
+        .run()
+        .unwrap();
+}
+
+#[test]
+fn a_loop_that_draws_checks_with_its_draws_frozen() {
+    // Dropout on the state at every step: the backward loop must recompute each step with
+    // the draws the forward step made.
+    let g = Graph::new();
+    let stream = RandomStream::new(&g, 11);
+    let x0 = g.input("x0", DType::F64, &[Some(6)]);
+    let w = g.shared("w", Array1::from(vec![0.9, -0.5, 0.3, 1.2, -0.8, 0.4]));
+    let looped = Scan::times(5)
+        .states(&[&x0])
+        .run(|s| {
+            let keep = stream.bernoulli(&s.state(0).scalar_like(0.5).broadcast_like(s.state(0)));
+            let x = (s.state(0) * &w * &keep * 2.0 + 0.1).tanh();
+            Ok(StepResult::new().state(&x))
+        })
+        .unwrap();
+    let cost = looped.states[0].pow(2.0).sum();
+    GradCheck::new(&cost, &[&x0, &w])
+        .at(&[vec![0.5, -0.4, 0.3, 0.2, -0.1, 0.6].into()])
+        .elementwise()
+        .run()
+        .unwrap();
+}
+
+#[test]
+fn the_gradient_of_the_gradient_goes_through_a_scalar_loop() {
+    let g = Graph::new();
+    let x0 = g.scalar("x0", DType::F64);
+    let w = g.scalar("w", DType::F64);
+    let looped = Scan::times(6)
+        .states(&[&x0])
+        .run(|s| Ok(StepResult::new().state(&((s.state(0) * &w).sin() + s.state(0) * 0.3))))
+        .unwrap();
+    let cost = looped.states[0].pow(2.0);
+    GradCheck::new(&cost, &[&x0, &w])
+        .at(&[0.4.into(), 1.3.into()])
+        .elementwise()
+        .second_order()
+        .run()
+        .unwrap();
+    // The Hessian-vector product through the loop against finite differences of the gradient.
+    let v = g.scalar("v", DType::F64);
+    let hv = gradus::hessian_vector_product(&cost, &w, &v).unwrap();
+    let dw = grad(&cost, &[&w]).unwrap().remove(0);
+    let f = function(&[&x0, &w, &v], &[&hv, &dw]).compile().unwrap();
+    let at = |wv: f64| f.call(&[0.4.into(), wv.into(), 1.0.into()]).unwrap();
+    let eps = 1e-5;
+    let numeric =
+        (at(1.3 + eps)[1].item().unwrap() - at(1.3 - eps)[1].item().unwrap()) / (2.0 * eps);
+    let analytic = at(1.3)[0].item().unwrap();
+    assert!(
+        (numeric - analytic).abs() < 1e-6 * (1.0 + analytic.abs()),
+        "{numeric} vs {analytic}"
+    );
+}
+
+#[test]
+fn a_loop_reading_a_parameter_and_a_node_made_from_it_counts_each_path_once() {
+    let g = Graph::new();
+    let x0 = g.input("x0", DType::F64, &[Some(3)]);
+    let w = g.shared("w", Array1::from(vec![0.4, -0.7, 0.2]));
+    let w2 = (&w * 2.0).exp();
+    let looped = Scan::times(3)
+        .states(&[&x0])
+        .run(|s| Ok(StepResult::new().state(&((s.state(0) * &w).tanh() + s.state(0) * &w2 * 0.1))))
+        .unwrap();
+    GradCheck::new(&looped.states[0].sum(), &[&x0, &w])
+        .at(&[vec![0.3, 0.1, -0.5].into()])
+        .elementwise()
+        .run()
+        .unwrap();
+}
+
+#[test]
+fn a_gradient_check_refuses_a_stop_gradient_inside_a_loop() {
+    let g = Graph::new();
+    let x0 = g.input("x0", DType::F64, &[Some(2)]);
+    let looped = Scan::times(2)
+        .states(&[&x0])
+        .run(|s| Ok(StepResult::new().state(&(s.state(0).stop_gradient() + s.state(0).sin()))))
+        .unwrap();
+    let err = GradCheck::new(&looped.states[0].sum(), &[&x0])
+        .at(&[vec![0.3, 0.1].into()])
+        .run()
+        .expect_err("a stop_gradient per step cannot be held");
+    assert!(
+        err.to_string().contains("loop's body holds stop_gradient"),
+        "{err}"
+    );
 }

@@ -7,6 +7,7 @@
 //! rules that send a gradient past a numerically fragile pair of ops (`log` of a `softmax`),
 //! in `stable.rs`, are tried first.
 
+mod loops;
 mod rules;
 mod stable;
 
@@ -21,6 +22,9 @@ use stable::Site;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GradOptions {
     allow_disconnected: bool,
+    /// Gradients stop at the variables: a variable computed from another sends it nothing
+    /// (a loop's body differentiates its captured nodes so, each once).
+    stop_at_wrt: bool,
 }
 
 impl GradOptions {
@@ -233,12 +237,35 @@ fn sweep(
             pending.entry(o.id).or_default().push(s);
         }
     }
+    let is_wrt = |id: NodeId| options.stop_at_wrt && wrt.iter().any(|w| w.id == id);
     let mut totals: HashMap<NodeId, Expr> = HashMap::new();
     for i in (lo..=hi).rev() {
         if !on_path(i) {
             continue;
         }
         let id = NodeId(i as u32);
+        if let Op::Loop { body, .. } = &nodes[i].op {
+            // The results of one loop are differentiated together, at the first of them: by
+            // then every contribution to each of them is in.
+            let siblings: Vec<usize> = (lo..=hi)
+                .filter(|&j| {
+                    on_path(j)
+                        && nodes[j].inputs == nodes[i].inputs
+                        && matches!(&nodes[j].op, Op::Loop { body: b, .. } if b == body)
+                })
+                .collect();
+            if siblings[0] == i {
+                loop_group(
+                    &graph,
+                    &nodes,
+                    &siblings,
+                    &mut pending,
+                    &mut totals,
+                    &on_path,
+                )?;
+            }
+            continue;
+        }
         let Some(parts) = pending.remove(&id) else {
             continue;
         };
@@ -258,7 +285,9 @@ fn sweep(
             dy: &total,
             on_path: &on_path,
         };
-        if let Some((x, c)) = located(&graph, *loc, || stable::apply(&site)) {
+        if is_wrt(id) {
+            // A variable: its gradient stops here.
+        } else if let Some((x, c)) = located(&graph, *loc, || stable::apply(&site)) {
             let xt = &nodes[x.index()].ty;
             let c = located(&graph, *loc, || unbroadcast(c, &graph.expr(x), xt));
             pending.entry(x).or_default().push(c);
@@ -299,6 +328,56 @@ fn sweep(
     Ok(out)
 }
 
+/// The gradient through the loop whose results are the nodes `siblings` (one loop, on the same
+/// inputs): their contributions are summed per result and sent back through the loop's
+/// backward loop to its inputs.
+fn loop_group(
+    graph: &Graph,
+    nodes: &[Snapshot],
+    siblings: &[usize],
+    pending: &mut HashMap<NodeId, Vec<Expr>>,
+    totals: &mut HashMap<NodeId, Expr>,
+    on_path: &dyn Fn(usize) -> bool,
+) -> Result<()> {
+    let first = &nodes[siblings[0]];
+    let Op::Loop { body: handle, .. } = &first.op else {
+        unreachable!("siblings are loop results")
+    };
+    let mut cotangents: Vec<Option<Expr>> = vec![None; handle.body().result_types.len()];
+    for &j in siblings {
+        let id = NodeId(j as u32);
+        let Some(parts) = pending.remove(&id) else {
+            continue;
+        };
+        let Op::Loop { result, .. } = nodes[j].op else {
+            unreachable!("siblings are loop results")
+        };
+        let total = located(graph, nodes[j].loc, || {
+            parts.into_iter().reduce(|a, b| &a + &b)
+        })
+        .expect("pending lists are never empty");
+        cotangents[result] = Some(match cotangents[result].take() {
+            Some(c) => &c + &total,
+            None => total.clone(),
+        });
+        totals.insert(id, total);
+    }
+    if cotangents.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let xs: Vec<Expr> = first.inputs.iter().map(|p| graph.expr(*p)).collect();
+    let needs: Vec<bool> = first.inputs.iter().map(|p| on_path(p.index())).collect();
+    let contributions = loops::vjp(graph, handle, &xs, &cotangents, &needs)?;
+    for (k, c) in contributions.into_iter().enumerate() {
+        if let (Some(c), true) = (c, needs[k]) {
+            let p = first.inputs[k];
+            let c = unbroadcast(c, &xs[k], &nodes[p.index()].ty);
+            pending.entry(p).or_default().push(c);
+        }
+    }
+    Ok(())
+}
+
 /// What the sweep reads of a node of the user's graph.
 pub(super) struct Snapshot {
     pub op: Op,
@@ -309,9 +388,9 @@ pub(super) struct Snapshot {
 
 /// Run `f` with every node it builds located at `loc` (the node whose gradient it builds).
 fn located<R>(graph: &Graph, loc: Location, f: impl FnOnce() -> R) -> R {
-    graph.lock().loc_override = Some(loc);
+    let before = graph.lock().loc_override.replace(loc);
     let r = f();
-    graph.lock().loc_override = None;
+    graph.lock().loc_override = before;
     r
 }
 

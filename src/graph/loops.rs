@@ -89,6 +89,12 @@ impl LoopBody {
         }
     }
 
+    /// The body's results: the next states, the outputs and the condition.
+    pub fn roots(&self) -> Vec<NodeId> {
+        let results = self.next_states.iter().chain(&self.outputs);
+        results.chain(self.until.iter()).copied().collect()
+    }
+
     /// Position of the count among the loop's inputs, for a counted loop.
     pub fn count_input(&self) -> Option<usize> {
         (self.steps == Steps::Counted).then_some(self.n_sequences + self.n_states())
@@ -119,6 +125,17 @@ impl LoopHandle {
     /// The loop's body.
     pub fn body(&self) -> &LoopBody {
         &self.0
+    }
+
+    /// Result `k` of this loop on `inputs` (its sequences, initial states, count and captured
+    /// nodes), as a node of `graph`.
+    pub(crate) fn result_node(&self, graph: &Graph, inputs: &[Expr], k: usize) -> Result<Expr> {
+        let op = Op::Loop {
+            body: self.clone(),
+            result: k,
+        };
+        let inputs: Vec<&Expr> = inputs.iter().collect();
+        graph.apply_loc(op, &inputs, self.0.loc).check()
     }
 }
 
@@ -302,6 +319,12 @@ impl Scan {
         self
     }
 
+    /// The loop is the user's at `loc` (a loop gradus builds for one of the user's).
+    pub(crate) fn at(mut self, loc: Location) -> Self {
+        self.loc = loc;
+        self
+    }
+
     /// Build the body from the step values, and the loop.
     pub fn run(self, body: impl FnOnce(&Step) -> Result<StepResult>) -> Result<Looped> {
         let loc = self.loc;
@@ -482,13 +505,9 @@ impl Scan {
             .chain(count.iter())
             .chain(&captured_exprs)
             .collect();
-        let result = |k: usize| -> Result<Expr> {
-            let op = Op::Loop {
-                body: LoopHandle(body.clone()),
-                result: k,
-            };
-            graph.apply_loc(op, &inputs, loc).check()
-        };
+        let inputs: Vec<Expr> = inputs.into_iter().cloned().collect();
+        let handle = LoopHandle(body);
+        let result = |k: usize| handle.result_node(&graph, &inputs, k);
         let q = self.init.len();
         Ok(Looped {
             states: (0..q).map(result).collect::<Result<_>>()?,
@@ -565,4 +584,54 @@ fn captured_nodes(
         }
     }
     (captured, streams)
+}
+
+impl LoopBody {
+    /// The body's results (next states, then outputs) rebuilt on other step values `steps`
+    /// (one per step value, of its type): every node of the body between its step values and
+    /// its results is made anew, draws included, so that a draw rebuilt with the same stream
+    /// and step draws the same; captured nodes and constants are shared. This is how the
+    /// gradient of a loop recomputes a step.
+    pub(crate) fn rebuild(&self, graph: &Graph, steps: &[Expr]) -> (Vec<Expr>, Vec<Expr>) {
+        debug_assert_eq!(steps.len(), self.step_values.len());
+        let mut map: HashMap<NodeId, NodeId> = self
+            .step_values
+            .iter()
+            .zip(steps)
+            .map(|(&s, e)| (s, e.id()))
+            .collect();
+        let roots = self.roots();
+        let mut g = graph.lock();
+        // The body's own nodes, in build order: those reached from the results without
+        // passing a captured node, a constant or a step value.
+        let mut inner: Vec<NodeId> = Vec::new();
+        let mut seen: HashMap<NodeId, ()> = HashMap::new();
+        let mut stack = roots.clone();
+        while let Some(id) = stack.pop() {
+            if seen.insert(id, ()).is_some()
+                || map.contains_key(&id)
+                || self.captured.contains(&id)
+                || matches!(g.node(id).op, Op::Constant(_))
+            {
+                continue;
+            }
+            inner.push(id);
+            stack.extend(g.node(id).inputs.iter().copied());
+        }
+        inner.sort_unstable();
+        for id in inner {
+            let n = g.node(id);
+            let (op, loc) = (n.op.clone(), n.loc);
+            let inputs = n.inputs.iter().map(|p| *map.get(p).unwrap_or(p)).collect();
+            let new = g.apply(op, inputs, loc);
+            map.insert(id, new);
+        }
+        drop(g);
+        let at = |ids: &[NodeId]| -> Vec<Expr> {
+            ids.iter()
+                .map(|id| graph.expr(*map.get(id).unwrap_or(id)))
+                .collect()
+        };
+        (at(&self.next_states), at(&self.outputs))
+    }
 }

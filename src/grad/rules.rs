@@ -167,6 +167,17 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                     e.t()
                 }
             };
+            if a.ndim() == 3 && b.ndim() == 2 {
+                // y = a b over the rows of a batch of sequences: da = dy b^T, db = sum_n a_n^T dy_n
+                let db = || match b.shape().to_known() {
+                    Some(k) => {
+                        let rows = |e: &Expr, d: usize| e.reshape(&[-1, d as isize]);
+                        rows(a, k[0]).t().matmul(&rows(dy, k[1]))
+                    }
+                    None => tr(a).matmul(dy).sum_axes(&[0], false),
+                };
+                return Ok(vec![needs[0].then(|| dy.matmul(&tr(b))), needs[1].then(db)]);
+            }
             // y = a b: da = dy b^T, db = a^T dy
             vec![
                 needs[0].then(|| dy.matmul(&tr(b))),

@@ -212,9 +212,16 @@ pub fn infer(op: &Op, ts: &[Type]) -> InferResult {
                     }
                     vec![a[0].or(b[0]), a[1], b[2]]
                 }
+                // A batch of sequences by one matrix: [N, T, D] @ [D, H] -> [N, T, H].
+                (3, 2) => {
+                    inner(a[2], b[0])?;
+                    vec![a[0], a[1], b[1]]
+                }
                 _ => {
                     return Err(InferError::Shape(
-                        "needs two 2-d or two 3-d (batched) operands; use dot for vectors".into(),
+                        "needs two 2-d operands, two 3-d (batched) ones, or a 3-d one by a \
+                         matrix; use dot for vectors"
+                            .into(),
                     ));
                 }
             };

@@ -37,8 +37,21 @@ pub(crate) fn matmul<T: Float>(
             }))
         }
     };
-    match a.ndim() {
-        2 => Ok(mm(a.view(), b.view())?.into_dyn()),
+    match (a.ndim(), b.ndim()) {
+        (2, _) => Ok(mm(a.view(), b.view())?.into_dyn()),
+        // [N, T, D] @ [D, H]: one product of the N T rows.
+        (3, 2) => {
+            let (n, t, d) = (a.shape()[0], a.shape()[1], a.shape()[2]);
+            let rows = a
+                .as_standard_layout()
+                .into_owned()
+                .into_shape_with_order((n * t, d))
+                .map_err(|e| e.to_string())?;
+            let y = mm(rows.into_dyn().view(), b.view())?;
+            let h = y.ncols();
+            y.into_shape_with_order(IxDyn(&[n, t, h]))
+                .map_err(|e| e.to_string())
+        }
         _ => {
             let batch = a.shape()[0];
             if b.shape()[0] != batch {

@@ -9,6 +9,9 @@
 //! P: calls per second of a pure function (no updates, no draws) on one thread, and on two
 //! threads calling it at once: they run side by side, not one at a time.
 //!
+//! W5: an LSTM SGD step (batch 64, 128 units, 28 steps of 28 inputs, softmax on the last state)
+//! by `Scan` and unrolled, and the time to compile it at T = 28 and T = 1000.
+//!
 //! `cargo bench --bench steps` runs all; `cargo bench --bench steps -- W1 W3` a few.
 
 use std::time::Instant;
@@ -114,6 +117,31 @@ fn main() {
             two[2],
             two[2] / one[2]
         );
+    }
+    if run("W5") {
+        for (name, scan) in [("scan", true), ("unroll", false)] {
+            let (builder, feed) = common::lstm_step(28, scan);
+            let f = builder.compile().unwrap();
+            let ms = time(&f, &feed, 10, 15, 10);
+            println!(
+                "W5 lstm sgd step ({name}): {ms:.3} ms ({:.0} steps/s)",
+                1e3 / ms
+            );
+        }
+        for steps in [28, 1000] {
+            for (name, scan) in [("scan", true), ("unroll", false)] {
+                let mut times: Vec<f64> = (0..5)
+                    .map(|_| {
+                        let (builder, _) = common::lstm_step(steps, scan);
+                        let start = Instant::now();
+                        builder.compile().unwrap();
+                        start.elapsed().as_secs_f64() * 1e3
+                    })
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                println!("W5 lstm compile ({name}, T = {steps}): {:.2} ms", times[2]);
+            }
+        }
     }
     if run("W4") {
         let (_g, x, cost) = chain();

@@ -182,8 +182,7 @@ impl Function {
     /// Time and calls per node since compiling, when compiled with
     /// [`FunctionBuilder::profile`]; `None` otherwise.
     pub fn profile(&self) -> Option<Profile> {
-        let times = self.executor.profile()?;
-        Some(Profile::new(&self.executor.program.nodes, &times))
+        self.executor.profile_report()
     }
 
     /// The program as it runs, after the optimizer: one line per node with its op (a fused

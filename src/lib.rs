@@ -69,7 +69,7 @@ pub use graph::loops::{Looped, Scan, Step, StepResult};
 pub use graph::print::{debugprint, pp, to_dot};
 pub use graph::{Expr, Graph, NodeId, Operand, Type, concat, stack};
 pub use kernels::PAR_MIN;
-pub use runtime::{NodeProfile, Profile};
+pub use runtime::{LoopProfile, NodeProfile, Profile};
 pub use shape::{Dim, Shape};
 pub use tensor::Tensor;
 

@@ -76,3 +76,46 @@ pub fn chain() -> (Graph, Expr, Expr) {
     let cost = x.sum();
     (g, x0, cost)
 }
+
+/// W5: an LSTM of 128 units over `steps` steps of 28 inputs, minibatch 64, a softmax on the
+/// last state, one SGD step (lr 0.01); the loop by `Scan` (`scan`) or unrolled into the graph.
+/// Float32, sequences `[steps, 64, 28]`. The builder and a feed (random sequences, labels).
+pub fn lstm_step(steps: usize, scan: bool) -> (FunctionBuilder, Vec<Tensor>) {
+    use gradus::models::recurrent::Lstm;
+    let (n, d, hidden) = (LSTM_BATCH, 28, 128);
+    let mut rng = StdRng::seed_from_u64(0);
+    let g = Graph::new();
+    let xs = g.input("xs", DType::F32, &[Some(steps), None, Some(d)]);
+    let y = g.input("y", DType::I64, &[None]);
+    let lstm = Lstm::new(&g, "lstm", d, hidden, DType::F32, 0).unwrap();
+    let zero = lstm.zero_state(&xs);
+    let last = if scan {
+        lstm.scan(&xs, &zero, &zero).unwrap().states[0].clone()
+    } else {
+        lstm.unroll(&xs, &zero, &zero, steps).0
+    };
+    let s = (6.0 / (hidden + 10) as f32).sqrt();
+    let w = g.shared(
+        "W_out",
+        Array2::from_shape_fn((hidden, 10), |_| rng.random_range(-s..s)),
+    );
+    let b = g.shared("b_out", Array1::<f32>::zeros(10));
+    let loss = (last.matmul(&w) + &b).softmax_cross_entropy(&y).mean();
+    let mut params = lstm.params();
+    params.extend([&w, &b]);
+    let grads = grad(&loss, &params).unwrap();
+    let updates = Optimizer::sgd(0.01).updates(&params, &grads).unwrap();
+    let feed = vec![
+        Tensor::from(ndarray::Array3::from_shape_fn((steps, n, d), |_| {
+            rng.random::<f32>()
+        })),
+        Tensor::from(Array1::from_shape_fn(n, |i| (i % 10) as i64)),
+    ];
+    (
+        function(&[&xs, &y], &[&loss]).updates(&as_pairs(&updates)),
+        feed,
+    )
+}
+
+/// Minibatch size of W5.
+pub const LSTM_BATCH: usize = 64;

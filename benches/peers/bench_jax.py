@@ -70,6 +70,34 @@ def chain(x, stages):
     return jnp.sum(x)
 
 
+def lstm_loss(params, xs, y):
+    """W5: the LSTM over xs (steps, batch, inputs) by lax.scan, a softmax on the last state."""
+    w_x, w_h, b, w_out, b_out = params
+    h = C.LSTM["hidden"]
+    projected = xs @ w_x + b  # every step's inputs at once
+
+    def cell(carry, xp):
+        hs, cs = carry
+        gates = xp + hs @ w_h
+        i = jax.nn.sigmoid(gates[:, :h])
+        f = jax.nn.sigmoid(gates[:, h:2 * h])
+        g = jnp.tanh(gates[:, 2 * h:3 * h])
+        o = jax.nn.sigmoid(gates[:, 3 * h:])
+        cs = f * cs + i * g
+        return (o * jnp.tanh(cs), cs), None
+
+    zero = jnp.zeros((xs.shape[1], h), xs.dtype)
+    (last, _), _ = jax.lax.scan(cell, (zero, zero), projected)
+    logp = jax.nn.log_softmax(last @ w_out + b_out)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
+@sgd_jit
+def lstm_step(params, xs, y):
+    loss, grads = jax.value_and_grad(lstm_loss)(params, xs, y)
+    return jax.tree.map(lambda p, g: p - C.LSTM_LR * g, params, grads), loss
+
+
 def stepper(step, state, *inputs):
     """A closure that runs step on the current state and keeps the new one."""
     def run():
@@ -91,6 +119,14 @@ def main():
         if wl in a.workloads:
             params = [tuple(map(jnp.asarray, layer)) for layer in C.layers(sizes)]
             C.report(wl, "jax.jit", C.rate(stepper(sgd(loss), [params], *inputs), a, sync=sync))
+    if "W5" in a.workloads:
+        xs_np, ys_np = C.lstm_batch()
+        xs, ys = jnp.asarray(xs_np), jnp.asarray(ys_np)
+        params = tuple(map(jnp.asarray, C.lstm_params()))
+        _, compile_s = C.timed(lambda: lstm_step.lower(params, xs, ys).compile())
+        steps = C.rate(stepper(lstm_step, [params], xs, ys), a, sync=sync)
+        print(f"W5 jax.jit lax.scan {steps:.1f} steps/s (compile {compile_s * 1e3:.0f} ms)",
+              flush=True)
     if "W4" in a.workloads:
         with jax.enable_x64(C.CHAIN_DTYPE == "float64"):
             v = jnp.full(C.CHAIN_N, C.CHAIN_X, dtype=C.CHAIN_DTYPE)

@@ -79,6 +79,35 @@ def chain_value_and_grad(f, x, stages):
     return cost, g
 
 
+def lstm_stepper():
+    """W5: one SGD step of nn.LSTM (28 steps of 28 inputs, 128 units) and a softmax on the last
+    state, from the same initial parameters as the other peers."""
+    w_x, w_h, b, w_out, b_out = map(torch.from_numpy, C.lstm_params())
+    lstm = torch.nn.LSTM(C.LSTM["inputs"], C.LSTM["hidden"])
+    out = torch.nn.Linear(C.LSTM["hidden"], 10)
+    with torch.no_grad():
+        # torch keeps (4H x inputs) matrices with the gates in the order i, f, g, o.
+        lstm.weight_ih_l0.copy_(w_x.T)
+        lstm.weight_hh_l0.copy_(w_h.T)
+        lstm.bias_ih_l0.copy_(b)
+        lstm.bias_hh_l0.zero_()
+        out.weight.copy_(w_out.T)
+        out.bias.copy_(b_out)
+    x_np, y_np = C.lstm_batch()
+    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    opt = torch.optim.SGD(list(lstm.parameters()) + list(out.parameters()), lr=C.LSTM_LR)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        _, (h, _) = lstm(x)
+        loss = F.cross_entropy(out(h[0]), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
 def main():
     a = C.args(__doc__, "--no-eager", "--no-compile")
     modes = ["torch"] * (not a.no_eager) + ["torch.compile"] * (not a.no_compile)
@@ -97,6 +126,8 @@ def main():
                 params = [(torch.from_numpy(w).requires_grad_(), torch.from_numpy(b).requires_grad_())
                           for w, b in C.layers(sizes)]
                 C.report(wl, mode, C.rate(sgd_stepper(params, wrap(loss), *inputs), a))
+        if "W5" in a.workloads and mode == "torch":
+            C.report("W5", "torch nn.LSTM", C.rate(lstm_stepper(), a))
         if "W4" in a.workloads:
             v = torch.full((C.CHAIN_N,), C.CHAIN_X, dtype=getattr(torch, C.CHAIN_DTYPE),
                            requires_grad=True)

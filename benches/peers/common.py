@@ -32,6 +32,31 @@ CHAIN_N = 1000
 CHAIN_X = 0.5  # benches/chain.rs calls the chain on a vector of 0.5s
 CHAIN_DTYPE = "float64"  # benches/chain.rs builds the chain in F64
 CALLS = 5  # W4 chain calls per timed repeat
+LSTM = dict(steps=28, batch=64, inputs=28, hidden=128)  # W5
+LSTM_LR = 0.01
+
+
+def lstm_batch():
+    """W5's sequences, uniform in [0, 1), shape (steps, batch, inputs), and labels i % 10."""
+    rng = np.random.default_rng(2)
+    x = rng.random((LSTM["steps"], LSTM["batch"], LSTM["inputs"]), dtype=np.float32)
+    y = np.arange(LSTM["batch"], dtype=np.int64) % 10
+    return x, y
+
+
+def lstm_params(seed=0):
+    """W_x (inputs x 4H), W_h (H x 4H), b (4H; gates i, f, g, o; forget bias 1), W_out (H x 10),
+    b_out: uniform in +-1/sqrt(H) for the cell, Glorot for the output layer; float32."""
+    rng = np.random.default_rng(seed)
+    d, h = LSTM["inputs"], LSTM["hidden"]
+    s = 1.0 / np.sqrt(h)
+    w_x = rng.uniform(-s, s, (d, 4 * h)).astype(np.float32)
+    w_h = rng.uniform(-s, s, (h, 4 * h)).astype(np.float32)
+    b = np.zeros(4 * h, np.float32)
+    b[h:2 * h] = 1.0
+    g = np.sqrt(6.0 / (h + 10))
+    w_out = rng.uniform(-g, g, (h, 10)).astype(np.float32)
+    return w_x, w_h, b, w_out, np.zeros(10, np.float32)
 
 
 def batch():
@@ -62,8 +87,8 @@ def rbm_params():
 def args(description, *flags):
     """The command line: which workloads, how long to time them, and any `flags` (switches)."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--workloads", default="W1,W2,W3,W4",
-                   help="comma-separated subset of W1,W2,W3,W4")
+    p.add_argument("--workloads", default="W1,W2,W3,W4,W5",
+                   help="comma-separated subset of W1,W2,W3,W4,W5")
     p.add_argument("--repeats", type=int, default=20, help="timed repeats (median reported)")
     p.add_argument("--steps", type=int, default=50, help="steps per timed repeat")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")

@@ -29,6 +29,15 @@ pub struct Args {
 impl Args {
     /// Parse `--data DIR --epochs N --seed S --out DIR` with the example's default epoch count.
     pub fn parse(default_epochs: usize) -> Result<Args, String> {
+        Args::parse_from(std::env::args().skip(1), default_epochs)
+    }
+
+    /// [`Args::parse`] of these arguments (an example that takes options of its own removes
+    /// them first).
+    pub fn parse_from(
+        argv: impl Iterator<Item = String>,
+        default_epochs: usize,
+    ) -> Result<Args, String> {
         let mut args = Args {
             data: None,
             epochs: default_epochs,
@@ -38,7 +47,7 @@ impl Args {
             pcd: false,
             hidden: None,
         };
-        let mut it = std::env::args().skip(1);
+        let mut it = argv;
         while let Some(flag) = it.next() {
             let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
             match flag.as_str() {

@@ -12,9 +12,9 @@ use super::{DebugTrace, Program};
 use crate::dtype::DType;
 use crate::error::Location;
 use crate::graph::infer::{InferError, infer};
-use crate::graph::loops::LoopHandle;
+use crate::graph::loops::{LoopHandle, LoopResult};
 use crate::graph::op::Op;
-use crate::graph::{SharedVar, Type};
+use crate::graph::{NodeId, SharedVar, Type};
 use crate::kernels::fused::FusedKernel;
 use crate::kernels::gemm::Gemm;
 use crate::kernels::{self, Exec, KernelResult};
@@ -46,7 +46,7 @@ pub(crate) enum Kind {
         /// The loop, shared by all its results.
         compiled: Arc<CompiledLoop>,
         /// Which result.
-        result: usize,
+        result: LoopResult,
     },
 }
 
@@ -56,8 +56,12 @@ pub(crate) struct CompiledLoop {
     pub program: Arc<Program>,
     /// The body's trace of the optimizer, in the debug mode.
     pub debug: Option<DebugTrace>,
-    /// Which of the loop's results the program reads (the others are not made).
-    pub needed: Vec<bool>,
+    /// The loop's results the program reads, in the order a run makes them (the others are
+    /// not made).
+    pub results: Vec<LoopResult>,
+    /// The body's nodes kept per step ([`LoopResult::Inner`]), in the order of the body
+    /// program's outputs after its states, outputs and condition.
+    pub inner: Vec<NodeId>,
 }
 
 impl fmt::Debug for CompiledLoop {

@@ -16,7 +16,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Location, Result};
-use crate::graph::loops::LoopHandle;
+use crate::graph::loops::{LoopHandle, LoopResult};
 use crate::graph::op::Op;
 use crate::graph::{Expr, GraphInner, NodeId, SharedVar, Type};
 use crate::kernels::Exec;
@@ -433,6 +433,25 @@ fn compile_loops(nodes: &mut [Node], spec: &Spec) -> Result<()> {
             .map(|e| e.graph().clone())
             .next()
             .expect("a compiled function has an output or an input");
+        let results: Vec<LoopResult> = members
+            .iter()
+            .filter_map(|&j| match nodes[j].kind {
+                Kind::Op(Op::Loop { result, .. }) => Some(result),
+                _ => None,
+            })
+            .fold(Vec::new(), |mut v, r| {
+                if !v.contains(&r) {
+                    v.push(r);
+                }
+                v
+            });
+        let inner: Vec<NodeId> = results
+            .iter()
+            .filter_map(|r| match r {
+                LoopResult::Inner(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
         let exprs = |ids: &[NodeId]| -> Vec<Expr> { ids.iter().map(|&i| graph.expr(i)).collect() };
         let body_spec = Spec {
             inputs: exprs(&body.step_values)
@@ -444,6 +463,7 @@ fn compile_loops(nodes: &mut [Node], spec: &Spec) -> Result<()> {
                 .into_iter()
                 .chain(exprs(&body.outputs))
                 .chain(body.until.map(|u| graph.expr(u)))
+                .chain(exprs(&inner))
                 .collect(),
             updates: Vec::new(),
             givens: Vec::new(),
@@ -453,17 +473,12 @@ fn compile_loops(nodes: &mut [Node], spec: &Spec) -> Result<()> {
             loc: body.loc,
         };
         let Compiled { program, debug, .. } = compile(&body_spec)?;
-        let mut needed = vec![false; body.result_types.len()];
-        for &j in &members {
-            if let Kind::Op(Op::Loop { result, .. }) = nodes[j].kind {
-                needed[result] = true;
-            }
-        }
         let loop_ = Arc::new(CompiledLoop {
             body: handle.clone(),
             program: Arc::new(program),
             debug,
-            needed,
+            results,
+            inner,
         });
         for &j in &members {
             if let Kind::Op(Op::Loop { result, .. }) = nodes[j].kind {

@@ -1,146 +1,303 @@
 //! The gradient of a loop (backpropagation through time) as another loop.
 //!
-//! The forward loop keeps the value of each state at the start of each step (its history
-//! result). The backward loop runs over the steps in the other direction, reading the forward
-//! sequences, that history and the cotangents of the stacked outputs as its sequences; its
-//! states are the cotangents of the forward states and the sums of the captured nodes'
-//! gradients. Its body rebuilds the forward step on the step's values (same draws: same stream,
-//! same step) and takes the vector-Jacobian product of that step. Since the backward loop is a
-//! loop like any other, its own gradient is built the same way (the gradient of the gradient).
+//! The forward loop keeps the value of each state at the start of each step (its history) and,
+//! unless the loop asks to recompute them ([`Scan::recompute`]), the values of the step that
+//! the gradient reads (its residuals: an LSTM's gates). The backward loop runs over the steps in
+//! the other direction, reading the forward sequences, the history, the residuals and the
+//! cotangents of the stacked results as its sequences; its states are the cotangents of the
+//! forward states and the sums of the captured nodes' gradients. Its body is the
+//! vector-Jacobian product of the forward step, taken on the forward step rebuilt on the
+//! step's values (same draws: same stream, same step), with the residuals read from the
+//! forward loop instead of recomputed. Since the backward loop is a loop like any other, its
+//! own gradient is built the same way (the gradient of the gradient).
+
+use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
-use crate::graph::loops::{LoopBody, LoopHandle, LoopResult, Scan, StepResult};
-use crate::graph::{Expr, Graph};
+use crate::graph::loops::{
+    LoopBody, LoopHandle, LoopResult, Rebuilt, Scan, StepResult, step_value, substitute,
+};
+use crate::graph::{Expr, Graph, NodeId};
 
 use super::{GradOptions, rules, sweep};
 
 /// The cotangents of the inputs of the loop `handle` (its sequences, initial states, count
-/// and captured nodes: `inputs`) given the cotangents of its results (`None` for a result
-/// nobody differentiates); `needs[i]` says whether input `i` wants one.
+/// and captured nodes: `inputs`) given the cotangents of some of its results; `needs[i]` says
+/// whether input `i` wants one.
 pub(super) fn vjp(
     graph: &Graph,
     handle: &LoopHandle,
     inputs: &[Expr],
-    cotangents: &[Option<Expr>],
+    cotangents: &[(LoopResult, Expr)],
     needs: &[bool],
 ) -> Result<Vec<Option<Expr>>> {
     let body: &LoopBody = handle.body();
     let loc = body.loc;
     let (p, q) = (body.n_sequences, body.n_states());
-    let sequences = &inputs[..p];
-    let init = &inputs[p..p + q];
     let first = body.first_captured();
-    let captured = &inputs[first..];
+    let (sequences, init, captured) = (&inputs[..p], &inputs[p..p + q], &inputs[first..]);
     let float = |e: &Expr| rules::differentiable(e.dtype());
     let zeros = |like: &Expr| like.scalar_like(0.0).broadcast_like(like);
-
-    // The history of every state: a result of the same loop, made in the same run.
-    let history: Vec<Expr> = (0..q)
-        .map(|j| {
-            let k = (0..body.result_types.len())
-                .find(|&k| body.result(k) == LoopResult::History(j))
-                .expect("every state has a history result");
-            handle.result_node(graph, inputs, k)
-        })
-        .collect::<Result<_>>()?;
-    let result_of = |r: LoopResult| -> Option<Expr> {
-        (0..cotangents.len())
-            .find(|&k| body.result(k) == r)
-            .and_then(|k| cotangents[k].clone())
+    let cotangent = |r: LoopResult| {
+        cotangents
+            .iter()
+            .find(|(c, _)| *c == r)
+            .map(|(_, d)| d.clone())
     };
-    // The differentiated states, sequences and captured nodes.
-    let states: Vec<usize> = (0..q).filter(|&j| float(&init[j])).collect();
-    let seqs: Vec<usize> = (0..p)
-        .filter(|&i| needs[i] && float(&sequences[i]))
-        .collect();
-    let caps: Vec<usize> = (0..captured.len())
-        .filter(|&k| needs[first + k] && float(&captured[k]))
-        .collect();
-    let d_outputs: Vec<(usize, Expr)> = (0..body.n_outputs())
-        .filter_map(|o| result_of(LoopResult::Stacked(o)).map(|d| (o, d)))
-        .collect();
-    let d_history: Vec<(usize, Expr)> = states
-        .iter()
-        .filter_map(|&j| result_of(LoopResult::History(j)).map(|d| (j, d)))
-        .collect();
+    let result = |r: LoopResult| handle.result_node(graph, inputs, r);
 
-    // Backward sequences: the forward ones, the history, the outputs' and history's cotangents.
-    let mut back_seqs: Vec<&Expr> = sequences.iter().chain(&history).collect();
+    // What is differentiated, and the cotangents that come in per step.
+    let plan = Plan {
+        body,
+        states: (0..q).filter(|&j| float(&init[j])).collect(),
+        seqs: (0..p)
+            .filter(|&i| needs[i] && float(&sequences[i]))
+            .collect(),
+        caps: (0..captured.len())
+            .filter(|&k| needs[first + k] && float(&captured[k]))
+            .collect(),
+        captured,
+    };
+    let d_outputs: Vec<(usize, Expr)> = (0..body.n_outputs())
+        .filter_map(|o| cotangent(LoopResult::Stacked(o)).map(|d| (o, d)))
+        .collect();
+    let d_history: Vec<(usize, Expr)> = plan
+        .states
+        .iter()
+        .filter_map(|&j| cotangent(LoopResult::History(j)).map(|d| (j, d)))
+        .collect();
+    let d_inner: Vec<(NodeId, Expr)> = cotangents
+        .iter()
+        .filter_map(|(r, d)| match r {
+            LoopResult::Inner(n) => Some((*n, d.clone())),
+            _ => None,
+        })
+        .collect();
+    let seeded = Seeded {
+        outputs: d_outputs.iter().map(|(o, _)| *o).collect(),
+        inner: d_inner.iter().map(|(n, _)| *n).collect(),
+    };
+
+    // The values of a step the gradient reads, found on a step built on stand-ins.
+    let residuals: Vec<NodeId> = if body.recompute {
+        Vec::new()
+    } else {
+        let stand_in = |e: &Expr| step_value(graph, &e.ty(), loc);
+        let slice_type = |e: &Expr| {
+            let ty = e.ty();
+            crate::graph::Type::new(ty.dtype, &ty.shape.dims()[1.min(ty.ndim())..])
+        };
+        let x: Vec<Expr> = sequences
+            .iter()
+            .map(|s| step_value(graph, &slice_type(s), loc))
+            .collect();
+        let h: Vec<Expr> = init.iter().map(stand_in).collect();
+        let d_state: Vec<Expr> = plan.states.iter().map(|&j| stand_in(&init[j])).collect();
+        let dy: Vec<Expr> = d_outputs
+            .iter()
+            .map(|(_, d)| step_value(graph, &slice_type(d), loc))
+            .collect();
+        let dn: Vec<Expr> = d_inner
+            .iter()
+            .map(|(_, d)| step_value(graph, &slice_type(d), loc))
+            .collect();
+        let (grads, rebuilt) = plan.step(graph, &x, &h, (&d_state, &dy, &dn), &seeded)?;
+        read_by(graph, &grads, &rebuilt, &body.step_values)
+    };
+    let kept: Vec<Expr> = residuals
+        .iter()
+        .map(|&n| result(LoopResult::Inner(n)))
+        .collect::<Result<_>>()?;
+    let history: Vec<Expr> = (0..q)
+        .map(|j| result(LoopResult::History(j)))
+        .collect::<Result<_>>()?;
+
+    // Backward sequences: the forward ones, the history, the residuals, the cotangents.
+    let mut back_seqs: Vec<&Expr> = sequences.iter().chain(&history).chain(&kept).collect();
     back_seqs.extend(d_outputs.iter().map(|(_, d)| d));
     back_seqs.extend(d_history.iter().map(|(_, d)| d));
+    back_seqs.extend(d_inner.iter().map(|(_, d)| d));
     // Backward states: the states' cotangents (from the final states'), then the captured
     // nodes' gradients, summed over the steps.
-    let d_final: Vec<Expr> = states
+    let d_final: Vec<Expr> = plan
+        .states
         .iter()
-        .map(|&j| result_of(LoopResult::Final(j)).unwrap_or_else(|| zeros(&init[j])))
+        .map(|&j| cotangent(LoopResult::Final(j)).unwrap_or_else(|| zeros(&init[j])))
         .collect();
-    let d_captured: Vec<Expr> = caps.iter().map(|&k| zeros(&captured[k])).collect();
+    let d_captured: Vec<Expr> = plan.caps.iter().map(|&k| zeros(&captured[k])).collect();
     let back_init: Vec<&Expr> = d_final.iter().chain(&d_captured).collect();
 
     let mut scan = Scan::over(&back_seqs).states(&back_init).at(loc);
     if !body.reverse {
         scan = scan.reverse();
     }
+    if body.recompute {
+        scan = scan.recompute();
+    }
+    let (ns, nk) = (plan.states.len(), kept.len());
     let looped = scan.run(|s| {
-        let x: Vec<Expr> = (0..p).map(|i| s.seq(i).clone()).collect();
-        let h: Vec<Expr> = (0..q).map(|j| s.seq(p + j).clone()).collect();
-        let dy = |o: usize| s.seq(p + q + o).clone();
-        let dh = |j: usize| s.seq(p + q + d_outputs.len() + j).clone();
-        // The forward step, rebuilt on this step's values.
-        let step_values: Vec<Expr> = x.iter().chain(&h).cloned().collect();
-        let (next, outputs) = body.rebuild(graph, &step_values);
-        let mut outs: Vec<&Expr> = states.iter().map(|&j| &next[j]).collect();
-        let mut seeds: Vec<Expr> = (0..states.len()).map(|n| s.state(n).clone()).collect();
-        for (n, (o, _)) in d_outputs.iter().enumerate() {
-            outs.push(&outputs[*o]);
-            seeds.push(dy(n));
+        let at = |k: usize| s.seq(k).clone();
+        let x: Vec<Expr> = (0..p).map(at).collect();
+        let h: Vec<Expr> = (p..p + q).map(at).collect();
+        let res: Vec<Expr> = (p + q..p + q + nk).map(at).collect();
+        let base = p + q + nk;
+        let dy: Vec<Expr> = (base..base + d_outputs.len()).map(at).collect();
+        let base = base + d_outputs.len();
+        let dh: Vec<Expr> = (base..base + d_history.len()).map(at).collect();
+        let base = base + d_history.len();
+        let dn: Vec<Expr> = (base..base + d_inner.len()).map(at).collect();
+        let d_state: Vec<Expr> = (0..ns).map(|n| s.state(n).clone()).collect();
+        let (mut grads, rebuilt) = plan.step(graph, &x, &h, (&d_state, &dy, &dn), &seeded)?;
+        if !residuals.is_empty() {
+            // The residuals are read from the forward loop, not recomputed.
+            let mut map: HashMap<NodeId, NodeId> = residuals
+                .iter()
+                .zip(&res)
+                .map(|(n, r)| (rebuilt.map[n], r.id()))
+                .collect();
+            let roots: Vec<NodeId> = grads.iter().map(|g| g.id()).collect();
+            grads = substitute(graph, &roots, &mut map);
         }
-        let wrt: Vec<&Expr> = seqs
-            .iter()
-            .map(|&i| &x[i])
-            .chain(states.iter().map(|&j| &h[j]))
-            .chain(caps.iter().map(|&k| &captured[k]))
-            .collect();
-        let options = GradOptions {
-            allow_disconnected: true,
-            stop_at_wrt: true,
-        };
-        let seed_refs: Vec<&Expr> = seeds.iter().collect();
-        let grads = if outs.is_empty() {
-            wrt.iter().map(|w| zeros(w)).collect()
-        } else {
-            sweep(&outs, &seed_refs, &wrt, options, loc)?
-        };
-        let (d_x, rest) = grads.split_at(seqs.len());
-        let (d_h, d_c) = rest.split_at(states.len());
-        let mut result = StepResult::new();
-        for (n, &j) in states.iter().enumerate() {
+        let (d_x, rest) = grads.split_at(plan.seqs.len());
+        let (d_h, d_c) = rest.split_at(ns);
+        let mut step = StepResult::new();
+        for (n, &j) in plan.states.iter().enumerate() {
             let mut d = d_h[n].clone();
             if let Some(at) = d_history.iter().position(|(i, _)| *i == j) {
-                d = &d + &dh(at);
+                d = &d + &dh[at];
             }
-            result = result.state(&d);
+            step = step.state(&d);
         }
         for (n, d) in d_c.iter().enumerate() {
-            result = result.state(&(s.state(states.len() + n) + d));
+            step = step.state(&(s.state(ns + n) + d));
         }
         for d in d_x {
-            result = result.output(d);
+            step = step.output(d);
         }
-        Ok(result)
+        Ok(step)
     })?;
 
     let mut out: Vec<Option<Expr>> = vec![None; inputs.len()];
-    for (n, &j) in states.iter().enumerate() {
+    for (n, &j) in plan.states.iter().enumerate() {
         if needs[p + j] {
             out[p + j] = Some(looped.states[n].clone());
         }
     }
-    for (n, &k) in caps.iter().enumerate() {
-        out[first + k] = Some(looped.states[states.len() + n].clone());
+    for (n, &k) in plan.caps.iter().enumerate() {
+        out[first + k] = Some(looped.states[ns + n].clone());
     }
-    for (n, &i) in seqs.iter().enumerate() {
+    for (n, &i) in plan.seqs.iter().enumerate() {
         out[i] = Some(looped.outputs[n].clone());
     }
     Ok(out)
+}
+
+/// What the gradient of a loop differentiates: the float states, the sequences and captured
+/// nodes that want a gradient.
+struct Plan<'a> {
+    body: &'a LoopBody,
+    states: Vec<usize>,
+    seqs: Vec<usize>,
+    caps: Vec<usize>,
+    captured: &'a [Expr],
+}
+
+/// The per-step results with an incoming cotangent: stacked outputs, and body nodes kept.
+struct Seeded {
+    outputs: Vec<usize>,
+    inner: Vec<NodeId>,
+}
+
+impl Plan<'_> {
+    /// The vector-Jacobian product of one step on step values `x` (sequences' slices) and `h`
+    /// (states), seeded with the cotangents of the next states, of the seeded outputs and of
+    /// the seeded body nodes: the gradients of the differentiated sequences' slices, states
+    /// and captured nodes, in that order; and the step as rebuilt.
+    fn step(
+        &self,
+        graph: &Graph,
+        x: &[Expr],
+        h: &[Expr],
+        (d_state, dy, dn): (&[Expr], &[Expr], &[Expr]),
+        seeded: &Seeded,
+    ) -> Result<(Vec<Expr>, Rebuilt)> {
+        let step_values: Vec<Expr> = x.iter().chain(h).cloned().collect();
+        let rebuilt = self.body.rebuild(graph, &step_values);
+        let mut outs: Vec<Expr> = self
+            .states
+            .iter()
+            .map(|&j| rebuilt.next[j].clone())
+            .collect();
+        let mut seeds: Vec<Expr> = d_state.to_vec();
+        for (&o, d) in seeded.outputs.iter().zip(dy) {
+            outs.push(rebuilt.outputs[o].clone());
+            seeds.push(d.clone());
+        }
+        for (n, d) in seeded.inner.iter().zip(dn) {
+            outs.push(graph.expr(rebuilt.map[n]));
+            seeds.push(d.clone());
+        }
+        let wrt: Vec<&Expr> = self
+            .seqs
+            .iter()
+            .map(|&i| &x[i])
+            .chain(self.states.iter().map(|&j| &h[j]))
+            .chain(self.caps.iter().map(|&k| &self.captured[k]))
+            .collect();
+        let grads = if outs.is_empty() {
+            wrt.iter()
+                .map(|w| w.scalar_like(0.0).broadcast_like(w))
+                .collect()
+        } else {
+            let options = GradOptions {
+                allow_disconnected: true,
+                stop_at_wrt: true,
+            };
+            let out_refs: Vec<&Expr> = outs.iter().collect();
+            let seed_refs: Vec<&Expr> = seeds.iter().collect();
+            sweep(&out_refs, &seed_refs, &wrt, options, self.body.loc)?
+        };
+        Ok((grads, rebuilt))
+    }
+}
+
+/// The nodes of the body (`rebuilt`'s preimages) whose rebuilt values the gradient nodes
+/// `grads` read: what the backward loop would otherwise recompute.
+fn read_by(
+    graph: &Graph,
+    grads: &[Expr],
+    rebuilt: &Rebuilt,
+    step_values: &[NodeId],
+) -> Vec<NodeId> {
+    let image: HashMap<NodeId, NodeId> = rebuilt
+        .map
+        .iter()
+        .filter(|(n, _)| !step_values.contains(n))
+        .map(|(n, r)| (*r, *n))
+        .collect();
+    let last = image.keys().copied().max();
+    let made_after = |id: NodeId| last.is_none_or(|l| id > l);
+    let g = graph.lock();
+    let mut found: Vec<NodeId> = Vec::new();
+    let mut seen: HashSet<NodeId> = HashSet::new();
+    let mut stack: Vec<NodeId> = grads.iter().map(|e| e.id()).collect();
+    for id in &stack {
+        if let Some(&n) = image.get(id) {
+            found.push(n);
+        }
+    }
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) || !made_after(id) {
+            continue;
+        }
+        for &p in &g.node(id).inputs {
+            match image.get(&p) {
+                Some(&n) if !found.contains(&n) => found.push(n),
+                Some(_) => {}
+                None => stack.push(p),
+            }
+        }
+    }
+    found.sort_unstable();
+    found
 }

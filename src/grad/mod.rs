@@ -343,7 +343,7 @@ fn loop_group(
     let Op::Loop { body: handle, .. } = &first.op else {
         unreachable!("siblings are loop results")
     };
-    let mut cotangents: Vec<Option<Expr>> = vec![None; handle.body().result_types.len()];
+    let mut cotangents: Vec<(crate::graph::loops::LoopResult, Expr)> = Vec::new();
     for &j in siblings {
         let id = NodeId(j as u32);
         let Some(parts) = pending.remove(&id) else {
@@ -356,13 +356,13 @@ fn loop_group(
             parts.into_iter().reduce(|a, b| &a + &b)
         })
         .expect("pending lists are never empty");
-        cotangents[result] = Some(match cotangents[result].take() {
-            Some(c) => &c + &total,
-            None => total.clone(),
-        });
+        match cotangents.iter_mut().find(|(r, _)| *r == result) {
+            Some((_, c)) => *c = &*c + &total,
+            None => cotangents.push((result, total.clone())),
+        }
         totals.insert(id, total);
     }
-    if cotangents.iter().all(Option::is_none) {
+    if cotangents.is_empty() {
         return Ok(());
     }
     let xs: Vec<Expr> = first.inputs.iter().map(|p| graph.expr(*p)).collect();

@@ -561,10 +561,8 @@ pub fn infer(op: &Op, ts: &[Type]) -> InferResult {
                     )));
                 }
             }
-            body.result_types
-                .get(*result)
-                .cloned()
-                .ok_or_else(|| InferError::Invalid(format!("the loop has no result {result}")))
+            body.result_type(*result)
+                .ok_or_else(|| InferError::Invalid(format!("the loop has no result {result:?}")))
         }
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::graph::op::Op;
-use crate::graph::{Expr, Graph, NodeId, Type};
+use crate::graph::{Expr, Graph, GraphInner, NodeId, Type};
 use crate::shape::{Dim, Shape};
 
 /// How many steps a loop makes.
@@ -57,11 +57,20 @@ pub struct LoopBody {
     /// Steps run from the last to the first (sequences read backwards, outputs stacked in
     /// sequence order).
     pub reverse: bool,
-    /// The type of each result of the loop: the final states, the stacked outputs, the stacked
-    /// states at the start of each step.
-    pub result_types: Vec<Type>,
+    /// The type of each state.
+    pub state_types: Vec<Type>,
+    /// The type of each per-step output.
+    pub output_types: Vec<Type>,
+    /// The number of steps, where it is known when the loop is built.
+    pub length: Dim,
+    /// The body's own nodes (between its step values and its results) with their types: any
+    /// of them can be kept per step as a result of the loop ([`LoopResult::Inner`]).
+    pub inner: HashMap<NodeId, Type>,
     /// The types of the loop's inputs when it was built (its results' types rest on them).
     pub input_types: Vec<Type>,
+    /// Its gradient recomputes each step from the states instead of keeping the values of the
+    /// step it needs ([`Scan::recompute`]).
+    pub recompute: bool,
     /// Where the user wrote the loop.
     pub loc: Location,
 }
@@ -77,15 +86,21 @@ impl LoopBody {
         self.outputs.len()
     }
 
-    /// What result `k` of the loop is.
-    pub fn result(&self, k: usize) -> LoopResult {
-        let (q, o) = (self.n_states(), self.n_outputs());
-        if k < q {
-            LoopResult::Final(k)
-        } else if k < q + o {
-            LoopResult::Stacked(k - q)
-        } else {
-            LoopResult::History(k - q - o)
+    /// The type of result `r` of the loop; `None` if it has no such result.
+    pub fn result_type(&self, r: LoopResult) -> Option<Type> {
+        let stacked = |ty: &Type| -> Type {
+            let mut dims = vec![self.length];
+            dims.extend_from_slice(ty.shape.dims());
+            Type {
+                dtype: ty.dtype,
+                shape: Shape::new(dims),
+            }
+        };
+        match r {
+            LoopResult::Final(k) => self.state_types.get(k).cloned(),
+            LoopResult::Stacked(k) => self.output_types.get(k).map(stacked),
+            LoopResult::History(k) => self.state_types.get(k).map(stacked),
+            LoopResult::Inner(n) => self.inner.get(&n).map(stacked),
         }
     }
 
@@ -107,7 +122,7 @@ impl LoopBody {
 }
 
 /// Which result of a loop a [`Op::Loop`] node is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LoopResult {
     /// The final value of state `k`.
     Final(usize),
@@ -115,6 +130,9 @@ pub enum LoopResult {
     Stacked(usize),
     /// The value of state `k` at the start of each step, stacked (what the gradient reads).
     History(usize),
+    /// The value of a node of the body at each step, stacked (what the gradient keeps of a
+    /// step instead of recomputing it).
+    Inner(NodeId),
 }
 
 /// A loop of the graph, compared by identity.
@@ -127,12 +145,17 @@ impl LoopHandle {
         &self.0
     }
 
-    /// Result `k` of this loop on `inputs` (its sequences, initial states, count and captured
-    /// nodes), as a node of `graph`.
-    pub(crate) fn result_node(&self, graph: &Graph, inputs: &[Expr], k: usize) -> Result<Expr> {
+    /// Result `result` of this loop on `inputs` (its sequences, initial states, count and
+    /// captured nodes), as a node of `graph`.
+    pub(crate) fn result_node(
+        &self,
+        graph: &Graph,
+        inputs: &[Expr],
+        result: LoopResult,
+    ) -> Result<Expr> {
         let op = Op::Loop {
             body: self.clone(),
-            result: k,
+            result,
         };
         let inputs: Vec<&Expr> = inputs.iter().collect();
         graph.apply_loc(op, &inputs, self.0.loc).check()
@@ -255,6 +278,7 @@ pub struct Scan {
     init: Vec<Expr>,
     steps: ScanSteps,
     reverse: bool,
+    recompute: bool,
     loc: Location,
 }
 
@@ -274,6 +298,7 @@ impl Scan {
             init: Vec::new(),
             steps: ScanSteps::OfSequences,
             reverse: false,
+            recompute: false,
             loc: Location::caller(),
         }
     }
@@ -319,6 +344,15 @@ impl Scan {
         self
     }
 
+    /// Checkpointing: the gradient keeps only the state at the start of each step and
+    /// recomputes the rest of the step when it needs it, instead of keeping every value of
+    /// every step that it reads. Less memory (the states, not the gates of an LSTM), one more
+    /// forward step per step of the gradient.
+    pub fn recompute(mut self) -> Self {
+        self.recompute = true;
+        self
+    }
+
     /// The loop is the user's at `loc` (a loop gradus builds for one of the user's).
     pub(crate) fn at(mut self, loc: Location) -> Self {
         self.loc = loc;
@@ -356,15 +390,7 @@ impl Scan {
             }
             seq_types.push(ty);
         }
-        // The step values, as leaves of the graph that only the body may read.
-        let step_value = |ty: &Type| -> Expr {
-            let mut g = graph.lock();
-            g.next_key += 1;
-            let id = g.next_key;
-            let node = g.leaf(Op::StepValue { id }, ty.clone(), loc);
-            drop(g);
-            graph.expr(node)
-        };
+        let step_value = |ty: &Type| step_value(&graph, ty, loc);
         let slices: Vec<Expr> = seq_types
             .iter()
             .map(|t| step_value(&Type::new(t.dtype, &t.shape.dims()[1..])))
@@ -459,22 +485,14 @@ impl Scan {
             .map(|e| e.id())
             .collect();
         let (captured, streams) = captured_nodes(&graph, &roots, &step_ids);
-        let stacked = |e: &Expr| -> Type {
-            let ty = e.ty();
-            let mut dims = vec![length];
-            dims.extend_from_slice(ty.shape.dims());
-            Type {
-                dtype: ty.dtype,
-                shape: Shape::new(dims),
-            }
+        let inner: HashMap<NodeId, Type> = {
+            let g = graph.lock();
+            let body_nodes = inner_nodes(&g, &roots, &step_ids, &captured);
+            body_nodes
+                .into_iter()
+                .map(|n| (n, g.node(n).ty.clone()))
+                .collect()
         };
-        let result_types: Vec<Type> = self
-            .init
-            .iter()
-            .map(|e| e.ty())
-            .chain(outputs.iter().map(stacked))
-            .chain(self.init.iter().map(stacked))
-            .collect();
         let captured_exprs: Vec<Expr> = captured.iter().map(|&id| graph.expr(id)).collect();
         let input_types: Vec<Type> = self
             .sequences
@@ -494,8 +512,12 @@ impl Scan {
             until: until.as_ref().map(|e| e.id()),
             steps,
             reverse: self.reverse,
-            result_types,
+            state_types: self.init.iter().map(|e| e.ty()).collect(),
+            output_types: outputs.iter().map(|e| e.ty()).collect(),
+            length,
+            inner,
             input_types,
+            recompute: self.recompute,
             loc,
         });
         let inputs: Vec<&Expr> = self
@@ -507,13 +529,89 @@ impl Scan {
             .collect();
         let inputs: Vec<Expr> = inputs.into_iter().cloned().collect();
         let handle = LoopHandle(body);
-        let result = |k: usize| handle.result_node(&graph, &inputs, k);
-        let q = self.init.len();
+        let result = |r: LoopResult| handle.result_node(&graph, &inputs, r);
         Ok(Looped {
-            states: (0..q).map(result).collect::<Result<_>>()?,
-            outputs: (q..q + outputs.len()).map(result).collect::<Result<_>>()?,
+            states: (0..self.init.len())
+                .map(|k| result(LoopResult::Final(k)))
+                .collect::<Result<_>>()?,
+            outputs: (0..outputs.len())
+                .map(|k| result(LoopResult::Stacked(k)))
+                .collect::<Result<_>>()?,
         })
     }
+}
+
+/// A step value of type `ty`: a leaf of the graph that only a loop's body may read.
+pub(crate) fn step_value(graph: &Graph, ty: &Type, loc: Location) -> Expr {
+    let mut g = graph.lock();
+    g.next_key += 1;
+    let id = g.next_key;
+    let node = g.leaf(Op::StepValue { id }, ty.clone(), loc);
+    drop(g);
+    graph.expr(node)
+}
+
+/// The nodes of the body rooted at `roots`, in build order: those reached from the roots
+/// without passing a step value, a captured node or a constant.
+fn inner_nodes(
+    g: &GraphInner,
+    roots: &[NodeId],
+    step_ids: &[NodeId],
+    captured: &[NodeId],
+) -> Vec<NodeId> {
+    let mut inner: Vec<NodeId> = Vec::new();
+    let mut seen: HashMap<NodeId, ()> = HashMap::new();
+    let mut stack = roots.to_vec();
+    while let Some(id) = stack.pop() {
+        if seen.insert(id, ()).is_some()
+            || step_ids.contains(&id)
+            || captured.contains(&id)
+            || matches!(g.node(id).op, Op::Constant(_))
+        {
+            continue;
+        }
+        inner.push(id);
+        stack.extend(g.node(id).inputs.iter().copied());
+    }
+    inner.sort_unstable();
+    inner
+}
+
+/// `roots` rebuilt with the nodes of `map` replaced by their images: every node between them
+/// is made anew on the replaced operands, the others are kept. The map gains the images of
+/// the rebuilt nodes.
+pub(crate) fn substitute(
+    graph: &Graph,
+    roots: &[NodeId],
+    map: &mut HashMap<NodeId, NodeId>,
+) -> Vec<Expr> {
+    let mut g = graph.lock();
+    let mut order: Vec<NodeId> = Vec::new();
+    let mut seen: HashMap<NodeId, ()> = HashMap::new();
+    let mut stack = roots.to_vec();
+    while let Some(id) = stack.pop() {
+        if seen.insert(id, ()).is_some() || map.contains_key(&id) {
+            continue;
+        }
+        order.push(id);
+        stack.extend(g.node(id).inputs.iter().copied());
+    }
+    order.sort_unstable();
+    for id in order {
+        let n = g.node(id);
+        if !n.inputs.iter().any(|p| map.contains_key(p)) {
+            continue;
+        }
+        let (op, loc) = (n.op.clone(), n.loc);
+        let inputs = n.inputs.iter().map(|p| *map.get(p).unwrap_or(p)).collect();
+        let new = g.apply(op, inputs, loc);
+        map.insert(id, new);
+    }
+    drop(g);
+    roots
+        .iter()
+        .map(|id| graph.expr(*map.get(id).unwrap_or(id)))
+        .collect()
 }
 
 /// The outer nodes the body rooted at `roots` reads, with the step values `step_ids`: the
@@ -592,7 +690,7 @@ impl LoopBody {
     /// its results is made anew, draws included, so that a draw rebuilt with the same stream
     /// and step draws the same; captured nodes and constants are shared. This is how the
     /// gradient of a loop recomputes a step.
-    pub(crate) fn rebuild(&self, graph: &Graph, steps: &[Expr]) -> (Vec<Expr>, Vec<Expr>) {
+    pub(crate) fn rebuild(&self, graph: &Graph, steps: &[Expr]) -> Rebuilt {
         debug_assert_eq!(steps.len(), self.step_values.len());
         let mut map: HashMap<NodeId, NodeId> = self
             .step_values
@@ -600,25 +698,8 @@ impl LoopBody {
             .zip(steps)
             .map(|(&s, e)| (s, e.id()))
             .collect();
-        let roots = self.roots();
         let mut g = graph.lock();
-        // The body's own nodes, in build order: those reached from the results without
-        // passing a captured node, a constant or a step value.
-        let mut inner: Vec<NodeId> = Vec::new();
-        let mut seen: HashMap<NodeId, ()> = HashMap::new();
-        let mut stack = roots.clone();
-        while let Some(id) = stack.pop() {
-            if seen.insert(id, ()).is_some()
-                || map.contains_key(&id)
-                || self.captured.contains(&id)
-                || matches!(g.node(id).op, Op::Constant(_))
-            {
-                continue;
-            }
-            inner.push(id);
-            stack.extend(g.node(id).inputs.iter().copied());
-        }
-        inner.sort_unstable();
+        let inner = inner_nodes(&g, &self.roots(), &self.step_values, &self.captured);
         for id in inner {
             let n = g.node(id);
             let (op, loc) = (n.op.clone(), n.loc);
@@ -632,6 +713,20 @@ impl LoopBody {
                 .map(|id| graph.expr(*map.get(id).unwrap_or(id)))
                 .collect()
         };
-        (at(&self.next_states), at(&self.outputs))
+        Rebuilt {
+            next: at(&self.next_states),
+            outputs: at(&self.outputs),
+            map,
+        }
     }
+}
+
+/// A loop's step rebuilt on other step values ([`LoopBody::rebuild`]).
+pub(crate) struct Rebuilt {
+    /// The next states.
+    pub next: Vec<Expr>,
+    /// The per-step outputs.
+    pub outputs: Vec<Expr>,
+    /// The image of every node of the body (and of its step values).
+    pub map: HashMap<NodeId, NodeId>,
 }

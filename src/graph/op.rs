@@ -352,7 +352,7 @@ pub enum Op {
         /// The loop.
         body: LoopHandle,
         /// Which result.
-        result: usize,
+        result: LoopResult,
     },
 }
 
@@ -422,10 +422,11 @@ impl Op {
             Op::Random { dist, .. } => format!("{dist:?}").to_lowercase(),
             Op::Custom(c) => c.0.name().to_string(),
             Op::StepValue { id } => format!("step_value#{id}"),
-            Op::Loop { body, result } => match body.body().result(*result) {
+            Op::Loop { result, .. } => match result {
                 LoopResult::Final(k) => format!("loop{{final state {k}}}"),
                 LoopResult::Stacked(k) => format!("loop{{output {k}}}"),
-                LoopResult::History(k) => format!("loop{{states {k} before each step}}"),
+                LoopResult::History(k) => format!("loop{{state {k} before each step}}"),
+                LoopResult::Inner(n) => format!("loop{{body's %{} per step}}", n.index()),
             },
         }
     }

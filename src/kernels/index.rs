@@ -99,6 +99,44 @@ pub(crate) fn slice_info(n: usize, start: isize, end: Option<isize>, step: usize
     Slice::new(s as isize, Some(e.max(s) as isize), step as isize)
 }
 
+/// The blocks of contiguous elements of the part `start..start + len` of axis `axis` of a
+/// standard-layout array of `shape`: one per index of the axes before it, as (offset in the
+/// whole, offset in the part, length).
+fn blocks(
+    shape: &[usize],
+    (axis, start, len): (usize, usize, usize),
+) -> impl Iterator<Item = (usize, usize, usize)> {
+    let inner: usize = shape[axis + 1..].iter().product();
+    let (outer, n) = (shape[..axis].iter().product::<usize>(), shape[axis]);
+    let block = len * inner;
+    (0..outer).map(move |o| ((o * n + start) * inner, o * block, block))
+}
+
+/// `part` ← the part `start..start + len` of axis `axis` of `whole` (of `shape`): a slice.
+pub(crate) fn gather_block<T: Copy>(
+    whole: &[T],
+    part: &mut [T],
+    shape: &[usize],
+    at: (usize, usize, usize),
+) {
+    for (w, p, n) in blocks(shape, at) {
+        part[p..p + n].copy_from_slice(&whole[w..w + n]);
+    }
+}
+
+/// The part `start..start + len` of axis `axis` of `whole` (of `shape`) ← `part`: a slice's
+/// gradient put in its place.
+pub(crate) fn scatter_block<T: Copy>(
+    whole: &mut [T],
+    part: &[T],
+    shape: &[usize],
+    at: (usize, usize, usize),
+) {
+    for (w, p, n) in blocks(shape, at) {
+        whole[w..w + n].copy_from_slice(&part[p..p + n]);
+    }
+}
+
 /// Concatenate tensors of one dtype along `axis`.
 pub(crate) fn concat(x: &[&Tensor], axis: usize) -> KernelResult {
     macro_rules! cat {

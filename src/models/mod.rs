@@ -6,6 +6,7 @@ pub mod dbn;
 pub mod gbrbm;
 pub mod rbm;
 pub mod rbm_eval;
+pub mod recurrent;
 pub mod stacked;
 
 pub use autoencoder::{AeConfig, Autoencoder};

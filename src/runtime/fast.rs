@@ -9,7 +9,7 @@ use super::{Executor, Failure, Value, operand, shaped};
 use crate::compile::ir::{Kind, Node};
 use crate::graph::op::{Dist, Op, Reduce};
 use crate::kernels::fused::{FusedKernel, Src};
-use crate::kernels::{Exec, random, reduce};
+use crate::kernels::{Exec, index, random, reduce};
 use crate::shape;
 use crate::tensor::Tensor;
 
@@ -53,6 +53,49 @@ impl Executor {
             | Op::StopGradient
             | Op::BroadcastLike
             | Op::BroadcastTo(_) => self.reshaped::<T>(j, n, inputs, values, pool)?,
+            Op::MatMul => self.rows_product::<T>(n, inputs, values, pool)?,
+            Op::Slice {
+                axis,
+                start,
+                end,
+                step: 1,
+            } => {
+                let x = T::view(operand(values, inputs, n.inputs[0]))?;
+                let (s, e) = shape::slice_bounds(x.shape()[*axis], *start, *end);
+                let whole = x.as_slice()?;
+                let mut to: SmallVec<[usize; 6]> = x.shape().into();
+                to[*axis] = e.saturating_sub(s);
+                let mut out = match pool.take::<T>(&to) {
+                    Ok(out) => out,
+                    Err(e) => return Some(Err(e)),
+                };
+                index::gather_block(whole, &mut out, x.shape(), (*axis, s, to[*axis]));
+                shaped(out, &to).map_err(Failure::from)
+            }
+            Op::SliceGrad {
+                axis,
+                start,
+                end,
+                step: 1,
+            } => {
+                let dy = T::view(operand(values, inputs, n.inputs[0]))?;
+                let like: SmallVec<[usize; 6]> =
+                    operand(values, inputs, n.inputs[1]).shape().into();
+                let (s, e) = shape::slice_bounds(like[*axis], *start, *end);
+                let mut expect = like.clone();
+                expect[*axis] = e.saturating_sub(s);
+                if dy.shape() != &expect[..] {
+                    return None;
+                }
+                let part = dy.as_slice()?;
+                let mut out = match pool.take::<T>(&like) {
+                    Ok(out) => out,
+                    Err(e) => return Some(Err(e)),
+                };
+                out.fill(T::zero());
+                index::scatter_block(&mut out, part, &like, (*axis, s, expect[*axis]));
+                shaped(out, &like).map_err(Failure::from)
+            }
             Op::DimSize { axes, .. } => {
                 dim_size::<T>(axes, operand(values, inputs, n.inputs[0]), pool)
             }
@@ -97,8 +140,23 @@ impl Executor {
                 operand(values, inputs, n.inputs[1]).shape().into()
             }
             Op::BroadcastTo(s) => s.as_slice().into(),
-            Op::Reshape(target) if target.iter().all(|&d| d >= 0) => {
-                target.iter().map(|&d| d as usize).collect()
+            Op::Reshape(target) => {
+                // One -1 takes what the others leave; a size that does not fit is the general
+                // kernel's error to report.
+                let known: usize = target
+                    .iter()
+                    .filter(|&&d| d >= 0)
+                    .map(|&d| d as usize)
+                    .product();
+                let fill = match target.iter().filter(|&&d| d < 0).count() {
+                    0 => 1,
+                    1 if known > 0 && x.len().is_multiple_of(known) => x.len() / known,
+                    _ => return None,
+                };
+                target
+                    .iter()
+                    .map(|&d| if d < 0 { fill } else { d as usize })
+                    .collect()
             }
             Op::StopGradient => from.into(),
             _ => return None,
@@ -132,10 +190,75 @@ impl Executor {
             Ok(out) => out,
             Err(e) => return Some(Err(e)),
         };
-        for (o, v) in out.iter_mut().zip(view.iter()) {
-            *o = *v;
+        match view.as_slice() {
+            Some(src) => out.copy_from_slice(src),
+            None => out.iter_mut().zip(view.iter()).for_each(|(o, v)| *o = *v),
         }
         Some(shaped(out, &to).map_err(Failure::from))
+    }
+
+    /// A batch of sequences by a matrix, `[N, T, D] @ [D, H]`: one product of the `N T` rows
+    /// into a pooled buffer (the rows copied into one first where they are not contiguous).
+    /// `None` for other products and for shapes that do not fit (the general kernel's error).
+    fn rows_product<T: Pooled>(
+        &self,
+        n: &Node,
+        inputs: &[&Tensor],
+        values: &[Option<Value>],
+        pool: &mut Pool,
+    ) -> Option<Result<Tensor, Failure>> {
+        let a = T::view(operand(values, inputs, n.inputs[0]))?;
+        let b = T::view(operand(values, inputs, n.inputs[1]))?;
+        let (&[batch, steps, d], &[d2, cols]) = (a.shape(), b.shape()) else {
+            return None;
+        };
+        if d != d2 {
+            return None;
+        }
+        let m = batch * steps;
+        let copy = (!a.is_standard_layout()).then(|| {
+            pool.take::<T>(&[m, d]).map(|mut buf| {
+                buf.iter_mut().zip(a.iter()).for_each(|(o, v)| *o = *v);
+                buf
+            })
+        });
+        let copy = match copy.transpose() {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
+        };
+        let rows = match &copy {
+            Some(buf) => ndarray::ArrayViewD::from_shape(IxDyn(&[m, d]), &buf[..]).ok()?,
+            None => a.into_shape_with_order(IxDyn(&[m, d])).ok()?,
+        };
+        let mut out = match pool.take::<T>(&[m, cols]) {
+            Ok(out) => out,
+            Err(e) => return Some(Err(e)),
+        };
+        let product = crate::kernels::gemm::Gemm {
+            transpose_a: false,
+            transpose_b: false,
+            alpha: 1.0,
+            bias_add: None,
+        };
+        let threads = rayon::current_num_threads();
+        let done = crate::kernels::gemm::gemm_onto(
+            &rows,
+            &b,
+            crate::kernels::gemm::Init::Zero,
+            &product,
+            &mut out,
+            threads,
+        );
+        if let Some(buf) = copy {
+            pool.keep_vec(buf);
+        }
+        Some(match done {
+            Ok(()) => shaped(out, &[batch, steps, cols]).map_err(Failure::from),
+            Err(e) => {
+                pool.keep_vec(out);
+                Err(e.into())
+            }
+        })
     }
 
     /// A fused kernel, written in place over an operand whose last reader it is when that

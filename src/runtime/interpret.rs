@@ -55,6 +55,7 @@ pub(crate) fn interpret(nodes: &[Node], inputs: &[&Tensor], mut settings: Settin
     let mut values: Vec<Option<Arc<Tensor>>> = vec![None; nodes.len()];
     let mut first_error: Option<Error> = None;
     let mut loop_cache = LoopCache::default();
+    let mut loop_pool = super::pool::Pool::default();
     for (k, n) in nodes.iter().enumerate() {
         let start = settings.times.as_ref().map(|_| Instant::now());
         let v = match &n.kind {
@@ -76,7 +77,7 @@ pub(crate) fn interpret(nodes: &[Node], inputs: &[&Tensor], mut settings: Settin
                     .expect("a program with loops has their runners");
                 args.map(|a| {
                     executor
-                        .loop_result(n, &n.inputs, &a, &mut loop_cache)
+                        .loop_result(n, &n.inputs, &a, &mut loop_cache, &mut loop_pool)
                         .map(Arc::new)
                 })
                 .transpose()

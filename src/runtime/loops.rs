@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use super::Executor;
+use super::pool::Pool;
+use super::{Executor, Failure};
 use crate::compile::ir::{CompiledLoop, Kind, Node, infer_kind};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -65,12 +66,32 @@ impl Executor {
         operands: &[usize],
         args: &[&Tensor],
         cache: &mut LoopCache,
+        pool: &mut Pool,
     ) -> Result<Tensor> {
         let (handle, result) = match &n.kind {
             Kind::Loop { compiled, result } => (&compiled.body, *result),
             Kind::Op(Op::Loop { body, result }) => (body, *result),
             _ => unreachable!("only loop nodes run as loops"),
         };
+        let runner = match &n.kind {
+            Kind::Loop { compiled, .. } => self
+                .loops
+                .iter()
+                .find(|r| Arc::ptr_eq(&r.compiled, compiled)),
+            _ => self.loops.iter().find(|r| r.compiled.body == *handle),
+        }
+        .expect("every loop of the program has a runner");
+        let missing = || Error::Runtime {
+            op: n.kind.user_name(),
+            detail: "a loop result that its compiled loop does not make".into(),
+            loc: n.loc,
+        };
+        let k = runner
+            .compiled
+            .results
+            .iter()
+            .position(|r| *r == result)
+            .ok_or_else(missing)?;
         let at = match cache
             .runs
             .iter()
@@ -78,22 +99,15 @@ impl Executor {
         {
             Some(at) => at,
             None => {
-                let runner = self
-                    .loops
-                    .iter()
-                    .find(|r| r.compiled.body == *handle)
-                    .expect("every loop of the program has a runner");
-                let results = run_loop(runner, args)?;
+                let results = run_loop(runner, args, pool, n)?;
                 cache
                     .runs
                     .push((handle.clone(), operands.to_vec(), results));
                 cache.runs.len() - 1
             }
         };
-        let slot = &mut cache.runs[at].2[result];
-        // A result read by two nodes (a givens copy) is made twice: take it unless another is
-        // due. Every node of one loop reads its result once in a program, so take it.
-        slot.take().ok_or_else(|| Error::Runtime {
+        // Every result of a loop is read by one node of a program: take it.
+        cache.runs[at].2[k].take().ok_or_else(|| Error::Runtime {
             op: n.kind.user_name(),
             detail: "a loop result read twice in one call".into(),
             loc: n.loc,
@@ -101,9 +115,109 @@ impl Executor {
     }
 }
 
+/// Per-step values stacked along a new first axis: into one buffer of all the steps where
+/// their number is known when the loop starts, else kept and stacked at the end.
+enum Stack {
+    /// Not yet sized (sized at the first step).
+    Empty,
+    /// `[steps, ...]`, filled step by step.
+    Filled(Tensor),
+    /// The steps of a while loop, in the order they ran.
+    Steps(Vec<Tensor>),
+}
+
+impl Stack {
+    /// Put `y`, the value of step `t` of `steps` (`None`: a while loop's), in its place.
+    fn put(
+        &mut self,
+        t: usize,
+        steps: Option<usize>,
+        y: &Tensor,
+        (pool, node): (&mut Pool, &Node),
+    ) -> Result<()> {
+        if let (Stack::Empty, Some(steps)) = (&*self, steps) {
+            let mut shape = vec![steps];
+            shape.extend_from_slice(y.shape());
+            *self = Stack::Filled(buffer(y.dtype(), &shape, pool, node)?);
+        }
+        match self {
+            Stack::Empty => *self = Stack::Steps(vec![y.clone()]),
+            Stack::Steps(ys) => ys.push(y.clone()),
+            Stack::Filled(all) => {
+                if all.shape()[1..] != *y.shape() {
+                    return Err(Error::Data {
+                        path: "<loop>".into(),
+                        reason: format!(
+                            "per-step values of different shapes: {} at step {t}, {} before",
+                            crate::shape::show(y.shape()),
+                            crate::shape::show(&all.shape()[1..])
+                        ),
+                    });
+                }
+                macro_rules! put {
+                    ($v:ident) => {
+                        match (all, y) {
+                            (Tensor::$v(a), Tensor::$v(b)) => {
+                                a.index_axis_mut(Axis(0), t).assign(b)
+                            }
+                            _ => unreachable!("the stack has the dtype of its first value"),
+                        }
+                    };
+                }
+                match y.dtype() {
+                    DType::F32 => put!(F32),
+                    DType::F64 => put!(F64),
+                    DType::I64 => put!(I64),
+                    DType::Bool => put!(Bool),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stacked values: `empty` (the shape of no steps) where there were none; a while
+    /// loop's in sequence order (`reverse`: they ran from the last).
+    fn finish(self, dtype: DType, empty: &[usize], reverse: bool) -> Result<Tensor> {
+        match self {
+            Stack::Filled(all) => Ok(all),
+            Stack::Empty => stack(&[], dtype, empty),
+            Stack::Steps(mut ys) => {
+                if reverse {
+                    ys.reverse();
+                }
+                stack(&ys, dtype, empty)
+            }
+        }
+    }
+}
+
+/// A tensor of `dtype` and `shape` (contents unspecified), float buffers from `pool`.
+fn buffer(dtype: DType, shape: &[usize], pool: &mut Pool, node: &Node) -> Result<Tensor> {
+    let failed = |f: Failure| f.at(node);
+    Ok(match dtype {
+        DType::F32 => Tensor::F32(
+            ArrayD::from_shape_vec(IxDyn(shape), pool.take::<f32>(shape).map_err(failed)?)
+                .expect("a buffer of the shape's size"),
+        ),
+        DType::F64 => Tensor::F64(
+            ArrayD::from_shape_vec(IxDyn(shape), pool.take::<f64>(shape).map_err(failed)?)
+                .expect("a buffer of the shape's size"),
+        ),
+        DType::I64 => Tensor::I64(ArrayD::default(IxDyn(shape))),
+        DType::Bool => Tensor::Bool(ArrayD::default(IxDyn(shape))),
+    })
+}
+
 /// Run the loop of `runner` on `args` (its sequences, initial states, count and captured
-/// values): every needed result.
-fn run_loop(runner: &BodyRunner, args: &[&Tensor]) -> Result<Vec<Option<Tensor>>> {
+/// values): every needed result. Slices of the sequences and stacked results take their
+/// buffers from `pool`, and a step's spent values go back to the body's pool, so that a warm
+/// loop allocates little.
+fn run_loop(
+    runner: &BodyRunner,
+    args: &[&Tensor],
+    pool: &mut Pool,
+    node: &Node,
+) -> Result<Vec<Option<Tensor>>> {
     let compiled = &runner.compiled;
     let body = compiled.body.body();
     let (p, q) = (body.n_sequences, body.n_states());
@@ -134,10 +248,18 @@ fn run_loop(runner: &BodyRunner, args: &[&Tensor]) -> Result<Vec<Option<Tensor>>
         }
         Steps::Until { max } => max,
     };
-    let (o, needed) = (body.n_outputs(), &compiled.needed);
-    let mut states: Vec<Tensor> = args[p..p + q].iter().map(|t| (*t).clone()).collect();
-    let mut stacked: Vec<Vec<Tensor>> = vec![Vec::new(); o];
-    let mut history: Vec<Vec<Tensor>> = vec![Vec::new(); q];
+    // The number of steps when the loop starts: not a while loop's.
+    let known = (body.until.is_none()).then_some(steps);
+    let o = body.n_outputs();
+    let wants = |r: LoopResult| compiled.results.contains(&r);
+    let n_inner = compiled.inner.len();
+    let initial = &args[p..p + q];
+    // The states after the last step made (none yet: the initial states).
+    let mut states: Vec<Tensor> = Vec::new();
+    let mut stacked: Vec<Stack> = (0..o).map(|_| Stack::Empty).collect();
+    let mut history: Vec<Stack> = (0..q).map(|_| Stack::Empty).collect();
+    let mut inner: Vec<Stack> = (0..n_inner).map(|_| Stack::Empty).collect();
+    let mut spent: Vec<Tensor> = Vec::new();
     // The streams a step draws from, each with its own counter.
     let mut stream_states: Vec<Option<Tensor>> = vec![None; captured.len()];
     let order: Vec<usize> = if body.reverse {
@@ -145,24 +267,30 @@ fn run_loop(runner: &BodyRunner, args: &[&Tensor]) -> Result<Vec<Option<Tensor>>
     } else {
         (0..steps).collect()
     };
+    let mut made = 0;
     for &t in &order {
         for (k, s) in stream_states.iter_mut().enumerate() {
             if body.streams[k] {
                 *s = Some(step_stream(captured[k], t)?);
             }
         }
+        let current: Vec<&Tensor> = if states.is_empty() {
+            initial.to_vec()
+        } else {
+            states.iter().collect()
+        };
         for (k, h) in history.iter_mut().enumerate() {
-            if needed[q + o + k] {
-                h.push(states[k].clone());
+            if wants(LoopResult::History(k)) {
+                h.put(t, known, current[k], (&mut *pool, node))?;
             }
         }
         let slices: Vec<Tensor> = sequences
             .iter()
-            .map(|s| slice(s, t))
+            .map(|s| slice(s, t, pool, node))
             .collect::<Result<_>>()?;
         let feed: Vec<&Tensor> = slices
             .iter()
-            .chain(&states)
+            .chain(current)
             .chain(
                 captured
                     .iter()
@@ -170,10 +298,17 @@ fn run_loop(runner: &BodyRunner, args: &[&Tensor]) -> Result<Vec<Option<Tensor>>
                     .map(|(c, s)| s.as_ref().unwrap_or(c)),
             )
             .collect();
+        runner.executor.recycle(spent.drain(..));
         let mut out = runner
             .executor
             .run(&feed)
             .map_err(|e| at_step(e, t, body.loc))?;
+        slices.into_iter().for_each(|s| pool.give(s));
+        let kept = out.split_off(out.len() - n_inner);
+        for (k, v) in kept.into_iter().enumerate() {
+            inner[k].put(t, known, &v, (&mut *pool, node))?;
+            spent.push(v);
+        }
         let done = body
             .until
             .is_some()
@@ -183,21 +318,25 @@ fn run_loop(runner: &BodyRunner, args: &[&Tensor]) -> Result<Vec<Option<Tensor>>
             .unwrap_or(false);
         let per_step = out.split_off(q);
         for (k, y) in per_step.into_iter().enumerate() {
-            if needed[q + k] {
-                stacked[k].push(y);
+            if wants(LoopResult::Stacked(k)) {
+                stacked[k].put(t, known, &y, (&mut *pool, node))?;
             }
+            spent.push(y);
         }
-        states = out;
+        spent.extend(std::mem::replace(&mut states, out));
+        made += 1;
         if done {
             break;
         }
     }
-    if body.reverse {
-        stacked.iter_mut().for_each(|s| s.reverse());
-        history.iter_mut().for_each(|h| h.reverse());
-    }
+    runner.executor.recycle(spent);
+    let states: Vec<Tensor> = if made == 0 {
+        initial.iter().map(|t| (*t).clone()).collect()
+    } else {
+        states
+    };
     // With no steps, the shape of a step's output comes from the body's types on these inputs.
-    let step_shapes = (order.is_empty() && o > 0).then(|| {
+    let step_shapes = (made == 0 && o > 0).then(|| {
         let slices: Vec<Vec<usize>> = sequences.iter().map(|s| s.shape()[1..].to_vec()).collect();
         let fed: Vec<Type> = slices
             .iter()
@@ -212,38 +351,57 @@ fn run_loop(runner: &BodyRunner, args: &[&Tensor]) -> Result<Vec<Option<Tensor>>
             .collect();
         output_types(&compiled.program.nodes, &compiled.program.outputs, &fed)
     });
-    let mut results: Vec<Option<Tensor>> = vec![None; body.result_types.len()];
-    for (k, r) in results.iter_mut().enumerate() {
-        if !needed[k] {
-            continue;
-        }
-        let empty = |step: Option<&Type>| -> Vec<usize> {
-            let declared = &body.result_types[k].shape.dims()[1..];
-            let known = step.and_then(|t| t.shape.to_known());
-            let mut dims = vec![0];
-            dims.extend(match known {
-                Some(d) => d,
-                None => declared.iter().map(|d| d.unwrap_or(0)).collect(),
-            });
-            dims
-        };
-        *r = Some(match body.result(k) {
+    let empty = |declared: &[crate::shape::Dim], step: Option<&Type>| -> Vec<usize> {
+        let known = step.and_then(|t| t.shape.to_known());
+        let mut dims = vec![0];
+        dims.extend(match known {
+            Some(d) => d,
+            None => declared.iter().map(|d| d.unwrap_or(0)).collect(),
+        });
+        dims
+    };
+    let state_type = |i: usize| Type {
+        dtype: states[i].dtype(),
+        shape: Shape::known(states[i].shape()),
+    };
+    let mut stacked: Vec<Option<Stack>> = stacked.into_iter().map(Some).collect();
+    let mut history: Vec<Option<Stack>> = history.into_iter().map(Some).collect();
+    let mut inner: Vec<Option<Stack>> = inner.into_iter().map(Some).collect();
+    let mut results: Vec<Option<Tensor>> = Vec::with_capacity(compiled.results.len());
+    for &r in &compiled.results {
+        let ty = body
+            .result_type(r)
+            .expect("a compiled loop makes results of its loop");
+        let declared = &ty.shape.dims()[1.min(ty.ndim())..];
+        let value = match r {
             LoopResult::Final(i) => states[i].clone(),
             LoopResult::Stacked(i) => {
                 let step = step_shapes
                     .as_ref()
                     .and_then(|s| s.get(q + i))
                     .and_then(|t| t.as_ref());
-                stack(&stacked[i], body.result_types[k].dtype, &empty(step))?
+                let s = stacked[i].take().expect("one result per output");
+                s.finish(ty.dtype, &empty(declared, step), body.reverse)?
             }
             LoopResult::History(i) => {
-                let state = Type {
-                    dtype: states[i].dtype(),
-                    shape: Shape::known(states[i].shape()),
-                };
-                stack(&history[i], state.dtype, &empty(Some(&state)))?
+                let h = history[i].take().expect("one result per state");
+                h.finish(
+                    ty.dtype,
+                    &empty(declared, Some(&state_type(i))),
+                    body.reverse,
+                )?
             }
-        });
+            LoopResult::Inner(id) => {
+                let k = compiled
+                    .inner
+                    .iter()
+                    .position(|&c| c == id)
+                    .expect("kept nodes are outputs");
+                let v = inner[k].take().expect("one result per kept node");
+                v.finish(ty.dtype, &empty(declared, None), body.reverse)?
+            }
+        };
+        results.push(Some(value));
     }
     Ok(results)
 }
@@ -268,19 +426,24 @@ fn output_types(nodes: &[Node], outputs: &[usize], fed: &[Type]) -> Vec<Option<T
     outputs.iter().map(|&o| types[o].clone()).collect()
 }
 
-/// Slice `t` of a sequence along its first axis.
-fn slice(s: &Tensor, t: usize) -> Result<Tensor> {
+/// Slice `t` of a sequence along its first axis, float slices in buffers from `pool`.
+fn slice(s: &Tensor, t: usize, pool: &mut Pool, node: &Node) -> Result<Tensor> {
+    let mut out = buffer(s.dtype(), &s.shape()[1..], pool, node)?;
     macro_rules! at {
-        ($a:expr, $v:ident) => {
-            Tensor::$v($a.index_axis(Axis(0), t).to_owned())
+        ($v:ident) => {
+            match (&mut out, s) {
+                (Tensor::$v(o), Tensor::$v(a)) => o.assign(&a.index_axis(Axis(0), t)),
+                _ => unreachable!("the buffer has the sequence's dtype"),
+            }
         };
     }
-    Ok(match s {
-        Tensor::F32(a) => at!(a, F32),
-        Tensor::F64(a) => at!(a, F64),
-        Tensor::I64(a) => at!(a, I64),
-        Tensor::Bool(a) => at!(a, Bool),
-    })
+    match s.dtype() {
+        DType::F32 => at!(F32),
+        DType::F64 => at!(F64),
+        DType::I64 => at!(I64),
+        DType::Bool => at!(Bool),
+    }
+    Ok(out)
 }
 
 /// Per-step tensors stacked along a new first axis; for no steps, an empty tensor of `dtype`

@@ -34,7 +34,7 @@ use crate::shape;
 use crate::tensor::Tensor;
 use group::Groups;
 use pool::Pool;
-pub use profile::{NodeProfile, Profile};
+pub use profile::{LoopProfile, NodeProfile, Profile};
 
 /// A value during a run: an input of the call (by position), a constant or a shared variable's
 /// value (shared with the graph), or a buffer the run owns.
@@ -138,6 +138,13 @@ impl Executor {
         self.debug = Some(trace);
     }
 
+    /// Take back buffers of values this executor returned (a loop's spent step values), for
+    /// its next runs.
+    pub(crate) fn recycle(&self, spent: impl IntoIterator<Item = Tensor>) {
+        let mut ws = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        spent.into_iter().for_each(|t| ws.pool.give(t));
+    }
+
     /// Check every result for a NaN or an infinity born there (see [`guard`]). Operands are
     /// then never overwritten in place, so that they can be checked too.
     pub fn enable_nan_guard(&mut self) {
@@ -191,6 +198,23 @@ impl Executor {
         self.profile
             .as_ref()
             .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// What the program spent its time on so far, its loops' bodies included (`None` unless
+    /// profiling).
+    pub fn profile_report(&self) -> Option<Profile> {
+        let times = self.profile()?;
+        let mut report = Profile::new(&self.program.nodes, &times);
+        for r in &self.loops {
+            if let Some(body) = r.executor.profile_report() {
+                report.loops.push(profile::LoopProfile {
+                    loc: r.compiled.body.body().loc,
+                    steps: body.calls,
+                    body,
+                });
+            }
+        }
+        Some(report)
     }
 
     #[track_caller]
@@ -423,7 +447,7 @@ impl Executor {
                             .iter()
                             .map(|&i| operand(values, inputs, i))
                             .collect();
-                        self.loop_result(n, &n.inputs, &args, loops)?
+                        self.loop_result(n, &n.inputs, &args, loops, pool)?
                     }
                     _ => self.eval_node(j, n, inputs, values, pool)?,
                 };

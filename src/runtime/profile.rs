@@ -32,6 +32,19 @@ pub struct Profile {
     pub nodes: Vec<NodeProfile>,
     /// Calls of the function.
     pub calls: u64,
+    /// The bodies of its loops, each with the nodes of its program.
+    pub loops: Vec<LoopProfile>,
+}
+
+/// The body of a loop of a profiled program.
+#[derive(Clone, Debug)]
+pub struct LoopProfile {
+    /// Where the user built the loop.
+    pub loc: Location,
+    /// Steps run, over all the calls.
+    pub steps: u64,
+    /// Time per node of the body (its `calls` are steps).
+    pub body: Profile,
 }
 
 impl Profile {
@@ -50,7 +63,11 @@ impl Profile {
             })
             .collect();
         let calls = rows.iter().map(|r| r.calls).max().unwrap_or(0);
-        Profile { nodes: rows, calls }
+        Profile {
+            nodes: rows,
+            calls,
+            loops: Vec::new(),
+        }
     }
 
     /// Total time in nodes.
@@ -84,7 +101,6 @@ fn ms(d: Duration, calls: u64) -> f64 {
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total = self.total();
-        let share = |d: Duration| 100.0 * d.as_secs_f64() / total.as_secs_f64().max(1e-12);
         writeln!(
             f,
             "{} calls, {:.3} ms per call in {} nodes",
@@ -93,6 +109,7 @@ impl fmt::Display for Profile {
             self.nodes.len()
         )?;
         writeln!(f, "by kind of op:")?;
+        let share = |d: Duration| 100.0 * d.as_secs_f64() / total.as_secs_f64().max(1e-12);
         for (kind, t, n) in self.by_kind() {
             writeln!(
                 f,
@@ -102,25 +119,52 @@ impl fmt::Display for Profile {
             )?;
         }
         writeln!(f, "nodes, most time first:")?;
-        let mut rows: Vec<&NodeProfile> = self.nodes.iter().collect();
-        rows.sort_by_key(|r| std::cmp::Reverse(r.total));
-        for r in rows.iter().take(20) {
-            let mut op = r.op.clone();
-            if op.chars().count() > 60 {
-                op = op.chars().take(59).collect::<String>() + "…";
-            }
+        rows(f, &self.nodes, total, self.calls, 20, "  ")?;
+        for l in &self.loops {
+            let inside = l.body.total();
             writeln!(
                 f,
-                "  {:5.1}%  {:8.3} ms  %{:<4} {op:<60}  {}",
-                share(r.total),
-                ms(r.total, self.calls),
-                r.node,
-                r.loc
+                "loop built at {}: {} steps per call, {:.3} ms per call in its body; its nodes \
+                 (share of the body, ms per call of the function):",
+                l.loc,
+                l.steps / self.calls.max(1),
+                ms(inside, self.calls)
             )?;
-        }
-        if rows.len() > 20 {
-            writeln!(f, "  ... {} more nodes", rows.len() - 20)?;
+            rows(f, &l.body.nodes, inside, self.calls, 12, "    ")?;
         }
         Ok(())
     }
+}
+
+/// The `limit` nodes of `nodes` that took the most time, each with its share of `total` and its
+/// time per one of `calls`.
+fn rows(
+    f: &mut fmt::Formatter<'_>,
+    nodes: &[NodeProfile],
+    total: Duration,
+    calls: u64,
+    limit: usize,
+    indent: &str,
+) -> fmt::Result {
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / total.as_secs_f64().max(1e-12);
+    let mut rows: Vec<&NodeProfile> = nodes.iter().collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.total));
+    for r in rows.iter().take(limit) {
+        let mut op = r.op.clone();
+        if op.chars().count() > 60 {
+            op = op.chars().take(59).collect::<String>() + "…";
+        }
+        writeln!(
+            f,
+            "{indent}{:5.1}%  {:8.3} ms  %{:<4} {op:<60}  {}",
+            share(r.total),
+            ms(r.total, calls),
+            r.node,
+            r.loc
+        )?;
+    }
+    if rows.len() > limit {
+        writeln!(f, "{indent}... {} more nodes", rows.len() - limit)?;
+    }
+    Ok(())
 }

@@ -1,0 +1,81 @@
+//! The GRU and LSTM cells: by `scan` they compute what they compute unrolled, and their
+//! gradients check by finite differences (f64) with respect to inputs and every parameter.
+
+use gradus::gradcheck::GradCheck;
+use gradus::models::recurrent::{Gru, Lstm};
+use gradus::prelude::*;
+use ndarray::Array3;
+
+fn sequences(t: usize, n: usize, d: usize) -> Tensor {
+    Array3::from_shape_fn((t, n, d), |(a, b, c)| {
+        ((a * 5 + b * 3 + c * 7) % 11) as f64 / 11.0 - 0.5
+    })
+    .into()
+}
+
+fn close(a: &Tensor, b: &Tensor, tol: f64) {
+    assert_eq!(a.shape(), b.shape());
+    for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
+    }
+}
+
+#[test]
+fn a_gru_by_scan_is_the_gru_unrolled_and_its_gradient_checks() {
+    let g = Graph::new();
+    let xs = g.input("xs", DType::F64, &[None, None, Some(3)]);
+    let x4 = g.input("x4", DType::F64, &[Some(4), None, Some(3)]);
+    let gru = Gru::new(&g, "gru", 3, 4, DType::F64, 3).unwrap();
+    let h0 = gru.zero_state(&xs);
+    let looped = gru.scan(&xs, &h0).unwrap();
+    let unrolled = gru.unroll(&x4, &gru.zero_state(&x4), 4);
+    let f = function(&[&xs, &x4], &[&looped.states[0], &unrolled])
+        .compile()
+        .unwrap();
+    let v = sequences(4, 2, 3);
+    let out = f.call(&[v.clone(), v.clone()]).unwrap();
+    close(&out[0], &out[1], 1e-12);
+    let cost = (looped.outputs[0].sum() + looped.states[0].square().sum()) * 0.5;
+    let mut wrt = vec![&xs];
+    wrt.extend(gru.params());
+    GradCheck::new(&cost, &wrt)
+        .at(&[sequences(3, 2, 3)])
+        .elementwise()
+        .run()
+        .unwrap();
+}
+
+#[test]
+fn an_lstm_by_scan_is_the_lstm_unrolled_and_its_gradient_checks() {
+    let g = Graph::new();
+    let xs = g.input("xs", DType::F64, &[None, None, Some(3)]);
+    let x4 = g.input("x4", DType::F64, &[Some(4), None, Some(3)]);
+    let lstm = Lstm::new(&g, "lstm", 3, 4, DType::F64, 5).unwrap();
+    let zero = lstm.zero_state(&xs);
+    let looped = lstm.scan(&xs, &zero, &zero).unwrap();
+    let z4 = lstm.zero_state(&x4);
+    let (h, c) = lstm.unroll(&x4, &z4, &z4, 4);
+    let f = function(&[&xs, &x4], &[&looped.states[0], &looped.states[1], &h, &c])
+        .compile()
+        .unwrap();
+    let v = sequences(4, 2, 3);
+    let out = f.call(&[v.clone(), v.clone()]).unwrap();
+    close(&out[0], &out[2], 1e-12);
+    close(&out[1], &out[3], 1e-12);
+    let cost = looped.outputs[0].sum() + looped.states[1].square().sum();
+    let mut wrt = vec![&xs];
+    wrt.extend(lstm.params());
+    GradCheck::new(&cost, &wrt)
+        .at(&[sequences(3, 2, 3)])
+        .elementwise()
+        .run()
+        .unwrap();
+}
+
+#[test]
+fn cells_refuse_empty_sizes() {
+    let g = Graph::new();
+    assert!(Gru::new(&g, "gru", 0, 4, DType::F64, 1).is_err());
+    assert!(Lstm::new(&g, "lstm", 3, 0, DType::F32, 1).is_err());
+    assert!(Lstm::new(&g, "lstm", 3, 2, DType::I64, 1).is_err());
+}

@@ -430,3 +430,175 @@ fn a_gradient_check_refuses_a_stop_gradient_inside_a_loop() {
         "{err}"
     );
 }
+
+#[test]
+fn pp_debugprint_and_the_listing_show_the_loop_and_its_body() {
+    let g = Graph::new();
+    let (xs, h0, _, _, looped) = rnn(&g);
+    let text = gradus::pp(&looped.states[0]);
+    assert!(
+        text.contains("loop{final state 0}(xs, h0, W, U) where each step:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("state0 <- tanh(((xs[t] @ W) + (state0 @ U)))"),
+        "{text}"
+    );
+    assert!(text.contains("output0 <- (tanh("), "{text}");
+    let tree = gradus::debugprint(&[&looped.outputs[0]]);
+    assert!(
+        tree.contains("each step of the loop built at tests/loops.rs"),
+        "{tree}"
+    );
+    assert!(tree.contains("state0 <- tanh"), "{tree}");
+    let f = function(&[&xs, &h0], &[&looped.outputs[0]])
+        .compile()
+        .unwrap();
+    let listing = f.debugprint();
+    assert!(listing.contains("loop of %"), "{listing}");
+    assert!(
+        listing.contains("    %") && listing.contains("gemm"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn an_error_inside_a_body_names_the_line_in_the_body_and_the_step() {
+    let g = Graph::new();
+    let xs = g.input("xs", DType::F64, &[None]);
+    let x0 = g.scalar("x0", DType::F64);
+    let log_line = line!() + 4;
+    let looped = Scan::over(&[&xs])
+        .states(&[&x0])
+        .run(|s| {
+            let y = s.seq(0).log();
+            Ok(StepResult::new().state(&(s.state(0) + &y)))
+        })
+        .unwrap();
+    let f = function(&[&xs, &x0], &[&looped.states[0]])
+        .nan_guard(true)
+        .compile()
+        .unwrap();
+    let err = f
+        .call(&[vec![1.0, 2.0, -1.0, 3.0].into(), 0.0.into()])
+        .expect_err("log(-1) at step 2");
+    let text = err.to_string();
+    assert!(
+        text.contains("at step 2 of the loop built at tests/loops.rs"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("tests/loops.rs:{log_line}")),
+        "{text}"
+    );
+    // Indices out of range at one step only.
+    let ids = g.input("ids", DType::I64, &[None]);
+    let table = g.shared("table", Array1::from(vec![0.5, 1.5, 2.5]));
+    let take_line = line!() + 4;
+    let gathered = Scan::over(&[&ids])
+        .states(&[&x0])
+        .run(|s| {
+            let v = table.take(s.seq(0));
+            Ok(StepResult::new().state(&(s.state(0) + &v)))
+        })
+        .unwrap();
+    let f = function(&[&ids, &x0], &[&gathered.states[0]])
+        .compile()
+        .unwrap();
+    assert_eq!(
+        f.call(&[vec![0i64, 2].into(), 0.0.into()]).unwrap()[0]
+            .item()
+            .unwrap(),
+        3.0
+    );
+    let err = f
+        .call(&[vec![0i64, 1, 7].into(), 0.0.into()])
+        .expect_err("index 7");
+    let text = err.to_string();
+    assert!(text.contains("at step 2 of the loop"), "{text}");
+    assert!(
+        text.contains(&format!("tests/loops.rs:{take_line}")),
+        "{text}"
+    );
+    // Sequences of different lengths.
+    let ys = g.input("ys", DType::F64, &[None]);
+    let two = Scan::over(&[&xs, &ys])
+        .states(&[&x0])
+        .run(|s| Ok(StepResult::new().state(&(s.state(0) + s.seq(0) * s.seq(1)))))
+        .unwrap();
+    let f = function(&[&xs, &ys, &x0], &[&two.states[0]])
+        .compile()
+        .unwrap();
+    let err = f
+        .call(&[vec![1.0, 2.0].into(), vec![1.0].into(), 0.0.into()])
+        .expect_err("lengths 2 and 1");
+    assert!(err.to_string().contains("lengths 2 and 1"), "{err}");
+}
+
+/// An LSTM-like step over `xs [T, 2, 3]` whose gradient reads gates of each step.
+fn gated(recompute: bool) -> (Expr, Expr, Expr, Expr) {
+    let g = Graph::new();
+    let xs = g.input("xs", DType::F64, &[None, Some(2), Some(3)]);
+    let h0 = g.input("h0", DType::F64, &[Some(2), Some(2)]);
+    let w = g.shared(
+        "W",
+        Array2::from_shape_fn((3, 2), |(i, j)| (i as f64 - j as f64) * 0.3),
+    );
+    let u = g.shared(
+        "U",
+        Array2::from_shape_fn((2, 2), |(i, j)| 0.2 + (i * j) as f64 * 0.1),
+    );
+    let mut scan = Scan::over(&[&xs]).states(&[&h0]);
+    if recompute {
+        scan = scan.recompute();
+    }
+    let looped = scan
+        .run(|s| {
+            let a = s.seq(0).matmul(&w) + s.state(0).matmul(&u);
+            let gate = a.sigmoid();
+            Ok(StepResult::new().state(&(&gate * &a.tanh() + s.state(0) * 0.5)))
+        })
+        .unwrap();
+    let cost = looped.states[0].square().sum();
+    (xs, h0, w, cost)
+}
+
+#[test]
+fn the_gradient_keeps_the_values_of_each_step_or_recomputes_them_and_both_check() {
+    let (xs_v, h0_v) = (sequence(4, 2), h0_value());
+    let mut values = Vec::new();
+    let mut products = Vec::new();
+    for recompute in [false, true] {
+        let (xs, h0, w, cost) = gated(recompute);
+        GradCheck::new(&cost, &[&xs, &h0, &w])
+            .at(&[xs_v.clone(), h0_v.clone()])
+            .elementwise()
+            .run()
+            .unwrap_or_else(|e| panic!("recompute {recompute}: {e}"));
+        let gw = grad(&cost, &[&w]).unwrap().remove(0);
+        let f = function(&[&xs, &h0], &[&gw])
+            .profile(true)
+            .compile()
+            .unwrap();
+        values.push(f.call(&[xs_v.clone(), h0_v.clone()]).unwrap().remove(0));
+        // The backward loop's body: products of the step's gradient, and one more product
+        // per step when it recomputes the step.
+        let profile = f.profile().unwrap();
+        assert_eq!(profile.loops.len(), 2, "{profile}");
+        let backward = &profile.loops[1].body;
+        products.push(
+            backward
+                .nodes
+                .iter()
+                .filter(|n| n.op.starts_with("gemm"))
+                .count(),
+        );
+        assert!(
+            profile.to_string().contains("loop built at tests/loops.rs"),
+            "{profile}"
+        );
+        assert_eq!(profile.loops[1].steps, 4);
+    }
+    close(&values[0], &values[1], 1e-12);
+    assert_eq!(products[1], products[0] + 2, "{products:?}");
+}

@@ -82,24 +82,24 @@ pub(super) fn vjp(
     let residuals: Vec<NodeId> = if body.recompute {
         Vec::new()
     } else {
-        let stand_in = |e: &Expr| step_value(graph, &e.ty(), loc);
+        let stand_in = |e: &Expr| step_value(graph, &e.ty(), "stand-in", loc);
         let slice_type = |e: &Expr| {
             let ty = e.ty();
             crate::graph::Type::new(ty.dtype, &ty.shape.dims()[1.min(ty.ndim())..])
         };
         let x: Vec<Expr> = sequences
             .iter()
-            .map(|s| step_value(graph, &slice_type(s), loc))
+            .map(|s| step_value(graph, &slice_type(s), "stand-in", loc))
             .collect();
         let h: Vec<Expr> = init.iter().map(stand_in).collect();
         let d_state: Vec<Expr> = plan.states.iter().map(|&j| stand_in(&init[j])).collect();
         let dy: Vec<Expr> = d_outputs
             .iter()
-            .map(|(_, d)| step_value(graph, &slice_type(d), loc))
+            .map(|(_, d)| step_value(graph, &slice_type(d), "stand-in", loc))
             .collect();
         let dn: Vec<Expr> = d_inner
             .iter()
-            .map(|(_, d)| step_value(graph, &slice_type(d), loc))
+            .map(|(_, d)| step_value(graph, &slice_type(d), "stand-in", loc))
             .collect();
         let (grads, rebuilt) = plan.step(graph, &x, &h, (&d_state, &dy, &dn), &seeded)?;
         read_by(graph, &grads, &rebuilt, &body.step_values)

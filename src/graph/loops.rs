@@ -390,12 +390,17 @@ impl Scan {
             }
             seq_types.push(ty);
         }
-        let step_value = |ty: &Type| step_value(&graph, ty, loc);
         let slices: Vec<Expr> = seq_types
             .iter()
-            .map(|t| step_value(&Type::new(t.dtype, &t.shape.dims()[1..])))
+            .zip(&self.sequences)
+            .map(|(t, e)| {
+                let ty = Type::new(t.dtype, &t.shape.dims()[1..]);
+                step_value(&graph, &ty, &format!("{}[t]", e.name()), loc)
+            })
             .collect();
-        let states: Vec<Expr> = self.init.iter().map(|e| step_value(&e.ty())).collect();
+        let states: Vec<Expr> = (self.init.iter().enumerate())
+            .map(|(k, e)| step_value(&graph, &e.ty(), &format!("state{k}"), loc))
+            .collect();
         let step = Step {
             sequences: slices,
             states,
@@ -542,11 +547,12 @@ impl Scan {
 }
 
 /// A step value of type `ty`: a leaf of the graph that only a loop's body may read.
-pub(crate) fn step_value(graph: &Graph, ty: &Type, loc: Location) -> Expr {
+pub(crate) fn step_value(graph: &Graph, ty: &Type, label: &str, loc: Location) -> Expr {
     let mut g = graph.lock();
     g.next_key += 1;
     let id = g.next_key;
-    let node = g.leaf(Op::StepValue { id }, ty.clone(), loc);
+    let label = label.into();
+    let node = g.leaf(Op::StepValue { id, label }, ty.clone(), loc);
     drop(g);
     graph.expr(node)
 }

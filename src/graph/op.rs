@@ -344,6 +344,8 @@ pub enum Op {
     StepValue {
         /// Unique within the graph.
         id: u64,
+        /// What it is, for printing: `xs[t]` (a slice of the sequence `xs`), `state0`.
+        label: std::sync::Arc<str>,
     },
     /// Result `result` of a loop: its inputs are the sequences, the initial states, the count
     /// (for a counted loop) and the captured nodes; see
@@ -421,7 +423,7 @@ impl Op {
             Op::DimSize { axes, .. } => format!("dim_size{axes:?}"),
             Op::Random { dist, .. } => format!("{dist:?}").to_lowercase(),
             Op::Custom(c) => c.0.name().to_string(),
-            Op::StepValue { id } => format!("step_value#{id}"),
+            Op::StepValue { label, .. } => label.to_string(),
             Op::Loop { result, .. } => match result {
                 LoopResult::Final(k) => format!("loop{{final state {k}}}"),
                 LoopResult::Stacked(k) => format!("loop{{output {k}}}"),

@@ -39,6 +39,7 @@ fn pp_node(g: &GraphInner, id: NodeId, s: &mut String) {
     let arg = |i: usize, s: &mut String| pp_node(g, n.inputs[i], s);
     match &n.op {
         Op::Input { name, .. } => s.push_str(name),
+        Op::StepValue { label, .. } => s.push_str(label),
         Op::Shared(v) => s.push_str(&g.shared[*v].name),
         Op::Constant(c) => match fmt_scalar(&g.constants[*c]) {
             Some(v) => s.push_str(&v),
@@ -70,6 +71,34 @@ fn pp_node(g: &GraphInner, id: NodeId, s: &mut String) {
         Op::Unary(Unary::Neg) => {
             s.push('-');
             arg(0, s);
+        }
+        Op::Loop { body, .. } => {
+            // loop{output 0}(xs, h0, W) where each step t: state0 <- ...; output0 <- ...
+            let _ = write!(s, "{}(", n.op.name());
+            for i in 0..n.inputs.len() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                arg(i, s);
+            }
+            let _ = write!(s, ") where each step: ");
+            let body = body.body();
+            let parts = (body.next_states.iter().enumerate())
+                .map(|(k, &r)| (format!("state{k}"), r))
+                .chain(
+                    body.outputs
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &r)| (format!("output{k}"), r)),
+                )
+                .chain(body.until.map(|u| ("until".to_string(), u)));
+            for (k, (what, r)) in parts.enumerate() {
+                if k > 0 {
+                    s.push_str("; ");
+                }
+                let _ = write!(s, "{what} <- ");
+                pp_node(g, r, s);
+            }
         }
         Op::Reduce { op, axes, keepdims }
             if axes.len() == g.node(n.inputs[0]).ty.ndim() && !keepdims =>
@@ -141,6 +170,27 @@ fn tree(
         let h = format!("{tail}{}", if last { "└─ " } else { "├─ " });
         let t = format!("{tail}{}", if last { "   " } else { "│  " });
         tree(g, *inp, &h, &t, seen, s);
+    }
+    // A loop's body, once per loop: the tree of each step's results.
+    if let Op::Loop { body, .. } = &n.op
+        && seen.insert(body.body().step_values.first().copied().unwrap_or(id))
+    {
+        let body = body.body();
+        let _ = writeln!(s, "{tail}   each step of the loop built at {}:", body.loc);
+        let parts = (body.next_states.iter().enumerate())
+            .map(|(k, &r)| (format!("state{k} <- "), r))
+            .chain(
+                body.outputs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &r)| (format!("output{k} <- "), r)),
+            )
+            .chain(body.until.map(|u| ("until ".to_string(), u)));
+        for (what, r) in parts {
+            let h = format!("{tail}   {what}");
+            let t = format!("{tail}   {}", " ".repeat(what.chars().count()));
+            tree(g, r, &h, &t, seen, s);
+        }
     }
 }
 

@@ -10,7 +10,7 @@ mod schedule;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::ir::{Kind, Node};
+use super::ir::{CompiledLoop, Kind, Node};
 use crate::graph::{SharedVar, StateLock, Type};
 use crate::kernels::Exec;
 
@@ -161,6 +161,28 @@ impl Program {
                     j = end;
                 }
                 None => j += 1,
+            }
+        }
+        // Each loop's body, once: its own program.
+        let mut shown: Vec<*const CompiledLoop> = Vec::new();
+        for (k, n) in self.nodes.iter().enumerate() {
+            if let Kind::Loop { compiled, .. } = &n.kind
+                && !shown.contains(&Arc::as_ptr(compiled))
+            {
+                shown.push(Arc::as_ptr(compiled));
+                let body = compiled.body.body();
+                let _ = writeln!(
+                    s,
+                    "loop of %{k} (built at {}): per step, inputs %0.. are the step values ({} \
+                     sequence slices, then {} states), then the {} captured values:",
+                    body.loc,
+                    body.n_sequences,
+                    body.n_states(),
+                    body.captured.len()
+                );
+                for line in compiled.program.listing().lines() {
+                    let _ = writeln!(s, "    {line}");
+                }
             }
         }
         s

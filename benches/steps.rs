@@ -12,6 +12,8 @@
 //! W5: an LSTM SGD step (batch 64, 128 units, 28 steps of 28 inputs, softmax on the last state)
 //! by `Scan` and unrolled, and the time to compile it at T = 28 and T = 1000.
 //!
+//! W6: the time to compile the RBM CD-k step, unrolled (k = 1, 5, 25, 100) and as one loop.
+//!
 //! `cargo bench --bench steps` runs all; `cargo bench --bench steps -- W1 W3` a few.
 
 use std::time::Instant;
@@ -142,6 +144,42 @@ fn main() {
                 println!("W5 lstm compile ({name}, T = {steps}): {:.2} ms", times[2]);
             }
         }
+    }
+    if run("W6") {
+        // The RBM CD-k step compiled with its chain unrolled (k known when it compiles) and as
+        // one loop (k given at each call): the median of 5 compiles each.
+        let compile = |k: Option<usize>| {
+            let mut times: Vec<f64> = (0..5)
+                .map(|_| {
+                    let g = Graph::new();
+                    let stream = RandomStream::new(&g, 1);
+                    let rbm = Rbm::new(&g, 784, 500, 1).unwrap();
+                    let cfg = CdConfig {
+                        k: k.unwrap_or(1),
+                        batch: BATCH,
+                        ..CdConfig::default()
+                    };
+                    let start = Instant::now();
+                    match k {
+                        Some(_) => drop(rbm.trainer(&cfg, &stream).unwrap()),
+                        None => drop(rbm.trainer_with_steps_per_call(&cfg, &stream).unwrap()),
+                    }
+                    start.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            times[2]
+        };
+        for k in [1, 5, 25, 100] {
+            println!(
+                "W6 rbm cd-{k} compile (unrolled): {:.2} ms",
+                compile(Some(k))
+            );
+        }
+        println!(
+            "W6 rbm cd-k compile (one loop, any k): {:.2} ms",
+            compile(None)
+        );
     }
     if run("W4") {
         let (_g, x, cost) = chain();

@@ -602,3 +602,37 @@ fn the_gradient_keeps_the_values_of_each_step_or_recomputes_them_and_both_check(
     close(&values[0], &values[1], 1e-12);
     assert_eq!(products[1], products[0] + 2, "{products:?}");
 }
+
+#[test]
+fn a_state_that_changes_shape_is_an_error_when_the_loop_runs() {
+    let g = Graph::new();
+    let x0 = g.input("x0", DType::F64, &[None]);
+    let looped = Scan::times(3)
+        .states(&[&x0])
+        .run(|s| {
+            let twice = gradus::concat(&[s.state(0), s.state(0)], 0)?;
+            Ok(StepResult::new().state(&twice))
+        })
+        .unwrap();
+    let f = function(&[&x0], &[&looped.states[0]]).compile().unwrap();
+    let err = f
+        .call(&[vec![1.0, 2.0].into()])
+        .expect_err("a state that doubles");
+    assert!(
+        err.to_string()
+            .contains("state 0 is [2] at the start of step 0 and [4] after it"),
+        "{err}"
+    );
+    // A next state whose shape is known where the state's is not, and that keeps it, is fine.
+    let y0 = g.input("y0", DType::F64, &[None, Some(2)]);
+    let w = g.constant(arr2(&[[1.0, 0.0], [0.0, 1.0]]));
+    let fixed = Scan::times(2)
+        .states(&[&y0])
+        .run(|s| Ok(StepResult::new().state(&s.state(0).matmul(&w))))
+        .unwrap();
+    let f = function(&[&y0], &[&fixed.states[0]]).compile().unwrap();
+    assert_eq!(
+        f.call(&[arr2(&[[1.0, 2.0]]).into()]).unwrap()[0].shape(),
+        &[1, 2]
+    );
+}

@@ -146,3 +146,119 @@ fn a_25_step_gibbs_chain_compiles_to_one_function_and_advances_the_stream() {
         vec![9.0, 2.0]
     );
 }
+
+/// The reconstruction error after each of `epochs` epochs over 1000 digits, CD-`k` with the
+/// chain unrolled (`per_call: false`) or one loop whose `k` is given at each call.
+fn curve(k: usize, per_call: bool, epochs: usize) -> Vec<f64> {
+    let data = digits(1000);
+    let g = Graph::new();
+    let stream = RandomStream::new(&g, 5);
+    let rbm = Rbm::new(&g, 784, 32, 5).unwrap();
+    rbm.init_visible_bias(&data).unwrap();
+    let cfg = CdConfig {
+        k,
+        batch: 20,
+        ..CdConfig::default()
+    };
+    let step = if per_call {
+        rbm.trainer_with_steps_per_call(&cfg, &stream).unwrap()
+    } else {
+        rbm.trainer(&cfg, &stream).unwrap()
+    };
+    (0..epochs)
+        .map(|_| {
+            let batches = data.nrows() / cfg.batch;
+            let mut total = 0.0;
+            for b in 0..batches {
+                let x: Tensor = data.slice(s![b * 20..(b + 1) * 20, ..]).to_owned().into();
+                let out = if per_call {
+                    step.call(&[x, (k as i64).into()])
+                } else {
+                    step.call(&[x])
+                };
+                total += out.unwrap()[0].item().unwrap();
+            }
+            total / batches as f64
+        })
+        .collect()
+}
+
+#[test]
+fn cd_k_through_one_loop_follows_the_unrolled_curve() {
+    // The draws differ (a loop's step draws with its step's counter, an unrolled step with its
+    // node's key), so the curves agree within noise, epoch by epoch.
+    let unrolled = curve(3, false, 4);
+    let looped = curve(3, true, 4);
+    eprintln!("CD-3 reconstruction error per epoch: unrolled {unrolled:?}, one loop {looped:?}");
+    for (e, (a, b)) in unrolled.iter().zip(&looped).enumerate() {
+        assert!(
+            (a - b).abs() <= 0.03 * a,
+            "epoch {e}: unrolled {a}, loop {b}"
+        );
+    }
+    assert!(looped[3] < 0.9 * looped[0], "{looped:?}");
+}
+
+#[test]
+fn one_cd_trainer_takes_any_number_of_steps_per_call() {
+    let data = digits(40);
+    let g = Graph::new();
+    let stream = RandomStream::new(&g, 1);
+    let rbm = Rbm::new(&g, 784, 16, 1).unwrap();
+    let step = rbm
+        .trainer_with_steps_per_call(&CdConfig::default(), &stream)
+        .unwrap();
+    let before = step.len();
+    for k in [1i64, 10, 25, 2] {
+        let x: Tensor = data.slice(s![..20, ..]).to_owned().into();
+        let err = step.call(&[x, k.into()]).unwrap()[0].item().unwrap();
+        assert!(err.is_finite() && err > 0.0, "k = {k}: {err}");
+    }
+    assert_eq!(step.len(), before);
+    // The unrolled trainer grows with k; the loop does not depend on it.
+    let unrolled = |k| {
+        let cfg = CdConfig {
+            k,
+            ..CdConfig::default()
+        };
+        rbm.trainer(&cfg, &stream).unwrap().len()
+    };
+    assert!(
+        unrolled(25) > unrolled(1) + 100,
+        "{} vs {}",
+        unrolled(25),
+        unrolled(1)
+    );
+    assert!(before < unrolled(5), "{before} vs {}", unrolled(5));
+}
+
+#[test]
+fn a_pcd_trainer_takes_its_steps_per_call_and_keeps_its_chain() {
+    let data = digits(40);
+    let g = Graph::new();
+    let stream = RandomStream::new(&g, 3);
+    let rbm = Rbm::new(&g, 784, 16, 3).unwrap();
+    // Parameters held still (no learning): the chain keeps mixing from call to call.
+    let cfg = CdConfig {
+        persistent: true,
+        batch: 20,
+        lr: 0.0,
+        weight_decay: 0.0,
+        ..CdConfig::default()
+    };
+    let step = rbm.trainer_with_steps_per_call(&cfg, &stream).unwrap();
+    let chain = g
+        .shared_variables()
+        .into_iter()
+        .find(|v| v.name() == "pcd_chain")
+        .expect("the persistent chain");
+    let x: Tensor = data.slice(s![..20, ..]).to_owned().into();
+    let mut last = chain.get_value().unwrap();
+    for k in [1i64, 5, 15] {
+        step.call(&[x.clone(), k.into()]).unwrap();
+        let now = chain.get_value().unwrap();
+        assert_ne!(now, last, "the chain moves after {k} steps");
+        assert!(now.to_f64_vec().iter().all(|&h| h == 0.0 || h == 1.0));
+        last = now;
+    }
+}

@@ -416,7 +416,13 @@ impl Scan {
         }
         for (k, (n, s)) in next.iter().zip(&step.states).enumerate() {
             let n = n.clone().check()?;
-            if n.ty() != s.ty() {
+            // Dims known on one side only are checked when the loop runs.
+            let (nt, st) = (n.ty(), s.ty());
+            let fits = nt.dtype == st.dtype
+                && nt.ndim() == st.ndim()
+                && (nt.shape.dims().iter().zip(st.shape.dims()))
+                    .all(|(a, b)| a.is_none() || b.is_none() || a == b);
+            if !fits {
                 return Err(Error::Usage {
                     what: format!(
                         "the next value of state {k} has type {}, the state {}",

@@ -439,6 +439,18 @@ impl Graph {
         self.expr(id)
     }
 
+    /// Every shared variable of the graph, in the order they were made: a model's parameters,
+    /// its optimizer's velocities, its random streams' states, a persistent chain.
+    pub fn shared_variables(&self) -> Vec<Expr> {
+        let g = self.lock();
+        let ids: Vec<NodeId> = (0..g.nodes.len())
+            .map(|i| NodeId(i as u32))
+            .filter(|&id| matches!(g.node(id).op, Op::Shared(_)))
+            .collect();
+        drop(g);
+        ids.into_iter().map(|id| self.expr(id)).collect()
+    }
+
     /// Apply a user op.
     #[track_caller]
     pub fn custom(&self, op: Arc<dyn custom::CustomOp>, inputs: &[&Expr]) -> Expr {

@@ -10,6 +10,7 @@ use rand_distr::{Distribution, Normal};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::grad::grad;
+use crate::graph::loops::{Scan, StepResult};
 use crate::graph::{Expr, Graph};
 use crate::models::gbrbm::GbRbm;
 use crate::models::{CdConfig, Rbm, unroll};
@@ -92,6 +93,15 @@ pub(crate) struct CdStep {
     pub updates: Vec<(Expr, Expr)>,
 }
 
+/// How the negative phase runs its Gibbs steps.
+#[derive(Clone, Copy)]
+pub(crate) enum Chain<'a> {
+    /// `cfg.k` steps unrolled into the graph.
+    Unrolled,
+    /// As many steps as the `i64` scalar says at each call, by one loop ([`Scan::counted`]).
+    Counted(&'a Expr),
+}
+
 /// Build the step: `k` Gibbs steps from `h_start`, the gradient of
 /// `mean F(x) - mean F(vᵏ)` with the negative sample held constant, and momentum updates at the
 /// rate `lr` (a scalar read at every call) or else `cfg.lr`. The nodes it builds are located
@@ -101,6 +111,7 @@ pub(crate) fn cd_step(
     cfg: &CdConfig,
     rng: &RandomStream,
     lr: Option<&Expr>,
+    gibbs: Chain,
 ) -> Result<CdStep> {
     let params = model.energy_params();
     let (g, dtype) = (params[0].graph().clone(), params[0].dtype());
@@ -116,10 +127,21 @@ pub(crate) fn cd_step(
         Some(c) => c.clone(),
         None => rng.bernoulli(&model.hidden_given(&x)),
     };
-    let (v_neg, h_neg) = unroll(cfg.k, (h_start.clone(), h_start.clone()), |(_, h)| {
-        let (v, _, hs) = model.gibbs_from_hidden(&h, rng);
-        (v, hs)
-    });
+    let (v_neg, h_neg) = match gibbs {
+        Chain::Unrolled => unroll(cfg.k, (h_start.clone(), h_start.clone()), |(_, h)| {
+            let (v, _, hs) = model.gibbs_from_hidden(&h, rng);
+            (v, hs)
+        }),
+        Chain::Counted(k) => {
+            // The states: the visible sample (zeros until the first step) and the hidden one.
+            let v0 = x.scalar_like(0.0).broadcast_like(&x);
+            let chain = Scan::counted(k).states(&[&v0, &h_start]).run(|s| {
+                let (v, _, hs) = model.gibbs_from_hidden(s.state(1), rng);
+                Ok(StepResult::new().state(&v).state(&hs))
+            })?;
+            (chain.states[0].clone(), chain.states[1].clone())
+        }
+    };
     let cost = model.energy(&x).mean() - model.energy(&v_neg.stop_gradient()).mean();
     let grads = grad(&cost, &params)?;
     let optimizer = || match lr {

@@ -24,7 +24,7 @@ use ndarray::{Array1, Array2, Axis};
 use crate::error::{Error, Location, Result};
 use crate::function::{Function, function};
 use crate::graph::{Expr, Graph};
-use crate::models::cd::{cd_step, new_params};
+use crate::models::cd::{Chain, cd_step, new_params};
 use crate::models::{CdConfig, squared_error, unroll};
 use crate::optim::as_pairs;
 use crate::random::RandomStream;
@@ -184,7 +184,7 @@ impl GbRbm {
     /// (in the parameters' dtype), output the reconstruction error, and update `W`, the
     /// biases, their velocities and (for PCD) the persistent chain of hidden states.
     pub fn trainer(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<Function> {
-        let step = cd_step(self, cfg, rng, None)?;
+        let step = cd_step(self, cfg, rng, None, Chain::Unrolled)?;
         function(&[&step.x], &[&self.reconstruction_error(&step.x)])
             .updates(&as_pairs(&step.updates))
             .compile()

@@ -12,7 +12,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::function::{Function, FunctionBuilder, function};
 use crate::graph::{Expr, Graph};
-use crate::models::cd::{cd_step, new_params};
+use crate::models::cd::{Chain, cd_step, new_params};
 use crate::models::{squared_error, unroll};
 use crate::optim::as_pairs;
 use crate::random::RandomStream;
@@ -147,13 +147,14 @@ impl Rbm {
     /// reconstruction error, and update `W`, the biases, their velocities and (for PCD) the
     /// persistent chain.
     pub fn trainer(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<Function> {
-        self.build_trainer(cfg, rng, None)?.compile()
+        self.build_trainer(cfg, rng, None, Chain::Unrolled)?
+            .compile()
     }
 
     /// The [`Rbm::trainer`] before compiling, to set options such as
     /// [`FunctionBuilder::profile`] or [`FunctionBuilder::exclude`].
     pub fn trainer_builder(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<FunctionBuilder> {
-        self.build_trainer(cfg, rng, None)
+        self.build_trainer(cfg, rng, None, Chain::Unrolled)
     }
 
     /// [`Rbm::trainer`] with the learning rate read from the scalar `lr` (a shared variable)
@@ -166,7 +167,36 @@ impl Rbm {
         rng: &RandomStream,
         lr: &Expr,
     ) -> Result<Function> {
-        self.build_trainer(cfg, rng, Some(lr))?.compile()
+        self.build_trainer(cfg, rng, Some(lr), Chain::Unrolled)?
+            .compile()
+    }
+
+    /// [`Rbm::trainer`] whose number of Gibbs steps is given at each call: input a minibatch
+    /// `x` and an `i64` scalar `k` (at least 1; `cfg.k` is not read). The chain is one loop
+    /// ([`Scan::counted`](crate::Scan::counted)), so the step compiles in the same time
+    /// whatever k, and k can grow during training (CD-1 early, CD-10 later, as Hinton's guide
+    /// suggests).
+    ///
+    /// ```
+    /// use gradus::prelude::*;
+    /// use gradus::models::{CdConfig, Rbm};
+    /// use gradus::random::RandomStream;
+    /// let g = Graph::new();
+    /// let rbm = Rbm::new(&g, 6, 4, 1).unwrap();
+    /// let step = rbm.trainer_with_steps_per_call(&CdConfig::default(), &RandomStream::new(&g, 2)).unwrap();
+    /// let x: Tensor = ndarray::Array2::<f32>::zeros((3, 6)).into();
+    /// for k in [1i64, 5, 10] {
+    ///     step.call(&[x.clone(), k.into()]).unwrap();
+    /// }
+    /// ```
+    pub fn trainer_with_steps_per_call(
+        &self,
+        cfg: &CdConfig,
+        rng: &RandomStream,
+    ) -> Result<Function> {
+        let k = self.w.graph().scalar("k", DType::I64);
+        self.build_trainer(cfg, rng, None, Chain::Counted(&k))?
+            .compile()
     }
 
     fn build_trainer(
@@ -174,8 +204,9 @@ impl Rbm {
         cfg: &CdConfig,
         rng: &RandomStream,
         lr: Option<&Expr>,
+        gibbs: Chain,
     ) -> Result<FunctionBuilder> {
-        let step = cd_step(self, cfg, rng, lr)?;
+        let step = cd_step(self, cfg, rng, lr, gibbs)?;
         let x = &step.x;
         // The monitoring cost: CD reuses its first Gibbs step, which starts at the data, so the
         // reconstruction costs no extra product (as in the Theano tutorial); PCD's chain does not
@@ -184,7 +215,11 @@ impl Rbm {
             None => squared_error(x, &self.visible_probs(&step.h_start)),
             Some(_) => self.reconstruction_error(x),
         };
-        Ok(function(&[x], &[&monitor]).updates(&as_pairs(&step.updates)))
+        let inputs: Vec<&Expr> = match gibbs {
+            Chain::Unrolled => vec![x],
+            Chain::Counted(k) => vec![x, k],
+        };
+        Ok(function(&inputs, &[&monitor]).updates(&as_pairs(&step.updates)))
     }
 
     /// A compiled sampler: from visible states `v [n, n_visible]`, run `steps` Gibbs steps and

@@ -317,6 +317,22 @@ fn run_loop(
             .transpose()?
             .unwrap_or(false);
         let per_step = out.split_off(q);
+        // A state keeps its shape from step to step.
+        let before: Vec<&Tensor> = if states.is_empty() {
+            initial.to_vec()
+        } else {
+            states.iter().collect()
+        };
+        for (k, (b, a)) in before.iter().zip(&out).enumerate() {
+            if b.shape() != a.shape() {
+                return Err(loop_error(format!(
+                    "state {k} is {} at the start of step {t} and {} after it; a state keeps \
+                     its shape",
+                    crate::shape::show(b.shape()),
+                    crate::shape::show(a.shape())
+                )));
+            }
+        }
         for (k, y) in per_step.into_iter().enumerate() {
             if wants(LoopResult::Stacked(k)) {
                 stacked[k].put(t, known, &y, (&mut *pool, node))?;

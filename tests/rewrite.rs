@@ -72,6 +72,8 @@ fn pattern(rule: &str) -> fn(&Listed) -> bool {
         // The size read through the exp instead of from the input itself.
         "shape_from_operand" => |n| is(&n.op, "dim_size") && is(&n.operands[0], "exp"),
         "matmul_to_gemm" => |n| is(&n.op, "matmul"),
+        "slice_grads_to_concat" => |n| is(&n.op, "slice_grad"),
+        "flatten_concat" => |n| is(&n.op, "concat") && is(&n.operands[0], "concat"),
         "gemm_alpha" => |n| is(&n.op, "mul") || is(&n.op, "neg"),
         other => panic!("no pattern for rule {other}"),
     }
@@ -185,6 +187,24 @@ fn every_rule_fires_and_keeps_values() {
         ("exp_minus_one_to_expm1", one(&(x.exp() - 1.0))),
         ("log_softmax", one(&m.softmax(1).log())),
         ("log_sum_exp", one(&m.exp().sum_axes(&[1], false).log())),
+        (
+            // The gradient of three adjacent slices of m along its columns.
+            "slice_grads_to_concat",
+            one(&{
+                let cost = m.slice(1, 0, Some(1)).exp().sum()
+                    + m.slice(1, 1, Some(2)).sin().sum()
+                    + m.slice(1, 2, Some(3)).square().sum();
+                grad(&cost, &[&m]).unwrap().remove(0)
+            }),
+        ),
+        (
+            "flatten_concat",
+            one(
+                &gradus::concat(&[&gradus::concat(&[&m, &m.exp()], 1).unwrap(), &m], 1)
+                    .unwrap()
+                    .sin(),
+            ),
+        ),
         ("mul_self_to_square", one(&(&x * &x))),
         ("pow_two_to_square", one(&x.pow(2.0))),
         ("matmul_to_gemm", one(&m.t().matmul(&m))),
@@ -202,6 +222,8 @@ fn every_rule_fires_and_keeps_values() {
         let refs: Vec<&Expr> = outs.iter().collect();
         let uses_m = [
             "double_transpose",
+            "slice_grads_to_concat",
+            "flatten_concat",
             "log_softmax",
             "log_sum_exp",
             "matmul_to_gemm",

@@ -78,9 +78,10 @@ pub(super) fn vjp(
         inner: d_inner.iter().map(|(n, _)| *n).collect(),
     };
 
-    // The values of a step the gradient reads, found on a step built on stand-ins.
-    let residuals: Vec<NodeId> = if body.recompute {
-        Vec::new()
+    // The values of a step the gradient reads, found on a step built on stand-ins, and the
+    // step values it reads (all of them, where it recomputes the step).
+    let (residuals, reads): (Vec<NodeId>, Vec<bool>) = if body.recompute {
+        (Vec::new(), vec![true; p + q])
     } else {
         let stand_in = |e: &Expr| step_value(graph, &e.ty(), "stand-in", loc);
         let slice_type = |e: &Expr| {
@@ -102,7 +103,8 @@ pub(super) fn vjp(
             .map(|(_, d)| step_value(graph, &slice_type(d), "stand-in", loc))
             .collect();
         let (grads, rebuilt) = plan.step(graph, &x, &h, (&d_state, &dy, &dn), &seeded)?;
-        read_by(graph, &grads, &rebuilt, &body.step_values)
+        let stand_ins: Vec<NodeId> = x.iter().chain(&h).map(|e| e.id()).collect();
+        read_by(graph, &grads, &rebuilt, &stand_ins)
     };
     let kept: Vec<Expr> = residuals
         .iter()
@@ -112,8 +114,27 @@ pub(super) fn vjp(
         .map(|j| result(LoopResult::History(j)))
         .collect::<Result<_>>()?;
 
-    // Backward sequences: the forward ones, the history, the residuals, the cotangents.
-    let mut back_seqs: Vec<&Expr> = sequences.iter().chain(&history).chain(&kept).collect();
+    // Backward sequences: the forward ones and the history that the step's gradient reads,
+    // the residuals, the cotangents. The step values it does not read are stand-ins that only
+    // the rebuilt step (which the residuals replace) reads.
+    let read: Vec<&Expr> = sequences
+        .iter()
+        .chain(&history)
+        .zip(&reads)
+        .filter_map(|(e, r)| r.then_some(e))
+        .collect();
+    let unread: Vec<Option<Expr>> = sequences
+        .iter()
+        .map(|s| {
+            let ty = s.ty();
+            crate::graph::Type::new(ty.dtype, &ty.shape.dims()[1.min(ty.ndim())..])
+        })
+        .chain(init.iter().map(|e| e.ty()))
+        .zip(&reads)
+        .map(|(ty, r)| (!r).then(|| step_value(graph, &ty, "unread", loc)))
+        .collect();
+    let n_read = read.len();
+    let mut back_seqs: Vec<&Expr> = read.into_iter().chain(&kept).collect();
     back_seqs.extend(d_outputs.iter().map(|(_, d)| d));
     back_seqs.extend(d_history.iter().map(|(_, d)| d));
     back_seqs.extend(d_inner.iter().map(|(_, d)| d));
@@ -137,17 +158,24 @@ pub(super) fn vjp(
     let (ns, nk) = (plan.states.len(), kept.len());
     let looped = scan.run(|s| {
         let at = |k: usize| s.seq(k).clone();
-        let x: Vec<Expr> = (0..p).map(at).collect();
-        let h: Vec<Expr> = (p..p + q).map(at).collect();
-        let res: Vec<Expr> = (p + q..p + q + nk).map(at).collect();
-        let base = p + q + nk;
+        let mut next_read = 0..n_read;
+        let step_values: Vec<Expr> = unread
+            .iter()
+            .map(|u| match u {
+                Some(stand_in) => stand_in.clone(),
+                None => at(next_read.next().expect("one sequence per value read")),
+            })
+            .collect();
+        let (x, h) = step_values.split_at(p);
+        let res: Vec<Expr> = (n_read..n_read + nk).map(at).collect();
+        let base = n_read + nk;
         let dy: Vec<Expr> = (base..base + d_outputs.len()).map(at).collect();
         let base = base + d_outputs.len();
         let dh: Vec<Expr> = (base..base + d_history.len()).map(at).collect();
         let base = base + d_history.len();
         let dn: Vec<Expr> = (base..base + d_inner.len()).map(at).collect();
         let d_state: Vec<Expr> = (0..ns).map(|n| s.state(n).clone()).collect();
-        let (mut grads, rebuilt) = plan.step(graph, &x, &h, (&d_state, &dy, &dn), &seeded)?;
+        let (mut grads, rebuilt) = plan.step(graph, x, h, (&d_state, &dy, &dn), &seeded)?;
         if !residuals.is_empty() {
             // The residuals are read from the forward loop, not recomputed.
             let mut map: HashMap<NodeId, NodeId> = residuals
@@ -262,42 +290,49 @@ impl Plan<'_> {
 }
 
 /// The nodes of the body (`rebuilt`'s preimages) whose rebuilt values the gradient nodes
-/// `grads` read: what the backward loop would otherwise recompute.
+/// `grads` read: what the backward loop would otherwise recompute; and which of the step
+/// values `steps` (the stand-ins it was rebuilt on) they read.
 fn read_by(
     graph: &Graph,
     grads: &[Expr],
     rebuilt: &Rebuilt,
-    step_values: &[NodeId],
-) -> Vec<NodeId> {
+    steps: &[NodeId],
+) -> (Vec<NodeId>, Vec<bool>) {
     let image: HashMap<NodeId, NodeId> = rebuilt
         .map
         .iter()
-        .filter(|(n, _)| !step_values.contains(n))
+        .filter(|(_, r)| !steps.contains(r))
         .map(|(n, r)| (*r, *n))
         .collect();
     let last = image.keys().copied().max();
     let made_after = |id: NodeId| last.is_none_or(|l| id > l);
     let g = graph.lock();
     let mut found: Vec<NodeId> = Vec::new();
+    let mut reads = vec![false; steps.len()];
     let mut seen: HashSet<NodeId> = HashSet::new();
-    let mut stack: Vec<NodeId> = grads.iter().map(|e| e.id()).collect();
-    for id in &stack {
-        if let Some(&n) = image.get(id) {
-            found.push(n);
+    let mut stack: Vec<NodeId> = Vec::new();
+    let mut visit = |p: NodeId, stack: &mut Vec<NodeId>, found: &mut Vec<NodeId>| {
+        if let Some(k) = steps.iter().position(|&s| s == p) {
+            reads[k] = true;
+        } else if let Some(&n) = image.get(&p) {
+            if !found.contains(&n) {
+                found.push(n);
+            }
+        } else {
+            stack.push(p);
         }
+    };
+    for e in grads {
+        visit(e.id(), &mut stack, &mut found);
     }
     while let Some(id) = stack.pop() {
         if !seen.insert(id) || !made_after(id) {
             continue;
         }
         for &p in &g.node(id).inputs {
-            match image.get(&p) {
-                Some(&n) if !found.contains(&n) => found.push(n),
-                Some(_) => {}
-                None => stack.push(p),
-            }
+            visit(p, &mut stack, &mut found);
         }
     }
     found.sort_unstable();
-    found
+    (found, reads)
 }

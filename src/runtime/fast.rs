@@ -54,6 +54,37 @@ impl Executor {
             | Op::BroadcastLike
             | Op::BroadcastTo(_) => self.reshaped::<T>(j, n, inputs, values, pool)?,
             Op::MatMul => self.rows_product::<T>(n, inputs, values, pool)?,
+            Op::Concat(axis) => {
+                // Each part's blocks into a pooled buffer; parts that do not fit are the
+                // general kernel's error to report.
+                let parts: SmallVec<[ndarray::ArrayViewD<T>; 4]> = n
+                    .inputs
+                    .iter()
+                    .map(|&i| T::view(operand(values, inputs, i)))
+                    .collect::<Option<_>>()?;
+                let first = parts.first()?.shape();
+                let fits = |p: &ndarray::ArrayViewD<T>| {
+                    p.is_standard_layout()
+                        && p.ndim() == first.len()
+                        && (0..first.len()).all(|k| k == *axis || p.shape()[k] == first[k])
+                };
+                if !parts.iter().all(fits) {
+                    return None;
+                }
+                let mut to: SmallVec<[usize; 6]> = first.into();
+                to[*axis] = parts.iter().map(|p| p.shape()[*axis]).sum();
+                let mut out = match pool.take::<T>(&to) {
+                    Ok(out) => out,
+                    Err(e) => return Some(Err(e)),
+                };
+                let mut at = 0;
+                for part in &parts {
+                    let len = part.shape()[*axis];
+                    index::scatter_block(&mut out, part.as_slice()?, &to, (*axis, at, len));
+                    at += len;
+                }
+                shaped(out, &to).map_err(Failure::from)
+            }
             Op::Slice {
                 axis,
                 start,

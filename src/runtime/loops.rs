@@ -158,7 +158,7 @@ impl Stack {
                     ($v:ident) => {
                         match (all, y) {
                             (Tensor::$v(a), Tensor::$v(b)) => {
-                                a.index_axis_mut(Axis(0), t).assign(b)
+                                copy_into(a.index_axis_mut(Axis(0), t), b.view())
                             }
                             _ => unreachable!("the stack has the dtype of its first value"),
                         }
@@ -448,7 +448,7 @@ fn slice(s: &Tensor, t: usize, pool: &mut Pool, node: &Node) -> Result<Tensor> {
     macro_rules! at {
         ($v:ident) => {
             match (&mut out, s) {
-                (Tensor::$v(o), Tensor::$v(a)) => o.assign(&a.index_axis(Axis(0), t)),
+                (Tensor::$v(o), Tensor::$v(a)) => copy_into(o.view_mut(), a.index_axis(Axis(0), t)),
                 _ => unreachable!("the buffer has the sequence's dtype"),
             }
         };
@@ -460,6 +460,14 @@ fn slice(s: &Tensor, t: usize, pool: &mut Pool, node: &Node) -> Result<Tensor> {
         DType::Bool => at!(Bool),
     }
     Ok(out)
+}
+
+/// `dst ← src` (of one shape): one copy of the elements where both are contiguous.
+fn copy_into<T: Copy>(mut dst: ndarray::ArrayViewMutD<T>, src: ndarray::ArrayViewD<T>) {
+    match (dst.as_slice_mut(), src.as_slice()) {
+        (Some(d), Some(s)) => d.copy_from_slice(s),
+        _ => dst.assign(&src),
+    }
 }
 
 /// Per-step tensors stacked along a new first axis; for no steps, an empty tensor of `dtype`

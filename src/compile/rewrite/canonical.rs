@@ -27,6 +27,13 @@ pub(super) const DOUBLE_NEG: Rewrite = Rewrite::new("double_neg", Phase::Canonic
 pub(super) const DOUBLE_TRANSPOSE: Rewrite =
     Rewrite::new("double_transpose", Phase::Canonicalize, double_transpose);
 pub(super) const LOG_EXP: Rewrite = Rewrite::new("log_exp", Phase::Canonicalize, log_exp);
+pub(super) const SLICE_GRADS_TO_CONCAT: Rewrite = Rewrite::new(
+    "slice_grads_to_concat",
+    Phase::Canonicalize,
+    slice_grads_to_concat,
+);
+pub(super) const FLATTEN_CONCAT: Rewrite =
+    Rewrite::new("flatten_concat", Phase::Canonicalize, flatten_concat);
 
 // stop_gradient(x) -> x (it only matters to grad, which has run)
 fn drop_stop_gradient(fg: &mut FGraph, i: usize) -> Option<usize> {
@@ -228,4 +235,82 @@ fn dims_source(fg: &FGraph, x: usize, axes: &[usize]) -> Option<(usize, Vec<usiz
         }
         _ => None,
     }
+}
+
+/// The axis, bounds in a tensor of static length `n` along it, gradient and tensor of the
+/// slice gradient `i` (step 1).
+fn slice_grad(fg: &FGraph, i: usize) -> Option<(usize, (usize, usize), usize, usize)> {
+    match fg.op(i) {
+        Some(Op::SliceGrad {
+            axis,
+            start,
+            end,
+            step: 1,
+        }) => {
+            let ins = fg.inputs(i);
+            let n = fg.ty(ins[1]).shape.dims()[*axis]?;
+            Some((
+                *axis,
+                crate::shape::slice_bounds(n, *start, *end),
+                ins[0],
+                ins[1],
+            ))
+        }
+        _ => None,
+    }
+}
+
+// slice_grad[a:b](d1, x) + slice_grad[b:c](d2, x) -> slice_grad[a:c](concat(d1, d2), x), and
+// slice_grad[0:n](d, x) -> d: the gradient of adjacent slices of one tensor (an LSTM's four
+// gates) is assembled by one concat instead of zeros filled, written and added per slice.
+fn slice_grads_to_concat(fg: &mut FGraph, i: usize) -> Option<usize> {
+    if let Some((axis, (0, e), d, x)) = slice_grad(fg, i)
+        && fg.ty(x).shape.dims()[axis] == Some(e)
+    {
+        return if_same_type(fg, i, Some(d));
+    }
+    let (p, q) = binary(fg, i, Binary::Add)?;
+    let (ax1, (a1, b1), d1, x1) = slice_grad(fg, p)?;
+    let (ax2, (a2, b2), d2, x2) = slice_grad(fg, q)?;
+    if ax1 != ax2 || x1 != x2 {
+        return None;
+    }
+    let ((lo, from), (hi, to)) = if b1 == a2 {
+        ((d1, a1), (d2, b2))
+    } else if b2 == a1 {
+        ((d2, a2), (d1, b1))
+    } else {
+        return None;
+    };
+    let loc = fg.loc(i);
+    let parts = fg.add_op(Op::Concat(ax1), &[lo, hi], loc)?;
+    let op = Op::SliceGrad {
+        axis: ax1,
+        start: from as isize,
+        end: Some(to as isize),
+        step: 1,
+    };
+    let r = fg.add_op(op, &[parts, x1], loc);
+    if_same_type(fg, i, r)
+}
+
+// concat(concat(a, b), c) -> concat(a, b, c) along one axis, when nothing else reads the inner
+// concat: one copy of each part.
+fn flatten_concat(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let Some(Op::Concat(axis)) = fg.op(i) else {
+        return None;
+    };
+    let axis = *axis;
+    let ins = fg.inputs(i);
+    let inner = |p: usize| matches!(fg.op(p), Some(Op::Concat(a)) if *a == axis) && fg.uses(p) == 1;
+    if !ins.iter().any(|&p| inner(p)) {
+        return None;
+    }
+    let parts: Vec<usize> = ins
+        .iter()
+        .flat_map(|&p| if inner(p) { fg.inputs(p) } else { vec![p] })
+        .collect();
+    let loc = fg.loc(i);
+    let r = fg.add_op(Op::Concat(axis), &parts, loc);
+    if_same_type(fg, i, r)
 }

@@ -106,6 +106,8 @@ pub static RULES: &[Rewrite] = &[
     canonical::DOUBLE_NEG,
     canonical::DOUBLE_TRANSPOSE,
     canonical::LOG_EXP,
+    canonical::SLICE_GRADS_TO_CONCAT,
+    canonical::FLATTEN_CONCAT,
     stabilize::LOG_SIGMOID_TO_SOFTPLUS,
     stabilize::LOG_ONE_MINUS_SIGMOID,
     stabilize::LOG_SIGMOID_GRAD,

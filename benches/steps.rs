@@ -124,7 +124,8 @@ fn main() {
         for (name, scan) in [("scan", true), ("unroll", false)] {
             let (builder, feed) = common::lstm_step(28, scan);
             let f = builder.compile().unwrap();
-            let ms = time(&f, &feed, 10, 15, 10);
+            // The peers' timer for W5: 5 warm-up steps, the median of 20 blocks of 20.
+            let ms = time(&f, &feed, 5, 20, 20);
             println!(
                 "W5 lstm sgd step ({name}): {ms:.3} ms ({:.0} steps/s)",
                 1e3 / ms

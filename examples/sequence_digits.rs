@@ -1,6 +1,6 @@
 //! Digits read as sequences: each digit is 28 rows of 28 pixels, read one row per step by a
 //! GRU (or an LSTM) of 128 units through `Scan`; a softmax on the last state names the digit.
-//! Adam, minibatches of 50.
+//! Adam, minibatches of 50, the learning rate decayed by 0.85 per epoch.
 //!
 //! Writes `out/sequence_curve.png` (training loss and test error per epoch).
 //!
@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(_) => return Err("--cell needs gru or lstm".into()),
         None => "gru".to_string(),
     };
-    let args = common::Args::parse_from(argv.into_iter().skip(1), 8)?;
+    let args = common::Args::parse_from(argv.into_iter().skip(1), 12)?;
     let mnist = args.mnist()?;
     let mut rng = args.rng();
     let (hidden, batch) = (args.hidden.unwrap_or(128), 50);
@@ -62,7 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut all: Vec<&Expr> = params.iter().collect();
     all.extend([&w, &b]);
     let grads = grad(&loss, &all)?;
-    let updates = Optimizer::adam(2e-3).updates(&all, &grads)?;
+    let lr = g.shared("lr", 2e-3f32);
+    let updates = Optimizer::adam(2e-3)
+        .learning_rate(&lr)
+        .updates(&all, &grads)?;
     let train = function(&[&x, &y], &[&loss])
         .updates(&as_pairs(&updates))
         .compile()?;
@@ -78,6 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut losses, mut errors) = (Vec::new(), Vec::new());
     let start = Instant::now();
     for epoch in 1..=args.epochs {
+        lr.set_value(2e-3f32 * 0.85f32.powi(epoch as i32 - 1))?;
         let batches = common::minibatches(mnist.train_labels.len(), batch, &mut rng);
         let mean = common::epoch(&format!("epoch {epoch:3}"), "loss", &batches, |idx| {
             let feed = [

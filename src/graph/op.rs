@@ -349,7 +349,7 @@ pub enum Op {
     },
     /// Result `result` of a loop: its inputs are the sequences, the initial states, the count
     /// (for a counted loop) and the captured nodes; see
-    /// [`LoopBody::result`](crate::graph::loops::LoopBody::result).
+    /// [`LoopResult`](crate::graph::loops::LoopResult).
     Loop {
         /// The loop.
         body: LoopHandle,
@@ -428,7 +428,7 @@ impl Op {
                 LoopResult::Final(k) => format!("loop{{final state {k}}}"),
                 LoopResult::Stacked(k) => format!("loop{{output {k}}}"),
                 LoopResult::History(k) => format!("loop{{state {k} before each step}}"),
-                LoopResult::Inner(n) => format!("loop{{body's %{} per step}}", n.index()),
+                LoopResult::Inner(n) => format!("loop{{body node {} per step}}", n.index()),
             },
         }
     }

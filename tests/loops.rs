@@ -636,3 +636,58 @@ fn a_state_that_changes_shape_is_an_error_when_the_loop_runs() {
         &[1, 2]
     );
 }
+
+#[test]
+fn calls_of_a_loop_from_several_threads_at_once_are_each_right() {
+    let g = Graph::new();
+    let (xs, h0, _, _, looped) = rnn(&g);
+    let cost = looped.outputs[0].sum();
+    let gw = grad(&cost, &[&h0]).unwrap().remove(0);
+    let f = function(&[&xs, &h0], &[&looped.states[0], &gw])
+        .compile()
+        .unwrap();
+    let want: Vec<Vec<Tensor>> = (1..=4)
+        .map(|t| f.call(&[sequence(t, 1), h0_one()]).unwrap())
+        .collect();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for round in 0..50 {
+                    let t = round % 4 + 1;
+                    let got = f.call(&[sequence(t, 1), h0_one()]).unwrap();
+                    assert_eq!(got, want[t - 1], "{t} steps");
+                }
+            });
+        }
+    });
+}
+
+fn h0_one() -> Tensor {
+    arr2(&[[0.1, -0.2]]).into()
+}
+
+#[test]
+fn draws_in_a_loop_are_the_same_on_one_thread_and_on_two() {
+    let g = Graph::new();
+    let stream = RandomStream::new(&g, 21);
+    let x0 = g.input("x0", DType::F32, &[Some(50_000)]);
+    let looped = Scan::times(3)
+        .states(&[&x0])
+        .run(|s| {
+            let u = stream.uniform(s.state(0));
+            Ok(StepResult::new().state(&(s.state(0) * 0.5 + &u)).output(&u))
+        })
+        .unwrap();
+    let f = function(&[&x0], &[&looped.outputs[0]]).compile().unwrap();
+    let feed = [Tensor::from(vec![0.0f32; 50_000])];
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        // Each call advances the stream: start from the same state.
+        stream.state().set_value(vec![21i64, 0]).unwrap();
+        pool.install(|| f.call(&feed).unwrap().remove(0))
+    };
+    assert_eq!(on(1), on(2));
+}

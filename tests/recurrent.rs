@@ -79,3 +79,39 @@ fn cells_refuse_empty_sizes() {
     assert!(Lstm::new(&g, "lstm", 3, 0, DType::F32, 1).is_err());
     assert!(Lstm::new(&g, "lstm", 3, 2, DType::I64, 1).is_err());
 }
+
+#[test]
+fn the_gradient_of_the_gates_is_one_concat_and_keeps_no_gates() {
+    // The four gate slices' gradients side by side: no slice gradient in zeros, and the
+    // pre-activation gates, read only for their shape, are not kept by the forward loop.
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[None, Some(8)]);
+    let part = |k: isize| x.slice(1, 2 * k, Some(2 * k + 2));
+    let y = (&part(0).sigmoid() * &part(2).tanh() + &part(1).sigmoid() * &part(3)).sum();
+    let dx = grad(&y, &[&x]).unwrap().remove(0);
+    let text = gradus::pp(&dx);
+    assert!(
+        text.contains("concat") && !text.contains("slice_grad"),
+        "{text}"
+    );
+    let xs = g.input("xs", DType::F64, &[None, None, Some(3)]);
+    let lstm = Lstm::new(&g, "lstm", 3, 4, DType::F64, 5).unwrap();
+    let zero = lstm.zero_state(&xs);
+    let looped = lstm.scan(&xs, &zero, &zero).unwrap();
+    let dw = grad(&looped.states[0].sum(), &[&lstm.w_h])
+        .unwrap()
+        .remove(0);
+    let f = function(&[&xs], &[&dw]).compile().unwrap();
+    let kept: Vec<String> = f
+        .debugprint()
+        .lines()
+        .filter(|l| l.contains("per step}") && !l.starts_with(' '))
+        .map(|l| l.split(" : ").nth(1).unwrap_or("").to_string())
+        .collect();
+    // i, f, g, o and tanh(c'), each [T, N, 4]; nothing of [T, N, 16].
+    assert_eq!(kept.len(), 5, "{kept:?}");
+    assert!(
+        kept.iter().all(|t| t.starts_with("f64[?, ?, 4]")),
+        "{kept:?}"
+    );
+}

@@ -276,8 +276,7 @@ fn sweep(
             ..
         } = &nodes[i];
         // The sum of the contributions is located at the node they are the gradient of.
-        let total = located(&graph, *loc, || parts.into_iter().reduce(|a, b| &a + &b))
-            .expect("pending lists are never empty");
+        let total = located(&graph, *loc, || sum(&graph, parts));
         let site = Site {
             nodes: &nodes,
             id,
@@ -352,10 +351,7 @@ fn loop_group(
         let Op::Loop { result, .. } = nodes[j].op else {
             unreachable!("siblings are loop results")
         };
-        let total = located(graph, nodes[j].loc, || {
-            parts.into_iter().reduce(|a, b| &a + &b)
-        })
-        .expect("pending lists are never empty");
+        let total = located(graph, nodes[j].loc, || sum(graph, parts));
         match cotangents.iter_mut().find(|(r, _)| *r == result) {
             Some((_, c)) => *c = &*c + &total,
             None => cotangents.push((result, total.clone())),
@@ -376,6 +372,88 @@ fn loop_group(
         }
     }
     Ok(())
+}
+
+/// The sum of the contributions `parts` to one node's gradient (never empty). The gradients of
+/// adjacent slices of one tensor along one axis (an LSTM's gates) are put side by side by one
+/// concat instead of each being placed in zeros and added; where they cover the whole axis the
+/// concat is the gradient itself, and the sliced tensor, only ever read for its shape, need
+/// not be kept.
+fn sum(graph: &Graph, parts: Vec<Expr>) -> Expr {
+    // (axis, start, end, like) of a slice gradient of static bounds.
+    let slice_grad = |e: &Expr| -> Option<(usize, usize, usize, NodeId)> {
+        let g = graph.lock();
+        let n = g.node(e.id);
+        match n.op {
+            Op::SliceGrad {
+                axis,
+                start,
+                end,
+                step: 1,
+            } => {
+                let like = n.inputs[1];
+                let len = g.node(like).ty.shape.dims()[axis]?;
+                let (s, e) = crate::shape::slice_bounds(len, start, end);
+                Some((axis, s, e, like))
+            }
+            _ => None,
+        }
+    };
+    let mut rest: Vec<Expr> = Vec::new();
+    let mut slices: Vec<((usize, usize, usize, NodeId), Expr)> = Vec::new();
+    for p in parts {
+        match slice_grad(&p) {
+            Some(k) => slices.push((k, p)),
+            None => rest.push(p),
+        }
+    }
+    slices.sort_by_key(|((axis, s, _, like), _)| (*like, *axis, *s));
+    let mut k = 0;
+    while k < slices.len() {
+        // The run of adjacent slices from k.
+        let ((axis, start, mut end, like), _) = slices[k];
+        let mut run = vec![k];
+        while let Some(((a, s, e, l), _)) = slices.get(k + run.len()) {
+            if (*a, *s, *l) != (axis, end, like) {
+                break;
+            }
+            end = *e;
+            run.push(k + run.len());
+        }
+        k += run.len();
+        if run.len() == 1 {
+            rest.push(slices[run[0]].1.clone());
+            continue;
+        }
+        let pieces: Vec<Expr> = run
+            .iter()
+            .map(|&j| {
+                let d = graph.lock().node(slices[j].1.id).inputs[0];
+                graph.expr(d)
+            })
+            .collect();
+        let like = graph.expr(like);
+        let Ok(cat) = crate::graph::concat(&pieces.iter().collect::<Vec<_>>(), axis as isize)
+        else {
+            rest.extend(run.iter().map(|&j| slices[j].1.clone()));
+            continue;
+        };
+        let whole = start == 0 && like.shape().dims()[axis] == Some(end);
+        rest.push(if whole && cat.ty() == like.ty() {
+            cat
+        } else {
+            let op = Op::SliceGrad {
+                axis,
+                start: start as isize,
+                end: Some(end as isize),
+                step: 1,
+            };
+            cat.apply(op, &[&cat, &like])
+        });
+    }
+    rest.into_iter()
+        .reduce(|a, b| &a + &b)
+        .expect("pending lists are never empty")
 }
 
 /// What the sweep reads of a node of the user's graph.

@@ -147,6 +147,37 @@ fn slice() {
 }
 
 #[test]
+fn slices_that_tile_an_axis() {
+    // An LSTM's gates: four adjacent slices covering the columns, each through its own op; the
+    // gradient assembles them side by side.
+    case("slices covering an axis")
+        .var(&[3, 8], U)
+        .elementwise()
+        .check(|x| {
+            let g = |k: isize| x[0].slice(1, 2 * k, Some(2 * k + 2));
+            &g(0).sigmoid() * &g(2).tanh() + &g(1).sigmoid() * &g(3).exp()
+        });
+    // Adjacent slices with a gap, out of order, and along the first axis with negative bounds.
+    case("slices with a gap")
+        .var(&[4, 9], U)
+        .elementwise()
+        .check(|x| {
+            let a = x[0].slice(1, 6, Some(9)).sin();
+            let b = x[0].slice(1, 0, Some(2)).exp();
+            let c = x[0].slice(1, 2, Some(4)).square();
+            &a.sum_axes(&[1], true) + &b.sum_axes(&[1], true) * &c.sum_axes(&[1], true)
+        });
+    case("slices along rows, negative bounds")
+        .var(&[6, 2], U)
+        .elementwise()
+        .check(|x| {
+            let top = x[0].slice(0, 0, Some(-3));
+            let bottom = x[0].slice(0, -3, None);
+            &top.tanh() * &bottom
+        });
+}
+
+#[test]
 fn take() {
     let rows = Tensor::from(vec![0i64, 2, 2, 4, 0, 2]);
     case("take repeated rows")

@@ -691,3 +691,220 @@ fn draws_in_a_loop_are_the_same_on_one_thread_and_on_two() {
     };
     assert_eq!(on(1), on(2));
 }
+
+#[test]
+fn simple_recurrences_whose_step_gradient_reads_nothing_have_gradients() {
+    // A cumulative sum, a doubling, a linear map: the gradient of a step reads no value of
+    // the step, and the backward loop still knows its length.
+    let g = Graph::new();
+    let xs = g.input("xs", DType::F64, &[None, Some(2)]);
+    let h0 = g.input("h0", DType::F64, &[Some(2)]);
+    let cumsum = Scan::over(&[&xs])
+        .states(&[&h0])
+        .run(|s| Ok(StepResult::new().state(&(s.state(0) + s.seq(0)))))
+        .unwrap();
+    let xs_v: Tensor = arr2(&[[0.5, -1.0], [2.0, 0.25], [1.0, 1.0]]).into();
+    GradCheck::new(&cumsum.states[0].square().sum(), &[&xs, &h0])
+        .at(&[xs_v, vec![0.1, 0.2].into()])
+        .elementwise()
+        .run()
+        .unwrap();
+    let w = g.shared("w", arr2(&[[0.5, 0.1], [-0.2, 0.9]]));
+    let doubled = Scan::times(3)
+        .states(&[&h0])
+        .run(|s| Ok(StepResult::new().state(&(s.state(0).dot(&w) * 2.0))))
+        .unwrap();
+    GradCheck::new(&doubled.states[0].sum(), &[&h0])
+        .at(&[vec![0.3, -0.4].into()])
+        .elementwise()
+        .run()
+        .unwrap();
+    // A gradient with respect to a loop's result itself needs nothing of the loop.
+    let d = grad(&doubled.states[0].sum(), &[&doubled.states[0]])
+        .unwrap()
+        .remove(0);
+    let f = function(&[&h0], &[&d]).compile().unwrap();
+    assert_eq!(
+        f.call(&[vec![0.3, -0.4].into()]).unwrap()[0].to_f64_vec(),
+        vec![1.0, 1.0]
+    );
+}
+
+#[test]
+fn a_loop_capturing_another_loops_result_counts_each_path_once() {
+    let g = Graph::new();
+    let x0 = g.input("x0", DType::F64, &[Some(2)]);
+    let y0 = g.input("y0", DType::F64, &[Some(2)]);
+    let w = g.shared("w", Array1::from(vec![0.8, -0.6]));
+    let first = Scan::times(2)
+        .states(&[&x0])
+        .run(|s| Ok(StepResult::new().state(&(s.state(0) * &w).tanh())))
+        .unwrap();
+    let c = first.states[0].clone();
+    let second = Scan::times(3)
+        .states(&[&y0])
+        .run(|s| Ok(StepResult::new().state(&((s.state(0) * &w).sin() + &c))))
+        .unwrap();
+    GradCheck::new(&second.states[0].sum(), &[&w, &x0, &y0])
+        .at(&[vec![0.3, 0.7].into(), vec![-0.2, 0.4].into()])
+        .elementwise()
+        .run()
+        .unwrap();
+}
+
+#[test]
+fn a_loop_in_a_loop_draws_anew_at_every_step_of_both_and_every_call() {
+    let g = Graph::new();
+    let stream = RandomStream::new(&g, 4);
+    let x0 = g.input("x0", DType::F64, &[Some(3)]);
+    let outer = Scan::times(3)
+        .states(&[&x0])
+        .run(|s| {
+            let inner = Scan::times(2).states(&[s.state(0)]).run(|t| {
+                Ok(StepResult::new().state(&(t.state(0) + &stream.uniform(t.state(0)))))
+            })?;
+            let drawn = &inner.states[0] - s.state(0);
+            Ok(StepResult::new().state(s.state(0)).output(&drawn))
+        })
+        .unwrap();
+    let f = function(&[&x0], &[&outer.outputs[0]]).compile().unwrap();
+    let a = f
+        .call(&[vec![0.0; 3].into()])
+        .unwrap()
+        .remove(0)
+        .to_f64_vec();
+    let rows: Vec<&[f64]> = a.chunks(3).collect();
+    assert_ne!(rows[0], rows[1]);
+    assert_ne!(rows[1], rows[2]);
+    let b = f
+        .call(&[vec![0.0; 3].into()])
+        .unwrap()
+        .remove(0)
+        .to_f64_vec();
+    assert_ne!(a, b, "two calls drew alike");
+}
+
+#[test]
+fn huge_step_counts_are_errors_or_run_only_the_steps_made() {
+    let g = Graph::new();
+    let k = g.scalar("k", DType::I64);
+    let n0 = g.input("n0", DType::F64, &[Some(64)]);
+    // A bool output per step: stacking 2^40 of them cannot be allocated.
+    let counted = Scan::counted(&k)
+        .states(&[&n0])
+        .run(|s| {
+            let n = s.state(0) + 1.0;
+            Ok(StepResult::new().state(&n).output(&n.gt(2.0)))
+        })
+        .unwrap();
+    let f = function(&[&k, &n0], &[&counted.outputs[0]])
+        .compile()
+        .unwrap();
+    let zeros = Tensor::from(vec![0.0; 64]);
+    let err = f
+        .call(&[(1i64 << 40).into(), zeros.clone()])
+        .expect_err("too many steps");
+    assert!(matches!(err, gradus::Error::OutOfMemory { .. }), "{err}");
+    let out = f.call(&[3i64.into(), zeros]).unwrap().remove(0);
+    assert_eq!(out.shape(), &[3, 64]);
+    assert_eq!(
+        out.to_f64_vec()[..3 * 64]
+            .iter()
+            .filter(|&&b| b == 1.0)
+            .count(),
+        64
+    );
+    // A while loop whose maximum is huge makes only the steps it needs.
+    let x0 = g.scalar("x0", DType::F64);
+    let halving = Scan::until(usize::MAX)
+        .states(&[&x0])
+        .run(|s| {
+            let x = s.state(0) * 0.5;
+            Ok(StepResult::new().state(&x).output(&x).until(&x.lt(1.0)))
+        })
+        .unwrap();
+    let f = function(&[&x0], &[&halving.outputs[0]]).compile().unwrap();
+    assert_eq!(
+        f.call(&[8.0.into()]).unwrap()[0].to_f64_vec(),
+        vec![4.0, 2.0, 1.0, 0.5]
+    );
+}
+
+#[test]
+fn update_only_steps_empty_loops_empty_slices_reversed_while_loops_and_givens_in_bodies() {
+    // A step that only updates a shared variable through a loop: no inputs, no outputs.
+    let g = Graph::new();
+    let chain = g.shared("chain", vec![1.0f64, 2.0]);
+    let looped = Scan::times(3)
+        .states(&[&chain])
+        .run(|s| Ok(StepResult::new().state(&(s.state(0) * 2.0))))
+        .unwrap();
+    let f = function(&[], &[])
+        .updates(&[(&chain, &looped.states[0])])
+        .compile()
+        .unwrap();
+    f.call(&[]).unwrap();
+    assert_eq!(chain.get_value().unwrap().to_f64_vec(), vec![8.0, 16.0]);
+
+    // The gradient with respect to the sequences of a loop of no steps has their shape, also
+    // where the batch is known only when it runs.
+    let (xs, h0, _, _, rnn) = rnn(&g);
+    let cost = rnn.outputs[0].sum() + rnn.states[0].square().sum();
+    let dxs = grad(&cost, &[&xs]).unwrap().remove(0);
+    let f = function(&[&xs, &h0], &[&dxs]).compile().unwrap();
+    let out = f
+        .call(&[sequence(0, 2), Array2::<f64>::zeros((2, 2)).into()])
+        .unwrap();
+    assert_eq!(out[0].shape(), &[0, 2, 3]);
+
+    // An empty slice next to a slice: their gradients are not joined.
+    let x = g.input("x", DType::F64, &[Some(5)]);
+    let cost = x.slice(0, 4, Some(2)).sum() + x.slice(0, 2, None).square().sum();
+    let dx = grad(&cost, &[&x]).unwrap().remove(0);
+    let by_parts = grad(&x.slice(0, 4, Some(2)).sum(), &[&x])
+        .unwrap()
+        .remove(0)
+        + grad(&x.slice(0, 2, None).square().sum(), &[&x])
+            .unwrap()
+            .remove(0);
+    let f = function(&[&x], &[&dx, &by_parts]).compile().unwrap();
+    let out = f.call(&[vec![1.0, 2.0, 3.0, 4.0, 5.0].into()]).unwrap();
+    assert_eq!(out[0].to_f64_vec(), vec![0.0, 0.0, 6.0, 8.0, 10.0]);
+    assert_eq!(out[1], out[0]);
+
+    // A while loop cannot run backwards.
+    let y0 = g.scalar("y0", DType::F64);
+    let err = Scan::until(5)
+        .states(&[&y0])
+        .reverse()
+        .run(|s| {
+            Ok(StepResult::new()
+                .state(s.state(0))
+                .until(&s.state(0).lt(0.0)))
+        })
+        .expect_err("a reversed while loop");
+    assert!(err.to_string().contains("cannot be reversed"), "{err}");
+
+    // A given cannot replace a node inside a body.
+    let mut inside = None;
+    let l = Scan::times(2)
+        .states(&[&y0])
+        .run(|s| {
+            let m = s.state(0) * 3.0;
+            inside = Some(m.clone());
+            Ok(StepResult::new().state(&(m + 1.0)))
+        })
+        .unwrap();
+    let inside = inside.unwrap();
+    let zero = g.scalar_constant(0.0, DType::F64);
+    let Err(err) = function(&[&y0], &[&l.states[0]])
+        .givens(&[(&inside, &zero)])
+        .compile()
+    else {
+        panic!("a given inside a body")
+    };
+    assert!(
+        err.to_string().contains("inside the body of the loop"),
+        "{err}"
+    );
+}

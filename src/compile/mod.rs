@@ -430,9 +430,29 @@ fn compile_loops(nodes: &mut [Node], spec: &Spec) -> Result<()> {
             .outputs
             .iter()
             .chain(&spec.inputs)
+            .chain(spec.updates.iter().map(|(_, v)| v))
             .map(|e| e.graph().clone())
             .next()
-            .expect("a compiled function has an output or an input");
+            .ok_or_else(|| Error::Usage {
+                what: "a loop in a function of no inputs, outputs or updates".into(),
+                loc: spec.loc,
+            })?;
+        // A given cannot reach into a body: the body's captured nodes are fixed.
+        if let Some((target, _)) = spec
+            .givens
+            .iter()
+            .find(|(t, _)| body.inner.contains_key(&t.id()) || body.step_values.contains(&t.id()))
+        {
+            return Err(Error::Usage {
+                what: format!(
+                    "givens cannot replace {}, a node inside the body of the loop built at {}; \
+                     give the loop a value to read instead (an input it captures)",
+                    target.name(),
+                    body.loc
+                ),
+                loc: spec.loc,
+            });
+        }
         let results: Vec<LoopResult> = members
             .iter()
             .filter_map(|&j| match nodes[j].kind {

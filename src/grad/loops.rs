@@ -106,6 +106,13 @@ pub(super) fn vjp(
         let stand_ins: Vec<NodeId> = x.iter().chain(&h).map(|e| e.id()).collect();
         read_by(graph, &grads, &rebuilt, &stand_ins)
     };
+    // The backward loop takes its length from its sequences: it reads at least one.
+    let mut reads = reads;
+    let any_cotangent_sequence =
+        !d_outputs.is_empty() || !d_history.is_empty() || !d_inner.is_empty();
+    if !reads.iter().any(|r| *r) && residuals.is_empty() && !any_cotangent_sequence {
+        reads[if q > 0 { p } else { 0 }] = true;
+    }
     let kept: Vec<Expr> = residuals
         .iter()
         .map(|&n| result(LoopResult::Inner(n)))

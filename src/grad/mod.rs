@@ -244,12 +244,16 @@ fn sweep(
             continue;
         }
         let id = NodeId(i as u32);
-        if let Op::Loop { body, .. } = &nodes[i].op {
+        // (A loop result that is a variable where gradients stop is a variable like another.)
+        if let Op::Loop { body, .. } = &nodes[i].op
+            && !is_wrt(id)
+        {
             // The results of one loop are differentiated together, at the first of them: by
             // then every contribution to each of them is in.
             let siblings: Vec<usize> = (lo..=hi)
                 .filter(|&j| {
                     on_path(j)
+                        && !is_wrt(NodeId(j as u32))
                         && nodes[j].inputs == nodes[i].inputs
                         && matches!(&nodes[j].op, Op::Loop { body: b, .. } if b == body)
                 })
@@ -363,6 +367,9 @@ fn loop_group(
     }
     let xs: Vec<Expr> = first.inputs.iter().map(|p| graph.expr(*p)).collect();
     let needs: Vec<bool> = first.inputs.iter().map(|p| on_path(p.index())).collect();
+    if !needs.iter().any(|n| *n) {
+        return Ok(());
+    }
     let contributions = loops::vjp(graph, handle, &xs, &cotangents, &needs)?;
     for (k, c) in contributions.into_iter().enumerate() {
         if let (Some(c), true) = (c, needs[k]) {
@@ -393,8 +400,9 @@ fn sum(graph: &Graph, parts: Vec<Expr>) -> Expr {
             } => {
                 let like = n.inputs[1];
                 let len = g.node(like).ty.shape.dims()[axis]?;
+                // (An empty slice's end may come before its start.)
                 let (s, e) = crate::shape::slice_bounds(len, start, end);
-                Some((axis, s, e, like))
+                Some((axis, s, e.max(s), like))
             }
             _ => None,
         }

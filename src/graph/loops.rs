@@ -374,6 +374,11 @@ impl Scan {
             }
             (*e).clone().check()?;
         }
+        if matches!(self.steps, ScanSteps::Until(_)) && self.reverse {
+            return Err(usage(
+                "a while loop runs forward; it cannot be reversed".into(),
+            ));
+        }
         if matches!(self.steps, ScanSteps::OfSequences) && self.sequences.is_empty() {
             return Err(usage(
                 "a loop over no sequences needs a number of steps".into(),
@@ -657,6 +662,8 @@ fn captured_nodes(
             && match &n.op {
                 Op::Random { .. } => true,
                 Op::Custom(c) => c.op().is_random(),
+                // A loop in the body that draws draws anew at every step of this one.
+                Op::Loop { body, .. } => body.body().streams.iter().any(|s| *s),
                 _ => false,
             };
         let d = drawn_in_body
@@ -681,7 +688,16 @@ fn captured_nodes(
             continue;
         }
         for (k, &p) in n.inputs.iter().enumerate() {
-            let stream = k == 0 && matches!(n.op, Op::Random { .. });
+            // A stream is read by a draw, or by a loop (of this body) that draws from it.
+            let stream = match &n.op {
+                Op::Random { .. } => k == 0,
+                Op::Loop { body, .. } => {
+                    let body = body.body();
+                    let first = body.first_captured();
+                    k >= first && body.streams[k - first]
+                }
+                _ => false,
+            };
             if is_outer(p) {
                 match captured.iter().position(|&c| c == p) {
                     Some(at) => streams[at] |= stream,

@@ -80,7 +80,11 @@ impl Executor {
                 .find(|r| Arc::ptr_eq(&r.compiled, compiled)),
             _ => self.loops.iter().find(|r| r.compiled.body == *handle),
         }
-        .expect("every loop of the program has a runner");
+        .ok_or_else(|| Error::Runtime {
+            op: n.kind.user_name(),
+            detail: "a loop of the program was not compiled".into(),
+            loc: n.loc,
+        })?;
         let missing = || Error::Runtime {
             op: n.kind.user_name(),
             detail: "a loop result that its compiled loop does not make".into(),
@@ -203,9 +207,34 @@ fn buffer(dtype: DType, shape: &[usize], pool: &mut Pool, node: &Node) -> Result
             ArrayD::from_shape_vec(IxDyn(shape), pool.take::<f64>(shape).map_err(failed)?)
                 .expect("a buffer of the shape's size"),
         ),
-        DType::I64 => Tensor::I64(ArrayD::default(IxDyn(shape))),
-        DType::Bool => Tensor::Bool(ArrayD::default(IxDyn(shape))),
+        DType::I64 => Tensor::I64(checked(shape, pool, DType::I64).map_err(failed)?),
+        DType::Bool => Tensor::Bool(checked(shape, pool, DType::Bool).map_err(failed)?),
     })
+}
+
+/// An array of `shape` of a type the pool does not keep, allocated within the pool's memory
+/// limit, or why not.
+fn checked<T: Clone + Default>(
+    shape: &[usize],
+    pool: &Pool,
+    dtype: DType,
+) -> Result<ArrayD<T>, Failure> {
+    let too_big = |limit| Failure::OutOfMemory {
+        dtype,
+        shape: shape.to_vec(),
+        limit,
+    };
+    let n = crate::shape::checked_size(shape).ok_or_else(|| too_big(None))?;
+    let bytes = n.checked_mul(std::mem::size_of::<T>());
+    if let Some(limit) = pool.limit
+        && bytes.is_none_or(|b| b > limit)
+    {
+        return Err(too_big(Some(limit)));
+    }
+    let mut v: Vec<T> = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| too_big(None))?;
+    v.resize(n, T::default());
+    Ok(ArrayD::from_shape_vec(IxDyn(shape), v).expect("a buffer of the shape's size"))
 }
 
 /// Run the loop of `runner` on `args` (its sequences, initial states, count and captured
@@ -262,13 +291,9 @@ fn run_loop(
     let mut spent: Vec<Tensor> = Vec::new();
     // The streams a step draws from, each with its own counter.
     let mut stream_states: Vec<Option<Tensor>> = vec![None; captured.len()];
-    let order: Vec<usize> = if body.reverse {
-        (0..steps).rev().collect()
-    } else {
-        (0..steps).collect()
-    };
     let mut made = 0;
-    for &t in &order {
+    for i in 0..steps {
+        let t = if body.reverse { steps - 1 - i } else { i };
         for (k, s) in stream_states.iter_mut().enumerate() {
             if body.streams[k] {
                 *s = Some(step_stream(captured[k], t)?);
@@ -352,7 +377,7 @@ fn run_loop(
         states
     };
     // With no steps, the shape of a step's output comes from the body's types on these inputs.
-    let step_shapes = (made == 0 && o > 0).then(|| {
+    let step_shapes = (made == 0 && (o > 0 || n_inner > 0)).then(|| {
         let slices: Vec<Vec<usize>> = sequences.iter().map(|s| s.shape()[1..].to_vec()).collect();
         let fed: Vec<Type> = slices
             .iter()
@@ -414,7 +439,13 @@ fn run_loop(
                     .position(|&c| c == id)
                     .expect("kept nodes are outputs");
                 let v = inner[k].take().expect("one result per kept node");
-                v.finish(ty.dtype, &empty(declared, None), body.reverse)?
+                // (The kept nodes are the body program's last outputs.)
+                let at = compiled.program.outputs.len() - n_inner + k;
+                let step = step_shapes
+                    .as_ref()
+                    .and_then(|s| s.get(at))
+                    .and_then(|t| t.as_ref());
+                v.finish(ty.dtype, &empty(declared, step), body.reverse)?
             }
         };
         results.push(Some(value));

@@ -249,12 +249,9 @@ fn slice_grad(fg: &FGraph, i: usize) -> Option<(usize, (usize, usize), usize, us
         }) => {
             let ins = fg.inputs(i);
             let n = fg.ty(ins[1]).shape.dims()[*axis]?;
-            Some((
-                *axis,
-                crate::shape::slice_bounds(n, *start, *end),
-                ins[0],
-                ins[1],
-            ))
+            // (An empty slice's end may come before its start.)
+            let (s, e) = crate::shape::slice_bounds(n, *start, *end);
+            Some((*axis, (s, e.max(s)), ins[0], ins[1]))
         }
         _ => None,
     }

@@ -908,3 +908,24 @@ fn update_only_steps_empty_loops_empty_slices_reversed_while_loops_and_givens_in
         "{err}"
     );
 }
+
+#[test]
+fn the_gradient_goes_through_a_loop_in_a_loop() {
+    let g = Graph::new();
+    let x0 = g.input("x0", DType::F64, &[Some(2)]);
+    let w = g.shared("w", Array1::from(vec![0.7, -0.4]));
+    let outer = Scan::times(3)
+        .states(&[&x0])
+        .run(|s| {
+            let inner = Scan::times(2).states(&[s.state(0)]).run(|t| {
+                Ok(StepResult::new().state(&((t.state(0) * &w).sin() + t.state(0) * 0.5)))
+            })?;
+            Ok(StepResult::new().state(&(&inner.states[0] * &w).tanh()))
+        })
+        .unwrap();
+    GradCheck::new(&outer.states[0].square().sum(), &[&x0, &w])
+        .at(&[vec![0.3, -0.6].into()])
+        .elementwise()
+        .run()
+        .unwrap();
+}

@@ -6,8 +6,12 @@
 //! crate, two independent ones side by side ([`products`]); other ops have fast paths into
 //! pooled buffers ([`fast`]) or run their general kernel. A reference program runs on the one
 //! reference interpreter ([`interpret`]), which the debug mode ([`debug`]) and `eval` use too.
+//! A loop's body runs on an executor of its own, once per step ([`loops`]). Feeds and new values
+//! are checked in [`checks`]; a node's failure becomes the user's error in [`failure`].
 
+mod checks;
 mod debug;
+mod failure;
 mod fast;
 mod group;
 mod guard;
@@ -24,14 +28,14 @@ use std::time::Instant;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use smallvec::SmallVec;
 
-use crate::compile::ir::{Kind, Node, eval_kind, infer_kind};
+use crate::compile::ir::{Kind, Node, eval_kind};
 use crate::compile::{DebugTrace, Program};
 use crate::dtype::DType;
-use crate::error::{Error, Location, Result};
+use crate::error::Result;
 use crate::graph::Type;
 use crate::kernels::{Exec, KernelFloat};
-use crate::shape;
 use crate::tensor::Tensor;
+pub(crate) use failure::{Failure, node_error, reserve};
 use group::Groups;
 use pool::Pool;
 pub use profile::{LoopProfile, NodeProfile, Profile};
@@ -215,46 +219,6 @@ impl Executor {
             }
         }
         Some(report)
-    }
-
-    #[track_caller]
-    pub fn check_feeds(&self, inputs: &[&Tensor]) -> Result<()> {
-        let input_types = &self.program.input_types;
-        if inputs.len() < input_types.len() {
-            let (name, _) = &input_types[inputs.len()];
-            return Err(Error::MissingFeed {
-                name: name.clone(),
-                expected: input_types.len(),
-                got: inputs.len(),
-            });
-        }
-        if inputs.len() > input_types.len() {
-            return Err(Error::Usage {
-                what: format!(
-                    "function takes {} inputs, got {}",
-                    input_types.len(),
-                    inputs.len()
-                ),
-                loc: Location::caller(),
-            });
-        }
-        for ((name, ty), t) in input_types.iter().zip(inputs) {
-            if t.dtype() != ty.dtype {
-                return Err(Error::FeedDType {
-                    name: name.clone(),
-                    expected: ty.dtype.to_string(),
-                    got: t.dtype().to_string(),
-                });
-            }
-            if !ty.shape.matches(t.shape()) {
-                return Err(Error::FeedShape {
-                    name: name.clone(),
-                    expected: ty.shape.to_string(),
-                    got: shape::show(t.shape()),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// One call: the outputs, and the updates applied. Calls that write the graph's shared
@@ -496,25 +460,6 @@ impl Executor {
         Ok(outputs)
     }
 
-    /// Each new value must have its variable's shape.
-    fn check_updates(&self, new_values: &[Tensor]) -> Result<()> {
-        for ((var, i), t) in self.program.updates.iter().zip(new_values) {
-            if !var.ty.shape.matches(t.shape()) {
-                return Err(Error::Runtime {
-                    op: "update".into(),
-                    detail: format!(
-                        "new value of {} has shape {}, the variable {}",
-                        var.name,
-                        shape::show(t.shape()),
-                        var.ty.shape
-                    ),
-                    loc: self.program.nodes[*i].loc,
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// Assign the new values of the updated variables, then advance the random streams.
     fn commit(&self, new_values: impl IntoIterator<Item = Tensor>, pool: &mut Pool) {
         for ((var, _), mut t) in self.program.updates.iter().zip(new_values) {
@@ -629,114 +574,6 @@ impl Executor {
             .collect();
         reserve(n, &args, self.memory_limit).map_err(|f| f.at(n))?;
         eval_kind(&n.kind, &args, &types, &n.ty, Exec::Fast).map_err(|e| node_error(n, e))
-    }
-}
-
-/// Allocations at least this large are tried before a general kernel makes them.
-const PROBE_MIN_BYTES: usize = 1 << 26;
-
-/// Before a general kernel allocates the result of node `n` (through `ndarray`, which aborts the
-/// process when it cannot): the result's shape, inferred from the operands' shapes as they are,
-/// must fit within `limit` and in memory. Where inference rejects the operands, the kernel
-/// reports the mismatch itself.
-pub(crate) fn reserve(n: &Node, args: &[&Tensor], limit: Option<usize>) -> Result<(), Failure> {
-    let types: SmallVec<[Type; 4]> = args
-        .iter()
-        .map(|t| Type {
-            dtype: t.dtype(),
-            shape: shape::Shape::known(t.shape()),
-        })
-        .collect();
-    let Ok(ty) = infer_kind(&n.kind, &types) else {
-        return Ok(());
-    };
-    let Some(dims) = ty.shape.to_known() else {
-        return Ok(());
-    };
-    let per = match ty.dtype {
-        DType::F32 => 4,
-        DType::Bool => 1,
-        _ => 8,
-    };
-    let bytes = shape::checked_size(&dims).and_then(|n| n.checked_mul(per));
-    let fits = match bytes {
-        None => false,
-        Some(b) if limit.is_some_and(|l| b > l) => false,
-        Some(b) if b >= PROBE_MIN_BYTES => Vec::<u8>::new().try_reserve_exact(b).is_ok(),
-        Some(_) => true,
-    };
-    if fits {
-        return Ok(());
-    }
-    Err(Failure::OutOfMemory {
-        dtype: ty.dtype,
-        shape: dims,
-        limit: limit.filter(|&l| bytes.is_none_or(|b| b > l)),
-    })
-}
-
-/// The error of node `n` that failed with `detail`, at the user's line.
-pub(crate) fn node_error(n: &Node, detail: String) -> Error {
-    Error::Runtime {
-        op: n.kind.user_name(),
-        detail,
-        loc: n.loc,
-    }
-}
-
-/// Why a node failed, before it is an [`Error`] at the node's op and line.
-pub(crate) enum Failure {
-    /// A run-time shape mismatch (or another kernel error), in words.
-    Shape(String),
-    /// An error already located: a fused kernel names the op of its region that failed, a
-    /// product the `add` of its bias.
-    Located(Error),
-    /// A result of this dtype and shape could not be allocated: larger than the function's
-    /// memory limit (`Some`), or the allocation itself failed.
-    OutOfMemory {
-        dtype: DType,
-        shape: Vec<usize>,
-        limit: Option<usize>,
-    },
-}
-
-impl From<String> for Failure {
-    fn from(detail: String) -> Failure {
-        Failure::Shape(detail)
-    }
-}
-
-impl Failure {
-    /// The error of node `n`, at the user's line.
-    pub(crate) fn at(self, n: &Node) -> Error {
-        match self {
-            Failure::Shape(detail) => node_error(n, detail),
-            Failure::Located(e) => e,
-            Failure::OutOfMemory {
-                dtype,
-                shape,
-                limit,
-            } => {
-                let per = match dtype {
-                    DType::F32 => 4,
-                    DType::Bool => 1,
-                    _ => 8,
-                };
-                let bytes = shape
-                    .iter()
-                    .fold(per as u128, |b, &d| b.saturating_mul(d as u128));
-                Error::OutOfMemory {
-                    op: n.kind.user_name(),
-                    shape: format!("{dtype}{}", shape::show(&shape)),
-                    bytes,
-                    why: match limit {
-                        Some(l) => format!(", over the function's memory limit of {l} bytes"),
-                        None => String::new(),
-                    },
-                    loc: n.loc,
-                }
-            }
-        }
     }
 }
 

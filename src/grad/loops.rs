@@ -19,6 +19,7 @@ use crate::graph::loops::{
 };
 use crate::graph::{Expr, Graph, NodeId};
 
+use super::pushout::{self, Term};
 use super::{GradOptions, rules, sweep};
 
 /// The cotangents of the inputs of the loop `handle` (its sequences, initial states, count
@@ -80,8 +81,18 @@ pub(super) fn vjp(
 
     // The values of a step the gradient reads, found on a step built on stand-ins, and the
     // step values it reads (all of them, where it recomputes the step).
-    let (residuals, reads): (Vec<NodeId>, Vec<bool>) = if body.recompute {
-        (Vec::new(), vec![true; p + q])
+    // Also how the captured nodes' per-step gradients split into products pushed out of the
+    // loop and the rest (all of it, where it recomputes).
+    let all_rest = pushout::Shape {
+        products: 0,
+        rest: true,
+    };
+    let (residuals, reads, pushed) = if body.recompute {
+        (
+            Vec::new(),
+            vec![true; p + q],
+            vec![all_rest; plan.caps.len()],
+        )
     } else {
         let stand_in = |e: &Expr| step_value(graph, &e.ty(), "stand-in", loc);
         let slice_type = |e: &Expr| {
@@ -104,7 +115,17 @@ pub(super) fn vjp(
             .collect();
         let (grads, rebuilt) = plan.step(graph, &x, &h, (&d_state, &dy, &dn), &seeded)?;
         let stand_ins: Vec<NodeId> = x.iter().chain(&h).map(|e| e.id()).collect();
-        read_by(graph, &grads, &rebuilt, &stand_ins)
+        let steps: Vec<NodeId> = stand_ins
+            .iter()
+            .copied()
+            .chain([&d_state, &dy, &dn].into_iter().flatten().map(|e| e.id()))
+            .collect();
+        let pushed: Vec<pushout::Shape> = grads[grads.len() - plan.caps.len()..]
+            .iter()
+            .map(|d| pushout::Shape::of(&pushout::terms(graph, d, &steps)))
+            .collect();
+        let (residuals, reads) = read_by(graph, &grads, &rebuilt, &stand_ins);
+        (residuals, reads, pushed)
     };
     // The backward loop takes its length from its sequences: it reads at least one.
     let mut reads = reads;
@@ -152,7 +173,14 @@ pub(super) fn vjp(
         .iter()
         .map(|&j| cotangent(LoopResult::Final(j)).unwrap_or_else(|| zeros(&init[j])))
         .collect();
-    let d_captured: Vec<Expr> = plan.caps.iter().map(|&k| zeros(&captured[k])).collect();
+    // (Only those with a rest to sum in the loop.)
+    let d_captured: Vec<Expr> = plan
+        .caps
+        .iter()
+        .zip(&pushed)
+        .filter(|(_, s)| s.rest)
+        .map(|(&k, _)| zeros(&captured[k]))
+        .collect();
     let back_init: Vec<&Expr> = d_final.iter().chain(&d_captured).collect();
 
     let mut scan = Scan::over(&back_seqs).states(&back_init).at(loc);
@@ -163,6 +191,9 @@ pub(super) fn vjp(
         scan = scan.recompute();
     }
     let (ns, nk) = (plan.states.len(), kept.len());
+    // The stacks of the pushed products' operands: backward sequences or outputs (after the
+    // sequences' gradients), for each captured node.
+    let mut products: Vec<Vec<(Stacked, Stacked)>> = vec![Vec::new(); plan.caps.len()];
     let looped = scan.run(|s| {
         let at = |k: usize| s.seq(k).clone();
         let mut next_read = 0..n_read;
@@ -203,14 +234,59 @@ pub(super) fn vjp(
             }
             step = step.state(&d);
         }
+        let steps: Vec<NodeId> = s
+            .sequences()
+            .iter()
+            .chain(s.states())
+            .map(|e| e.id())
+            .collect();
+        let mut outputs: Vec<Expr> = d_x.to_vec();
+        let mut stacked = |e: &Expr| match s.sequences().iter().position(|q| q.id() == e.id()) {
+            Some(k) => Stacked::Sequence(k),
+            None => Stacked::Output(match outputs.iter().position(|o| o.id() == e.id()) {
+                Some(at) => at,
+                None => {
+                    outputs.push(e.clone());
+                    outputs.len() - 1
+                }
+            }),
+        };
+        let mut sums = ns..;
         for (n, d) in d_c.iter().enumerate() {
-            step = step.state(&(s.state(ns + n) + d));
+            let terms = if body.recompute {
+                vec![Term::Other(d.clone())]
+            } else {
+                pushout::terms(graph, d, &steps)
+            };
+            if pushout::Shape::of(&terms) != pushed[n] {
+                return Err(crate::error::Error::Usage {
+                    what:
+                        "internal: a loop's gradient changed shape between its probe and its body"
+                            .into(),
+                    loc,
+                });
+            }
+            let mut rest: Option<Expr> = None;
+            for term in terms {
+                match term {
+                    Term::Product(a, b) => products[n].push((stacked(&a), stacked(&b))),
+                    Term::Other(e) => rest = Some(rest.map_or(e.clone(), |r| &r + &e)),
+                }
+            }
+            if pushed[n].rest {
+                let sum = s.state(sums.next().expect("a state per rest"));
+                step = step.state(&rest.map_or(sum.clone(), |r| sum + &r));
+            }
         }
-        for d in d_x {
+        for d in &outputs {
             step = step.output(d);
         }
         Ok(step)
     })?;
+    let stack = |e: Stacked| match e {
+        Stacked::Sequence(k) => back_seqs[k].clone(),
+        Stacked::Output(at) => looped.outputs[at].clone(),
+    };
 
     let mut out: Vec<Option<Expr>> = vec![None; inputs.len()];
     for (n, &j) in plan.states.iter().enumerate() {
@@ -218,13 +294,30 @@ pub(super) fn vjp(
             out[p + j] = Some(looped.states[n].clone());
         }
     }
+    let mut sums = ns..;
     for (n, &k) in plan.caps.iter().enumerate() {
-        out[first + k] = Some(looped.states[ns + n].clone());
+        let mut d = pushed[n]
+            .rest
+            .then(|| looped.states[sums.next().expect("a state per rest")].clone());
+        for &(a, b) in &products[n] {
+            let p = pushout::summed(&stack(a), &stack(b));
+            d = Some(d.map_or(p.clone(), |d| &d + &p));
+        }
+        out[first + k] = d;
     }
     for (n, &i) in plan.seqs.iter().enumerate() {
         out[i] = Some(looped.outputs[n].clone());
     }
     Ok(out)
+}
+
+/// Where the backward loop keeps the per-step values of a pushed product's operand.
+#[derive(Clone, Copy)]
+enum Stacked {
+    /// One of its sequences.
+    Sequence(usize),
+    /// One of its outputs.
+    Output(usize),
 }
 
 /// What the gradient of a loop differentiates: the float states, the sequences and captured

@@ -8,6 +8,7 @@
 //! in `stable.rs`, are tried first.
 
 mod loops;
+mod pushout;
 mod rules;
 mod stable;
 

@@ -987,3 +987,50 @@ fn products_pushed_out_of_a_loops_gradient_and_the_terms_kept_in_it_check() {
         }
     }
 }
+
+/// The line of `listing` (a function's `debugprint`) that defines a node whose text contains
+/// `what`.
+fn line_of(listing: &str, what: &str) -> usize {
+    listing
+        .lines()
+        .position(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no {what} in\n{listing}"))
+}
+
+#[test]
+fn a_value_reshaped_is_read_first_by_its_other_readers_and_slices_run_early() {
+    // sum(t) runs before reshape(t), so that the reshape, its last reader, takes t's buffer
+    // over instead of copying it; the slices of p run right after p, so that the kernels
+    // that read them follow each other (one run of kernels).
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[None, Some(4)]);
+    let t = (&x * 2.0).exp();
+    let flat = t.reshape(&[-1]).sin().sum();
+    let p = x.matmul(&g.shared("W", Array2::<f64>::eye(4)));
+    let a = p.slice(1, 0, Some(2)).sigmoid();
+    let b = p.slice(1, 2, Some(4)).tanh();
+    let cost = flat + t.sum() + (&a * &b).sum();
+    // (a and b are outputs too: kernels of their own.)
+    let f = function(&[&x], &[&cost, &a, &b]).compile().unwrap();
+    let listing = f.debugprint();
+    assert!(
+        line_of(&listing, "sum{axes=[0, 1]}") < line_of(&listing, "reshape[-1]"),
+        "{listing}"
+    );
+    assert!(
+        line_of(&listing, "1, 2:4:1}") < line_of(&listing, "sigmoid"),
+        "{listing}"
+    );
+    let value = f.call(&[arr2(&[[0.1, 0.2, 0.3, 0.4]]).into()]).unwrap();
+    let reference = function(&[&x], &[&cost, &a, &b])
+        .without_rewrites()
+        .compile()
+        .unwrap();
+    close(
+        &value[0],
+        &reference
+            .call(&[arr2(&[[0.1, 0.2, 0.3, 0.4]]).into()])
+            .unwrap()[0],
+        1e-12,
+    );
+}

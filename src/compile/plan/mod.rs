@@ -44,6 +44,32 @@ pub(crate) struct Program {
     pub state: Option<Arc<StateLock>>,
 }
 
+/// `nodes` in the order `order` (old indices by position), with their operands, the outputs
+/// and the updates renumbered.
+fn reorder(
+    nodes: Vec<Node>,
+    order: &[usize],
+    outputs: &mut [usize],
+    updates: &mut [(Arc<SharedVar>, usize)],
+) -> Vec<Node> {
+    let mut index = vec![0; nodes.len()];
+    for (k, &i) in order.iter().enumerate() {
+        index[i] = k;
+    }
+    let mut old: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+    let nodes = order
+        .iter()
+        .map(|&i| {
+            let mut n = old[i].take().expect("a permutation");
+            n.inputs.iter_mut().for_each(|x| *x = index[*x]);
+            n
+        })
+        .collect();
+    outputs.iter_mut().for_each(|o| *o = index[*o]);
+    updates.iter_mut().for_each(|u| u.1 = index[u.1]);
+    nodes
+}
+
 impl Program {
     pub fn new(
         mut nodes: Vec<Node>,
@@ -55,23 +81,13 @@ impl Program {
     ) -> Program {
         let mut pair_start = vec![false; nodes.len()];
         if exec == Exec::Fast {
+            for pass in [schedule::slices_early, schedule::readers_before_views] {
+                let order = pass(&nodes);
+                nodes = reorder(nodes, &order, &mut outputs, &mut updates);
+            }
             let order;
             (order, pair_start) = schedule::pair_products(&nodes);
-            let mut index = vec![0; nodes.len()];
-            for (k, &i) in order.iter().enumerate() {
-                index[i] = k;
-            }
-            let mut old: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
-            nodes = order
-                .iter()
-                .map(|&i| {
-                    let mut n = old[i].take().expect("a permutation");
-                    n.inputs.iter_mut().for_each(|x| *x = index[*x]);
-                    n
-                })
-                .collect();
-            outputs.iter_mut().for_each(|o| *o = index[*o]);
-            updates.iter_mut().for_each(|u| u.1 = index[u.1]);
+            nodes = reorder(nodes, &order, &mut outputs, &mut updates);
         }
         debug_assert!(
             nodes

@@ -4,6 +4,7 @@
 
 use crate::compile::ir::{Kind, Node};
 use crate::dtype::DType;
+use crate::graph::op::Op;
 use crate::kernels::gemm;
 use crate::shape::Dim;
 
@@ -39,6 +40,81 @@ pub(super) fn kernel_runs(nodes: &[Node]) -> Vec<Option<usize>> {
         j = end;
     }
     run_end
+}
+
+/// An order in which each slice runs right after the node it slices: the fused kernels that
+/// read the slices of one value (an LSTM's four gates of one product) then follow each other
+/// and run as one run (see [`kernel_runs`]) instead of one at a time between the slices.
+/// Returns the new order (old indices by position).
+pub(super) fn slices_early(nodes: &[Node]) -> Vec<usize> {
+    let slice = |n: &Node| matches!(&n.kind, Kind::Op(Op::Slice { .. }));
+    let mut slices: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (j, n) in nodes.iter().enumerate() {
+        if slice(n) {
+            slices[n.inputs[0]].push(j);
+        }
+    }
+    let mut order = Vec::with_capacity(nodes.len());
+    for (j, n) in nodes.iter().enumerate() {
+        if !slice(n) {
+            order.push(j);
+        }
+        order.extend(slices[j].iter().copied());
+    }
+    order
+}
+
+/// Whether node `n` gives its operand's elements another shape (a view): at the operand's
+/// last reader it takes over the operand's buffer, elsewhere it copies it.
+fn reshapes(n: &Node) -> bool {
+    matches!(
+        &n.kind,
+        Kind::Op(
+            Op::Reshape(_)
+                | Op::ReshapeLike
+                | Op::ExpandDims(_)
+                | Op::Squeeze(_)
+                | Op::StopGradient
+        )
+    )
+}
+
+/// An order in which a value's other readers run before a node that reshapes it, where they
+/// can (they read only values made before it), so that the reshape is its last reader and
+/// takes its buffer over instead of copying it: `sum(g)` before `reshape(g)` when both read
+/// the stacked gradient `g` of a loop. Returns the new order (old indices by position).
+pub(super) fn readers_before_views(nodes: &[Node]) -> Vec<usize> {
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (j, n) in nodes.iter().enumerate() {
+        for &i in &n.inputs {
+            if readers[i].last() != Some(&j) {
+                readers[i].push(j);
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    let mut pos: Vec<usize> = order.clone();
+    for j in 0..nodes.len() {
+        if !reshapes(&nodes[j]) {
+            continue;
+        }
+        let later: Vec<usize> = readers[nodes[j].inputs[0]]
+            .iter()
+            .copied()
+            .filter(|&r| r != j && pos[r] > pos[j])
+            .collect();
+        let movable = |r: &usize| nodes[*r].inputs.iter().all(|&x| pos[x] < pos[j]);
+        if later.is_empty() || !later.iter().all(movable) {
+            continue;
+        }
+        let at = pos[j];
+        order.retain(|k| !later.contains(k));
+        order.splice(at..at, later);
+        for (k, &i) in order.iter().enumerate() {
+            pos[i] = k;
+        }
+    }
+    order
 }
 
 /// Products with fewer multiply-adds than this (unknown dims counted as 1) are not worth

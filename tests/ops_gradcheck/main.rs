@@ -7,6 +7,7 @@
 
 mod checker;
 mod common;
+mod conveniences;
 mod elementwise;
 mod linalg;
 mod modes;

@@ -25,7 +25,7 @@ use crate::shape;
 use crate::tensor::Tensor;
 
 pub(crate) use shape_ops::stack_at;
-pub use shape_ops::{concat, stack};
+pub use shape_ops::{concat, ones_like, stack, zeros_like};
 
 /// A node of an expression graph, held with its graph. Cheap to clone.
 #[derive(Clone)]
@@ -119,7 +119,11 @@ impl Expr {
     /// to check against, so its own error wins: a chain reports the first bad line.
     #[track_caller]
     fn fail(&self, err: Error) -> Expr {
-        let loc = Location::caller();
+        self.fail_at(err, Location::caller())
+    }
+
+    /// [`fail`](Expr::fail) at a location the caller passes on.
+    fn fail_at(&self, err: Error, loc: Location) -> Expr {
         let mut g = self.graph.lock();
         if g.node(self.id).error.is_some() {
             return self.clone();

@@ -1,0 +1,613 @@
+//! The conveniences researchers reach for: full reductions (`max`, `min`, `prod`,
+//! `logsumexp`), `erf` and the activations built on it or beside it (`gelu`, `elu`,
+//! `leaky_relu`), the roundings (zero gradient), `var`/`std`, `cumsum`, `take` and
+//! `scatter_add` along any axis, `zeros_like`/`ones_like`, integer literals, and
+//! `hessian_vector_product` over several variables. Each has its finite-difference check (where
+//! differentiable) and its values against a direct computation, compiled and evaluated.
+
+use gradus::prelude::*;
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use crate::common::{Fill, assert_close, case, uniform};
+
+const U: Fill = Fill::Uniform(-2.0, 2.0);
+
+/// `f` of one f64 input fed `x`, compiled (optimized, fused) and by `eval` (the reference
+/// interpreter): both must give `want` to `tol`.
+#[track_caller]
+fn assert_values(what: &str, x: &Tensor, f: impl Fn(&Expr) -> Expr, want: &Tensor, tol: f64) {
+    let g = Graph::new();
+    let dims: Vec<Option<usize>> = x.shape().iter().map(|&d| Some(d)).collect();
+    let xe = g.input("x", DType::F64, &dims);
+    let y = f(&xe);
+    let compiled = function(&[&xe], &[&y]).compile().unwrap();
+    let got = compiled.call(&[x.clone()]).unwrap().remove(0);
+    assert_close(&format!("{what} (compiled)"), &got, want, tol);
+    let got = y.eval(&[(&xe, x.clone())]).unwrap();
+    assert_close(&format!("{what} (eval)"), &got, want, tol);
+}
+
+fn map(x: &Tensor, f: impl Fn(f64) -> f64) -> Tensor {
+    Tensor::from_f64(
+        x.shape(),
+        x.to_f64_vec().into_iter().map(f).collect(),
+        DType::F64,
+    )
+    .unwrap()
+}
+
+fn array(x: &Tensor) -> ArrayD<f64> {
+    ArrayD::from_shape_vec(IxDyn(x.shape()), x.to_f64_vec()).unwrap()
+}
+
+#[test]
+fn full_reductions() {
+    case("max()")
+        .var(&[3, 4], Fill::Distinct)
+        .elementwise()
+        .check(|x| x[0].max());
+    case("min()")
+        .var(&[2, 3, 2], Fill::Distinct)
+        .elementwise()
+        .check(|x| x[0].min());
+    case("prod()")
+        .var(&[2, 3], Fill::Signed(0.5, 1.5))
+        .elementwise()
+        .check(|x| x[0].prod());
+    case("logsumexp()")
+        .var(&[3, 4], U)
+        .elementwise()
+        .check(|x| x[0].logsumexp());
+    case("logsumexp() second order")
+        .var(&[2, 3], U)
+        .second_order()
+        .check(|x| x[0].logsumexp());
+    // run-time dims
+    case("max() of run-time dims")
+        .var_dyn(&[None, Some(3)], &[2, 3], Fill::Distinct)
+        .elementwise()
+        .check(|x| x[0].max());
+
+    let x = uniform(&[3, 4], -3.0, 3.0, 1);
+    let v = x.to_f64_vec();
+    let scalar = Tensor::from;
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let prod: f64 = v.iter().product();
+    let lse = v.iter().map(|a| a.exp()).sum::<f64>().ln();
+    assert_values("max()", &x, |e| e.max(), &scalar(max), 0.0);
+    assert_values("min()", &x, |e| e.min(), &scalar(min), 0.0);
+    assert_values(
+        "prod()",
+        &x,
+        |e| e.prod(),
+        &scalar(prod),
+        1e-12 * prod.abs(),
+    );
+    assert_values("logsumexp()", &x, |e| e.logsumexp(), &scalar(lse), 1e-12);
+    // no shape: a scalar in, itself out
+    assert_values(
+        "max() of a scalar",
+        &Tensor::from(2.5),
+        |e| e.max(),
+        &Tensor::from(2.5),
+        0.0,
+    );
+}
+
+/// Reference values of erf (Abramowitz and Stegun, table 7.1) and `erf(-x) = -erf(x)`.
+#[test]
+fn erf_values() {
+    let x = Tensor::from(vec![0.0, 0.5, 1.0, 2.0, -1.0, 3.5]);
+    let want = Tensor::from(vec![
+        0.0,
+        0.520_499_877_813_046_5,
+        0.842_700_792_949_714_9,
+        0.995_322_265_018_952_7,
+        -0.842_700_792_949_714_9,
+        0.999_999_256_901_627_7,
+    ]);
+    assert_values("erf", &x, |e| e.erf(), &want, 1e-15);
+    // f32: the same values rounded
+    let g = Graph::new();
+    let xe = g.input("x", DType::F32, &[Some(6)]);
+    let f = function(&[&xe], &[&xe.erf()]).compile().unwrap();
+    let got = f.call(&[x.cast(DType::F32)]).unwrap().remove(0);
+    assert_close("erf f32", &got.cast(DType::F64), &want, 1e-7);
+}
+
+#[test]
+fn erf_and_activations_gradients() {
+    for (k, shape) in [&[][..], &[5], &[3, 4]].into_iter().enumerate() {
+        let c = |name: &str, fill| case(name).var(shape, fill).seed(k as u64).elementwise();
+        c("erf", Fill::Uniform(-2.5, 2.5)).check(|x| x[0].erf());
+        c("gelu", Fill::Uniform(-3.0, 3.0)).check(|x| x[0].gelu());
+        c("elu", Fill::Signed(0.05, 2.0)).check(|x| x[0].elu(0.7));
+        c("leaky_relu", Fill::Signed(0.05, 2.0)).check(|x| x[0].leaky_relu(0.1));
+    }
+    case("erf second order")
+        .var(&[4], U)
+        .second_order()
+        .check(|x| x[0].erf());
+    case("gelu second order")
+        .var(&[4], U)
+        .second_order()
+        .check(|x| x[0].gelu());
+    case("elu second order")
+        .var(&[6], Fill::Signed(0.1, 2.0))
+        .second_order()
+        .check(|x| x[0].elu(1.3));
+}
+
+#[test]
+fn activation_values() {
+    let x = Tensor::from(vec![-3.0, -0.5, 0.0, 0.25, 2.0]);
+    let erf = |v: f64| libm_free_erf(v);
+    assert_values(
+        "gelu",
+        &x,
+        |e| e.gelu(),
+        &map(&x, |v| 0.5 * v * (1.0 + erf(v / 2f64.sqrt()))),
+        1e-12,
+    );
+    let elu = |v: f64| if v > 0.0 { v } else { 0.7 * (v.exp() - 1.0) };
+    assert_values("elu", &x, |e| e.elu(0.7), &map(&x, elu), 1e-15);
+    let leaky = |v: f64| if v > 0.0 { v } else { 0.1 * v };
+    assert_values(
+        "leaky_relu",
+        &x,
+        |e| e.leaky_relu(0.1),
+        &map(&x, leaky),
+        1e-15,
+    );
+    // elu far out on the positive side: the branch not taken does not overflow into NaN
+    let g = Graph::new();
+    let xe = g.input("x", DType::F64, &[Some(2)]);
+    let dx = grad(&xe.elu(1.0).sum(), &[&xe]).unwrap().remove(0);
+    let got = dx
+        .eval(&[(&xe, Tensor::from(vec![800.0, -800.0]))])
+        .unwrap();
+    assert_close(
+        "elu gradient at +-800",
+        &got,
+        &Tensor::from(vec![1.0, 0.0]),
+        0.0,
+    );
+}
+
+/// erf by its Maclaurin series (enough terms for |x| <= 3 in f64), an oracle independent of
+/// the kernel's `libm`.
+fn libm_free_erf(x: f64) -> f64 {
+    let (mut term, mut sum) = (x, x);
+    for n in 1..200 {
+        term *= -x * x / n as f64;
+        sum += term / (2 * n + 1) as f64;
+    }
+    sum * std::f64::consts::FRAC_2_SQRT_PI
+}
+
+#[test]
+fn roundings_have_zero_gradient() {
+    let x = Tensor::from(vec![-2.5, -1.5, -0.4, 0.5, 1.5, 2.5, 2.7, -2.7]);
+    let round = [-2.0, -2.0, -0.0, 0.0, 2.0, 2.0, 3.0, -3.0];
+    assert_values(
+        "round (halves to even)",
+        &x,
+        |e| e.round(),
+        &Tensor::from(round.to_vec()),
+        0.0,
+    );
+    assert_values("floor", &x, |e| e.floor(), &map(&x, f64::floor), 0.0);
+    assert_values("ceil", &x, |e| e.ceil(), &map(&x, f64::ceil), 0.0);
+    let g = Graph::new();
+    let xe = g.input("x", DType::F64, &[None]);
+    let half_even = |v: f64| v.round_ties_even();
+    for (name, f, r) in [
+        (
+            "floor",
+            Expr::floor as fn(&Expr) -> Expr,
+            f64::floor as fn(f64) -> f64,
+        ),
+        ("round", Expr::round, half_even),
+        ("ceil", Expr::ceil, f64::ceil),
+    ] {
+        // connected (no disconnected-input error) and zero, of x's run-time shape
+        let dx = grad(&(f(&xe) * &xe).sum(), &[&xe]).unwrap().remove(0);
+        let got = dx.eval(&[(&xe, x.clone())]).unwrap();
+        assert_close(&format!("d/dx {name}(x) x"), &got, &map(&x, r), 0.0);
+        let dx = grad(&f(&xe).sum(), &[&xe]).unwrap().remove(0);
+        let got = dx.eval(&[(&xe, x.clone())]).unwrap();
+        assert_close(&format!("d/dx {name}(x)"), &got, &map(&x, |_| 0.0), 0.0);
+        // the finite differences agree away from the steps
+        case(name)
+            .var(&[2, 3], Fill::Distinct)
+            .elementwise()
+            .check(|x| &f(&x[0]) * &x[0].sin());
+    }
+}
+
+const AXES: [&[isize]; 4] = [&[0], &[-1], &[0, 2], &[0, 1, 2]];
+
+#[test]
+fn var_and_std_gradients() {
+    for (k, axes) in AXES.iter().enumerate() {
+        for keepdims in [false, true] {
+            for ddof in [0, 1] {
+                let label = format!("var axes {axes:?} keepdims {keepdims} ddof {ddof}");
+                case(&label)
+                    .var(&[2, 3, 4], U)
+                    .seed(k as u64)
+                    .check(|x| x[0].var_ddof(axes, keepdims, ddof));
+                case(&label.replace("var", "std"))
+                    .var(&[2, 3, 4], U)
+                    .seed(k as u64)
+                    .check(|x| x[0].std_ddof(axes, keepdims, ddof));
+            }
+        }
+    }
+    case("var()")
+        .var(&[3, 4], U)
+        .elementwise()
+        .check(|x| x[0].var());
+    case("std()")
+        .var(&[3, 4], U)
+        .elementwise()
+        .check(|x| x[0].std());
+    case("var() second order")
+        .var(&[5], U)
+        .second_order()
+        .check(|x| x[0].var());
+    case("std_axes of run-time dims")
+        .var_dyn(&[None, Some(4)], &[3, 4], U)
+        .elementwise()
+        .check(|x| x[0].std_axes(&[0], false));
+}
+
+#[test]
+fn var_and_std_values() {
+    let x = uniform(&[3, 4], -2.0, 2.0, 3);
+    let a = array(&x);
+    let n = a.len() as f64;
+    let mean = a.sum() / n;
+    let ss: f64 = a.iter().map(|v| (v - mean).powi(2)).sum();
+    assert_values("var()", &x, |e| e.var(), &Tensor::from(ss / n), 1e-14);
+    assert_values(
+        "std()",
+        &x,
+        |e| e.std(),
+        &Tensor::from((ss / n).sqrt()),
+        1e-14,
+    );
+    let sample = |e: &Expr| e.var_ddof(&[0, 1], false, 1);
+    assert_values(
+        "var ddof 1",
+        &x,
+        sample,
+        &Tensor::from(ss / (n - 1.0)),
+        1e-14,
+    );
+    // per column, kept dims
+    let cols: Vec<f64> = a
+        .axis_iter(Axis(1))
+        .map(|c| {
+            let m = c.sum() / 3.0;
+            (c.iter().map(|v| (v - m).powi(2)).sum::<f64>() / 3.0).sqrt()
+        })
+        .collect();
+    let want = Tensor::from_f64(&[1, 4], cols, DType::F64).unwrap();
+    assert_values(
+        "std_axes [0] keepdims",
+        &x,
+        |e| e.std_axes(&[0], true),
+        &want,
+        1e-14,
+    );
+}
+
+#[test]
+fn cumsum() {
+    for axis in [0, 1, -1] {
+        case(&format!("cumsum axis {axis}"))
+            .var(&[3, 4], U)
+            .elementwise()
+            .check(|x| x[0].cumsum(axis).sin());
+    }
+    case("cumsum second order")
+        .var(&[2, 3], U)
+        .second_order()
+        .check(|x| x[0].cumsum(1).square());
+    case("cumsum of run-time dims")
+        .var_dyn(&[None, None], &[3, 2], U)
+        .elementwise()
+        .check(|x| x[0].cumsum(0).exp());
+
+    let x = uniform(&[2, 3], -2.0, 2.0, 5);
+    let mut want = array(&x);
+    want.accumulate_axis_inplace(Axis(1), |&prev, cur| *cur += prev);
+    assert_values(
+        "cumsum axis 1",
+        &x,
+        |e| e.cumsum(1),
+        &Tensor::from(want),
+        1e-15,
+    );
+    let mut want = array(&x);
+    want.accumulate_axis_inplace(Axis(0), |&prev, cur| *cur += prev);
+    assert_values(
+        "cumsum axis -2",
+        &x,
+        |e| e.cumsum(-2),
+        &Tensor::from(want),
+        1e-15,
+    );
+    // the gradient of a running sum is the reverse running sum of the cotangent
+    let g = Graph::new();
+    let xe = g.input("x", DType::F64, &[Some(4)]);
+    let dx = grad(&xe.cumsum(0).sum(), &[&xe]).unwrap().remove(0);
+    let got = dx.eval(&[(&xe, Tensor::from(vec![0.0; 4]))]).unwrap();
+    assert_close(
+        "d sum(cumsum x)",
+        &got,
+        &Tensor::from(vec![4.0, 3.0, 2.0, 1.0]),
+        0.0,
+    );
+}
+
+#[test]
+fn take_along_any_axis() {
+    let idx = Tensor::from(vec![2i64, 0, 2]);
+    for axis in [0, 1, 2, -1] {
+        case(&format!("take_axis {axis}"))
+            .var(&[3, 3, 4], U)
+            .fixed(idx.clone())
+            .elementwise()
+            .check(|x| x[0].take_axis(&x[1], axis));
+    }
+    let grid = Tensor::from(ndarray::array![[1i64, 1], [3, 0]]);
+    case("take_axis 2-d indices along axis 1")
+        .var(&[2, 4, 3], U)
+        .fixed(grid.clone())
+        .check(|x| x[0].take_axis(&x[1], 1).tanh());
+    case("take_axis of run-time dims")
+        .var_dyn(&[None, None], &[2, 4], U)
+        .fixed(grid)
+        .elementwise()
+        .check(|x| x[0].take_axis(&x[1], 1));
+
+    // values against ndarray's select
+    let x = uniform(&[2, 5, 3], -2.0, 2.0, 9);
+    let a = array(&x);
+    let picks = [4usize, 1, 1, 0];
+    let want = a.select(Axis(1), &picks);
+    let g = Graph::new();
+    let xe = g.input("x", DType::F64, &[Some(2), Some(5), Some(3)]);
+    let ie = g.input("i", DType::I64, &[None]);
+    let y = xe.take_axis(&ie, 1);
+    assert_eq!(
+        y.shape().to_known(),
+        None,
+        "the index count is a run-time dim"
+    );
+    let f = function(&[&xe, &ie], &[&y]).compile().unwrap();
+    let ids = Tensor::from(picks.iter().map(|&p| p as i64).collect::<Vec<_>>());
+    let got = f.call(&[x.clone(), ids]).unwrap().remove(0);
+    assert_close("take_axis 1", &got, &Tensor::from(want), 0.0);
+    // `take` is still axis 0
+    let rows = xe.take(&ie);
+    let got = rows
+        .eval(&[(&xe, x), (&ie, Tensor::from(vec![1i64, 0]))])
+        .unwrap();
+    assert_close("take", &got, &Tensor::from(a.select(Axis(0), &[1, 0])), 0.0);
+}
+
+#[test]
+fn scatter_add() {
+    let idx = Tensor::from(vec![2i64, 0, 2]);
+    case("scatter_add rows")
+        .var(&[4, 3], U)
+        .var(&[3, 3], U)
+        .fixed(idx.clone())
+        .elementwise()
+        .check(|x| x[0].scatter_add(&x[2], &x[1]).sin());
+    case("scatter_add_axis 1")
+        .var(&[2, 4], U)
+        .var(&[2, 3], U)
+        .fixed(idx.clone())
+        .elementwise()
+        .check(|x| x[0].scatter_add_axis(&x[2], &x[1], -1).square());
+    case("scatter_add second order")
+        .var(&[4], U)
+        .var(&[3], U)
+        .fixed(idx.clone())
+        .second_order()
+        .check(|x| x[0].scatter_add(&x[2], &x[1]).square());
+
+    // values: repeated indices add up, like numpy's add.at
+    let g = Graph::new();
+    let xe = g.input("x", DType::F64, &[Some(2), Some(4)]);
+    let ue = g.input("u", DType::F64, &[Some(2), None]);
+    let ie = g.input("i", DType::I64, &[None]);
+    let y = xe.scatter_add_axis(&ie, &ue, 1);
+    let f = function(&[&xe, &ie, &ue], &[&y]).compile().unwrap();
+    let x = Tensor::from(ndarray::array![[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]);
+    let u = Tensor::from(ndarray::array![[10.0, 20.0, 30.0], [40.0, 50.0, 60.0]]);
+    let got = f
+        .call(&[x.clone(), idx.clone(), u.clone()])
+        .unwrap()
+        .remove(0);
+    let want = Tensor::from(ndarray::array![
+        [21.0, 2.0, 43.0, 4.0],
+        [55.0, 6.0, 107.0, 8.0]
+    ]);
+    assert_close("scatter_add_axis 1", &got, &want, 0.0);
+
+    // an index out of range is an error naming it, never a panic; so is a misfit update
+    let err = f
+        .call(&[x.clone(), Tensor::from(vec![0i64, 4, 1]), u.clone()])
+        .unwrap_err();
+    assert!(err.to_string().contains("index 4 out of range"), "{err}");
+    let err = f
+        .call(&[x.clone(), Tensor::from(vec![-1i64, 0, 1]), u.clone()])
+        .unwrap_err();
+    assert!(err.to_string().contains("index -1 out of range"), "{err}");
+    let err = f
+        .call(&[x.clone(), Tensor::from(vec![0i64, 1]), u])
+        .unwrap_err();
+    assert!(err.to_string().contains("updates"), "{err}");
+    let t = xe.take_axis(&ie, 1);
+    let err = t
+        .eval(&[(&xe, x), (&ie, Tensor::from(vec![7i64]))])
+        .unwrap_err();
+    assert!(err.to_string().contains("index 7 out of range"), "{err}");
+    // a misfit known when building is reported at the user's line
+    let three = g.input("three", DType::I64, &[Some(3)]);
+    let (bad, line) = (xe.scatter_add(&three, &xe), line!());
+    let err = bad.check().unwrap_err();
+    assert!(err.to_string().contains("updates must have shape"), "{err}");
+    assert!(
+        err.to_string().contains(&format!("{}:{line}", file!())),
+        "{err}"
+    );
+}
+
+#[test]
+fn zeros_and_ones_like_take_the_run_time_shape() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, &[None, Some(3)]);
+    let z = gradus::zeros_like(&x);
+    let o = x.ones_like();
+    assert_eq!((z.dtype(), o.dtype()), (DType::F32, DType::F32));
+    let f = function(&[&x], &[&z, &(&o + &x)]).compile().unwrap();
+    let xv = Tensor::from_f64(&[2, 3], vec![1.0; 6], DType::F32).unwrap();
+    let out = f.call(&[xv]).unwrap();
+    assert_eq!(out[0].shape(), &[2, 3]);
+    assert_eq!(out[0].to_f64_vec(), vec![0.0; 6]);
+    assert_eq!(out[1].to_f64_vec(), vec![2.0; 6]);
+    // a gradient through them is zero for x's shape and connects to nothing
+    case("x * zeros_like(x) + ones_like(x)")
+        .var(&[2, 3], U)
+        .elementwise()
+        .check(|x| &x[0].sin() + &(&x[0] * &x[0].zeros_like()) + x[0].ones_like());
+}
+
+#[test]
+fn integer_literals_work_like_float_ones() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[Some(2)]);
+    let ys = [
+        &x * 2,
+        2 * &x,
+        &x + 1,
+        1 + &x,
+        &x - 3,
+        3 - &x,
+        &x / 2,
+        2 / &x,
+        x.clone() * 2,
+        2 * x.clone(),
+    ];
+    let refs: Vec<&Expr> = ys.iter().collect();
+    let out = gradus::eval(&refs, &[(&x, Tensor::from(vec![1.0, 4.0]))]).unwrap();
+    let want: [[f64; 2]; 10] = [
+        [2.0, 8.0],
+        [2.0, 8.0],
+        [2.0, 5.0],
+        [2.0, 5.0],
+        [-2.0, 1.0],
+        [2.0, -1.0],
+        [0.5, 2.0],
+        [2.0, 0.5],
+        [2.0, 8.0],
+        [2.0, 8.0],
+    ];
+    for (k, (got, want)) in out.iter().zip(want).enumerate() {
+        assert_eq!(got.to_f64_vec(), want.to_vec(), "case {k}");
+    }
+    // the constant takes the tensor's dtype
+    let h = g.input("h", DType::F32, &[Some(2)]);
+    assert_eq!((&h * 2).dtype(), DType::F32);
+}
+
+#[test]
+fn concat_and_stack_return_expressions_and_defer_errors() {
+    let g = Graph::new();
+    let a = g.input("a", DType::F64, &[Some(2), Some(3)]);
+    let b = g.input("b", DType::F64, &[Some(4), Some(3)]);
+    let c = gradus::concat(&[&a, &b], 0);
+    assert_eq!(c.shape().to_known(), Some(vec![6, 3]));
+    let s = gradus::stack(&[&a, &a], -1);
+    assert_eq!(s.shape().to_known(), Some(vec![2, 3, 2]));
+
+    let (bad, line) = (gradus::concat(&[&a, &b], 1), line!());
+    let used = bad.tanh().sum();
+    let err = grad(&used, &[&a]).unwrap_err();
+    assert!(err.to_string().contains("dim 0 differs"), "{err}");
+    assert!(
+        err.to_string().contains(&format!("{}:{line}", file!())),
+        "{err}"
+    );
+    let (bad, line) = (gradus::stack(&[&a, &a], 3), line!());
+    let err = function(&[&a], &[&bad]).compile().err().unwrap();
+    assert!(matches!(err, Error::Axis { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!("{}:{line}", file!())),
+        "{err}"
+    );
+    // nothing to concatenate: the error comes with the first use
+    let (empty, line) = (gradus::concat(&[], 0), line!());
+    let err = (&empty + &a).check().unwrap_err();
+    assert!(err.to_string().contains("concat of no tensors"), "{err}");
+    assert!(
+        err.to_string().contains(&format!("{}:{line}", file!())),
+        "{err}"
+    );
+}
+
+/// `H v` over two variables, cross terms included, against the full Hessian of the
+/// concatenated variables.
+#[test]
+fn hessian_vector_product_of_several_variables() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[Some(2)]);
+    let y = g.input("y", DType::F64, &[Some(3)]);
+    let (vx, vy) = (
+        g.input("vx", DType::F64, &[Some(2)]),
+        g.input("vy", DType::F64, &[Some(3)]),
+    );
+    let cost = |x: &Expr, y: &Expr| (x.sin().sum() * y.square().sum()) + y.exp().sum() * x.sum();
+    let hv = hessian_vector_product(&cost(&x, &y), &[&x, &y], &[&vx, &vy]).unwrap();
+    // the same cost of one variable z = [x, y]
+    let z = g.input("z", DType::F64, &[Some(5)]);
+    let h = hessian(&cost(&z.slice(0, 0, Some(2)), &z.slice(0, 2, None)), &z).unwrap();
+    let (xv, yv) = (vec![0.3, -0.7], vec![0.2, 1.1, -0.4]);
+    let (vxv, vyv) = (vec![1.0, -2.0], vec![0.5, 0.25, 3.0]);
+    let zv: Vec<f64> = xv.iter().chain(&yv).copied().collect();
+    let feeds = [
+        (&x, Tensor::from(xv)),
+        (&y, Tensor::from(yv)),
+        (&vx, Tensor::from(vxv.clone())),
+        (&vy, Tensor::from(vyv.clone())),
+        (&z, Tensor::from(zv)),
+    ];
+    let out = gradus::eval(&[&hv[0], &hv[1], &h], &feeds).unwrap();
+    let hm = array(&out[2]);
+    let v: Vec<f64> = vxv.iter().chain(&vyv).copied().collect();
+    let want: Vec<f64> = (0..5)
+        .map(|i| (0..5).map(|j| hm[[i, j]] * v[j]).sum())
+        .collect();
+    assert_close(
+        "H v, x part",
+        &out[0],
+        &Tensor::from(want[..2].to_vec()),
+        1e-12,
+    );
+    assert_close(
+        "H v, y part",
+        &out[1],
+        &Tensor::from(want[2..].to_vec()),
+        1e-12,
+    );
+    // as many vectors as variables
+    let err = hessian_vector_product(&cost(&x, &y), &[&x, &y], &[&vx]).unwrap_err();
+    assert!(err.to_string().contains("needs as many vectors"), "{err}");
+}

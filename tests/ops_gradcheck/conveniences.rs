@@ -611,3 +611,69 @@ fn hessian_vector_product_of_several_variables() {
     let err = hessian_vector_product(&cost(&x, &y), &[&x, &y], &[&vx]).unwrap_err();
     assert!(err.to_string().contains("needs as many vectors"), "{err}");
 }
+
+/// The new elementwise ops fuse with their neighbours: a chain of them is one kernel, with the
+/// reference's values.
+#[test]
+fn the_new_elementwise_ops_fuse() {
+    for dtype in [DType::F32, DType::F64] {
+        let g = Graph::new();
+        let x = g.input("x", dtype, &[None, Some(5)]);
+        let y = (x.gelu() + x.elu(0.5).erf() - x.leaky_relu(0.1) * (&x * 3).floor())
+            * ((&x * 2.0).round() + x.ceil());
+        let f = function(&[&x], &[&y]).compile().unwrap();
+        let listing = f.debugprint();
+        assert_eq!(listing.matches("fused{").count(), 1, "{listing}");
+        // the input, the kernel, the output: nothing left outside the kernel
+        assert_eq!(listing.lines().count(), 3, "{listing}");
+        let r = function(&[&x], &[&y])
+            .mode(Mode::Reference)
+            .compile()
+            .unwrap();
+        let xv = uniform(&[3, 5], -2.0, 2.0, 11).cast(dtype);
+        let (p, q) = (f.call(&[xv.clone()]).unwrap(), r.call(&[xv]).unwrap());
+        assert_close(&format!("{dtype} fused"), &p[0], &q[0], 1e-5);
+    }
+}
+
+/// A mistake with a new op is an `Err` naming the op and the line that built it, from
+/// `check`, `grad` and `function` alike.
+#[test]
+fn mistakes_name_the_op_and_the_users_line() {
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[Some(2), Some(3)]);
+    let k = g.input("k", DType::I64, &[Some(2)]);
+    let f = g.input("f", DType::F64, &[Some(2)]);
+    let u = g.input("u", DType::F64, &[Some(5), Some(3)]);
+    let cases: Vec<(Expr, u32, &str)> = vec![
+        (x.cumsum(2), line!(), "cumsum"),
+        (x.take_axis(&k, -3), line!(), "take"),
+        (x.take_axis(&f, 1), line!(), "indices must be i64"),
+        (
+            x.scatter_add_axis(&k, &u, 0),
+            line!(),
+            "updates must have shape [2, 3]",
+        ),
+        (x.scatter_add_axis(&k, &x, 5), line!(), "scatter_add"),
+        (x.var_axes(&[2], false), line!(), "var"),
+        (x.std_ddof(&[0, 7], true, 1), line!(), "var"),
+        (k.erf(), line!(), "erf"),
+        (k.floor(), line!(), "floor"),
+        (k.cumsum(0), line!(), "cumsum"),
+        (k.cast(DType::F64).gelu().cumsum(3), line!(), "cumsum"),
+    ];
+    for (bad, line, what) in cases {
+        let err = bad.clone().check().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(what), "{msg} lacks {what:?}");
+        let loc = err.location().expect("a build error has a location");
+        assert_eq!((loc.file(), loc.line()), (file!(), line), "{msg}");
+        let via_grad = grad(&bad.sum(), &[&x]).unwrap_err().to_string();
+        assert_eq!(via_grad, msg);
+        let via_function = function(&[&x, &k, &f, &u], &[&bad])
+            .compile()
+            .err()
+            .unwrap();
+        assert_eq!(via_function.to_string(), msg);
+    }
+}

@@ -659,6 +659,11 @@ fn mistakes_name_the_op_and_the_users_line() {
         (k.erf(), line!(), "erf"),
         (k.floor(), line!(), "floor"),
         (k.cumsum(0), line!(), "cumsum"),
+        (k.gelu(), line!(), "in gelu: needs a float operand, got i64"),
+        (k.elu(1.0), line!(), "in elu: needs a float operand"),
+        (k.leaky_relu(0.1), line!(), "in leaky_relu: needs a float"),
+        (k.var(), line!(), "in var: needs a float operand"),
+        (k.std_axes(&[0], true), line!(), "in var: needs a float"),
         (k.cast(DType::F64).gelu().cumsum(3), line!(), "cumsum"),
     ];
     for (bad, line, what) in cases {

@@ -65,6 +65,9 @@ impl Expr {
     /// `x / 2 * (1 + erf(x / sqrt(2)))` (not the `tanh` approximation).
     #[track_caller]
     pub fn gelu(&self) -> Expr {
+        if let Some(e) = self.not_float("gelu") {
+            return e;
+        }
         let phi = (self * std::f64::consts::FRAC_1_SQRT_2).erf() + 1.0;
         self * &phi * 0.5
     }
@@ -72,6 +75,9 @@ impl Expr {
     /// The exponential linear unit: `x` for `x > 0`, else `alpha * (e^x - 1)`.
     #[track_caller]
     pub fn elu(&self, alpha: f64) -> Expr {
+        if let Some(e) = self.not_float("elu") {
+            return e;
+        }
         // expm1 of min(x, 0): the branch not taken never overflows, so its zero gradient
         // stays zero (0 * inf would be NaN).
         let neg = self.minimum(0.0).expm1() * alpha;
@@ -81,6 +87,9 @@ impl Expr {
     /// The leaky rectifier: `x` for `x > 0`, else `slope * x`.
     #[track_caller]
     pub fn leaky_relu(&self, slope: f64) -> Expr {
+        if let Some(e) = self.not_float("leaky_relu") {
+            return e;
+        }
         self.gt(0.0).select(self, &(self * slope))
     }
 

@@ -160,6 +160,22 @@ impl Expr {
         self.axes(op, &[axis]).map(|a| a[0])
     }
 
+    /// For an op built of others (`gelu`, `var`): the error to return when this is not a
+    /// float tensor, so that it names the op the user wrote rather than one inside it.
+    #[track_caller]
+    fn not_float(&self, op: &str) -> Option<Expr> {
+        let dtype = self.dtype();
+        if dtype.is_float() {
+            return None;
+        }
+        // Not in a closure: `#[track_caller]` does not reach into one.
+        Some(self.fail(Error::DType {
+            op: op.into(),
+            detail: format!("needs a float operand, got {dtype}"),
+            loc: Location::caller(),
+        }))
+    }
+
     /// All axes, for full reductions.
     fn all_axes(&self) -> Vec<isize> {
         (0..self.ndim() as isize).collect()

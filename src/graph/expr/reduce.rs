@@ -103,6 +103,9 @@ impl Expr {
     /// `correction=1`). With `n <= ddof` the result is not finite.
     #[track_caller]
     pub fn var_ddof(&self, axes: &[isize], keepdims: bool, ddof: usize) -> Expr {
+        if let Some(e) = self.not_float("var") {
+            return e;
+        }
         match self.count("var", axes) {
             Ok(n) => {
                 let d = self - &self.mean_axes(axes, true);

@@ -5,6 +5,7 @@
 //! Points are chosen away from kinks (abs, relu, max ties, clip bounds) and domain edges (log,
 //! sqrt, pow bases).
 
+mod api;
 mod checker;
 mod common;
 mod conveniences;

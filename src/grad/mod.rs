@@ -319,7 +319,7 @@ fn sweep(
     for w in wrt {
         match totals.get(&w.id) {
             Some(g) => out.push(g.clone()),
-            None if options.allow_disconnected => out.push(w.scalar_like(0.0).broadcast_like(w)),
+            None if options.allow_disconnected => out.push(w.zeros_like()),
             None => {
                 return Err(Error::Disconnected {
                     name: w.name(),

@@ -85,12 +85,9 @@ fn need_indices(t: &Type) -> Result<(), InferError> {
 }
 
 /// The shape of `take` along `axis`: the indices' shape in place of that axis.
-pub(crate) fn taken_shape(x: &Shape, idx: &Shape, axis: usize) -> Shape {
+fn taken_shape(x: &Shape, idx: &Shape, axis: usize) -> Shape {
     let d = x.dims();
-    let mut out = d[..axis].to_vec();
-    out.extend_from_slice(idx.dims());
-    out.extend_from_slice(&d[axis + 1..]);
-    Shape::new(out)
+    Shape::new([&d[..axis], idx.dims(), &d[axis + 1..]].concat())
 }
 
 fn arity(ts: &[Type], n: usize) -> Result<(), InferError> {

@@ -75,10 +75,12 @@ pub(crate) fn take<A: Clone>(
 ) -> Result<ArrayD<A>, String> {
     let at = positions(idx, a.shape()[axis], axis)?;
     let picked = a.select(Axis(axis), &at);
-    let mut dims = a.shape()[..axis].to_vec();
-    dims.extend_from_slice(idx.shape());
-    dims.extend_from_slice(&a.shape()[axis + 1..]);
-    reshape(&picked, &dims)
+    reshape(&picked, &taken_dims(a.shape(), idx.shape(), axis))
+}
+
+/// The shape `take` along `axis` gives: the indices' shape in place of that axis.
+fn taken_dims(shape: &[usize], idx: &[usize], axis: usize) -> Vec<usize> {
+    [&shape[..axis], idx, &shape[axis + 1..]].concat()
 }
 
 /// Zeros of shape `like` with the slices of `updates` along `axis` added at the indices: the
@@ -90,9 +92,7 @@ pub(crate) fn scatter_add<T: Float>(
     axis: usize,
 ) -> Result<ArrayD<T>, String> {
     let at = positions(idx, like[axis], axis)?;
-    let mut want = like[..axis].to_vec();
-    want.extend_from_slice(idx.shape());
-    want.extend_from_slice(&like[axis + 1..]);
+    let want = taken_dims(like, idx.shape(), axis);
     if updates.shape() != want.as_slice() {
         return Err(format!(
             "updates of shape {} do not fit indices of shape {} into {} along axis {axis} \

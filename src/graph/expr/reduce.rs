@@ -116,8 +116,7 @@ impl Expr {
     }
 
     /// Population standard deviation of all elements: `sqrt(var())`. Like `sqrt`'s, its
-    /// gradient is not finite where the variance is 0 (all elements equal), as in numpy-based
-    /// autodiff and PyTorch.
+    /// gradient is not finite where the variance is 0 (all elements equal), as in PyTorch.
     #[track_caller]
     pub fn std(&self) -> Expr {
         self.var().sqrt()

@@ -3,7 +3,6 @@
 //! Run with `cargo run --example book_gradients`.
 
 use gradus::prelude::*;
-use gradus::{hessian, hessian_vector_product, jacobian};
 
 fn main() -> Result<(), gradus::Error> {
     // ANCHOR: grad
@@ -105,7 +104,8 @@ fn main() -> Result<(), gradus::Error> {
     let energy = v.pow(3.0).sum(); // sum(v^3): Hessian diag(6v)
     let hess = hessian(&energy, &v)?;
     let dir = g.input("dir", DType::F64, &[Some(2)]);
-    let hvp = hessian_vector_product(&energy, &v, &dir)?; // H dir, without forming H
+    // H dir, without forming H
+    let hvp = hessian_vector_product(&energy, &[&v], &[&dir])?.remove(0);
     let f = function(&[&v, &dir], &[&jac, &hess, &hvp]).compile()?;
     let out = f.call(&[vec![1.0, 2.0].into(), vec![1.0, -1.0].into()])?;
     println!(

@@ -67,7 +67,7 @@ pub use grad::{GradOptions, grad, grad_with, hessian, hessian_vector_product, ja
 pub use graph::custom::CustomOp;
 pub use graph::loops::{Looped, Scan, Step, StepResult};
 pub use graph::print::{debugprint, pp, to_dot};
-pub use graph::{Expr, Graph, NodeId, Operand, Type, concat, stack};
+pub use graph::{Expr, Graph, NodeId, Operand, Type, concat, ones_like, stack, zeros_like};
 pub use kernels::PAR_MIN;
 pub use runtime::{LoopProfile, NodeProfile, Profile};
 pub use shape::{Dim, Shape};
@@ -78,6 +78,7 @@ pub mod prelude {
     pub use crate::gradcheck::GradCheck;
     pub use crate::{
         DType, Error, Expr, Function, GradOptions, Graph, Mode, Tensor, concat, function, grad,
-        grad_with, hessian, hessian_vector_product, jacobian, pp, stack, vjp,
+        grad_with, hessian, hessian_vector_product, jacobian, ones_like, pp, stack, vjp,
+        zeros_like,
     };
 }

@@ -52,7 +52,7 @@ fn a_scan_computes_what_its_unrolled_steps_compute_in_every_mode() {
         h = (x.matmul(&w) + h.matmul(&u)).tanh();
         outs.push(&h * 2.0);
     }
-    let stacked = gradus::stack(&outs.iter().collect::<Vec<_>>(), 0).unwrap();
+    let stacked = gradus::stack(&outs.iter().collect::<Vec<_>>(), 0);
     let unrolled = function(&[&x4, &h0], &[&h, &stacked]).compile().unwrap();
     let feed = [sequence(4, 2), Tensor::from(Array2::<f64>::zeros((2, 2)))];
     let want = unrolled.call(&feed).unwrap();
@@ -382,7 +382,9 @@ fn the_gradient_of_the_gradient_goes_through_a_scalar_loop() {
         .unwrap();
     // The Hessian-vector product through the loop against finite differences of the gradient.
     let v = g.scalar("v", DType::F64);
-    let hv = gradus::hessian_vector_product(&cost, &w, &v).unwrap();
+    let hv = gradus::hessian_vector_product(&cost, &[&w], &[&v])
+        .unwrap()
+        .remove(0);
     let dw = grad(&cost, &[&w]).unwrap().remove(0);
     let f = function(&[&x0, &w, &v], &[&hv, &dw]).compile().unwrap();
     let at = |wv: f64| f.call(&[0.4.into(), wv.into(), 1.0.into()]).unwrap();
@@ -611,7 +613,7 @@ fn a_state_that_changes_shape_is_an_error_when_the_loop_runs() {
     let looped = Scan::times(3)
         .states(&[&x0])
         .run(|s| {
-            let twice = gradus::concat(&[s.state(0), s.state(0)], 0)?;
+            let twice = gradus::concat(&[s.state(0), s.state(0)], 0);
             Ok(StepResult::new().state(&twice))
         })
         .unwrap();

@@ -319,7 +319,7 @@ fn sweep(
     for w in wrt {
         match totals.get(&w.id) {
             Some(g) => out.push(g.clone()),
-            None if options.allow_disconnected => out.push(w.scalar_like(0.0).broadcast_like(w)),
+            None if options.allow_disconnected => out.push(w.zeros_like()),
             None => {
                 return Err(Error::Disconnected {
                     name: w.name(),
@@ -442,7 +442,8 @@ fn sum(graph: &Graph, parts: Vec<Expr>) -> Expr {
             })
             .collect();
         let like = graph.expr(like);
-        let Ok(cat) = crate::graph::concat(&pieces.iter().collect::<Vec<_>>(), axis as isize)
+        let Ok(cat) =
+            crate::graph::concat(&pieces.iter().collect::<Vec<_>>(), axis as isize).check()
         else {
             rest.extend(run.iter().map(|&j| slices[j].1.clone()));
             continue;
@@ -507,7 +508,7 @@ pub fn jacobian(y: &Expr, x: &Expr) -> Result<Expr> {
             .map(|mut g| g.remove(0))
         })
         .collect::<Result<Vec<_>>>()?;
-    crate::graph::stack_at(&rows.iter().collect::<Vec<_>>(), 0, at)
+    crate::graph::stack_at(&rows.iter().collect::<Vec<_>>(), 0, at).check()
 }
 
 /// The Hessian of a scalar `cost` with respect to `x`: shape `[x.size, x.shape...]`
@@ -520,17 +521,32 @@ pub fn hessian(cost: &Expr, x: &Expr) -> Result<Expr> {
     jacobian(&flat, x)
 }
 
-/// The Hessian-vector product `H v` of a scalar `cost` with respect to `x`, by reverse over
-/// reverse: `grad(sum(grad(cost, x) * v), x)`.
+/// The Hessian-vector product `H v` of a scalar `cost` with respect to the variables `xs`,
+/// one vector per variable in `vs` (each of its variable's shape), by reverse over reverse:
+/// `grad(sum_i sum(grad(cost, x_i) * v_i), xs)`. The result has one part per variable: the
+/// rows of the whole Hessian of all variables that belong to it, applied to all of `vs`.
 #[track_caller]
-pub fn hessian_vector_product(cost: &Expr, x: &Expr, v: &Expr) -> Result<Expr> {
+pub fn hessian_vector_product(cost: &Expr, xs: &[&Expr], vs: &[&Expr]) -> Result<Vec<Expr>> {
     let at = Location::caller();
-    let g = grad_at(cost, &[x], GradOptions::default(), at)?.remove(0);
-    Ok(grad_at(
-        &(&g * v).sum(),
-        &[x],
-        GradOptions::default().allow_disconnected(),
-        at,
-    )?
-    .remove(0))
+    if xs.len() != vs.len() {
+        return Err(Error::Usage {
+            what: format!(
+                "hessian_vector_product of {} variables needs as many vectors, got {}",
+                xs.len(),
+                vs.len()
+            ),
+            loc: at,
+        });
+    }
+    let gs = grad_at(cost, xs, GradOptions::default(), at)?;
+    let dot = gs
+        .iter()
+        .zip(vs)
+        .map(|(g, v)| (g * *v).sum())
+        .reduce(|a, b| a + b)
+        .ok_or_else(|| Error::Usage {
+            what: "hessian_vector_product of no variables".into(),
+            loc: at,
+        })?;
+    grad_at(&dot, xs, GradOptions::default().allow_disconnected(), at)
 }

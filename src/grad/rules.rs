@@ -60,6 +60,9 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                 Unary::Abs => one(dy * &a.sign()),
                 // y = sign(x): flat almost everywhere
                 Unary::Sign | Unary::Not => vec![None],
+                // y = floor(x), round(x), ceil(x): dx = 0 (flat between the steps). Zeros, not
+                // no gradient, as Theano does: a loss through a rounding is connected to x.
+                Unary::Floor | Unary::Round | Unary::Ceil => one(a.zeros_like()),
                 // y = sin(x): dx = cos(x) dy
                 Unary::Sin => one(dy * &a.cos()),
                 // y = cos(x): dx = -sin(x) dy
@@ -72,6 +75,8 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                 Unary::Softplus => one(dy * &a.sigmoid()),
                 // y = log(sigmoid(x)): dx = sigmoid(-x) dy
                 Unary::LogSigmoid => one(dy * &(-a).sigmoid()),
+                // y = erf(x): dx = 2/sqrt(pi) exp(-x^2) dy
+                Unary::Erf => one(dy * &((-a.square()).exp() * std::f64::consts::FRAC_2_SQRT_PI)),
                 // y = relu(x): dx = [x > 0] dy
                 Unary::Relu => one(dy * &indicator(a.gt(0.0), a)),
             }
@@ -247,7 +252,7 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
                 .collect();
             let refs: Vec<&Expr> = parts.iter().collect();
             let mut out = vec![None; x.len()];
-            out[0] = Some(crate::graph::concat(&refs, *axis as isize)?);
+            out[0] = Some(crate::graph::concat(&refs, *axis as isize));
             out
         }
         Op::Slice {
@@ -278,9 +283,26 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
             };
             vec![Some(dy.apply(op, &[dy])), None]
         }
-        // y = x[idx]: dx = scatter-add dy into zeros at idx
-        Op::Take => vec![Some(dy.apply(Op::ScatterAdd, &[dy, &x[1], &x[0]])), None],
-        Op::ScatterAdd => vec![Some(dy.take(&x[1])), None, None],
+        // y = take(x, idx, axis): dx = scatter-add dy into zeros shaped like x at idx
+        Op::Take { axis } => vec![
+            Some(dy.apply(Op::ScatterAdd { axis: *axis }, &[dy, &x[1], &x[0]])),
+            None,
+        ],
+        // y = zeros(like) with u added at idx: du = take(dy, idx, axis)
+        Op::ScatterAdd { axis } => vec![
+            Some(dy.apply(Op::Take { axis: *axis }, &[dy, &x[1]])),
+            None,
+            None,
+        ],
+        // y = cumsum(x): y_j = sum_{i <= j} x_i, so dx_i = sum_{j >= i} dy_j, the reverse
+        // running sum (and the reverse's gradient is the forward one)
+        Op::Cumsum { axis, reverse } => one(dy.apply(
+            Op::Cumsum {
+                axis: *axis,
+                reverse: !*reverse,
+            },
+            &[dy],
+        )),
         // Samples carry no gradient (use stop_gradient semantics, as CD needs).
         Op::OneHot { .. } | Op::StopGradient | Op::DimSize { .. } | Op::Random { .. } => {
             vec![None; x.len()]

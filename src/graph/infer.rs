@@ -73,6 +73,23 @@ fn need_float(t: &Type) -> Result<(), InferError> {
     }
 }
 
+fn need_indices(t: &Type) -> Result<(), InferError> {
+    if t.dtype == DType::I64 {
+        Ok(())
+    } else {
+        Err(InferError::DType(format!(
+            "indices must be i64, got {}",
+            t.dtype
+        )))
+    }
+}
+
+/// The shape of `take` along `axis`: the indices' shape in place of that axis.
+fn taken_shape(x: &Shape, idx: &Shape, axis: usize) -> Shape {
+    let d = x.dims();
+    Shape::new([&d[..axis], idx.dims(), &d[axis + 1..]].concat())
+}
+
 fn arity(ts: &[Type], n: usize) -> Result<(), InferError> {
     if ts.len() == n {
         Ok(())
@@ -464,30 +481,54 @@ pub fn infer(op: &Op, ts: &[Type]) -> InferResult {
                 shape: ts[1].shape.clone(),
             })
         }
-        Op::Take => {
+        Op::Take { axis } => {
             arity(ts, 2)?;
-            if ts[1].dtype != DType::I64 {
-                return Err(InferError::DType(format!(
-                    "indices must be i64, got {}",
-                    ts[1].dtype
-                )));
-            }
+            need_indices(&ts[1])?;
             if ts[0].ndim() == 0 {
-                return Err(InferError::Shape("cannot take rows of a scalar".into()));
+                return Err(InferError::Shape("cannot take from a scalar".into()));
             }
-            let mut shape = ts[1].shape.dims().to_vec();
-            shape.extend_from_slice(&ts[0].shape.dims()[1..]);
+            check_axes(&[*axis], ts[0].ndim())?;
             Ok(Type {
                 dtype: ts[0].dtype,
-                shape: Shape::new(shape),
+                shape: taken_shape(&ts[0].shape, &ts[1].shape, *axis),
             })
         }
-        Op::ScatterAdd => {
+        Op::ScatterAdd { axis } => {
             arity(ts, 3)?;
+            need_indices(&ts[1])?;
+            need_float(&ts[0])?;
+            same_dtype(&[ts[0].clone(), ts[2].clone()])?;
+            if ts[2].ndim() == 0 {
+                return Err(InferError::Shape(
+                    "cannot add into a scalar at indices".into(),
+                ));
+            }
+            check_axes(&[*axis], ts[2].ndim())?;
+            let want = taken_shape(&ts[2].shape, &ts[1].shape, *axis);
+            let fits = ts[0].ndim() == want.ndim()
+                && ts[0]
+                    .shape
+                    .dims()
+                    .iter()
+                    .zip(want.dims())
+                    .all(|(a, b)| a.is_none() || b.is_none() || a == b);
+            if !fits {
+                return Err(InferError::Shape(format!(
+                    "the updates must have shape {want} (the target's shape with axis {axis} \
+                     replaced by the indices' shape), got {}",
+                    ts[0].shape
+                )));
+            }
             Ok(Type {
                 dtype: ts[0].dtype,
                 shape: ts[2].shape.clone(),
             })
+        }
+        Op::Cumsum { axis, .. } => {
+            arity(ts, 1)?;
+            need_float(&ts[0])?;
+            check_axes(&[*axis], ts[0].ndim())?;
+            Ok(ts[0].clone())
         }
         Op::OneHot { depth, dtype } => {
             arity(ts, 1)?;

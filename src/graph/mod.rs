@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use smallvec::SmallVec;
 
 pub(crate) use expr::stack_at;
-pub use expr::{Expr, Operand, concat, stack};
+pub use expr::{Expr, Operand, concat, ones_like, stack, zeros_like};
 pub use infer::{InferError, infer};
 
 use crate::dtype::DType;
@@ -459,6 +459,18 @@ impl Graph {
     }
 
     pub(crate) fn apply_loc(&self, op: Op, inputs: &[&Expr], loc: Location) -> Expr {
+        // An invalid operand's error comes first, even from another graph (a `concat` of
+        // nothing has a graph of its own): it says more than the mix does.
+        for e in inputs {
+            let own = e.graph.lock().node(e.id).error.clone();
+            if let Some(err) = own {
+                if e.graph.same(self) {
+                    return (*e).clone();
+                }
+                let id = self.lock().invalid((*err).clone(), loc);
+                return self.expr(id);
+            }
+        }
         let mut ids = Inputs::new();
         for e in inputs {
             if !e.graph.same(self) {

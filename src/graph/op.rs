@@ -43,6 +43,14 @@ pub enum Unary {
     LogSigmoid,
     /// `max(x, 0)`
     Relu,
+    /// the error function `2/sqrt(pi) * integral_0^x e^(-t^2) dt`
+    Erf,
+    /// the largest integer `<= x`
+    Floor,
+    /// the nearest integer, halves to even (numpy's and PyTorch's rounding)
+    Round,
+    /// the smallest integer `>= x`
+    Ceil,
     /// logical not (bool)
     Not,
 }
@@ -67,6 +75,10 @@ impl Unary {
             Unary::Softplus => "softplus",
             Unary::LogSigmoid => "log_sigmoid",
             Unary::Relu => "relu",
+            Unary::Erf => "erf",
+            Unary::Floor => "floor",
+            Unary::Round => "round",
+            Unary::Ceil => "ceil",
             Unary::Not => "not",
         }
     }
@@ -303,10 +315,25 @@ pub enum Op {
         /// Positive step.
         step: usize,
     },
-    /// Rows of input 0 picked by the `i64` indices in input 1.
-    Take,
-    /// Gradient of `Take`: zeros shaped like input 2, rows of input 0 added at indices input 1.
-    ScatterAdd,
+    /// The slices of input 0 along `axis` picked by the `i64` indices in input 1 (numpy's
+    /// `take`): the indices' shape replaces that axis.
+    Take {
+        /// Normalised axis.
+        axis: usize,
+    },
+    /// Zeros shaped like input 2 with the slices of input 0 added along `axis` at the `i64`
+    /// indices in input 1 (repeated indices add up): the gradient of `Take`, and `index_add`.
+    ScatterAdd {
+        /// Normalised axis.
+        axis: usize,
+    },
+    /// Running sum along `axis`; `reverse` sums from the end (the gradient of a forward sum).
+    Cumsum {
+        /// Normalised axis.
+        axis: usize,
+        /// Sum from the last element towards the first.
+        reverse: bool,
+    },
     /// `i64` labels to float rows with a 1 at the label.
     OneHot {
         /// Number of classes.
@@ -414,8 +441,12 @@ impl Op {
                     fmt_end(*end)
                 )
             }
-            Op::Take => "take".into(),
-            Op::ScatterAdd => "scatter_add".into(),
+            Op::Take { axis } => format!("take{{axis={axis}}}"),
+            Op::ScatterAdd { axis } => format!("scatter_add{{axis={axis}}}"),
+            Op::Cumsum { axis, reverse } => format!(
+                "cumsum{{axis={axis}{}}}",
+                if *reverse { ", reverse" } else { "" }
+            ),
             Op::OneHot { depth, .. } => format!("one_hot{{{depth}}}"),
             Op::Softmax(a) => format!("softmax{{axis={a}}}"),
             Op::LogSoftmax(a) => format!("log_softmax{{axis={a}}}"),

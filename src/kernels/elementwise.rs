@@ -73,6 +73,22 @@ pub(crate) fn sign<T: Float>(x: T) -> T {
     }
 }
 
+/// The error function, from `libm` in `f64` (then rounded for `f32`).
+pub(crate) fn erf<T: Float>(x: T) -> T {
+    T::from_f(libm::erf(x.to_f()))
+}
+
+/// The nearest integer, a half to the even neighbour: `2.5 -> 2`, `3.5 -> 4`.
+pub(crate) fn round_half_even<T: Float>(x: T) -> T {
+    let r = x.round();
+    let two = T::one() + T::one();
+    if (r - x).abs() == T::from_f(0.5) && r % two != T::zero() {
+        r - (r - x) * two
+    } else {
+        r
+    }
+}
+
 pub(crate) fn unary<T: Float>(u: Unary, a: &ArrayD<T>, exec: Exec) -> ArrayD<T> {
     match u {
         Unary::Neg => map(a, exec, |x| -x),
@@ -91,6 +107,10 @@ pub(crate) fn unary<T: Float>(u: Unary, a: &ArrayD<T>, exec: Exec) -> ArrayD<T> 
         Unary::Softplus => map(a, exec, softplus),
         Unary::LogSigmoid => map(a, exec, |x| -softplus(-x)),
         Unary::Relu => map(a, exec, |x| if x > T::zero() { x } else { T::zero() }),
+        Unary::Erf => map(a, exec, erf),
+        Unary::Floor => map(a, exec, |x| x.floor()),
+        Unary::Round => map(a, exec, round_half_even),
+        Unary::Ceil => map(a, exec, |x| x.ceil()),
         Unary::Not => unreachable!("not is a bool op, dispatched before"),
     }
 }

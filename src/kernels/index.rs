@@ -52,46 +52,86 @@ pub(crate) fn indices(t: &Tensor) -> Result<&ArrayD<i64>, String> {
         .ok_or_else(|| format!("indices must be i64, got {}", t.dtype()))
 }
 
-pub(crate) fn take<A: Clone>(a: &ArrayD<A>, idx: &ArrayD<i64>) -> Result<ArrayD<A>, String> {
-    let n = a.shape()[0];
-    let rows: Vec<usize> = idx
-        .iter()
+/// The positions the indices name along an axis of length `n`, each checked.
+fn positions(idx: &ArrayD<i64>, n: usize, axis: usize) -> Result<Vec<usize>, String> {
+    idx.iter()
         .map(|&i| {
             if i >= 0 && (i as usize) < n {
                 Ok(i as usize)
             } else {
-                Err(format!("index {i} out of range for {n} rows"))
+                Err(format!(
+                    "index {i} out of range for axis {axis} of length {n}"
+                ))
             }
         })
-        .collect::<Result<_, _>>()?;
-    let picked = a.select(Axis(0), &rows);
-    let mut dims = idx.shape().to_vec();
-    dims.extend_from_slice(&a.shape()[1..]);
-    reshape(&picked, &dims)
+        .collect()
 }
 
+/// numpy's `take(a, idx, axis)`: the indices' shape in place of `axis`.
+pub(crate) fn take<A: Clone>(
+    a: &ArrayD<A>,
+    idx: &ArrayD<i64>,
+    axis: usize,
+) -> Result<ArrayD<A>, String> {
+    let at = positions(idx, a.shape()[axis], axis)?;
+    let picked = a.select(Axis(axis), &at);
+    reshape(&picked, &taken_dims(a.shape(), idx.shape(), axis))
+}
+
+/// The shape `take` along `axis` gives: the indices' shape in place of that axis.
+fn taken_dims(shape: &[usize], idx: &[usize], axis: usize) -> Vec<usize> {
+    [&shape[..axis], idx, &shape[axis + 1..]].concat()
+}
+
+/// Zeros of shape `like` with the slices of `updates` along `axis` added at the indices: the
+/// adjoint of [`take`].
 pub(crate) fn scatter_add<T: Float>(
-    dy: &ArrayD<T>,
+    updates: &ArrayD<T>,
     idx: &ArrayD<i64>,
     like: &[usize],
+    axis: usize,
 ) -> Result<ArrayD<T>, String> {
+    let at = positions(idx, like[axis], axis)?;
+    let want = taken_dims(like, idx.shape(), axis);
+    if updates.shape() != want.as_slice() {
+        return Err(format!(
+            "updates of shape {} do not fit indices of shape {} into {} along axis {axis} \
+             (they must have shape {})",
+            shape::show(updates.shape()),
+            shape::show(idx.shape()),
+            shape::show(like),
+            shape::show(&want)
+        ));
+    }
+    // The updates with the indices' axes flattened into one, matching `at`.
+    let mut flat = like.to_vec();
+    flat[axis] = at.len();
+    let src = reshape(updates, &flat)?;
     let mut out = ArrayD::<T>::zeros(IxDyn(like));
-    let row: usize = like[1..].iter().product();
-    let src = reshape(dy, &[idx.len(), row])?;
-    for (r, &i) in idx.iter().enumerate() {
-        if i < 0 || i as usize >= like[0] {
-            return Err(format!("index {i} out of range for {} rows", like[0]));
-        }
-        let mut dst = out.index_axis_mut(Axis(0), i as usize);
-        let mut flat = dst
-            .view_mut()
-            .into_shape_with_order(IxDyn(&[row]))
-            .map_err(|e| e.to_string())?;
-        Zip::from(&mut flat)
-            .and(&src.index_axis(Axis(0), r))
+    for (k, &i) in at.iter().enumerate() {
+        Zip::from(out.index_axis_mut(Axis(axis), i))
+            .and(src.index_axis(Axis(axis), k))
             .for_each(|d, &s| *d = *d + s);
     }
     Ok(out)
+}
+
+/// Running sums along `axis`, from the end when `reverse`.
+pub(crate) fn cumsum<T: Float>(a: &ArrayD<T>, axis: usize, reverse: bool) -> ArrayD<T> {
+    let mut out = a.to_owned();
+    for mut lane in out.lanes_mut(Axis(axis)) {
+        let mut acc = T::zero();
+        let mut add = |v: &mut T| {
+            acc = acc + *v;
+            *v = acc;
+        };
+        if reverse {
+            lane.iter_mut().rev().for_each(&mut add);
+        } else {
+            lane.iter_mut().for_each(&mut add);
+        }
+    }
+    out
 }
 
 pub(crate) fn slice_info(n: usize, start: isize, end: Option<isize>, step: usize) -> Slice {

@@ -3,7 +3,7 @@
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::elementwise::{bcast, binary, compare, select, unary, zip2};
-use super::index::{concat, indices, reshape, reshape_dims, scatter_add, slice_info, take};
+use super::index::{concat, cumsum, indices, reshape, reshape_dims, scatter_add, slice_info, take};
 use super::linalg::matmul;
 use super::reduce::{argmax, log_softmax, reduce, softmax};
 use super::{Exec, KernelResult};
@@ -165,14 +165,15 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exe
             dst.assign(dy);
             out
         }),
-        Op::Take => {
+        Op::Take { axis } => {
             let idx = indices(x[1])?;
-            any!(x[0], a => take(a, idx)?)
+            any!(x[0], a => take(a, idx, *axis)?)
         }
-        Op::ScatterAdd => {
+        Op::ScatterAdd { axis } => {
             let idx = indices(x[1])?;
-            float!(x[0], dy => scatter_add(dy, idx, x[2].shape())?)
+            float!(x[0], u => scatter_add(u, idx, x[2].shape(), *axis)?)
         }
+        Op::Cumsum { axis, reverse } => float!(x[0], a => cumsum(a, *axis, *reverse)),
         Op::OneHot { depth, dtype } => {
             let idx = indices(x[0])?;
             let mut dims = idx.shape().to_vec();

@@ -134,7 +134,7 @@ pub(crate) fn cd_step(
         }),
         Chain::Counted(k) => {
             // The states: the visible sample (zeros until the first step) and the hidden one.
-            let v0 = x.scalar_like(0.0).broadcast_like(&x);
+            let v0 = x.zeros_like();
             let chain = Scan::counted(k).states(&[&v0, &h_start]).run(|s| {
                 let (v, _, hs) = model.gibbs_from_hidden(s.state(1), rng);
                 Ok(StepResult::new().state(&v).state(&hs))

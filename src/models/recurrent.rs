@@ -55,7 +55,8 @@ fn gate(x: &Expr, k: usize, hidden: usize) -> Expr {
 
 /// Zeros of shape `[N, hidden]` for the batch of sequences `xs` (`[T, N, D]`).
 fn zeros_for(xs: &Expr, hidden: usize) -> Expr {
-    // The first step's rows (none for an empty sequence: its sum), one column of them.
+    // The first step's rows (none for an empty sequence: its sum), one column of them, for
+    // their run-time count only.
     let first = xs
         .slice(0, 0, Some(1))
         .sum_axes(&[0], false)
@@ -63,7 +64,7 @@ fn zeros_for(xs: &Expr, hidden: usize) -> Expr {
     let row = xs
         .graph()
         .constant(Tensor::from(Array1::<f64>::zeros(hidden)).cast(xs.dtype()));
-    (first * 0.0).stop_gradient() + row
+    first.zeros_like() + row
 }
 
 /// A gated recurrent unit (Cho et al. 2014):

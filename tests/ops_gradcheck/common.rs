@@ -211,13 +211,24 @@ pub fn uniform(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Tensor {
     Tensor::from_f64(shape, data, DType::F64).expect("data fits its shape")
 }
 
-/// Largest `|a - b|` over two tensors of one shape.
+/// The values of a tensor as an f64 array of its shape.
+pub fn array(x: &Tensor) -> ndarray::ArrayD<f64> {
+    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(x.shape()), x.to_f64_vec()).unwrap()
+}
+
+/// Largest `|a - b|` over two tensors of one shape; a NaN against a number is infinitely far
+/// (`f64::max` would drop it), two NaNs agree.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.shape(), b.shape(), "shapes differ");
     a.to_f64_vec()
         .iter()
         .zip(b.to_f64_vec())
-        .map(|(p, q)| (p - q).abs())
+        .map(|(p, q)| match (p.is_nan(), q.is_nan()) {
+            (true, true) => 0.0,
+            (false, false) if p == &q => 0.0,
+            (false, false) => (p - q).abs(),
+            _ => f64::INFINITY,
+        })
         .fold(0.0, f64::max)
 }
 

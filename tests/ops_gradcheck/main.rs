@@ -5,8 +5,10 @@
 //! Points are chosen away from kinks (abs, relu, max ties, clip bounds) and domain edges (log,
 //! sqrt, pow bases).
 
+mod api;
 mod checker;
 mod common;
+mod conveniences;
 mod elementwise;
 mod linalg;
 mod modes;

@@ -103,6 +103,7 @@ fn fast_matches_reference_every_kernel() {
     let c = g.input("c", DType::F64, &[Some(m), Some(1)]);
     let rows: Vec<i64> = (0..300).map(|i| (i * 7) % m as i64).collect();
     let idx = g.constant(rows);
+    let cols = g.constant((0..250).map(|i| (i * 11) % n as i64).collect::<Vec<_>>());
     let exprs: Vec<Expr> = vec![
         &a + &b,
         &a - &c,
@@ -142,13 +143,25 @@ fn fast_matches_reference_every_kernel() {
         a.reshape(&[-1, 40]),
         a.slice_step(0, -150, Some(-3), 3),
         a.take(&idx),
-        gradus::concat(&[&a, &a.exp()], 1).unwrap(),
-        gradus::stack(&[&a, &b.broadcast_like(&a)], 0).unwrap(),
+        gradus::concat(&[&a, &a.exp()], 1),
+        gradus::stack(&[&a, &b.broadcast_like(&a)], 0),
         a.softmax(0),
         a.log_softmax(1),
         a.t().matmul(&a),
         a.argmax(1).cast(DType::F64),
         a.reshape(&[4, 50, 180]).matmul(&a.reshape(&[4, 180, 50])),
+        a.erf(),
+        a.gelu(),
+        a.elu(0.5),
+        a.leaky_relu(0.2),
+        (&a * 4.0).floor() + (&a * 4.0).round() + (&a * 4.0).ceil(),
+        a.var_axes(&[0], true),
+        a.std_ddof(&[1], false, 1),
+        a.cumsum(0),
+        a.cumsum(1),
+        a.take_axis(&cols, 1),
+        a.scatter_add(&idx.slice(0, 0, Some(100)), &b.broadcast_to(&[100, n])),
+        a.max() + a.min() + a.logsumexp(),
     ];
     let zero = g.scalar_constant(0.0, DType::F64);
     let loss = exprs.iter().fold(zero, |acc, e| &acc + &e.sin().mean());

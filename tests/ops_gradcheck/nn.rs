@@ -183,21 +183,21 @@ fn dynamic_dims_other_ops() {
         .check(|x| x[0].slice_step(0, 1, None, 2));
     case("dynamic stack")
         .var_dyn(rows, &[5, 4], U)
-        .check(|x| gradus::stack(&[&x[0], &x[0].sin()], 0).unwrap());
+        .check(|x| gradus::stack(&[&x[0], &x[0].sin()], 0));
     case("dynamic concat along a static axis")
         .var_dyn(rows, &[5, 4], U)
-        .check(|x| gradus::concat(&[&x[0], &x[0].sin()], 1).unwrap());
+        .check(|x| gradus::concat(&[&x[0], &x[0].sin()], 1));
     // each part's place in the gradient is read from the operands' sizes when it runs
     case("concat along a run-time axis")
         .var_dyn(rows, &[5, 4], U)
         .var_dyn(rows, &[2, 4], U)
         .var(&[3, 4], U)
-        .check(|x| gradus::concat(&[&x[0], &x[1].sin(), &x[2], &x[0]], 0).unwrap());
+        .check(|x| gradus::concat(&[&x[0], &x[1].sin(), &x[2], &x[0]], 0));
     case("concat along a run-time axis (second order)")
         .var_dyn(rows, &[3, 4], U)
         .var_dyn(rows, &[2, 4], U)
         .second_order()
-        .check(|x| gradus::concat(&[&x[0], &x[1]], 0).unwrap().tanh());
+        .check(|x| gradus::concat(&[&x[0], &x[1]], 0).tanh());
     case("dynamic transpose")
         .var_dyn(rows, &[5, 4], U)
         .check(|x| x[0].t().softmax(1));

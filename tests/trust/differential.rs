@@ -4,6 +4,7 @@
 //!
 //! The inputs have dims known only at run time (`x [?, 4]`, `z [?, 1]`, `m [?, 4]`) and dims
 //! declared 1 that broadcast (`z`'s columns, `s [1, 4]`); the graphs mix the stabilized forms,
+//! erf and the activations built on it or beside it, the roundings,
 //! products with a bias, reductions and broadcasting. One case in five is fed rows that disagree
 //! (or a single row where the type says `?`), which both must refuse with the same error.
 
@@ -40,7 +41,7 @@ fn random_case(rng: &mut StdRng, dtype: DType) -> Case {
     for _ in 0..rng.random_range(3..10) {
         let a = pool[rng.random_range(0..pool.len())].clone();
         let b = pool[rng.random_range(0..pool.len())].clone();
-        let e = match rng.random_range(0..22) {
+        let e = match rng.random_range(0..28) {
             0 => a.tanh(),
             1 => a.sigmoid().log(),
             2 => (1.0 - &a.sigmoid()).log(),
@@ -62,6 +63,13 @@ fn random_case(rng: &mut StdRng, dtype: DType) -> Case {
             17 => a.t().t().cos() + &s,
             18 | 19 => a.scalar_like(0.0).broadcast_like(&(&b + &m)) + &a,
             20 => a.matmul(&w) + &m,
+            21 => a.erf() * &b,
+            22 => a.gelu() + &b,
+            23 => a.elu(0.5) * &z,
+            24 => a.leaky_relu(0.1) - &b.exp(),
+            // steps: a gradient of zero through them, fused or not
+            25 => (&a * 3.0).floor() + &b,
+            26 => (&a * 3.0).round() * &b + (&a * 2.0).ceil(),
             _ => &a + &y,
         };
         pool.push(e);

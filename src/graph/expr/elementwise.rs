@@ -48,8 +48,49 @@ impl Expr {
         log_sigmoid => LogSigmoid;
         /// `max(x, 0)`
         relu => Relu;
+        /// the error function `erf(x) = 2/sqrt(pi) * integral_0^x e^(-t^2) dt`
+        erf => Erf;
+        /// the largest integer `<= x`; its gradient is zero
+        floor => Floor;
+        /// the nearest integer, a half to the even one (`2.5 -> 2`, `3.5 -> 4`, as numpy and
+        /// PyTorch round); its gradient is zero
+        round => Round;
+        /// the smallest integer `>= x`; its gradient is zero
+        ceil => Ceil;
         /// logical not of a bool tensor
         not => Not;
+    }
+
+    /// The Gaussian error linear unit in its exact form, `x * Phi(x)` =
+    /// `x / 2 * (1 + erf(x / sqrt(2)))` (not the `tanh` approximation).
+    #[track_caller]
+    pub fn gelu(&self) -> Expr {
+        if let Some(e) = self.not_float("gelu") {
+            return e;
+        }
+        let phi = (self * std::f64::consts::FRAC_1_SQRT_2).erf() + 1.0;
+        self * &phi * 0.5
+    }
+
+    /// The exponential linear unit: `x` for `x > 0`, else `alpha * (e^x - 1)`.
+    #[track_caller]
+    pub fn elu(&self, alpha: f64) -> Expr {
+        if let Some(e) = self.not_float("elu") {
+            return e;
+        }
+        // expm1 of min(x, 0): the branch not taken never overflows, so its zero gradient
+        // stays zero (0 * inf would be NaN).
+        let neg = self.minimum(0.0).expm1() * alpha;
+        self.gt(0.0).select(self, &neg)
+    }
+
+    /// The leaky rectifier: `x` for `x > 0`, else `slope * x`.
+    #[track_caller]
+    pub fn leaky_relu(&self, slope: f64) -> Expr {
+        if let Some(e) = self.not_float("leaky_relu") {
+            return e;
+        }
+        self.gt(0.0).select(self, &(self * slope))
     }
 
     /// `self ** p` for a tensor or a Rust number.

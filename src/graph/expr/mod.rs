@@ -25,7 +25,7 @@ use crate::shape;
 use crate::tensor::Tensor;
 
 pub(crate) use shape_ops::stack_at;
-pub use shape_ops::{concat, stack};
+pub use shape_ops::{concat, ones_like, stack, zeros_like};
 
 /// A node of an expression graph, held with its graph. Cheap to clone.
 #[derive(Clone)]
@@ -119,7 +119,11 @@ impl Expr {
     /// to check against, so its own error wins: a chain reports the first bad line.
     #[track_caller]
     fn fail(&self, err: Error) -> Expr {
-        let loc = Location::caller();
+        self.fail_at(err, Location::caller())
+    }
+
+    /// [`fail`](Expr::fail) at a location the caller passes on.
+    fn fail_at(&self, err: Error, loc: Location) -> Expr {
         let mut g = self.graph.lock();
         if g.node(self.id).error.is_some() {
             return self.clone();
@@ -154,6 +158,22 @@ impl Expr {
     #[track_caller]
     fn axis(&self, op: &str, axis: isize) -> std::result::Result<usize, Expr> {
         self.axes(op, &[axis]).map(|a| a[0])
+    }
+
+    /// For an op built of others (`gelu`, `var`): the error to return when this is not a
+    /// float tensor, so that it names the op the user wrote rather than one inside it.
+    #[track_caller]
+    fn not_float(&self, op: &str) -> Option<Expr> {
+        let dtype = self.dtype();
+        if dtype.is_float() {
+            return None;
+        }
+        // Not in a closure: `#[track_caller]` does not reach into one.
+        Some(self.fail(Error::DType {
+            op: op.into(),
+            detail: format!("needs a float operand, got {dtype}"),
+            loc: Location::caller(),
+        }))
     }
 
     /// All axes, for full reductions.

@@ -1,4 +1,5 @@
-//! The arithmetic operators on expressions and Rust numbers: `+ - * /` and unary `-`.
+//! The arithmetic operators on expressions and Rust numbers (`f64` and `i32`, so both `2.0`
+//! and `2` work): `+ - * /` and unary `-`.
 
 use std::ops;
 
@@ -35,9 +36,11 @@ macro_rules! binary_operator {
                 ops::$trait::$method(self, &rhs)
             }
         }
-        // Only `f64`: with a second scalar type a bare literal (`&x * 2.0`) would be ambiguous.
-        // The constant takes the tensor's dtype either way.
+        // One float and one integer type: a bare literal (`&x * 2.0`, `2 * &x`) then has one
+        // impl to pick; with `f32` beside `f64`, `2.0` would be ambiguous. The constant takes
+        // the tensor's dtype either way.
         binary_operator!(@scalar $trait, $method, f64);
+        binary_operator!(@scalar $trait, $method, i32);
     };
     (@scalar $trait:ident, $method:ident, $t:ty) => {
         impl ops::$trait<$t> for &Expr {

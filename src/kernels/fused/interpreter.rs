@@ -245,6 +245,10 @@ unsafe fn exec<T: KernelFloat>(ins: &Instr, at: &[*const T], dst: *mut T, len: u
             Unary::Softplus => map1!(|x| x.fast_softplus()),
             Unary::LogSigmoid => map1!(|x| -(-x).fast_softplus()),
             Unary::Relu => map1!(|x| if x > zero { x } else { zero }),
+            Unary::Erf => map1!(|x| elementwise::erf(x)),
+            Unary::Floor => map1!(|x| x.floor()),
+            Unary::Round => map1!(|x| elementwise::round_half_even(x)),
+            Unary::Ceil => map1!(|x| x.ceil()),
             Unary::Not => map1!(|x| truth(x == zero)),
         },
         Instr::Binary(op, _, _) => match op {

@@ -316,7 +316,8 @@ fn cost_of(i: &Instr) -> usize {
             | Unary::Tanh
             | Unary::Sigmoid
             | Unary::Softplus
-            | Unary::LogSigmoid,
+            | Unary::LogSigmoid
+            | Unary::Erf,
             _,
         )
         | Instr::Binary(Binary::Pow, ..) => 12,

@@ -19,6 +19,7 @@ fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result<(), String
     let operands: &[usize] = match op {
         Op::Binary(_) | Op::Compare(_) => &[0, 1],
         Op::Where => &[0, 1, 2],
+        Op::Random { dist, .. } if dist.params().len() == 2 => &[1, 2],
         Op::BroadcastTo(_) | Op::BroadcastLike => &[0],
         _ => return Ok(()),
     };
@@ -196,12 +197,10 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exe
         }
         Op::Random { dist, dtype, key } => {
             let (seed, counter) = super::random::stream_state(x[0])?;
-            let shape = x[1].shape();
+            let stream = (seed, counter, *key);
             match dtype {
-                DType::F32 => {
-                    Tensor::F32(super::random::draw(*dist, seed, counter, *key, shape, exec))
-                }
-                _ => Tensor::F64(super::random::draw(*dist, seed, counter, *key, shape, exec)),
+                DType::F32 => Tensor::F32(super::random::draw_node(*dist, stream, &x[1..], exec)?),
+                _ => Tensor::F64(super::random::draw_node(*dist, stream, &x[1..], exec)?),
             }
         }
         Op::Custom(c) => {

@@ -172,6 +172,20 @@ pub enum Error {
         /// Where the user built the node.
         loc: Location,
     },
+    /// An index or label outside the range of what it indexes, found when the op ran.
+    #[error("index error in {op}: {what} {index} is out of range 0..{len} (built at {loc})")]
+    Index {
+        /// The op that indexes.
+        op: String,
+        /// What the value is to the op: an index, a label.
+        what: String,
+        /// The value out of range.
+        index: i64,
+        /// The number of valid indices: the valid range is `0..len`.
+        len: usize,
+        /// Where the user built the node.
+        loc: Location,
+    },
     /// A value too large to allocate, or larger than the function's memory limit
     /// ([`FunctionBuilder::memory_limit`](crate::FunctionBuilder::memory_limit)).
     #[error("cannot allocate {bytes} bytes for the {shape} result of {op}{why} (built at {loc})")]
@@ -256,6 +270,7 @@ impl Error {
             | Error::NotDifferentiable { loc, .. }
             | Error::MissingGradient { loc, .. }
             | Error::Runtime { loc, .. }
+            | Error::Index { loc, .. }
             | Error::OutOfMemory { loc, .. }
             | Error::NonFinite { loc, .. }
             | Error::DebugMismatch { loc, .. }

@@ -236,3 +236,33 @@ fn constant_parameters_outside_their_domain_are_build_errors() {
         );
     }
 }
+
+#[test]
+fn fed_parameters_outside_their_domain_are_run_time_errors() {
+    let g = Graph::new();
+    let a = g.vector("a", DType::F32);
+    let rng = RandomStream::new(&g, 1);
+    let draws = [
+        ((rng.gamma(&a, &a), line!()), "gamma"),
+        ((rng.beta(&a, &a), line!()), "beta"),
+        ((rng.poisson(&a), line!()), "poisson"),
+        ((rng.binomial(2, &a), line!()), "binomial{n=2}"),
+    ];
+    for ((draw, line), op) in &draws {
+        for mode in [Mode::Fast, Mode::Reference] {
+            let f = function(&[&a], &[draw]).mode(mode).compile().unwrap();
+            let err = f.call(&[vec![0.5f32, -1.0].into()]).expect_err("-1");
+            assert!(
+                matches!(err, gradus::Error::Invalid { .. }),
+                "{op}: {err:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with(&format!("invalid argument to {op}: ")),
+                "{msg}"
+            );
+            assert!(msg.contains("got -1"), "{msg}");
+            assert_eq!(err.location().map(|l| l.line()), Some(*line), "{msg}");
+        }
+    }
+}

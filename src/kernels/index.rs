@@ -52,18 +52,17 @@ pub(crate) fn indices(t: &Tensor) -> Result<&ArrayD<i64>, String> {
         .ok_or_else(|| format!("indices must be i64, got {}", t.dtype()))
 }
 
+/// The first index of `idx` outside `0..len`.
+pub(crate) fn out_of_range(idx: &ArrayD<i64>, len: usize) -> Option<i64> {
+    idx.iter().copied().find(|&i| i < 0 || i as usize >= len)
+}
+
 pub(crate) fn take<A: Clone>(a: &ArrayD<A>, idx: &ArrayD<i64>) -> Result<ArrayD<A>, String> {
     let n = a.shape()[0];
-    let rows: Vec<usize> = idx
-        .iter()
-        .map(|&i| {
-            if i >= 0 && (i as usize) < n {
-                Ok(i as usize)
-            } else {
-                Err(format!("index {i} out of range for {n} rows"))
-            }
-        })
-        .collect::<Result<_, _>>()?;
+    if let Some(i) = out_of_range(idx, n) {
+        return Err(format!("index {i} out of range for {n} rows"));
+    }
+    let rows: Vec<usize> = idx.iter().map(|&i| i as usize).collect();
     let picked = a.select(Axis(0), &rows);
     let mut dims = idx.shape().to_vec();
     dims.extend_from_slice(&a.shape()[1..]);
@@ -78,10 +77,10 @@ pub(crate) fn scatter_add<T: Float>(
     let mut out = ArrayD::<T>::zeros(IxDyn(like));
     let row: usize = like[1..].iter().product();
     let src = reshape(dy, &[idx.len(), row])?;
+    if let Some(i) = out_of_range(idx, like[0]) {
+        return Err(format!("index {i} out of range for {} rows", like[0]));
+    }
     for (r, &i) in idx.iter().enumerate() {
-        if i < 0 || i as usize >= like[0] {
-            return Err(format!("index {i} out of range for {} rows", like[0]));
-        }
         let mut dst = out.index_axis_mut(Axis(0), i as usize);
         let mut flat = dst
             .view_mut()

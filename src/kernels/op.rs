@@ -3,7 +3,9 @@
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::elementwise::{bcast, binary, compare, select, unary, zip2};
-use super::index::{concat, indices, reshape, reshape_dims, scatter_add, slice_info, take};
+use super::index::{
+    concat, indices, out_of_range, reshape, reshape_dims, scatter_add, slice_info, take,
+};
 use super::linalg::matmul;
 use super::reduce::{argmax, log_softmax, reduce, softmax};
 use super::{Exec, KernelResult};
@@ -180,10 +182,10 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exe
             dims.push(*depth);
             let mut out = ArrayD::<f64>::zeros(IxDyn(&dims));
             let flat = out.as_slice_mut().ok_or("one_hot output is contiguous")?;
+            if let Some(i) = out_of_range(idx, *depth) {
+                return Err(format!("label {i} out of range for {depth} classes"));
+            }
             for (r, &i) in idx.iter().enumerate() {
-                if i < 0 || i as usize >= *depth {
-                    return Err(format!("label {i} out of range for {depth} classes"));
-                }
                 flat[r * depth + i as usize] = 1.0;
             }
             Tensor::F64(out).cast(*dtype)

@@ -35,7 +35,7 @@ use crate::error::Result;
 use crate::graph::Type;
 use crate::kernels::{Exec, KernelFloat};
 use crate::tensor::Tensor;
-pub(crate) use failure::{Failure, node_error, reserve};
+pub(crate) use failure::{Failure, kernel_error, node_error, reserve};
 use group::Groups;
 use pool::Pool;
 pub use profile::{LoopProfile, NodeProfile, Profile};
@@ -573,7 +573,7 @@ impl Executor {
             .map(|&i| &self.program.nodes[i].ty)
             .collect();
         reserve(n, &args, self.memory_limit).map_err(|f| f.at(n))?;
-        eval_kind(&n.kind, &args, &types, &n.ty, Exec::Fast).map_err(|e| node_error(n, e))
+        eval_kind(&n.kind, &args, &types, &n.ty, Exec::Fast).map_err(|e| kernel_error(n, &args, e))
     }
 }
 

@@ -133,7 +133,9 @@ pub enum Error {
         loc: Location,
     },
     /// A compiled function was called without a value for one of its inputs.
-    #[error("missing feed for input {name}: expected {expected} values, got {got}")]
+    #[error(
+        "missing feed for input {name}: expected {expected} values, got {got} (in the call at {at})"
+    )]
     MissingFeed {
         /// Name of the first input without a value.
         name: String,
@@ -141,9 +143,11 @@ pub enum Error {
         expected: usize,
         /// Number of values given.
         got: usize,
+        /// Where the user called the function (or `eval`).
+        at: Location,
     },
     /// A fed value has the wrong shape.
-    #[error("wrong shape for input {name}: expected {expected}, got {got}")]
+    #[error("wrong shape for input {name}: expected {expected}, got {got} (in the call at {at})")]
     FeedShape {
         /// Input name.
         name: String,
@@ -151,9 +155,11 @@ pub enum Error {
         expected: String,
         /// Shape of the fed value.
         got: String,
+        /// Where the user called the function (or `eval`).
+        at: Location,
     },
     /// A fed value has the wrong dtype.
-    #[error("wrong dtype for input {name}: expected {expected}, got {got}")]
+    #[error("wrong dtype for input {name}: expected {expected}, got {got} (in the call at {at})")]
     FeedDType {
         /// Input name.
         name: String,
@@ -161,6 +167,8 @@ pub enum Error {
         expected: String,
         /// Dtype of the fed value.
         got: String,
+        /// Where the user called the function (or `eval`).
+        at: Location,
     },
     /// A shape mismatch that could only be detected at run time (dims unknown at build time).
     #[error("run-time shape error in {op}: {detail} (built at {loc})")]
@@ -258,7 +266,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The user location carried by the error, when it has one.
+    /// The user location carried by the error, when it has one: where the node was built, or
+    /// for a feed error the call.
     pub fn location(&self) -> Option<Location> {
         match self {
             Error::Shape { loc, .. }
@@ -275,6 +284,9 @@ impl Error {
             | Error::NonFinite { loc, .. }
             | Error::DebugMismatch { loc, .. }
             | Error::Usage { loc, .. } => Some(*loc),
+            Error::MissingFeed { at, .. }
+            | Error::FeedShape { at, .. }
+            | Error::FeedDType { at, .. } => Some(*at),
             _ => None,
         }
     }

@@ -7,7 +7,8 @@
 //! pooled buffers ([`fast`]) or run their general kernel. A reference program runs on the one
 //! reference interpreter ([`interpret`]), which the debug mode ([`debug`]) and `eval` use too.
 //! A loop's body runs on an executor of its own, once per step ([`loops`]). Feeds and new values
-//! are checked in [`checks`]; a node's failure becomes the user's error in [`failure`].
+//! are checked in [`checks`]; a node's failure becomes the user's error in [`failure`], and a
+//! call's shape error names the inputs behind it ([`sources`]).
 
 mod checks;
 mod debug;
@@ -20,6 +21,7 @@ mod loops;
 mod pool;
 mod products;
 mod profile;
+mod sources;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

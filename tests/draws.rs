@@ -2,20 +2,15 @@
 //! number of threads, the right mean and variance, and parameters outside their domain an
 //! error, never a panic.
 
+mod common;
+
+use common::in_pool;
 use gradus::prelude::*;
 use gradus::random::RandomStream;
 
 /// Draws per moment check: the sample mean is within 5 standard errors of the true one (and
 /// the sample variance of its own) except once in a few million runs.
 const N: usize = 100_000;
-
-fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
-}
 
 /// A distribution to draw from, with its parameters and their true moments.
 struct Case {

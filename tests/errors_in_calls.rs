@@ -2,32 +2,11 @@
 //! inputs its operands come from and the shapes they were fed, an index out of range is an index
 //! error, and a feed error names the line of the call.
 
+mod common;
+
+use common::{assert_built_at, assert_mentions, at};
 use gradus::prelude::*;
 use gradus::{Error, FunctionBuilder, eval};
-
-/// `tests/errors_in_calls.rs:LINE:`, with the colon so line 12 does not match line 123.
-fn at(line: u32) -> String {
-    format!("tests/errors_in_calls.rs:{line}:")
-}
-
-#[track_caller]
-fn assert_mentions(msg: &str, parts: &[&str]) {
-    for p in parts {
-        assert!(msg.contains(p), "message lacks {p:?}:\n  {msg}");
-    }
-}
-
-/// The error points at `line` of this file, in its message and in `Error::location`.
-#[track_caller]
-fn assert_at(err: &Error, line: u32) {
-    assert_mentions(&err.to_string(), &[&at(line)]);
-    let loc = err.location().expect("the error carries a location");
-    assert_eq!(
-        (loc.file(), loc.line()),
-        ("tests/errors_in_calls.rs", line),
-        "{err}"
-    );
-}
 
 /// The ways a function can be compiled: optimized (fused kernels, products), as written, and
 /// on the reference interpreter.
@@ -104,7 +83,7 @@ fn a_batch_mismatch_names_the_inputs_and_their_fed_shapes() {
                 "the operands come from the inputs `labels` (fed [3]) and `images` (fed [4, 6])",
             ],
         );
-        assert_at(&err, m.line);
+        assert_built_at(&err, m.line);
     }
     let err = eval(
         &[&m.cost],
@@ -142,7 +121,7 @@ fn a_mismatch_in_a_fused_kernel_names_the_inputs_of_its_op() {
             "the operands come from the inputs `a` (fed [2]), `b` (fed [3]) and `c` (fed [3])",
         ],
     );
-    assert_at(&err, line);
+    assert_built_at(&err, line);
 }
 
 #[test]
@@ -219,7 +198,7 @@ fn an_out_of_range_label_is_an_index_error() {
             &err.to_string(),
             &["index error in one_hot{4}: label 7 is out of range 0..4"],
         );
-        assert_at(&err, m.line);
+        assert_built_at(&err, m.line);
     }
 }
 
@@ -237,7 +216,7 @@ fn an_out_of_range_index_of_take_and_of_its_gradient_is_an_index_error() {
             &["index error in take: index -1 is out of range 0..3"],
         );
         assert!(matches!(err, Error::Index { .. }), "{how}: {err:?}");
-        assert_at(&err, line);
+        assert_built_at(&err, line);
     }
     // The gradient alone: its scatter-add meets the index first.
     let f = function(&[&rows], &[&gt]).compile().unwrap();
@@ -253,7 +232,7 @@ fn an_out_of_range_index_of_take_and_of_its_gradient_is_an_index_error() {
         ),
         "{err:?}"
     );
-    assert_at(&err, line);
+    assert_built_at(&err, line);
 }
 
 /// A function of `x: f64[3]` and `y: f64[?, 2]`.
@@ -272,37 +251,28 @@ fn feed_errors_name_the_line_of_the_call() {
     let x: Tensor = vec![1.0; 3].into();
     let y = Tensor::full(&[2, 2], 1.0, DType::F64);
 
-    let (res, line) = (f.call(std::slice::from_ref(&x)), line!());
-    let err = res.expect_err("y is missing");
-    assert!(matches!(err, Error::MissingFeed { .. }), "{err:?}");
-    assert_mentions(
-        &err.to_string(),
-        &["missing feed for input y", "in the call at"],
-    );
-    assert_at(&err, line);
-
-    let (res, line) = (f.call(&[vec![1.0; 4].into(), y.clone()]), line!());
-    let err = res.expect_err("x is [3]");
-    assert!(matches!(err, Error::FeedShape { .. }), "{err:?}");
-    assert_mentions(
-        &err.to_string(),
-        &["wrong shape for input x", "in the call at"],
-    );
-    assert_at(&err, line);
-
-    let (res, line) = (f.call(&[x.clone(), y.cast(DType::F32)]), line!());
-    let err = res.expect_err("y is f64");
-    assert!(matches!(err, Error::FeedDType { .. }), "{err:?}");
-    assert_mentions(
-        &err.to_string(),
-        &["wrong dtype for input y", "in the call at"],
-    );
-    assert_at(&err, line);
+    let (x4, y32): (Tensor, Tensor) = (vec![1.0; 4].into(), y.cast(DType::F32));
+    let calls = [
+        (f.call(std::slice::from_ref(&x)), line!()),
+        (f.call(&[x4, y.clone()]), line!()),
+        (f.call(&[x.clone(), y32]), line!()),
+    ];
+    let expected = [
+        ("MissingFeed", "missing feed for input y"),
+        ("FeedShape", "wrong shape for input x"),
+        ("FeedDType", "wrong dtype for input y"),
+    ];
+    for ((res, line), (variant, what)) in calls.into_iter().zip(expected) {
+        let err = res.expect_err(what);
+        assert!(format!("{err:?}").starts_with(variant), "{err:?}");
+        assert_mentions(&err.to_string(), &[what, "in the call at"]);
+        assert_built_at(&err, line);
+    }
 
     // eval names its own line.
     let g = Graph::new();
     let v = g.input("v", DType::F64, &[Some(2)]);
     let (res, line) = (eval(&[&v.sum()], &[(&v, x)]), line!());
     let err = res.expect_err("v is [2]");
-    assert_at(&err, line);
+    assert_built_at(&err, line);
 }

@@ -77,11 +77,12 @@ fn a_batch_mismatch_names_the_inputs_and_their_fed_shapes() {
         assert!(matches!(err, Error::Runtime { .. }), "{how}: {err:?}");
         assert_mentions(
             &err.to_string(),
-            &[
-                "run-time shape error in mul",
-                "[3, 4] and [4, 4]",
-                "the operands come from the inputs `labels` (fed [3]) and `images` (fed [4, 6])",
-            ],
+            &[&format!(
+                "run-time shape error in mul: [3, 4] and [4, 4] do not broadcast (3 vs 4); the \
+                 operands come from the inputs `labels` (fed [3]) and `images` (fed [4, 6]) \
+                 (built at {}",
+                at(m.line)
+            )],
         );
         assert_built_at(&err, m.line);
     }
@@ -118,7 +119,8 @@ fn a_mismatch_in_a_fused_kernel_names_the_inputs_of_its_op() {
         &err.to_string(),
         &[
             "run-time shape error in add",
-            "the operands come from the inputs `a` (fed [2]), `b` (fed [3]) and `c` (fed [3])",
+            "the operands come from the inputs `a` (fed [2]), `b` (fed [3]) and `c` (fed [3]) \
+             (built",
         ],
     );
     assert_built_at(&err, line);
@@ -146,7 +148,7 @@ fn a_bias_that_does_not_fit_a_product_names_the_inputs() {
             &err.to_string(),
             &[
                 "run-time shape error in add",
-                "the operands come from the inputs `x` (fed [4, 3]) and `bias` (fed [5])",
+                "the operands come from the inputs `x` (fed [4, 3]) and `bias` (fed [5]) (built",
             ],
         );
         assert!(err.to_string().contains(&at(line)), "{how}: {err}");
@@ -166,7 +168,7 @@ fn a_mismatch_with_a_shared_variable_names_it_with_the_shape_it_holds() {
             &[
                 "run-time shape error in sub",
                 "the operands come from the input `x` (fed [3]) and the shared variable `w` \
-                 (holding [4])",
+                 (holding [4]) (built",
             ],
         );
         assert!(err.to_string().contains(&at(line)), "{how}: {err}");

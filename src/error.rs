@@ -266,6 +266,25 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An index error as a run-time error of the same op and line, whose detail says what is
+    /// out of range; any other error as it is.
+    pub(crate) fn index_as_runtime(self) -> Error {
+        match self {
+            Error::Index {
+                op,
+                what,
+                index,
+                len,
+                loc,
+            } => Error::Runtime {
+                op,
+                detail: format!("{what} {index} is out of range 0..{len}"),
+                loc,
+            },
+            other => other,
+        }
+    }
+
     /// The user location carried by the error, when it has one: where the node was built, or
     /// for a feed error the call.
     pub fn location(&self) -> Option<Location> {

@@ -44,6 +44,10 @@ fn cases() -> Vec<Case> {
 
 /// The draws of `case` in `dtype`: each parameter an input fed `N` copies of its value.
 fn draw(case: &Case, dtype: DType, seed: u64) -> Vec<f64> {
+    draw_in(Mode::Fast, case, dtype, seed)
+}
+
+fn draw_in(mode: Mode, case: &Case, dtype: DType, seed: u64) -> Vec<f64> {
     let g = Graph::new();
     let rng = RandomStream::new(&g, seed);
     let params: Vec<Expr> = (0..case.params.len())
@@ -57,7 +61,7 @@ fn draw(case: &Case, dtype: DType, seed: u64) -> Vec<f64> {
         _ => rng.poisson(&params[0]),
     };
     let inputs: Vec<&Expr> = params.iter().collect();
-    let f = function(&inputs, &[&y]).compile().unwrap();
+    let f = function(&inputs, &[&y]).mode(mode).compile().unwrap();
     let feeds: Vec<Tensor> = case
         .params
         .iter()
@@ -116,6 +120,19 @@ fn a_seed_draws_the_same_numbers_on_one_and_two_threads() {
         assert!(
             one != draw(&case, DType::F32, 6),
             "{}: the seed matters",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn the_reference_kernels_draw_the_same_numbers() {
+    for case in cases() {
+        let fast = draw(&case, DType::F64, 9);
+        let reference = draw_in(Mode::Reference, &case, DType::F64, 9);
+        assert!(
+            fast == reference,
+            "{} differs in Mode::Reference",
             case.name
         );
     }

@@ -34,7 +34,7 @@ impl Executor {
 fn operands_of(n: &Node, op: &str, loc: Location) -> Option<Vec<Vec<usize>>> {
     let pick = |ks: Vec<Vec<usize>>| {
         ks.into_iter()
-            .map(|k| k.iter().map(|&i| n.inputs[i]).collect())
+            .map(|k| k.iter().filter_map(|&i| n.inputs.get(i).copied()).collect())
     };
     match &n.kind {
         Kind::Fused(k) => Some(pick(k.operand_inputs(op, loc)?).collect()),

@@ -243,14 +243,18 @@ impl FusedKernel {
             let mut r: Vec<usize> = ins
                 .operands()
                 .iter()
-                .flat_map(|&a| reads[a as usize].clone())
+                .flat_map(|&a| reads.get(a as usize).cloned().unwrap_or_default())
                 .collect();
             r.sort_unstable();
             r.dedup();
             reads.push(r);
         }
         let ops = self.instrs.get(j)?.operands();
-        Some(ops.iter().map(|&a| reads[a as usize].clone()).collect())
+        Some(
+            ops.iter()
+                .map(|&a| reads.get(a as usize).cloned().unwrap_or_default())
+                .collect(),
+        )
     }
 
     /// The result's shape for operands of these shapes: they broadcast together, at the rank of

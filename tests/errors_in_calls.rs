@@ -127,8 +127,9 @@ fn a_mismatch_in_a_fused_kernel_names_the_inputs_of_its_op() {
 }
 
 #[test]
-fn a_bias_that_does_not_fit_a_product_names_the_inputs() {
-    // x @ w + bias, one gemm when optimized; the bias has the wrong length.
+fn a_product_and_its_bias_name_the_inputs() {
+    // x @ w + bias, one gemm when optimized: a bias of the wrong length, then an x of the wrong
+    // width.
     let g = Graph::new();
     let x = g.input("x", DType::F64, &[None, None]);
     let w = g.shared("w", Tensor::full(&[3, 2], 1.0, DType::F64));
@@ -152,6 +153,17 @@ fn a_bias_that_does_not_fit_a_product_names_the_inputs() {
             ],
         );
         assert!(err.to_string().contains(&at(line)), "{how}: {err}");
+        let err = f
+            .call(&[Tensor::full(&[4, 7], 1.0, DType::F64), vec![0.0; 2].into()])
+            .expect_err("7 columns for 3 rows of w");
+        assert_mentions(
+            &err.to_string(),
+            &[
+                "run-time shape error in matmul",
+                "the operands come from the input `x` (fed [4, 7]) and the shared variable `w` \
+                 (holding [3, 2]) (built",
+            ],
+        );
     }
 }
 

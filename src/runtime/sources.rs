@@ -11,7 +11,9 @@ use super::Executor;
 
 impl Executor {
     /// `err`, a run-time shape error of a call on `inputs`, with the inputs the failing op's
-    /// operands come from; any other error unchanged.
+    /// operands come from; any other error unchanged. The failing op is the first node, in the
+    /// order a call runs them, of the error's op and line (a gradient's nodes share the line of
+    /// the forward op, and run after it).
     pub(crate) fn with_sources(&self, err: Error, inputs: &[Tensor]) -> Error {
         let Error::Runtime { op, detail, loc } = err else {
             return err;
@@ -32,17 +34,17 @@ impl Executor {
 /// The nodes each operand of the op `op` built at `loc` reads, if node `n` computes it: the node
 /// itself, an op of its fused kernel, or the product or bias `add` of its gemm.
 fn operands_of(n: &Node, op: &str, loc: Location) -> Option<Vec<Vec<usize>>> {
-    let pick = |ks: Vec<Vec<usize>>| {
-        ks.into_iter()
-            .map(|k| k.iter().filter_map(|&i| n.inputs.get(i).copied()).collect())
+    let pick = |ks: Vec<Vec<usize>>| -> Vec<Vec<usize>> {
+        let node = |i: &usize| n.inputs.get(*i).copied();
+        ks.iter()
+            .map(|k| k.iter().filter_map(node).collect())
+            .collect()
     };
     match &n.kind {
-        Kind::Fused(k) => Some(pick(k.operand_inputs(op, loc)?).collect()),
+        Kind::Fused(k) => Some(pick(k.operand_inputs(op, loc)?)),
         Kind::Gemm(g) => match &g.bias_add {
-            Some(add) if op == "add" && add.loc == loc => {
-                Some(pick(vec![vec![0, 1], vec![2]]).collect())
-            }
-            _ if op == "matmul" && n.loc == loc => Some(pick(vec![vec![0], vec![1]]).collect()),
+            Some(add) if op == "add" && add.loc == loc => Some(pick(vec![vec![0, 1], vec![2]])),
+            _ if op == "matmul" && n.loc == loc => Some(pick(vec![vec![0], vec![1]])),
             _ => None,
         },
         _ if n.loc == loc && n.kind.user_name() == op => {

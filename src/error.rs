@@ -181,7 +181,7 @@ pub enum Error {
         loc: Location,
     },
     /// An index or label outside the range of what it indexes, found when the op ran.
-    #[error("index error in {op}: {what} {index} is out of range 0..{len} (built at {loc})")]
+    #[error("index error in {op}: {} (built at {loc})", out_of_range(what, *index, *len))]
     Index {
         /// The op that indexes.
         op: String,
@@ -262,6 +262,11 @@ pub enum Error {
     },
 }
 
+/// "label 7 is out of range 0..4".
+fn out_of_range(what: &str, index: i64, len: usize) -> String {
+    format!("{what} {index} is out of range 0..{len}")
+}
+
 /// `Result` with gradus's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -278,7 +283,7 @@ impl Error {
                 loc,
             } => Error::Runtime {
                 op,
-                detail: format!("{what} {index} is out of range 0..{len}"),
+                detail: out_of_range(&what, index, len),
                 loc,
             },
             other => other,

@@ -103,5 +103,30 @@ fn run_time() -> Main {
     println!("{}", mistake(f.call(&[three.clone(), four]))?);
     println!("{}", mistake(f.call(&[three, one]))?); // a run-time 1 does not stretch
     // ANCHOR_END: runtime_errors
+
+    // ANCHOR: batch_mismatch
+    let images = g.input("images", DType::F32, &[None, Some(784)]);
+    let labels = g.input("labels", DType::I64, &[None]);
+    let w = g.shared("w", Tensor::full(&[784, 10], 0.0, DType::F32));
+    let b = g.shared("b", vec![0.0f32; 10]);
+    let logits = &images.matmul(&w) + &b;
+    let cost = logits.softmax_cross_entropy(&labels).mean();
+    let train = function(&[&images, &labels], &[&cost]).compile()?;
+    let four_images = Tensor::full(&[4, 784], 0.5, DType::F32);
+    let three_labels: Tensor = vec![3i64, 1, 4].into();
+    println!(
+        "{}",
+        mistake(train.call(&[four_images.clone(), three_labels]))?
+    );
+    // ANCHOR_END: batch_mismatch
+
+    // ANCHOR: index_errors
+    let bad_label: Tensor = vec![3i64, 1, 4, 10].into(); // 10 classes: 0..10
+    println!("{}", mistake(train.call(&[four_images, bad_label]))?);
+    let table = g.shared("table", Tensor::full(&[5, 2], 1.0, DType::F32));
+    let rows = g.input("rows", DType::I64, &[None]);
+    let picked = function(&[&rows], &[&table.take(&rows)]).compile()?;
+    println!("{}", mistake(picked.call(&[vec![0i64, -1].into()]))?);
+    // ANCHOR_END: index_errors
     Ok(())
 }

@@ -133,7 +133,9 @@ pub enum Error {
         loc: Location,
     },
     /// A compiled function was called without a value for one of its inputs.
-    #[error("missing feed for input {name}: expected {expected} values, got {got}")]
+    #[error(
+        "missing feed for input {name}: expected {expected} values, got {got} (in the call at {at})"
+    )]
     MissingFeed {
         /// Name of the first input without a value.
         name: String,
@@ -141,9 +143,11 @@ pub enum Error {
         expected: usize,
         /// Number of values given.
         got: usize,
+        /// Where the user called the function (or `eval`).
+        at: Location,
     },
     /// A fed value has the wrong shape.
-    #[error("wrong shape for input {name}: expected {expected}, got {got}")]
+    #[error("wrong shape for input {name}: expected {expected}, got {got} (in the call at {at})")]
     FeedShape {
         /// Input name.
         name: String,
@@ -151,9 +155,11 @@ pub enum Error {
         expected: String,
         /// Shape of the fed value.
         got: String,
+        /// Where the user called the function (or `eval`).
+        at: Location,
     },
     /// A fed value has the wrong dtype.
-    #[error("wrong dtype for input {name}: expected {expected}, got {got}")]
+    #[error("wrong dtype for input {name}: expected {expected}, got {got} (in the call at {at})")]
     FeedDType {
         /// Input name.
         name: String,
@@ -161,6 +167,8 @@ pub enum Error {
         expected: String,
         /// Dtype of the fed value.
         got: String,
+        /// Where the user called the function (or `eval`).
+        at: Location,
     },
     /// A shape mismatch that could only be detected at run time (dims unknown at build time).
     #[error("run-time shape error in {op}: {detail} (built at {loc})")]
@@ -169,6 +177,20 @@ pub enum Error {
         op: String,
         /// What went wrong.
         detail: String,
+        /// Where the user built the node.
+        loc: Location,
+    },
+    /// An index or label outside the range of what it indexes, found when the op ran.
+    #[error("index error in {op}: {} (built at {loc})", out_of_range(what, *index, *len))]
+    Index {
+        /// The op that indexes.
+        op: String,
+        /// What the value is to the op: an index, a label.
+        what: String,
+        /// The value out of range.
+        index: i64,
+        /// The number of valid indices: the valid range is `0..len`.
+        len: usize,
         /// Where the user built the node.
         loc: Location,
     },
@@ -240,11 +262,36 @@ pub enum Error {
     },
 }
 
+/// "label 7 is out of range 0..4".
+fn out_of_range(what: &str, index: i64, len: usize) -> String {
+    format!("{what} {index} is out of range 0..{len}")
+}
+
 /// `Result` with gradus's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The user location carried by the error, when it has one.
+    /// An index error as a run-time error of the same op and line, whose detail says what is
+    /// out of range; any other error as it is.
+    pub(crate) fn index_as_runtime(self) -> Error {
+        match self {
+            Error::Index {
+                op,
+                what,
+                index,
+                len,
+                loc,
+            } => Error::Runtime {
+                op,
+                detail: out_of_range(&what, index, len),
+                loc,
+            },
+            other => other,
+        }
+    }
+
+    /// The user location carried by the error, when it has one: where the node was built, or
+    /// for a feed error the call.
     pub fn location(&self) -> Option<Location> {
         match self {
             Error::Shape { loc, .. }
@@ -256,10 +303,14 @@ impl Error {
             | Error::NotDifferentiable { loc, .. }
             | Error::MissingGradient { loc, .. }
             | Error::Runtime { loc, .. }
+            | Error::Index { loc, .. }
             | Error::OutOfMemory { loc, .. }
             | Error::NonFinite { loc, .. }
             | Error::DebugMismatch { loc, .. }
             | Error::Usage { loc, .. } => Some(*loc),
+            Error::MissingFeed { at, .. }
+            | Error::FeedShape { at, .. }
+            | Error::FeedDType { at, .. } => Some(*at),
             _ => None,
         }
     }

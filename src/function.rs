@@ -170,8 +170,8 @@ impl Function {
     /// Run on one value per input, in the order the inputs were given.
     #[track_caller]
     pub fn call(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let inputs: Vec<&Tensor> = inputs.iter().collect();
-        self.executor.run(&inputs)
+        let fed: Vec<&Tensor> = inputs.iter().collect();
+        (self.executor.run(&fed)).map_err(|e| self.executor.with_sources(e, inputs))
     }
 
     /// What the optimizer did: hits per rewrite and why each phase stopped.
@@ -265,8 +265,9 @@ pub fn eval(outputs: &[&Expr], feeds: &[(&Expr, Tensor)]) -> Result<Vec<Tensor>>
         loc,
     };
     let compiled = compile::compile(&spec)?;
-    let values: Vec<&Tensor> = values.iter().collect();
-    Executor::new(compiled.program).run(&values)
+    let executor = Executor::new(compiled.program);
+    let fed: Vec<&Tensor> = values.iter().collect();
+    (executor.run(&fed)).map_err(|e| executor.with_sources(e, &values))
 }
 
 impl Expr {

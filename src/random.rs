@@ -23,6 +23,7 @@ use crate::dtype::DType;
 use crate::error::Location;
 use crate::graph::op::{Dist, Op};
 use crate::graph::{Expr, Graph};
+use crate::kernels::random;
 use crate::tensor::Tensor;
 
 /// A seeded stream of random numbers whose state is an explicit shared variable.
@@ -49,42 +50,57 @@ impl RandomStream {
         self.state.set_value(vec![seed as i64, 0i64])
     }
 
+    /// A sampling node of `dist` reading `operands` (the shape to draw, or the parameters).
+    /// A parameter that is a constant is checked against the distribution's domain here, where
+    /// the user wrote it; the others are checked when the draw runs.
     #[track_caller]
-    fn random(&self, dist: Dist, like: &Expr, dtype: DType) -> Expr {
+    fn random(&self, dist: Dist, operands: &[&Expr], dtype: DType) -> Expr {
         let g = self.state.graph();
+        let loc = Location::caller();
         let key = {
             let mut inner = g.lock();
+            for (k, p) in operands.iter().enumerate().take(dist.params().len()) {
+                let Op::Constant(c) = inner.node(p.id()).op else {
+                    continue;
+                };
+                let values = inner.constants[c].to_f64_vec();
+                if let Err(detail) = random::check_param(dist, k, &values) {
+                    let err = crate::Error::Invalid {
+                        op: dist.name(),
+                        detail,
+                        loc,
+                    };
+                    let id = inner.invalid(err, loc);
+                    drop(inner);
+                    return g.expr(id);
+                }
+            }
             inner.next_key += 1;
             inner.next_key
         };
-        g.apply_loc(
-            Op::Random { dist, dtype, key },
-            &[&self.state, like],
-            Location::caller(),
-        )
+        let inputs: Vec<&Expr> = std::iter::once(&self.state)
+            .chain(operands.iter().copied())
+            .collect();
+        g.apply_loc(Op::Random { dist, dtype, key }, &inputs, loc)
+    }
+
+    /// The float dtype of draws shaped like `like`: its own, f64 for a non-float `like`.
+    fn float_of(like: &Expr) -> DType {
+        let d = like.dtype();
+        if d.is_float() { d } else { DType::F64 }
     }
 
     /// Uniform draws on `[0, 1)` shaped like `like` (whose values are not used), in its float
     /// dtype (f64 for non-float `like`).
     #[track_caller]
     pub fn uniform(&self, like: &Expr) -> Expr {
-        let d = like.dtype();
-        self.random(
-            Dist::Uniform,
-            like,
-            if d.is_float() { d } else { DType::F64 },
-        )
+        self.random(Dist::Uniform, &[like], Self::float_of(like))
     }
 
     /// Standard normal draws shaped like `like`.
     #[track_caller]
     pub fn normal(&self, like: &Expr) -> Expr {
-        let d = like.dtype();
-        self.random(
-            Dist::Normal,
-            like,
-            if d.is_float() { d } else { DType::F64 },
-        )
+        self.random(Dist::Normal, &[like], Self::float_of(like))
     }
 
     /// Binary samples with success probabilities `p`: `1` where `u < p`.
@@ -93,14 +109,34 @@ impl RandomStream {
         self.uniform(p).lt(p).cast(p.dtype())
     }
 
-    /// Binomial samples: the number of successes in `n` trials of probability `p`.
+    /// Binomial samples: the number of successes in `n` trials of probability `p`, one draw
+    /// per element of `p`, in its float dtype. A `p` outside `[0, 1]` is an error: at build
+    /// time for a constant, when the draw runs otherwise.
     #[track_caller]
     pub fn binomial(&self, n: usize, p: &Expr) -> Expr {
-        let mut total = p.scalar_like(0.0).broadcast_like(p);
-        for _ in 0..n {
-            total = &total + &self.bernoulli(p);
-        }
-        total
+        let dist = Dist::Binomial { n: n as u64 };
+        self.random(dist, &[p], p.dtype())
+    }
+
+    /// Gamma samples of shape `k` and scale `theta` (mean `k θ`, variance `k θ²`), broadcast
+    /// together, in their float dtype. Both must be finite and positive.
+    #[track_caller]
+    pub fn gamma(&self, k: &Expr, theta: &Expr) -> Expr {
+        self.random(Dist::Gamma, &[k, theta], k.dtype())
+    }
+
+    /// Beta samples with parameters `a` and `b` (mean `a / (a + b)`), broadcast together, in
+    /// their float dtype. Both must be finite and positive.
+    #[track_caller]
+    pub fn beta(&self, a: &Expr, b: &Expr) -> Expr {
+        self.random(Dist::Beta, &[a, b], a.dtype())
+    }
+
+    /// Poisson samples of mean `lambda` (a count, in `lambda`'s float dtype), one per element
+    /// of `lambda`, which must be finite and at least 0.
+    #[track_caller]
+    pub fn poisson(&self, lambda: &Expr) -> Expr {
+        self.random(Dist::Poisson, &[lambda], lambda.dtype())
     }
 
     /// One category index (`i64`) per row of a probability matrix `[rows, k]`: the number of

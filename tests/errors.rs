@@ -4,28 +4,11 @@
 //! The line is captured on the same line as the bad op, `let (bad, line) = (&a + &b, line!());`,
 //! so these tests pin the exact location gradus reports.
 
+mod common;
+
+use common::{assert_built_at, assert_mentions, at};
 use gradus::prelude::*;
 use gradus::{Error, eval, hessian, jacobian};
-
-/// `tests/errors.rs:LINE:`, with the trailing colon so line 12 does not match line 123.
-fn at(line: u32) -> String {
-    format!("tests/errors.rs:{line}:")
-}
-
-#[track_caller]
-fn assert_mentions(msg: &str, parts: &[&str]) {
-    for p in parts {
-        assert!(msg.contains(p), "message lacks {p:?}:\n  {msg}");
-    }
-}
-
-/// The message names `line` of this file, and `Error::location` points at it.
-#[track_caller]
-fn assert_built_at(err: &Error, line: u32) {
-    assert_mentions(&err.to_string(), &[&at(line)]);
-    let loc = err.location().expect("a build error carries a location");
-    assert_eq!((loc.file(), loc.line()), ("tests/errors.rs", line), "{err}");
-}
 
 /// A build error must come back, identical, from `check`, `grad`, `function` and `eval`.
 #[track_caller]

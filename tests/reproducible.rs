@@ -2,6 +2,9 @@
 //! (seed, call counter, node key, element index), and the parallel kernels split work without
 //! changing any element's arithmetic.
 
+mod common;
+
+use common::in_pool;
 use gradus::data::Mnist;
 use gradus::models::{CdConfig, Rbm};
 use gradus::prelude::*;
@@ -28,14 +31,6 @@ fn train(seed: u64) -> (Vec<f64>, Vec<f64>) {
         monitor.push(step.call(&[x.into()]).unwrap()[0].item().unwrap());
     }
     (rbm.w.get_value().unwrap().to_f64_vec(), monitor)
-}
-
-fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
 }
 
 #[test]

@@ -315,6 +315,7 @@ fn copy_subgraph(
                                 name: name.clone(),
                                 expected: spec.inputs.len() + 1,
                                 got: spec.inputs.len(),
+                                at: spec.loc,
                             },
                         });
                     }

@@ -563,8 +563,9 @@ pub fn infer(op: &Op, ts: &[Type]) -> InferResult {
                 shape: Shape::scalar(),
             })
         }
-        Op::Random { dtype, .. } => {
-            arity(ts, 2)?;
+        Op::Random { dist, dtype, .. } => {
+            let params = dist.params().len();
+            arity(ts, 1 + params.max(1))?;
             if ts[0].dtype != DType::I64 || ts[0].shape != Shape::known(&[2]) {
                 return Err(InferError::DType(format!(
                     "the stream state must be i64[2], got {}",
@@ -576,9 +577,17 @@ pub fn infer(op: &Op, ts: &[Type]) -> InferResult {
                     "draws must be float, got {dtype}"
                 )));
             }
+            if let Some(t) = ts[1..].iter().find(|t| params > 0 && t.dtype != *dtype) {
+                return Err(InferError::DType(format!(
+                    "the parameters of {dtype} draws must be {dtype}, got {t}"
+                )));
+            }
+            let shape = ts[2..]
+                .iter()
+                .try_fold(ts[1].shape.clone(), |s, t| bcast(&s, &t.shape))?;
             Ok(Type {
                 dtype: *dtype,
-                shape: ts[1].shape.clone(),
+                shape,
             })
         }
         Op::Custom(c) => c.0.infer(ts).map_err(InferError::Invalid),

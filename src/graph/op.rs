@@ -354,8 +354,10 @@ pub enum Op {
         /// Float dtype of the result.
         dtype: DType,
     },
-    /// Random draws shaped like input 1 from the stream whose state is input 0 (an `i64[2]`
-    /// shared variable: seed and call counter). `key` makes every sampling node distinct.
+    /// Random draws from the stream whose state is input 0 (an `i64[2]` shared variable: seed
+    /// and call counter). A distribution without parameters draws shaped like input 1; one with
+    /// parameters takes them as inputs 1.. (of the draws' dtype), broadcast together to the
+    /// shape of the draws. `key` makes every sampling node distinct.
     Random {
         /// The distribution.
         dist: Dist,
@@ -385,13 +387,49 @@ pub enum Op {
     },
 }
 
-/// Distributions of [`Op::Random`]; other distributions are built from these.
+/// Distributions of [`Op::Random`]; others (Bernoulli, categorical) are built from these.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Dist {
     /// Uniform on `[0, 1)`.
     Uniform,
     /// Standard normal.
     Normal,
+    /// The number of successes in `n` trials of probability `p` (the parameter).
+    Binomial {
+        /// Trials per draw.
+        n: u64,
+    },
+    /// Gamma with shape `k` and scale `θ` (the parameters, in that order).
+    Gamma,
+    /// Beta with parameters `a` and `b`.
+    Beta,
+    /// Poisson with mean `λ` (the parameter).
+    Poisson,
+}
+
+impl Dist {
+    /// The names of the parameters, in the order of the op's inputs after the state.
+    pub fn params(self) -> &'static [&'static str] {
+        match self {
+            Dist::Uniform | Dist::Normal => &[],
+            Dist::Binomial { .. } => &["p"],
+            Dist::Gamma => &["k", "θ"],
+            Dist::Beta => &["a", "b"],
+            Dist::Poisson => &["λ"],
+        }
+    }
+
+    /// The name of the distribution, as used in errors and `debugprint`.
+    pub fn name(self) -> String {
+        match self {
+            Dist::Uniform => "uniform".into(),
+            Dist::Normal => "normal".into(),
+            Dist::Binomial { n } => format!("binomial{{n={n}}}"),
+            Dist::Gamma => "gamma".into(),
+            Dist::Beta => "beta".into(),
+            Dist::Poisson => "poisson".into(),
+        }
+    }
 }
 
 impl Op {
@@ -452,7 +490,7 @@ impl Op {
             Op::LogSoftmax(a) => format!("log_softmax{{axis={a}}}"),
             Op::StopGradient => "stop_gradient".into(),
             Op::DimSize { axes, .. } => format!("dim_size{axes:?}"),
-            Op::Random { dist, .. } => format!("{dist:?}").to_lowercase(),
+            Op::Random { dist, .. } => dist.name(),
             Op::Custom(c) => c.0.name().to_string(),
             Op::StepValue { label, .. } => label.to_string(),
             Op::Loop { result, .. } => match result {

@@ -52,19 +52,19 @@ pub(crate) fn indices(t: &Tensor) -> Result<&ArrayD<i64>, String> {
         .ok_or_else(|| format!("indices must be i64, got {}", t.dtype()))
 }
 
+/// The first index of `idx` outside `0..len`.
+pub(crate) fn out_of_range(idx: &ArrayD<i64>, len: usize) -> Option<i64> {
+    idx.iter().copied().find(|&i| i < 0 || i as usize >= len)
+}
+
 /// The positions the indices name along an axis of length `n`, each checked.
 fn positions(idx: &ArrayD<i64>, n: usize, axis: usize) -> Result<Vec<usize>, String> {
-    idx.iter()
-        .map(|&i| {
-            if i >= 0 && (i as usize) < n {
-                Ok(i as usize)
-            } else {
-                Err(format!(
-                    "index {i} out of range for axis {axis} of length {n}"
-                ))
-            }
-        })
-        .collect()
+    match out_of_range(idx, n) {
+        Some(i) => Err(format!(
+            "index {i} out of range for axis {axis} of length {n}"
+        )),
+        None => Ok(idx.iter().map(|&i| i as usize).collect()),
+    }
 }
 
 /// numpy's `take(a, idx, axis)`: the indices' shape in place of `axis`.

@@ -51,6 +51,7 @@ macro_rules! float2 {
 
 pub(crate) mod elementwise;
 pub(crate) mod fastmath;
+pub(crate) mod fault;
 pub(crate) mod fused;
 pub(crate) mod gemm;
 pub(crate) mod index;

@@ -3,7 +3,9 @@
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::elementwise::{bcast, binary, compare, select, unary, zip2};
-use super::index::{concat, cumsum, indices, reshape, reshape_dims, scatter_add, slice_info, take};
+use super::index::{
+    concat, cumsum, indices, out_of_range, reshape, reshape_dims, scatter_add, slice_info, take,
+};
 use super::linalg::matmul;
 use super::reduce::{argmax, log_softmax, reduce, softmax};
 use super::{Exec, KernelResult};
@@ -19,6 +21,7 @@ fn check_broadcast(op: &Op, x: &[&Tensor], types: &[&Type]) -> Result<(), String
     let operands: &[usize] = match op {
         Op::Binary(_) | Op::Compare(_) => &[0, 1],
         Op::Where => &[0, 1, 2],
+        Op::Random { dist, .. } if dist.params().len() == 2 => &[1, 2],
         Op::BroadcastTo(_) | Op::BroadcastLike => &[0],
         _ => return Ok(()),
     };
@@ -180,10 +183,10 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exe
             dims.push(*depth);
             let mut out = ArrayD::<f64>::zeros(IxDyn(&dims));
             let flat = out.as_slice_mut().ok_or("one_hot output is contiguous")?;
+            if let Some(i) = out_of_range(idx, *depth) {
+                return Err(format!("label {i} out of range for {depth} classes"));
+            }
             for (r, &i) in idx.iter().enumerate() {
-                if i < 0 || i as usize >= *depth {
-                    return Err(format!("label {i} out of range for {depth} classes"));
-                }
                 flat[r * depth + i as usize] = 1.0;
             }
             Tensor::F64(out).cast(*dtype)
@@ -197,12 +200,10 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exe
         }
         Op::Random { dist, dtype, key } => {
             let (seed, counter) = super::random::stream_state(x[0])?;
-            let shape = x[1].shape();
+            let stream = (seed, counter, *key);
             match dtype {
-                DType::F32 => {
-                    Tensor::F32(super::random::draw(*dist, seed, counter, *key, shape, exec))
-                }
-                _ => Tensor::F64(super::random::draw(*dist, seed, counter, *key, shape, exec)),
+                DType::F32 => Tensor::F32(super::random::draw_node(*dist, stream, &x[1..], exec)?),
+                _ => Tensor::F64(super::random::draw_node(*dist, stream, &x[1..], exec)?),
             }
         }
         Op::Custom(c) => {

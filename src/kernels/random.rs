@@ -56,7 +56,42 @@ fn unit(b: u64) -> f64 {
     (b >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-fn sample(dist: Dist, base: u64, i: u64) -> f64 {
+/// The random bits of element `i` of a draw that takes as many as it needs (the rejection
+/// samplers of `rand_distr`): a SplitMix64 sequence started from the element's hash, so each
+/// element still depends only on `(seed, counter, key, i)`.
+struct ElementRng(u64);
+
+impl ElementRng {
+    fn new(base: u64, i: u64) -> ElementRng {
+        ElementRng(bits(base, i, 0))
+    }
+}
+
+impl rand::RngCore for ElementRng {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0)
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            let b = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+    }
+}
+
+/// Element `i` of a draw whose parameters at that element are `at` (in the order of
+/// [`Dist::params`]), checked by [`check_param`].
+fn sample(dist: Dist, base: u64, i: u64, at: [f64; 2]) -> f64 {
+    use rand_distr::{Beta, Binomial, Distribution, Gamma, Poisson};
+    let rng = || ElementRng::new(base, i);
+    // The parameters are checked, so the constructors accept them; NaN rather than a panic if
+    // one did not.
     match dist {
         Dist::Uniform => unit(bits(base, i, 0)),
         Dist::Normal => {
@@ -65,25 +100,107 @@ fn sample(dist: Dist, base: u64, i: u64) -> f64 {
             let u2 = unit(bits(base, i, 1));
             (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
         }
+        Dist::Binomial { n } => {
+            Binomial::new(n, at[0]).map_or(f64::NAN, |d| d.sample(&mut rng()) as f64)
+        }
+        Dist::Gamma => Gamma::new(at[0], at[1]).map_or(f64::NAN, |d| d.sample(&mut rng())),
+        Dist::Beta => Beta::new(at[0], at[1]).map_or(f64::NAN, |d| d.sample(&mut rng())),
+        // `rand_distr` wants λ > 0; Poisson(0) is always 0.
+        Dist::Poisson if at[0] == 0.0 => 0.0,
+        Dist::Poisson => Poisson::new(at[0]).map_or(f64::NAN, |d| d.sample(&mut rng())),
     }
+}
+
+/// The values of parameter `k` of a draw (in the order of [`Dist::params`]) must lie in the
+/// distribution's domain.
+pub(crate) fn check_param(dist: Dist, k: usize, values: &[f64]) -> Result<(), String> {
+    let (domain, want): (fn(f64) -> bool, &str) = match dist {
+        Dist::Uniform | Dist::Normal => return Ok(()),
+        Dist::Binomial { .. } => (|p| (0.0..=1.0).contains(&p), "a probability in [0, 1]"),
+        Dist::Gamma | Dist::Beta => (|v| v > 0.0 && v.is_finite(), "finite and > 0"),
+        Dist::Poisson => (
+            |l| (0.0..=rand_distr::Poisson::<f64>::MAX_LAMBDA).contains(&l),
+            "finite and >= 0",
+        ),
+    };
+    let name = dist.params().get(k).copied().unwrap_or("a parameter");
+    match values.iter().find(|v| !domain(**v)) {
+        Some(v) => Err(format!("{name} must be {want}, got {v}")),
+        None => Ok(()),
+    }
+}
+
+/// The parameters of a draw of `shape` as `f64`, each broadcast over the draws (empty for a
+/// distribution without parameters).
+fn param_values(params: &[&Tensor], shape: &[usize]) -> Result<Vec<Vec<f64>>, String> {
+    params
+        .iter()
+        .map(|p| {
+            let values = p.cast(crate::dtype::DType::F64);
+            let a = values.as_f64().ok_or("a cast to f64 is f64")?;
+            let b = a.broadcast(IxDyn(shape)).ok_or_else(|| {
+                format!(
+                    "a parameter of shape {} does not broadcast to {}",
+                    crate::shape::show(a.shape()),
+                    crate::shape::show(shape)
+                )
+            })?;
+            Ok(b.iter().copied().collect())
+        })
+        .collect()
+}
+
+/// The draws of a node: `x` are its operands after the state (the shape to draw, or the
+/// parameters, already broadcast-checked); element `i` depends only on `(seed, counter, key,
+/// i)` and the parameters at `i`.
+pub(crate) fn draw_node<T: KernelFloat>(
+    dist: Dist,
+    stream: (u64, u64, u64),
+    x: &[&Tensor],
+    exec: Exec,
+) -> Result<ArrayD<T>, String> {
+    if dist.params().is_empty() {
+        let shape = x.first().ok_or("a draw reads the shape to draw")?.shape();
+        return Ok(draw(dist, stream, shape, exec));
+    }
+    let shape = x.iter().try_fold(Vec::new(), |s, p| {
+        crate::shape::broadcast_concrete(&s, p.shape())
+    })?;
+    let params = param_values(x, &shape)?;
+    for (k, values) in params.iter().enumerate() {
+        check_param(dist, k, values)?;
+    }
+    let mut out = ArrayD::<T>::zeros(IxDyn(&shape));
+    let flat = out.as_slice_mut().ok_or("fresh arrays are contiguous")?;
+    let base = node_base(stream.0, stream.1, stream.2);
+    let one = |(i, v): (usize, &mut T)| {
+        let at = [params[0][i], params.get(1).map_or(0.0, |p| p[i])];
+        *v = T::from_f(sample(dist, base, i as u64, at));
+    };
+    if exec.is_fast() && flat.len() >= super::PAR_MIN {
+        use rayon::prelude::*;
+        flat.par_iter_mut().enumerate().for_each(one);
+    } else {
+        flat.iter_mut().enumerate().for_each(one);
+    }
+    Ok(out)
 }
 
 /// Draw an array of the given shape; element `i` depends only on `(seed, counter, key, i)`.
 pub(crate) fn draw<T: KernelFloat>(
     dist: Dist,
-    seed: u64,
-    counter: u64,
-    key: u64,
+    stream: (u64, u64, u64),
     shape: &[usize],
     exec: Exec,
 ) -> ArrayD<T> {
     let mut out = ArrayD::<T>::zeros(IxDyn(shape));
     let flat = out.as_slice_mut().expect("fresh arrays are contiguous");
-    draw_into(dist, (seed, counter, key), flat, exec);
+    draw_into(dist, stream, flat, exec);
     out
 }
 
-/// Fill `out` with draws: element `i` depends only on `(seed, counter, key, i)`.
+/// Fill `out` with draws of a distribution without parameters: element `i` depends only on
+/// `(seed, counter, key, i)`.
 pub(crate) fn draw_into<T: KernelFloat>(
     dist: Dist,
     (seed, counter, key): (u64, u64, u64),
@@ -134,9 +251,9 @@ fn fill_from<T: KernelFloat>(dist: Dist, base: u64, start: usize, out: &mut [T])
                 *v = if t >= T::one() { below_one } else { t };
             }
         }
-        Dist::Normal => {
+        _ => {
             for (i, v) in out.iter_mut().enumerate() {
-                *v = T::from_f(sample(dist, base, (start + i) as u64));
+                *v = T::from_f(sample(dist, base, (start + i) as u64, [0.0; 2]));
             }
         }
     }
@@ -148,10 +265,10 @@ mod tests {
 
     #[test]
     fn draws_depend_only_on_the_index_so_threads_do_not_matter() {
-        let a: ArrayD<f64> = draw(Dist::Uniform, 7, 3, 11, &[100, 400], Exec::Fast);
-        let b: ArrayD<f64> = draw(Dist::Uniform, 7, 3, 11, &[100, 400], Exec::Reference);
+        let a: ArrayD<f64> = draw(Dist::Uniform, (7, 3, 11), &[100, 400], Exec::Fast);
+        let b: ArrayD<f64> = draw(Dist::Uniform, (7, 3, 11), &[100, 400], Exec::Reference);
         assert_eq!(a, b);
-        let c: ArrayD<f64> = draw(Dist::Uniform, 7, 4, 11, &[100, 400], Exec::Reference);
+        let c: ArrayD<f64> = draw(Dist::Uniform, (7, 4, 11), &[100, 400], Exec::Reference);
         assert_ne!(a, c);
     }
 
@@ -172,14 +289,14 @@ mod tests {
 
     #[test]
     fn uniform_and_normal_moments() {
-        let u: ArrayD<f64> = draw(Dist::Uniform, 1, 0, 1, &[20_000], Exec::Reference);
-        let n: ArrayD<f64> = draw(Dist::Normal, 1, 0, 2, &[20_000], Exec::Reference);
+        let u: ArrayD<f64> = draw(Dist::Uniform, (1, 0, 1), &[20_000], Exec::Reference);
+        let n: ArrayD<f64> = draw(Dist::Normal, (1, 0, 2), &[20_000], Exec::Reference);
         let mean = |a: &ArrayD<f64>| a.sum() / a.len() as f64;
         let var = |a: &ArrayD<f64>| a.mapv(|v| (v - mean(a)).powi(2)).sum() / a.len() as f64;
         assert!((mean(&u) - 0.5).abs() < 0.01 && (var(&u) - 1.0 / 12.0).abs() < 0.004);
         assert!(mean(&n).abs() < 0.03 && (var(&n) - 1.0).abs() < 0.05);
         assert!(u.iter().all(|v| (0.0..1.0).contains(v)));
-        let f: ArrayD<f32> = draw(Dist::Uniform, 1, 0, 1, &[20_000], Exec::Reference);
+        let f: ArrayD<f32> = draw(Dist::Uniform, (1, 0, 1), &[20_000], Exec::Reference);
         assert!(f.iter().all(|v| (0.0..1.0).contains(v)));
     }
 }

@@ -10,6 +10,7 @@ impl Executor {
     /// Each input has its declared dtype and shape.
     #[track_caller]
     pub fn check_feeds(&self, inputs: &[&Tensor]) -> Result<()> {
+        let at = Location::caller();
         let input_types = &self.program.input_types;
         if inputs.len() < input_types.len() {
             let (name, _) = &input_types[inputs.len()];
@@ -17,6 +18,7 @@ impl Executor {
                 name: name.clone(),
                 expected: input_types.len(),
                 got: inputs.len(),
+                at,
             });
         }
         if inputs.len() > input_types.len() {
@@ -26,7 +28,7 @@ impl Executor {
                     input_types.len(),
                     inputs.len()
                 ),
-                loc: Location::caller(),
+                loc: at,
             });
         }
         for ((name, ty), t) in input_types.iter().zip(inputs) {
@@ -35,6 +37,7 @@ impl Executor {
                     name: name.clone(),
                     expected: ty.dtype.to_string(),
                     got: t.dtype().to_string(),
+                    at,
                 });
             }
             if !ty.shape.matches(t.shape()) {
@@ -42,6 +45,7 @@ impl Executor {
                     name: name.clone(),
                     expected: ty.shape.to_string(),
                     got: shape::show(t.shape()),
+                    at,
                 });
             }
         }

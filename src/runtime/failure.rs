@@ -7,6 +7,7 @@ use crate::compile::ir::{Node, infer_kind};
 use crate::dtype::DType;
 use crate::error::Error;
 use crate::graph::Type;
+use crate::kernels::fault::{Fault, diagnose};
 use crate::shape;
 use crate::tensor::Tensor;
 
@@ -59,6 +60,23 @@ pub(crate) fn node_error(n: &Node, detail: String) -> Error {
         op: n.kind.user_name(),
         detail,
         loc: n.loc,
+    }
+}
+
+/// The error of node `n` whose kernel failed with `detail` on operands `args`: an index or a
+/// parameter out of its range where the operands show one, else a run-time shape error.
+pub(crate) fn kernel_error(n: &Node, args: &[&Tensor], detail: String) -> Error {
+    let (op, loc) = (n.kind.user_name(), n.loc);
+    match n.kind.op().and_then(|o| diagnose(o, args)) {
+        Some(Fault::Index { what, index, len }) => Error::Index {
+            op,
+            what: what.into(),
+            index,
+            len,
+            loc,
+        },
+        Some(Fault::Domain(detail)) => Error::Invalid { op, detail, loc },
+        None => node_error(n, detail),
     }
 }
 

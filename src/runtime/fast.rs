@@ -45,7 +45,9 @@ impl Executor {
                 axes,
                 keepdims,
             } => sum_node::<T>(operand(values, inputs, n.inputs[0]), axes, *keepdims, pool)?,
-            Op::Random { dist, key, .. } => random_node::<T>(*dist, *key, n, inputs, values, pool),
+            Op::Random { dist, key, .. } if dist.params().is_empty() => {
+                random_node::<T>(*dist, *key, n, inputs, values, pool)
+            }
             Op::ExpandDims(_)
             | Op::Squeeze(_)
             | Op::Reshape(_)

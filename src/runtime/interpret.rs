@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::loops::LoopCache;
-use super::{Executor, NodeTime, guard, node_error, reserve};
+use super::{Executor, NodeTime, guard, kernel_error, reserve};
 use crate::compile::ir::{Kind, Node, eval_kind};
 use crate::error::{Error, Result};
 use crate::graph::op::Op;
@@ -89,7 +89,7 @@ pub(crate) fn interpret(nodes: &[Node], inputs: &[&Tensor], mut settings: Settin
                 let run = |a: Vec<&Tensor>| {
                     reserve(n, &a, settings.limit).map_err(|f| f.at(n))?;
                     let out = eval_kind(kind, &a, &types, &n.ty, Exec::Reference)
-                        .map_err(|e| node_error(n, e))?;
+                        .map_err(|e| kernel_error(n, &a, e))?;
                     if settings.nan_guard {
                         guard::check(n, &out, &a)?;
                     }

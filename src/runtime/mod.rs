@@ -7,7 +7,8 @@
 //! pooled buffers ([`fast`]) or run their general kernel. A reference program runs on the one
 //! reference interpreter ([`interpret`]), which the debug mode ([`debug`]) and `eval` use too.
 //! A loop's body runs on an executor of its own, once per step ([`loops`]). Feeds and new values
-//! are checked in [`checks`]; a node's failure becomes the user's error in [`failure`].
+//! are checked in [`checks`]; a node's failure becomes the user's error in [`failure`], and a
+//! call's shape error names the inputs behind it ([`sources`]).
 
 mod checks;
 mod debug;
@@ -20,6 +21,7 @@ mod loops;
 mod pool;
 mod products;
 mod profile;
+mod sources;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +37,7 @@ use crate::error::Result;
 use crate::graph::Type;
 use crate::kernels::{Exec, KernelFloat};
 use crate::tensor::Tensor;
-pub(crate) use failure::{Failure, node_error, reserve};
+pub(crate) use failure::{Failure, kernel_error, node_error, reserve};
 use group::Groups;
 use pool::Pool;
 pub use profile::{LoopProfile, NodeProfile, Profile};
@@ -110,6 +112,8 @@ pub(crate) struct Executor {
     nan_guard: bool,
     /// The debug mode's trace of the optimizer, to check every call against.
     debug: Option<DebugTrace>,
+    /// Whether this runs a loop's body, whose errors the loop adds its step to.
+    body: bool,
 }
 
 fn shaped<T: KernelFloat>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String> {
@@ -120,7 +124,10 @@ fn shaped<T: KernelFloat>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String
 
 impl Executor {
     pub fn new(program: Program) -> Executor {
-        Executor::shared(Arc::new(program))
+        Executor {
+            body: false,
+            ..Executor::shared(Arc::new(program))
+        }
     }
 
     /// An executor of a program another owner holds too (a loop's body).
@@ -134,6 +141,7 @@ impl Executor {
             memory_limit: None,
             nan_guard: false,
             debug: None,
+            body: true,
         }
     }
 
@@ -248,7 +256,8 @@ impl Executor {
         }
         ws.new_values.clear();
         *self.workspace.lock().unwrap_or_else(|e| e.into_inner()) = ws;
-        result
+        // The loop adds its step to a run-time error, not (yet) to an index error.
+        result.map_err(|e| if self.body { e.index_as_runtime() } else { e })
     }
 
     /// The outputs of a call on the shared values in `ws.snapshot`, and the new values of the
@@ -573,7 +582,7 @@ impl Executor {
             .map(|&i| &self.program.nodes[i].ty)
             .collect();
         reserve(n, &args, self.memory_limit).map_err(|f| f.at(n))?;
-        eval_kind(&n.kind, &args, &types, &n.ty, Exec::Fast).map_err(|e| node_error(n, e))
+        eval_kind(&n.kind, &args, &types, &n.ty, Exec::Fast).map_err(|e| kernel_error(n, &args, e))
     }
 }
 

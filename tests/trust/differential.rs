@@ -148,12 +148,22 @@ fn a_thousand_random_graphs_agree_with_the_reference_or_fail_alike() {
             }
             (Err(a), Err(b)) => {
                 refused += 1;
-                // The same error: the op, the shapes, the line.
+                // The same error: the op, the shapes, the line. (Which inputs the operands
+                // come from may differ: a rewrite can drop a read, as `s - s` drops `s`.)
                 assert!(
                     matches!(a, gradus::Error::Runtime { .. }),
                     "case {case}: {a}"
                 );
-                assert_eq!(a.to_string(), b.to_string(), "case {case}");
+                let what = |e: &gradus::Error| {
+                    let s = e.to_string();
+                    match (s.find("; the operand"), s.rfind(" (built at ")) {
+                        (Some(from), Some(at)) if from < at => {
+                            format!("{}{}", &s[..from], &s[at..])
+                        }
+                        _ => s,
+                    }
+                };
+                assert_eq!(what(&a), what(&b), "case {case}");
             }
             (a, b) => panic!(
                 "case {case}: the modes disagree: fast {:?}, reference {:?}\n{}",

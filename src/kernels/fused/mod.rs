@@ -230,6 +230,33 @@ impl FusedKernel {
         None
     }
 
+    /// The kernel inputs that each operand of the op built at `loc` (named `op`) reads, for the
+    /// first instruction that came from it; `None` when none did.
+    pub(crate) fn operand_inputs(&self, op: &str, loc: Location) -> Option<Vec<Vec<usize>>> {
+        let j = self
+            .origin
+            .ops
+            .iter()
+            .position(|(o, l)| o == op && *l == loc)?;
+        let mut reads: Vec<Vec<usize>> = (0..self.n_inputs).map(|i| vec![i]).collect();
+        for ins in &self.instrs[..j] {
+            let mut r: Vec<usize> = ins
+                .operands()
+                .iter()
+                .flat_map(|&a| reads.get(a as usize).cloned().unwrap_or_default())
+                .collect();
+            r.sort_unstable();
+            r.dedup();
+            reads.push(r);
+        }
+        let ops = self.instrs.get(j)?.operands();
+        Some(
+            ops.iter()
+                .map(|&a| reads.get(a as usize).cloned().unwrap_or_default())
+                .collect(),
+        )
+    }
+
     /// The result's shape for operands of these shapes: they broadcast together, at the rank of
     /// the result type (a scalar immediate can add leading 1s).
     pub(crate) fn out_shape<'a>(

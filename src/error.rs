@@ -181,7 +181,10 @@ pub enum Error {
         loc: Location,
     },
     /// An index or label outside the range of what it indexes, found when the op ran.
-    #[error("index error in {op}: {} (built at {loc})", out_of_range(what, *index, *len))]
+    #[error(
+        "index error in {op}: {}{context} (built at {loc})",
+        out_of_range(what, *index, *len)
+    )]
     Index {
         /// The op that indexes.
         op: String,
@@ -191,6 +194,9 @@ pub enum Error {
         index: i64,
         /// The number of valid indices: the valid range is `0..len`.
         len: usize,
+        /// Where it happened beyond the node, or nothing: the step of a loop
+        /// (", at step 2 of the loop built at …").
+        context: String,
         /// Where the user built the node.
         loc: Location,
     },
@@ -271,25 +277,6 @@ fn out_of_range(what: &str, index: i64, len: usize) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An index error as a run-time error of the same op and line, whose detail says what is
-    /// out of range; any other error as it is.
-    pub(crate) fn index_as_runtime(self) -> Error {
-        match self {
-            Error::Index {
-                op,
-                what,
-                index,
-                len,
-                loc,
-            } => Error::Runtime {
-                op,
-                detail: out_of_range(&what, index, len),
-                loc,
-            },
-            other => other,
-        }
-    }
-
     /// The user location carried by the error, when it has one: where the node was built, or
     /// for a feed error the call.
     pub fn location(&self) -> Option<Location> {

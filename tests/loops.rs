@@ -517,7 +517,21 @@ fn an_error_inside_a_body_names_the_line_in_the_body_and_the_step() {
         .call(&[vec![0i64, 1, 7].into(), 0.0.into()])
         .expect_err("index 7");
     let text = err.to_string();
-    assert!(text.contains("at step 2 of the loop"), "{text}");
+    assert!(
+        matches!(
+            err,
+            Error::Index {
+                index: 7,
+                len: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("index 7 is out of range 0..3, at step 2 of the loop"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("tests/loops.rs:{take_line}")),
         "{text}"
@@ -1034,5 +1048,31 @@ fn a_value_reshaped_is_read_first_by_its_other_readers_and_slices_run_early() {
             .call(&[arr2(&[[0.1, 0.2, 0.3, 0.4]]).into()])
             .unwrap()[0],
         1e-12,
+    );
+}
+
+#[test]
+fn a_draws_parameter_out_of_its_domain_at_one_step_names_the_step() {
+    let g = Graph::new();
+    let stream = RandomStream::new(&g, 3);
+    let ks = g.input("ks", DType::F64, &[None, Some(2)]);
+    let x0 = g.input("x0", DType::F64, &[Some(2)]);
+    let theta = g.scalar_constant(1.0, DType::F64);
+    let looped = Scan::over(&[&ks])
+        .states(&[&x0])
+        .run(|s| Ok(StepResult::new().state(&(s.state(0) + &stream.gamma(s.seq(0), &theta)))))
+        .unwrap();
+    let f = function(&[&ks, &x0], &[&looped.states[0]])
+        .compile()
+        .unwrap();
+    let ks_value = Tensor::from(arr2(&[[1.0, 2.0], [0.0, 1.0]]));
+    let err = f
+        .call(&[ks_value, vec![0.0, 0.0].into()])
+        .expect_err("k = 0 at step 1");
+    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("at step 1 of the loop built at tests/loops.rs"),
+        "{err}"
     );
 }

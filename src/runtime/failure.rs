@@ -73,6 +73,7 @@ pub(crate) fn kernel_error(n: &Node, args: &[&Tensor], detail: String) -> Error 
             what: what.into(),
             index,
             len,
+            context: String::new(),
             loc,
         },
         Some(Fault::Domain(detail)) => Error::Invalid { op, detail, loc },

@@ -581,6 +581,26 @@ fn at_step(err: Error, t: usize, loc: crate::error::Location) -> Error {
             why: step(why),
             loc,
         },
+        Error::Index {
+            op,
+            what,
+            index,
+            len,
+            context,
+            loc,
+        } => Error::Index {
+            op,
+            what,
+            index,
+            len,
+            context: step(context),
+            loc,
+        },
+        Error::Invalid { op, detail, loc } => Error::Invalid {
+            op,
+            detail: step(detail),
+            loc,
+        },
         other => other,
     }
 }

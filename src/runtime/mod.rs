@@ -112,8 +112,6 @@ pub(crate) struct Executor {
     nan_guard: bool,
     /// The debug mode's trace of the optimizer, to check every call against.
     debug: Option<DebugTrace>,
-    /// Whether this runs a loop's body, whose errors the loop adds its step to.
-    body: bool,
 }
 
 fn shaped<T: KernelFloat>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String> {
@@ -124,10 +122,7 @@ fn shaped<T: KernelFloat>(buf: Vec<T>, shape: &[usize]) -> Result<Tensor, String
 
 impl Executor {
     pub fn new(program: Program) -> Executor {
-        Executor {
-            body: false,
-            ..Executor::shared(Arc::new(program))
-        }
+        Executor::shared(Arc::new(program))
     }
 
     /// An executor of a program another owner holds too (a loop's body).
@@ -141,7 +136,6 @@ impl Executor {
             memory_limit: None,
             nan_guard: false,
             debug: None,
-            body: true,
         }
     }
 
@@ -256,8 +250,7 @@ impl Executor {
         }
         ws.new_values.clear();
         *self.workspace.lock().unwrap_or_else(|e| e.into_inner()) = ws;
-        // The loop adds its step to a run-time error, not (yet) to an index error.
-        result.map_err(|e| if self.body { e.index_as_runtime() } else { e })
+        result
     }
 
     /// The outputs of a call on the shared values in `ws.snapshot`, and the new values of the

@@ -397,3 +397,44 @@ fn the_peak_counts_a_buffer_taken_over_once() {
     assert!(f.peak_bytes() >= layer, "{}", f.peak_bytes());
     assert!(f.peak_bytes() <= 2 * layer, "{} bytes", f.peak_bytes());
 }
+
+#[test]
+fn transposes_of_matrices_and_batches_match_the_reference() {
+    // Sizes around the block (16), a batch of matrices, an empty one, and a permutation the
+    // fast path leaves to the general kernel.
+    for (dims, perm) in [
+        (vec![3, 5], vec![1, 0]),
+        (vec![37, 19], vec![1, 0]),
+        (vec![16, 32], vec![1, 0]),
+        (vec![0, 4], vec![1, 0]),
+        (vec![2, 21, 17], vec![0, 2, 1]),
+        (vec![2, 3, 4], vec![2, 0, 1]),
+    ] {
+        for dtype in [DType::F32, DType::F64] {
+            let g = Graph::new();
+            let shape: Vec<Option<usize>> = dims.iter().map(|&d| Some(d)).collect();
+            let x = g.input("x", dtype, &shape);
+            let y = x.permute(&perm);
+            let size: usize = dims.iter().product();
+            let feed = Tensor::from_f64(&dims, (0..size).map(|i| i as f64 * 0.5).collect(), dtype)
+                .unwrap();
+            let f = function(&[&x], &[&y]).compile().unwrap();
+            let r = function(&[&x], &[&y])
+                .mode(Mode::Reference)
+                .compile()
+                .unwrap();
+            for _ in 0..2 {
+                let (got, want) = (
+                    f.call(&[feed.clone()]).unwrap(),
+                    r.call(&[feed.clone()]).unwrap(),
+                );
+                assert_eq!(got[0].shape(), want[0].shape(), "{dims:?} {perm:?}");
+                assert_eq!(
+                    got[0].to_f64_vec(),
+                    want[0].to_f64_vec(),
+                    "{dims:?} {perm:?}"
+                );
+            }
+        }
+    }
+}

@@ -201,3 +201,24 @@ pub(crate) fn concat(x: &[&Tensor], axis: usize) -> KernelResult {
         DType::Bool => cat!(Bool),
     })
 }
+
+/// `out ← aᵀ` for each `rows × cols` matrix of `a` in turn (row-major), in square blocks so
+/// that both the reads and the writes stay within a few cache lines at a time.
+pub(crate) fn transpose_matrices<T: Copy>(a: &[T], rows: usize, cols: usize, out: &mut [T]) {
+    const BLOCK: usize = 16;
+    let size = rows * cols;
+    if size == 0 {
+        return;
+    }
+    for (src, dst) in a.chunks_exact(size).zip(out.chunks_exact_mut(size)) {
+        for r0 in (0..rows).step_by(BLOCK) {
+            for c0 in (0..cols).step_by(BLOCK) {
+                for r in r0..(r0 + BLOCK).min(rows) {
+                    for c in c0..(c0 + BLOCK).min(cols) {
+                        dst[c * rows + r] = src[r * cols + c];
+                    }
+                }
+            }
+        }
+    }
+}

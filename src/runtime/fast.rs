@@ -56,6 +56,9 @@ impl Executor {
             | Op::BroadcastLike
             | Op::BroadcastTo(_) => self.reshaped::<T>(j, n, inputs, values, pool)?,
             Op::MatMul => self.rows_product::<T>(n, inputs, values, pool)?,
+            Op::Transpose(perm) => {
+                transposed::<T>(operand(values, inputs, n.inputs[0]), perm, pool)?
+            }
             Op::Concat(axis) => {
                 // Each part's blocks into a pooled buffer; parts that do not fit are the
                 // general kernel's error to report.
@@ -340,6 +343,34 @@ impl Executor {
 
 /// A sum over a contiguous run of axes of a standard-layout array, into a pooled buffer;
 /// `None` for other cases (the general kernel does those).
+/// A transpose of the last two axes (of a matrix, or of each matrix of a batch), block by block
+/// into a pooled buffer; `None` for other permutations.
+fn transposed<T: Pooled>(
+    x: &Tensor,
+    perm: &[usize],
+    pool: &mut Pool,
+) -> Option<Result<Tensor, Failure>> {
+    let a = T::view(x)?;
+    let flat = a.as_slice()?;
+    let nd = perm.len();
+    let swaps_last_two = nd >= 2
+        && perm[nd - 2] == nd - 1
+        && perm[nd - 1] == nd - 2
+        && (0..nd - 2).all(|k| perm[k] == k);
+    if !swaps_last_two {
+        return None;
+    }
+    let mut shape: SmallVec<[usize; 6]> = a.shape().into();
+    let (rows, cols) = (shape[nd - 2], shape[nd - 1]);
+    shape.swap(nd - 2, nd - 1);
+    let mut out = match pool.take::<T>(&shape) {
+        Ok(out) => out,
+        Err(e) => return Some(Err(e)),
+    };
+    index::transpose_matrices(flat, rows, cols, &mut out);
+    Some(shaped(out, &shape).map_err(Failure::from))
+}
+
 fn sum_node<T: Pooled>(
     x: &Tensor,
     axes: &[usize],

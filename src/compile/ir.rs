@@ -244,3 +244,22 @@ pub(crate) fn eval_kind(
         Kind::Loop { .. } => Err("a loop runs in the runtime".into()),
     }
 }
+
+/// `nodes` in the order `order` (old indices by position), their operands renumbered; and the
+/// new position of each old index.
+pub(crate) fn permuted(nodes: Vec<Node>, order: &[usize]) -> (Vec<Node>, Vec<usize>) {
+    let mut position = vec![0; nodes.len()];
+    for (k, &i) in order.iter().enumerate() {
+        position[i] = k;
+    }
+    let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+    let nodes = order
+        .iter()
+        .map(|&i| {
+            let mut n = slots[i].take().expect("a permutation");
+            n.inputs.iter_mut().for_each(|p| *p = position[*p]);
+            n
+        })
+        .collect();
+    (nodes, position)
+}

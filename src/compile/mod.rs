@@ -365,19 +365,7 @@ fn copy_subgraph(
     // The order the user built the nodes in, as far as givens allow: a reference program then
     // runs them in that order, and of two failing nodes reports the one built first.
     let order = build_order(&nodes, &ids);
-    let mut position = vec![0; nodes.len()];
-    for (k, &i) in order.iter().enumerate() {
-        position[i] = k;
-    }
-    let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
-    let nodes = order
-        .iter()
-        .map(|&i| {
-            let mut n = slots[i].take().expect("a permutation");
-            n.inputs.iter_mut().for_each(|p| *p = position[*p]);
-            n
-        })
-        .collect();
+    let (nodes, position) = ir::permuted(nodes, &order);
     index.values_mut().for_each(|k| *k = position[*k]);
     Ok((nodes, index))
 }

@@ -10,7 +10,7 @@ mod schedule;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::ir::{CompiledLoop, Kind, Node};
+use super::ir::{CompiledLoop, Kind, Node, permuted};
 use crate::graph::{SharedVar, StateLock, Type};
 use crate::kernels::Exec;
 
@@ -52,19 +52,7 @@ fn reorder(
     outputs: &mut [usize],
     updates: &mut [(Arc<SharedVar>, usize)],
 ) -> Vec<Node> {
-    let mut index = vec![0; nodes.len()];
-    for (k, &i) in order.iter().enumerate() {
-        index[i] = k;
-    }
-    let mut old: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
-    let nodes = order
-        .iter()
-        .map(|&i| {
-            let mut n = old[i].take().expect("a permutation");
-            n.inputs.iter_mut().for_each(|x| *x = index[*x]);
-            n
-        })
-        .collect();
+    let (nodes, index) = permuted(nodes, order);
     outputs.iter_mut().for_each(|o| *o = index[*o]);
     updates.iter_mut().for_each(|u| u.1 = index[u.1]);
     nodes

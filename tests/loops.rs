@@ -1076,3 +1076,31 @@ fn a_draws_parameter_out_of_its_domain_at_one_step_names_the_step() {
         "{err}"
     );
 }
+
+#[test]
+fn a_stacked_output_that_no_result_reads_is_not_computed() {
+    // The output is NaN at every step; the NaN guard would refuse it if the body computed it.
+    let g = Graph::new();
+    let x0 = g.input("x0", DType::F64, &[Some(2)]);
+    let looped = Scan::times(3)
+        .states(&[&x0])
+        .run(|s| {
+            let x = s.state(0) * 0.5;
+            Ok(StepResult::new().state(&x).output(&(&x - 10.0).log()))
+        })
+        .unwrap();
+    let only_state = function(&[&x0], &[&looped.states[0]])
+        .nan_guard(true)
+        .compile()
+        .unwrap();
+    let out = only_state.call(&[vec![4.0, 8.0].into()]).unwrap();
+    assert_eq!(out[0].to_f64_vec(), vec![0.5, 1.0]);
+    let both = function(&[&x0], &[&looped.states[0], &looped.outputs[0]])
+        .nan_guard(true)
+        .compile()
+        .unwrap();
+    let err = both
+        .call(&[vec![4.0, 8.0].into()])
+        .expect_err("log of a negative");
+    assert!(matches!(err, Error::NonFinite { .. }), "{err:?}");
+}

@@ -468,9 +468,16 @@ fn compile_loops(nodes: &mut [Node], spec: &Spec) -> Result<()> {
                 .chain(exprs(&body.captured))
                 .collect(),
             feeds: Feeds::AnyNodes,
+            // A stacked output no result reads is not computed: a scalar stands in its place.
             outputs: exprs(&body.next_states)
                 .into_iter()
-                .chain(exprs(&body.outputs))
+                .chain(body.outputs.iter().enumerate().map(|(k, &o)| {
+                    if results.contains(&LoopResult::Stacked(k)) {
+                        graph.expr(o)
+                    } else {
+                        graph.scalar_constant(0.0, crate::dtype::DType::F32)
+                    }
+                }))
                 .chain(body.until.map(|u| graph.expr(u)))
                 .chain(exprs(&inner))
                 .collect(),

@@ -425,8 +425,8 @@ fn transposes_of_matrices_and_batches_match_the_reference() {
                 .unwrap();
             for _ in 0..2 {
                 let (got, want) = (
-                    f.call(&[feed.clone()]).unwrap(),
-                    r.call(&[feed.clone()]).unwrap(),
+                    f.call(std::slice::from_ref(&feed)).unwrap(),
+                    r.call(std::slice::from_ref(&feed)).unwrap(),
                 );
                 assert_eq!(got[0].shape(), want[0].shape(), "{dims:?} {perm:?}");
                 assert_eq!(

@@ -22,6 +22,9 @@ use crate::tensor::Tensor;
 pub(crate) struct BodyRunner {
     pub compiled: Arc<CompiledLoop>,
     pub executor: Executor,
+    /// Whether the body reads each of its inputs (the step values first): a sequence whose
+    /// slice it does not read is sliced once per run, not at every step.
+    reads: Vec<bool>,
 }
 
 /// The results of the loops run so far in a call, until each is read.
@@ -47,9 +50,19 @@ pub(crate) fn body_runners(nodes: &[Node]) -> Vec<BodyRunner> {
             if let Some(trace) = &compiled.debug {
                 executor.enable_debug(trace.clone());
             }
+            let program = &compiled.program;
+            let mut reads = vec![false; program.input_types.len()];
+            for (i, n) in program.nodes.iter().enumerate() {
+                if let Kind::Input { position, .. } = n.kind
+                    && (program.last_use[i].is_some() || program.root_reads[i] > 0)
+                {
+                    reads[position] = true;
+                }
+            }
             runners.push(BodyRunner {
                 compiled: compiled.clone(),
                 executor,
+                reads,
             });
         }
     }
@@ -292,6 +305,7 @@ fn run_loop(
     // The streams a step draws from, each with its own counter.
     let mut stream_states: Vec<Option<Tensor>> = vec![None; captured.len()];
     let mut made = 0;
+    let mut unread: Vec<Option<Tensor>> = vec![None; p];
     for i in 0..steps {
         let t = if body.reverse { steps - 1 - i } else { i };
         for (k, s) in stream_states.iter_mut().enumerate() {
@@ -309,12 +323,26 @@ fn run_loop(
                 h.put(t, known, current[k], (&mut *pool, node))?;
             }
         }
-        let slices: Vec<Tensor> = sequences
-            .iter()
-            .map(|s| slice(s, t, pool, node))
-            .collect::<Result<_>>()?;
+        // (A slice the body does not read is the first one made, fed at every step.)
+        let mut slices: Vec<Option<Tensor>> = Vec::with_capacity(p);
+        for (k, s) in sequences.iter().enumerate() {
+            if unread[k].is_some() {
+                slices.push(None);
+            } else if runner.reads[k] {
+                slices.push(Some(slice(s, t, pool, node)?));
+            } else {
+                unread[k] = Some(slice(s, t, pool, node)?);
+                slices.push(None);
+            }
+        }
         let feed: Vec<&Tensor> = slices
             .iter()
+            .zip(&unread)
+            .map(|(s, u)| {
+                s.as_ref()
+                    .or(u.as_ref())
+                    .expect("a slice or the unread one")
+            })
             .chain(current)
             .chain(
                 captured
@@ -328,7 +356,7 @@ fn run_loop(
             .executor
             .run(&feed)
             .map_err(|e| at_step(e, t, body.loc))?;
-        slices.into_iter().for_each(|s| pool.give(s));
+        slices.into_iter().flatten().for_each(|s| pool.give(s));
         let kept = out.split_off(out.len() - n_inner);
         for (k, v) in kept.into_iter().enumerate() {
             inner[k].put(t, known, &v, (&mut *pool, node))?;
@@ -371,6 +399,7 @@ fn run_loop(
         }
     }
     runner.executor.recycle(spent);
+    unread.into_iter().flatten().for_each(|s| pool.give(s));
     let states: Vec<Tensor> = if made == 0 {
         initial.iter().map(|t| (*t).clone()).collect()
     } else {

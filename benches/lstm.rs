@@ -2,7 +2,7 @@
 //! last state, SGD) by `Scan` and unrolled, side by side; and the time to compile it by `Scan`
 //! and unrolled at T = 28 and T = 1000. The peers' step is in `benches/peers` (`--workloads W5`).
 //!
-//! `cargo bench --bench lstm`
+//! `cargo bench -p gradus-bench --bench lstm`
 
 use criterion::{Criterion, criterion_group, criterion_main};
 

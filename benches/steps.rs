@@ -14,7 +14,8 @@
 //!
 //! W6: the time to compile the RBM CD-k step, unrolled (k = 1, 5, 25, 100) and as one loop.
 //!
-//! `cargo bench --bench steps` runs all; `cargo bench --bench steps -- W1 W3` a few.
+//! `cargo bench -p gradus-bench --bench steps` runs all;
+//! `cargo bench -p gradus-bench --bench steps -- W1 W3` a few.
 
 use std::time::Instant;
 

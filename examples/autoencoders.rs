@@ -21,7 +21,7 @@ use std::time::Instant;
 use gradus::models::autoencoder::{AeConfig, Autoencoder, Corruption, Jacobian, Variant, Weights};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
-use gradus::viz;
+use gradus::viz::{self, Plot};
 use ndarray::{Array2, Axis, s};
 
 /// What one trained variant measured.
@@ -80,8 +80,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         summaries.push(summary);
         curves.push(curve);
     }
-    let refs: Vec<&[f64]> = curves.iter().map(|c| c.as_slice()).collect();
-    viz::curve(&refs, 480, 240).save(args.out.join("ae_curves.png"))?;
+    let mut plot = Plot::new(format!("autoencoders 784-{n_hidden}, tied weights"))
+        .with_x_label("epoch")
+        .with_y_label("training loss (cross-entropy + penalty)");
+    for (s, curve) in summaries.iter().zip(&curves) {
+        plot = plot.with_series(s.name, curve);
+    }
+    plot.save(args.out.join("ae_curves.png"))?;
 
     println!(
         "\ntest reconstruction of {} digits (per image; `masked`: 30% of pixels zeroed first)",

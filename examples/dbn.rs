@@ -4,7 +4,8 @@
 //!
 //! Writes `out/dbn_filters.png` (the first layer's first 100 filters), `out/dbn_samples.png`
 //! (Gibbs chains in the top RBM started from ten test digits, one row per 200 steps, shown
-//! through the down pass) and `out/dbn_curve.png` (fine-tuning loss per epoch), and prints
+//! through the down pass), `out/dbn_pretraining_curve.png` (each RBM's reconstruction error per
+//! epoch) and `out/dbn_curve.png` (fine-tuning loss and test error per epoch), and prints
 //! the test error. The schedule is fixed (chosen on a validation split of the training set);
 //! the test error printed per epoch is a monitor only.
 //!
@@ -20,7 +21,7 @@ use gradus::models::CdConfig;
 use gradus::models::dbn::{Dbn, FineTuneConfig, LayerSchedule, Progress};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
-use gradus::viz;
+use gradus::viz::{self, Plot};
 use ndarray::{Axis, s};
 
 /// CD epochs per layer.
@@ -142,7 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         100.0 * test_error()?
     );
     let tune_start = Instant::now();
-    let mut losses = Vec::new();
+    let (mut losses, mut errors) = (Vec::new(), Vec::new());
     for epoch in 1..=args.epochs {
         let rate = lr0 / (1.0 + decay * (epoch - 1) as f32);
         let batches = common::minibatches(mnist.train_labels.len(), batch, &mut rng);
@@ -159,17 +160,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         bar.finish_and_clear();
         losses.push(total / batches.len() as f64);
+        errors.push(100.0 * test_error()?);
         println!(
             "epoch {epoch:3}  lr {rate:.4}  loss {:.4}  test error {:.2}%  ({:.1}s)",
             losses[epoch - 1],
-            100.0 * test_error()?,
+            errors[epoch - 1],
             tune_start.elapsed().as_secs_f64()
         );
     }
     // ANCHOR_END: finetune
-    viz::curve(&[&losses], 480, 240).save(args.out.join("dbn_curve.png"))?;
+    let mut pretraining = Plot::new(format!("DBN {sizes:?}: greedy pretraining by CD"))
+        .with_x_label("epoch")
+        .with_y_label("squared reconstruction error per example");
+    for (layer, curve) in curves.iter().enumerate() {
+        let name = format!("layer {layer}: RBM {}-{}", sizes[layer], sizes[layer + 1]);
+        pretraining = pretraining.with_series(name, curve);
+    }
+    pretraining.save(args.out.join("dbn_pretraining_curve.png"))?;
+    Plot::new(format!("DBN {sizes:?} + softmax: fine-tuning"))
+        .with_x_label("epoch")
+        .with_y_label("training loss (cross-entropy)")
+        .with_series("training loss", &losses)
+        .with_right_label("test error (%)")
+        .with_right_series("test error", &errors)
+        .save(args.out.join("dbn_curve.png"))?;
     println!(
-        "wrote {0}/dbn_filters.png, {0}/dbn_samples.png, {0}/dbn_curve.png",
+        "wrote {0}/dbn_filters.png, {0}/dbn_samples.png, {0}/dbn_pretraining_curve.png, \
+         {0}/dbn_curve.png",
         args.out.display()
     );
     println!(

@@ -25,7 +25,7 @@ use gradus::models::CdConfig;
 use gradus::models::dbn::{Dbn, LayerSchedule, TopUnits};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
-use gradus::viz;
+use gradus::viz::Plot;
 use ndarray::{Array2, Axis};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -182,7 +182,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     common::save_rows(&rows, args.out.join("deep_autoencoder.png"))?;
-    viz::curve(&[&curve], 480, 240).save(args.out.join("deep_autoencoder_curve.png"))?;
+    Plot::new("deep autoencoder 784-1000-500-250-30: fine-tuning")
+        .with_x_label("epoch (0: pretrained, not fine-tuned)")
+        .with_y_label("test squared error per digit")
+        .with_points(
+            "autoencoder",
+            (0..).map(f64::from).zip(curve.iter().copied()),
+        )
+        .with_points(
+            "PCA, 30 components",
+            [(0.0, pca as f64), (args.epochs as f64, pca as f64)],
+        )
+        .save(args.out.join("deep_autoencoder_curve.png"))?;
     println!(
         "wrote {0}/deep_autoencoder.png (rows: digits, before, after fine-tuning) and \
          {0}/deep_autoencoder_curve.png",

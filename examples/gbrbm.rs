@@ -18,10 +18,11 @@ mod common;
 
 use std::time::Instant;
 
+use gradus::io;
 use gradus::models::gbrbm::{GbRbm, Standardizer};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
-use gradus::{io, viz};
+use gradus::viz::{self, Plot};
 use ndarray::{Array2, Axis, s};
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -84,7 +85,14 @@ fn main() -> BoxResult<()> {
         rows.push(pixels.mapv(|p| p.clamp(0.0, 1.0)));
     }
     common::save_rows(&rows, args.out.join("gbrbm_samples.png"))?;
-    viz::curve(&[&curve], 480, 240).save(args.out.join("gbrbm_curve.png"))?;
+    Plot::new(format!(
+        "Gaussian-Bernoulli RBM 784-{n_hidden}, {}",
+        common::describe_cd(&cfg)
+    ))
+    .with_x_label("epoch")
+    .with_y_label("squared reconstruction error per digit")
+    .with_series("training digits (standardized)", &curve)
+    .save(args.out.join("gbrbm_curve.png"))?;
     io::save_params(args.out.join("gbrbm.safetensors"), &rbm.params())?;
     println!(
         "wrote {0}/gbrbm_filters.png, {0}/gbrbm_samples.png, {0}/gbrbm_curve.png, {0}/gbrbm.safetensors",

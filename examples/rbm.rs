@@ -16,7 +16,7 @@ use std::time::Instant;
 use gradus::models::{CdConfig, Rbm};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
-use gradus::viz;
+use gradus::viz::{self, Plot};
 use ndarray::{Array2, Axis, s};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -68,8 +68,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows.push(common::matrix(&state)?);
     }
     common::save_rows(&rows, args.out.join("rbm_samples.png"))?;
-    let img = viz::curve(&[&curve], 480, 240);
-    img.save(args.out.join("rbm_curve.png"))?;
+    Plot::new(format!("RBM 784-{n_hidden}, {}", common::describe_cd(&cfg)))
+        .with_x_label("epoch")
+        .with_y_label("squared reconstruction error per digit")
+        .with_series("training digits", &curve)
+        .save(args.out.join("rbm_curve.png"))?;
     println!(
         "wrote {0}/rbm_filters.png, {0}/rbm_samples.png, {0}/rbm_curve.png",
         args.out.display()

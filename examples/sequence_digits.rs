@@ -14,7 +14,7 @@ use std::time::Instant;
 use gradus::models::recurrent::{Gru, Lstm};
 use gradus::optim::{Optimizer, as_pairs};
 use gradus::prelude::*;
-use gradus::viz;
+use gradus::viz::Plot;
 use ndarray::Array1;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -103,7 +103,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("sequence_curve.png");
-    viz::curve(&[&losses, &errors], 480, 240).save(&path)?;
+    let percent: Vec<f64> = errors.iter().map(|e| 100.0 * e).collect();
+    Plot::new(format!(
+        "{} of {hidden} units reading digits row by row",
+        cell.to_uppercase()
+    ))
+    .with_x_label("epoch")
+    .with_y_label("training loss (cross-entropy)")
+    .with_series("training loss", &losses)
+    .with_right_label("test error (%)")
+    .with_right_series("test error", &percent)
+    .save(&path)?;
     println!("wrote {} (loss, test error per epoch)", path.display());
     Ok(())
 }

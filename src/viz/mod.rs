@@ -1,4 +1,17 @@
-//! Pictures: image tiles (filters, samples, digits) and line curves, written as PNG.
+//! Pictures, written as PNG: image tiles (filters, samples, digits) and [`Plot`]s of training
+//! curves with axes, ticks, labels, a title and a legend.
+//!
+//! ```no_run
+//! use gradus::viz::Plot;
+//!
+//! let loss = [0.9, 0.5, 0.35, 0.3];
+//! Plot::new("training")
+//!     .with_x_label("epoch")
+//!     .with_y_label("cross-entropy")
+//!     .with_series("train", &loss)
+//!     .save("out/loss.png")?;
+//! # Ok::<(), gradus::Error>(())
+//! ```
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -7,6 +20,10 @@ use std::path::Path;
 use ndarray::ArrayView2;
 
 use crate::error::{Error, Result};
+
+mod plot;
+
+pub use plot::{Plot, RgbImage};
 
 /// A greyscale image, row-major, one byte per pixel.
 #[derive(Clone, Debug)]
@@ -22,22 +39,35 @@ pub struct Image {
 impl Image {
     /// Write as an 8-bit greyscale PNG.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let io = |e: &dyn std::fmt::Display| Error::Io {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
-        }
-        let file = File::create(path).map_err(|e| io(&e))?;
-        let mut enc =
-            png::Encoder::new(BufWriter::new(file), self.width as u32, self.height as u32);
-        enc.set_color(png::ColorType::Grayscale);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header().map_err(|e| io(&e))?;
-        w.write_image_data(&self.pixels).map_err(|e| io(&e))
+        write_png(
+            path.as_ref(),
+            (self.width, self.height),
+            png::ColorType::Grayscale,
+            &self.pixels,
+        )
     }
+}
+
+/// Write 8-bit pixels as a PNG file, creating its folder.
+fn write_png(
+    path: &Path,
+    (width, height): (usize, usize),
+    color: png::ColorType,
+    pixels: &[u8],
+) -> Result<()> {
+    let io = |e: &dyn std::fmt::Display| Error::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
+    }
+    let file = File::create(path).map_err(|e| io(&e))?;
+    let mut enc = png::Encoder::new(BufWriter::new(file), width as u32, height as u32);
+    enc.set_color(color);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header().map_err(|e| io(&e))?;
+    w.write_image_data(pixels).map_err(|e| io(&e))
 }
 
 /// Tile the rows of `rows` (each an `h x w` image) into a grid of `cols` columns with a 1-pixel
@@ -92,60 +122,6 @@ fn tile_by(
     })
 }
 
-/// A line chart of one or more series (drawn in different grey levels) on a white canvas with
-/// axes; the y range covers all finite values.
-pub fn curve(series: &[&[f64]], width: usize, height: usize) -> Image {
-    let mut pixels = vec![255u8; width * height];
-    let (m, x0, y0) = (8usize, 8usize, height.saturating_sub(8));
-    let finite = series
-        .iter()
-        .flat_map(|s| s.iter())
-        .copied()
-        .filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let mut put = |x: usize, y: usize, c: u8| {
-        if x < width && y < height {
-            pixels[y * width + x] = c;
-        }
-    };
-    for x in x0..width.saturating_sub(m) {
-        put(x, y0, 0);
-    }
-    for y in m..=y0 {
-        put(x0, y, 0);
-    }
-    let (pw, ph) = ((width - x0 - m) as f64, (y0 - m) as f64);
-    for (k, s) in series.iter().enumerate() {
-        let shade = (k * 90).min(180) as u8;
-        let pt = |i: usize, v: f64| {
-            let x = x0 as f64 + pw * i as f64 / (s.len().max(2) - 1) as f64;
-            let y = y0 as f64 - ph * (v - lo) / span;
-            (x, y)
-        };
-        for i in 1..s.len() {
-            if !(s[i - 1].is_finite() && s[i].is_finite()) {
-                continue;
-            }
-            let ((ax, ay), (bx, by)) = (pt(i - 1, s[i - 1]), pt(i, s[i]));
-            let steps = ((bx - ax).abs().max((by - ay).abs()).ceil() as usize).max(1);
-            for t in 0..=steps {
-                let f = t as f64 / steps as f64;
-                let (x, y) = (ax + f * (bx - ax), ay + f * (by - ay));
-                put(x.round() as usize, y.round() as usize, shade);
-                put(x.round() as usize, y.round() as usize + 1, shade);
-            }
-        }
-    }
-    Image {
-        width,
-        height,
-        pixels,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,13 +142,16 @@ mod tests {
     }
 
     #[test]
-    fn curves_and_png_files_are_written() {
-        let c = curve(&[&[3.0, 2.0, 1.5, 1.2], &[3.5, 2.5, 2.0, 1.9]], 120, 80);
-        assert!(c.pixels.contains(&0));
-        let path = std::env::temp_dir().join(format!("gradus-viz-{}.png", std::process::id()));
-        c.save(&path).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(&bytes[1..4], b"PNG");
+    fn tiles_are_written_as_greyscale_png() {
+        let rows = Array2::from_shape_fn((3, 4), |(r, i)| (r * 4 + i) as f32);
+        let img = tile(rows.view(), 2, 2, 2).unwrap();
+        let path = std::env::temp_dir().join(format!("gradus-tile-{}.png", std::process::id()));
+        img.save(&path).unwrap();
+        let decoder = png::Decoder::new(std::io::BufReader::new(File::open(&path).unwrap()));
+        let reader = decoder.read_info().unwrap();
+        let info = reader.info();
+        assert_eq!((info.width, info.height), (7, 7));
+        assert_eq!(info.color_type, png::ColorType::Grayscale);
         std::fs::remove_file(path).unwrap();
     }
 }

@@ -1,8 +1,11 @@
 //! The book cannot rot: every `{{#include PATH:ANCHOR}}` in `book/src/*.md` names a file that
 //! exists and holds a non-empty `ANCHOR: name` ... `ANCHOR_END: name` region, every Rust block is
-//! such an include (so all book code is compiled as an example), and every chapter is listed in
-//! `SUMMARY.md`.
+//! such an include (so all book code is compiled as an example), every chapter is listed in
+//! `SUMMARY.md`, every relative link and image names a file that exists (and a heading that
+//! exists, for `chapter.md#heading`), and every picture in `book/src/images` is shown.
+//! (mdBook itself builds a book with a missing include or a dead link; `.ci/run` builds it too.)
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -121,4 +124,162 @@ fn every_chapter_is_in_the_summary() {
             );
         }
     }
+}
+
+/// The lines outside fenced code blocks: where a `#` starts a heading.
+fn outside_fences(text: &str) -> impl Iterator<Item = &str> {
+    let mut fenced = false;
+    text.lines().filter(move |line| {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            return false;
+        }
+        !fenced
+    })
+}
+
+/// The text outside fenced code blocks and inline code spans, where a `](` is a link.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    for line in outside_fences(text) {
+        // Drop `code` spans: split on backticks and keep the even pieces.
+        for (i, piece) in line.split('`').enumerate() {
+            if i % 2 == 0 {
+                out.push_str(piece);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The targets of the inline links and images `[text](target)` / `![alt](target)` in `text`.
+fn links(text: &str) -> Vec<String> {
+    let prose = prose(text);
+    let mut out = Vec::new();
+    let mut rest = prose.as_str();
+    while let Some(at) = rest.find("](") {
+        let after = &rest[at + 2..];
+        let end = after.find(')').unwrap_or(after.len());
+        // `[text](target "title")`: the target is the first word.
+        let target = after[..end].split_whitespace().next().unwrap_or("");
+        out.push(target.trim_matches(['<', '>']).to_string());
+        rest = &after[end..];
+    }
+    out
+}
+
+/// The ids mdBook gives a chapter's headings: lower case, spaces to `-`, only letters, digits,
+/// `-` and `_` kept; a repeated id gets `-1`, `-2`, ...
+fn heading_ids(text: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for line in outside_fences(text) {
+        let Some(title) = line.strip_prefix('#') else {
+            continue;
+        };
+        let title = title.trim_start_matches('#').trim();
+        let id: String = title
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect::<String>()
+            .to_lowercase();
+        let mut unique = id.clone();
+        let mut n = 0;
+        while ids.contains(&unique) {
+            n += 1;
+            unique = format!("{id}-{n}");
+        }
+        ids.insert(unique);
+    }
+    ids
+}
+
+/// What is wrong with the link `target` of `chapter`, if anything.
+fn dead_link(chapter: &str, target: &str) -> Option<String> {
+    if target.is_empty() {
+        return Some("an empty link".into());
+    }
+    if target.contains("://") || target.starts_with("mailto:") {
+        return None;
+    }
+    let (path, anchor) = match target.split_once('#') {
+        Some((path, anchor)) => (path, Some(anchor)),
+        None => (target, None),
+    };
+    let file = if path.is_empty() {
+        book_src().join(chapter)
+    } else {
+        book_src().join(path)
+    };
+    if !file.is_file() {
+        return Some(format!("{} does not exist", file.display()));
+    }
+    let anchor = anchor.filter(|_| file.extension().is_some_and(|e| e == "md"))?;
+    let ids = heading_ids(&fs::read_to_string(&file).expect("readable chapter"));
+    (!ids.contains(anchor)).then(|| format!("no heading has the id #{anchor} (ids: {ids:?})"))
+}
+
+#[test]
+fn every_relative_link_and_image_exists() {
+    let mut count = 0;
+    let mut dead = Vec::new();
+    for (chapter, text) in chapters() {
+        for target in links(&text) {
+            count += 1;
+            if let Some(why) = dead_link(&chapter, &target) {
+                dead.push(format!("{chapter}: ({target}): {why}"));
+            }
+        }
+    }
+    assert!(
+        dead.is_empty(),
+        "dead links in the book:\n{}",
+        dead.join("\n")
+    );
+    assert!(
+        count > 10,
+        "only {count} links found: is the parser broken?"
+    );
+}
+
+#[test]
+fn every_picture_is_shown() {
+    let shown: BTreeSet<String> = chapters()
+        .iter()
+        .flat_map(|(_, text)| links(text))
+        .filter_map(|t| t.strip_prefix("images/").map(str::to_string))
+        .collect();
+    for entry in fs::read_dir(book_src().join("images")).expect("book/src/images") {
+        let name = entry.expect("readable entry").file_name();
+        let name = name.to_string_lossy();
+        assert!(
+            shown.contains(name.as_ref()),
+            "book/src/images/{name} is in no chapter: show it or delete it \
+             (book/pictures.sh makes only the pictures the book shows)"
+        );
+    }
+}
+
+#[test]
+fn the_link_checker_finds_what_it_should() {
+    let text = "# A title\n## Un-broadcasting: `x`\n## A title\n\
+                see [a](b.md), ![p](images/p.png \"t\") and `[not](a-link)`\n\
+                ```text\n[not](either)\n```\n";
+    assert_eq!(links(text), ["b.md", "images/p.png"]);
+    let ids = heading_ids(text);
+    assert!(
+        ids.contains("a-title") && ids.contains("a-title-1"),
+        "{ids:?}"
+    );
+    assert!(ids.contains("un-broadcasting-x"), "{ids:?}");
+    assert!(dead_link("rbm.md", "gradients.md#un-broadcasting").is_none());
+    assert!(dead_link("rbm.md", "gradients.md#no-such-heading").is_some());
+    assert!(dead_link("rbm.md", "no-such-chapter.md").is_some());
+    assert!(dead_link("rbm.md", "images/no-such-picture.png").is_some());
+    assert!(dead_link("rbm.md", "#training-on-the-digits").is_none());
+    assert!(dead_link("rbm.md", "https://example.org/x").is_none());
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Draws the book's pictures (book/src/images) again from the examples, each run with its default
 # arguments, so that what the book shows is what the code draws. Run it after changing an example
-# or what it trains, and commit the pictures with the change. About 6 minutes on 2 cores once the
+# or what it trains, and commit the pictures with the change. About 2 minutes on 2 cores once the
 # examples are built (one at a time: they use both cores).
 #
 # `book/pictures.sh` draws them all; `book/pictures.sh rbm dbn` only those of the runs named.

@@ -43,7 +43,9 @@ pub mod viz;
 /// one.
 pub mod op {
     pub use crate::graph::loops::{LoopBody, LoopHandle, LoopResult, Steps};
-    pub use crate::graph::op::{Binary, Cmp, CustomHandle, Dist, Op, Reduce, ReshapeDim, Unary};
+    pub use crate::graph::op::{
+        Binary, Cmp, Conv2d, CustomHandle, Dist, Hw, Op, Pad, Pool2d, Reduce, ReshapeDim, Unary,
+    };
 }
 
 /// The optimizer's rules and passes, as data: their names (to switch them off with
@@ -66,6 +68,7 @@ pub use function::{Function, FunctionBuilder, eval, function};
 pub use grad::{GradOptions, grad, grad_with, hessian, hessian_vector_product, jacobian, vjp};
 pub use graph::custom::CustomOp;
 pub use graph::loops::{Looped, Scan, Step, StepResult};
+pub use graph::op::{Conv2d, Hw, Pool2d};
 pub use graph::print::{debugprint, pp, to_dot};
 pub use graph::{Expr, Graph, NodeId, Operand, Type, concat, ones_like, stack, zeros_like};
 pub use kernels::PAR_MIN;

@@ -213,6 +213,30 @@ pub fn slice_bounds(n: usize, start: isize, end: Option<isize>) -> (usize, usize
     (clamp(start), end.map_or(n, clamp))
 }
 
+/// The number of places a window of `window` cells, its taps `dilation` apart, takes along a
+/// dim of `len` cells padded by `pad` on both sides, moving `stride` at a time (the output length
+/// of a convolution or a pool); an error when the window is larger than the padded dim.
+pub fn window_places(
+    len: usize,
+    window: usize,
+    (stride, pad, dilation): (usize, usize, usize),
+) -> Result<usize, String> {
+    let span = dilation * window.saturating_sub(1) + 1;
+    let padded = len + 2 * pad;
+    if window == 0 || stride == 0 || dilation == 0 {
+        return Err(format!(
+            "window {window}, stride {stride} and dilation {dilation} must be positive"
+        ));
+    }
+    if span > padded {
+        return Err(format!(
+            "the window spans {span} cells, more than the {padded} of the padded input \
+             ({len} + 2 x {pad})"
+        ));
+    }
+    Ok((padded - span) / stride + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -303,6 +303,59 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
             },
             &[dy],
         )),
+        // y = conv(x, w), bilinear: dx = convᵀ_w(dy) (a transposed convolution), dw = the
+        // correlation of x with dy
+        Op::Conv2d(c) => {
+            let (a, w) = (&x[0], &x[1]);
+            vec![
+                needs[0].then(|| dy.apply(Op::Conv2dInputGrad(*c), &[dy, w, a])),
+                needs[1].then(|| dy.apply(Op::Conv2dFilterGrad(*c), &[a, dy, w])),
+            ]
+        }
+        // y = convᵀ_w(u), linear in u and in w: <g, convᵀ_w(u)> = <conv(g, w), u>, so
+        // du = conv(g, w) and dw = the correlation of g with u
+        Op::Conv2dInputGrad(c) => {
+            let (u, w) = (&x[0], &x[1]);
+            vec![
+                needs[0].then(|| dy.apply(Op::Conv2d(*c), &[dy, w])),
+                needs[1].then(|| dy.apply(Op::Conv2dFilterGrad(*c), &[dy, u, w])),
+                None,
+            ]
+        }
+        // y = the correlation of a with u, i.e. <g, y> = <conv(a, g), u>: du = conv(a, g) and
+        // da = convᵀ_g(u)
+        Op::Conv2dFilterGrad(c) => {
+            let (a, u) = (&x[0], &x[1]);
+            vec![
+                needs[0].then(|| dy.apply(Op::Conv2dInputGrad(*c), &[u, dy, a])),
+                needs[1].then(|| dy.apply(Op::Conv2d(*c), &[a, dy])),
+                None,
+            ]
+        }
+        // y = the max of each window: dx = each window's dy at its first maximum
+        Op::MaxPool2d(p) => one(dy.apply(Op::MaxPool2dGrad(*p), &[&x[0], dy])),
+        Op::MaxPool2dGrad(_) => {
+            return Err(Error::NotDifferentiable {
+                name: op.name(),
+                detail: "the gradient of max_pool2d has no gradient of its own (no second \
+                         order through a max pool)"
+                    .into(),
+                loc: y.location(),
+            });
+        }
+        // y = the mean of each window (a linear map A): dx = Aᵀ dy, spread over the windows
+        Op::AvgPool2d(p) => one(dy.apply(Op::AvgPool2dGrad(*p), &[dy, &x[0]])),
+        // y = Aᵀ u: du = A g
+        Op::AvgPool2dGrad(p) => vec![Some(dy.apply(Op::AvgPool2d(*p), &[dy])), None],
+        // y = x with cells around it: dx = the cells of dy where x landed
+        Op::Pad(p) => one(p.widths.iter().enumerate().fold(dy.clone(), |d, (axis, &(b, a))| {
+            if b == 0 && a == 0 {
+                d
+            } else {
+                let end = (a > 0).then_some(-(a as isize));
+                d.slice(axis as isize, b as isize, end)
+            }
+        })),
         // Samples carry no gradient (use stop_gradient semantics, as CD needs).
         Op::OneHot { .. } | Op::StopGradient | Op::DimSize { .. } | Op::Random { .. } => {
             vec![None; x.len()]

@@ -3,6 +3,7 @@
 use crate::dtype::DType;
 use crate::error::{Error, Location};
 use crate::graph::Type;
+use crate::graph::window;
 use crate::graph::op::{Binary, Op, Unary};
 use crate::shape::{self, Dim, Shape};
 
@@ -49,9 +50,9 @@ impl InferError {
     }
 }
 
-type InferResult = Result<Type, InferError>;
+pub(crate) type InferResult = Result<Type, InferError>;
 
-fn same_dtype(ts: &[Type]) -> Result<DType, InferError> {
+pub(crate) fn same_dtype(ts: &[Type]) -> Result<DType, InferError> {
     let d = ts[0].dtype;
     match ts.iter().find(|t| t.dtype != d) {
         Some(t) => Err(InferError::DType(format!(
@@ -62,7 +63,7 @@ fn same_dtype(ts: &[Type]) -> Result<DType, InferError> {
     }
 }
 
-fn need_float(t: &Type) -> Result<(), InferError> {
+pub(crate) fn need_float(t: &Type) -> Result<(), InferError> {
     if t.dtype.is_float() {
         Ok(())
     } else {
@@ -90,7 +91,7 @@ fn taken_shape(x: &Shape, idx: &Shape, axis: usize) -> Shape {
     Shape::new([&d[..axis], idx.dims(), &d[axis + 1..]].concat())
 }
 
-fn arity(ts: &[Type], n: usize) -> Result<(), InferError> {
+pub(crate) fn arity(ts: &[Type], n: usize) -> Result<(), InferError> {
     if ts.len() == n {
         Ok(())
     } else {
@@ -530,6 +531,12 @@ pub fn infer(op: &Op, ts: &[Type]) -> InferResult {
             check_axes(&[*axis], ts[0].ndim())?;
             Ok(ts[0].clone())
         }
+        Op::Conv2d(c) => window::conv2d(c, ts),
+        Op::Conv2dInputGrad(c) => window::conv2d_grad(c, ts, 0, "the input"),
+        Op::Conv2dFilterGrad(c) => window::conv2d_grad(c, ts, 1, "the filters"),
+        Op::MaxPool2d(p) | Op::AvgPool2d(p) => window::pool2d(p, ts),
+        Op::MaxPool2dGrad(_) | Op::AvgPool2dGrad(_) => window::pool2d_grad(op, ts),
+        Op::Pad(p) => window::pad(p, ts),
         Op::OneHot { depth, dtype } => {
             arity(ts, 1)?;
             if ts[0].dtype != DType::I64 {

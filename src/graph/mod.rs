@@ -13,6 +13,7 @@ pub mod infer;
 pub mod loops;
 pub mod op;
 pub mod print;
+mod window;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -49,6 +49,7 @@ macro_rules! float2 {
     };
 }
 
+pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod fastmath;
 pub(crate) mod fault;

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod conv;
 mod elementwise;
 mod linalg;
 mod nn;

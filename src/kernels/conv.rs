@@ -1,0 +1,527 @@
+//! Convolutions and pools over NCHW batches, and constant padding.
+//!
+//! A convolution visits its taps (a filter cell over an input cell, for one output cell) in one
+//! loop, [`Geometry::taps`]. The reference kernels accumulate each tap directly; the fast ones
+//! gather the taps of one image into a matrix (im2col, into this thread's scratch buffer) and
+//! multiply it with the filters through the `gemm` crate, one image per task of the rayon pool
+//! (or, for fewer images than threads, one at a time with a threaded product). The input's
+//! gradient multiplies the other way and scatters the matrix back (col2im); the filters'
+//! gradient sums one product per image.
+
+use ndarray::{ArrayD, ArrayViewD, IxDyn, Slice};
+use rayon::prelude::*;
+
+use super::gemm::{Gemm, Init, gemm_onto};
+use super::{Exec, KernelFloat, PAR_MIN};
+use crate::dtype::Float;
+use crate::graph::op::{Conv2d, Pool2d};
+use crate::shape::{self, window_places};
+
+/// The sizes of one convolution: the input `[n, c, h, w]`, the filters `[o, c / groups, kh,
+/// kw]`, the output `[n, o, oh, ow]`.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    conv: Conv2d,
+}
+
+fn rank4(what: &str, s: &[usize]) -> Result<(), String> {
+    if s.len() == 4 {
+        Ok(())
+    } else {
+        Err(format!("{what} must be 4-d, got {}", shape::show(s)))
+    }
+}
+
+impl Geometry {
+    fn new(x: &[usize], w: &[usize], conv: &Conv2d) -> Result<Geometry, String> {
+        rank4("the input (NCHW)", x)?;
+        rank4("the filters (OIHW)", w)?;
+        let g = conv.groups;
+        if g == 0 || x[1] % g != 0 || w[0] % g != 0 || w[1] * g != x[1] {
+            return Err(format!(
+                "filters {} do not fit an input {} in {g} group(s)",
+                shape::show(w),
+                shape::show(x)
+            ));
+        }
+        let s = conv;
+        let oh = window_places(x[2], w[2], (s.stride.h, s.padding.h, s.dilation.h))?;
+        let ow = window_places(x[3], w[3], (s.stride.w, s.padding.w, s.dilation.w))?;
+        Ok(Geometry {
+            n: x[0],
+            c: x[1],
+            h: x[2],
+            w: x[3],
+            o: w[0],
+            kh: w[2],
+            kw: w[3],
+            oh,
+            ow,
+            conv: *conv,
+        })
+    }
+
+    /// Check that `dy` is shaped like the output.
+    fn output(&self, dy: &[usize]) -> Result<(), String> {
+        if dy == [self.n, self.o, self.oh, self.ow] {
+            Ok(())
+        } else {
+            Err(format!(
+                "the output's gradient {} does not fit the convolution's output {}",
+                shape::show(dy),
+                shape::show(&[self.n, self.o, self.oh, self.ow])
+            ))
+        }
+    }
+
+    /// Input channels per group.
+    fn cg(&self) -> usize {
+        self.c / self.conv.groups
+    }
+    /// Output channels per group.
+    fn og(&self) -> usize {
+        self.o / self.conv.groups
+    }
+    /// Rows of the im2col matrix: the taps of one filter.
+    fn k(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    /// Columns of the im2col matrix: the output cells of one channel.
+    fn l(&self) -> usize {
+        self.oh * self.ow
+    }
+    /// Elements of one image's channel group.
+    fn x_group(&self) -> usize {
+        self.cg() * self.h * self.w
+    }
+
+    /// Every tap of one image's channel group: `f(row, col, at)` for the filter cell `row`
+    /// (of [`k`](Geometry::k)), the output cell `col` (of [`l`](Geometry::l)) and the input
+    /// cell `at` (of [`x_group`](Geometry::x_group)) under it; taps on the padding are skipped.
+    fn taps(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let Conv2d {
+            stride,
+            padding,
+            dilation,
+            ..
+        } = self.conv;
+        let ow = self.ow;
+        for ci in 0..self.cg() {
+            for ki in 0..self.kh {
+                for kj in 0..self.kw {
+                    let row = (ci * self.kh + ki) * self.kw + kj;
+                    // The output columns whose tap lands inside the input: jj = j s + kj d - p
+                    // in 0..w.
+                    let off = kj * dilation.w;
+                    let j0 = padding.w.saturating_sub(off).div_ceil(stride.w);
+                    let j1 = (self.w + padding.w)
+                        .checked_sub(off + 1)
+                        .map_or(0, |m| (m / stride.w + 1).min(ow));
+                    for i in 0..self.oh {
+                        let ii = (i * stride.h + ki * dilation.h).wrapping_sub(padding.h);
+                        if ii >= self.h {
+                            continue;
+                        }
+                        let base = (ci * self.h + ii) * self.w;
+                        for j in j0..j1 {
+                            let jj = j * stride.w + off - padding.w;
+                            f(row, i * ow + j, base + jj);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `col ← the taps of x` (one image's channel group) as a `k × l` matrix, zeros on the padding.
+fn im2col<T: Float>(g: &Geometry, x: &[T], col: &mut [T]) {
+    let l = g.l();
+    col.fill(T::zero());
+    g.taps(|r, j, at| col[r * l + j] = x[at]);
+}
+
+/// `dx += the taps of col` (the adjoint of [`im2col`]).
+fn col2im<T: Float>(g: &Geometry, col: &[T], dx: &mut [T]) {
+    let l = g.l();
+    g.taps(|r, j, at| dx[at] = dx[at] + col[r * l + j]);
+}
+
+fn contiguous<'a, T: Float>(a: &'a ArrayD<T>) -> std::borrow::Cow<'a, [T]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+    }
+}
+
+fn matrix<T>(s: &[T], rows: usize, cols: usize) -> Result<ArrayViewD<'_, T>, String> {
+    ArrayViewD::from_shape(IxDyn(&[rows, cols]), s).map_err(|e| e.to_string())
+}
+
+fn product(transpose_a: bool, transpose_b: bool) -> Gemm {
+    Gemm {
+        transpose_a,
+        transpose_b,
+        alpha: 1.0,
+        bias_add: None,
+    }
+}
+
+/// Run `f(image, out)` for each image and its `len`-element part of `out`: a task per image on
+/// the rayon pool when there are at least as many images as threads (each product then on one
+/// thread), else one after the other with products on every thread. `f` gets the threads its
+/// products may use.
+fn per_image<T: Float>(
+    out: &mut [T],
+    len: usize,
+    n: usize,
+    exec: Exec,
+    f: impl Fn(usize, &mut [T], usize) -> Result<(), String> + Sync,
+) -> Result<(), String> {
+    let threads = if exec.is_fast() {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    if threads > 1 && n >= threads {
+        out.par_chunks_mut(len)
+            .enumerate()
+            .try_for_each(|(i, o)| f(i, o, 1))
+    } else {
+        out.chunks_mut(len)
+            .enumerate()
+            .try_for_each(|(i, o)| f(i, o, threads))
+    }
+}
+
+/// `y = conv(x, w)`.
+pub(crate) fn conv2d<T: KernelFloat>(
+    x: &ArrayD<T>,
+    w: &ArrayD<T>,
+    conv: &Conv2d,
+    exec: Exec,
+) -> Result<ArrayD<T>, String> {
+    let g = Geometry::new(x.shape(), w.shape(), conv)?;
+    let (xs, ws) = (contiguous(x), contiguous(w));
+    let mut y = vec![T::zero(); g.n * g.o * g.l()];
+    if exec.is_fast() {
+        let (k, l, og) = (g.k(), g.l(), g.og());
+        per_image(&mut y, g.o * l, g.n, exec, |i, y_i, threads| {
+            T::with_scratch(k * l, |col| {
+                for grp in 0..conv.groups {
+                    let x_g = &xs[(i * conv.groups + grp) * g.x_group()..][..g.x_group()];
+                    im2col(&g, x_g, col);
+                    let w_g = matrix(&ws[grp * og * k..][..og * k], og, k)?;
+                    let out = &mut y_i[grp * og * l..][..og * l];
+                    gemm_onto(&w_g, &matrix(col, k, l)?, Init::Zero, &product(false, false), out, threads)?;
+                }
+                Ok(())
+            })
+        })?;
+    } else {
+        each_tap(&g, |xi, wi, yi| y[yi] = y[yi] + xs[xi] * ws[wi]);
+    }
+    ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), y).map_err(|e| e.to_string())
+}
+
+/// Every tap of the whole convolution: `f(x index, w index, y index)`, flat.
+fn each_tap(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
+    let (k, l, og) = (g.k(), g.l(), g.og());
+    for n in 0..g.n {
+        for grp in 0..g.conv.groups {
+            let x0 = (n * g.conv.groups + grp) * g.x_group();
+            for oo in 0..og {
+                let o = grp * og + oo;
+                let y0 = (n * g.o + o) * l;
+                g.taps(|r, j, at| f(x0 + at, o * k + r, y0 + j));
+            }
+        }
+    }
+}
+
+/// The gradient of `conv(x, w)` for `x` (of shape `like`): the transposed convolution of `dy`.
+pub(crate) fn conv2d_input_grad<T: KernelFloat>(
+    dy: &ArrayD<T>,
+    w: &ArrayD<T>,
+    like: &[usize],
+    conv: &Conv2d,
+    exec: Exec,
+) -> Result<ArrayD<T>, String> {
+    let g = Geometry::new(like, w.shape(), conv)?;
+    g.output(dy.shape())?;
+    let (dys, ws) = (contiguous(dy), contiguous(w));
+    let mut dx = vec![T::zero(); g.n * g.c * g.h * g.w];
+    if exec.is_fast() {
+        let (k, l, og) = (g.k(), g.l(), g.og());
+        per_image(&mut dx, g.c * g.h * g.w, g.n, exec, |i, dx_i, threads| {
+            T::with_scratch(k * l, |col| {
+                for grp in 0..conv.groups {
+                    let w_g = matrix(&ws[grp * og * k..][..og * k], og, k)?;
+                    let dy_g = matrix(&dys[(i * g.o + grp * og) * l..][..og * l], og, l)?;
+                    gemm_onto(&w_g, &dy_g, Init::Zero, &product(true, false), col, threads)?;
+                    col2im(&g, col, &mut dx_i[grp * g.x_group()..][..g.x_group()]);
+                }
+                Ok(())
+            })
+        })?;
+    } else {
+        each_tap(&g, |xi, wi, yi| dx[xi] = dx[xi] + dys[yi] * ws[wi]);
+    }
+    ArrayD::from_shape_vec(IxDyn(like), dx).map_err(|e| e.to_string())
+}
+
+/// The gradient of `conv(x, w)` for `w` (of shape `like`): the correlation of `x` with `dy`.
+pub(crate) fn conv2d_filter_grad<T: KernelFloat>(
+    x: &ArrayD<T>,
+    dy: &ArrayD<T>,
+    like: &[usize],
+    conv: &Conv2d,
+    exec: Exec,
+) -> Result<ArrayD<T>, String> {
+    let g = Geometry::new(x.shape(), like, conv)?;
+    g.output(dy.shape())?;
+    let (xs, dys) = (contiguous(x), contiguous(dy));
+    let (k, l, og) = (g.k(), g.l(), g.og());
+    let size = g.o * k;
+    // The filters' gradient of images `range` into `dw`, on `threads` threads.
+    let part = |range: std::ops::Range<usize>, dw: &mut [T], threads: usize| {
+        T::with_scratch(k * l, |col| {
+            for i in range {
+                for grp in 0..conv.groups {
+                    im2col(&g, &xs[(i * conv.groups + grp) * g.x_group()..][..g.x_group()], col);
+                    let dy_g = matrix(&dys[(i * g.o + grp * og) * l..][..og * l], og, l)?;
+                    let out = &mut dw[grp * og * k..][..og * k];
+                    gemm_onto(&dy_g, &matrix(col, k, l)?, Init::Out, &product(false, true), out, threads)?;
+                }
+            }
+            Ok::<_, String>(())
+        })
+    };
+    let mut dw = vec![T::zero(); size];
+    let threads = rayon::current_num_threads();
+    if !exec.is_fast() {
+        each_tap(&g, |xi, wi, yi| dw[wi] = dw[wi] + xs[xi] * dys[yi]);
+    } else if threads > 1 && g.n >= threads {
+        // A partial sum per thread's share of the images, added up.
+        let share = g.n.div_ceil(threads);
+        let parts = (0..g.n.div_ceil(share))
+            .into_par_iter()
+            .map(|t| {
+                let mut dw = vec![T::zero(); size];
+                part(t * share..((t + 1) * share).min(g.n), &mut dw, 1).map(|_| dw)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        for p in parts {
+            dw.iter_mut().zip(p).for_each(|(d, v)| *d = *d + v);
+        }
+    } else {
+        part(0..g.n, &mut dw, threads)?;
+    }
+    ArrayD::from_shape_vec(IxDyn(like), dw).map_err(|e| e.to_string())
+}
+
+/// Which pool.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Pooling {
+    /// The maximum of each window.
+    Max,
+    /// The mean of each window, padding counted.
+    Avg,
+}
+
+/// The sizes of a pool over planes of `h × w`: `oh × ow` windows.
+struct Windows {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    pool: Pool2d,
+}
+
+impl Windows {
+    fn new(x: &[usize], pool: &Pool2d) -> Result<Windows, String> {
+        rank4("the input (NCHW)", x)?;
+        let p = pool;
+        if 2 * p.padding.h > p.window.h || 2 * p.padding.w > p.window.w {
+            return Err(format!(
+                "the padding {} is more than half the window {}",
+                p.padding, p.window
+            ));
+        }
+        Ok(Windows {
+            h: x[2],
+            w: x[3],
+            oh: window_places(x[2], p.window.h, (p.stride.h, p.padding.h, 1))?,
+            ow: window_places(x[3], p.window.w, (p.stride.w, p.padding.w, 1))?,
+            pool: *pool,
+        })
+    }
+
+    /// `f(window, cells)` for each window of one plane: its index and the plane's cells it
+    /// covers (never none: the padding is at most half a window).
+    fn each(&self, mut f: impl FnMut(usize, &[usize])) {
+        let Pool2d {
+            window,
+            stride,
+            padding,
+        } = self.pool;
+        let mut cells = Vec::with_capacity(window.h * window.w);
+        for i in 0..self.oh {
+            for j in 0..self.ow {
+                cells.clear();
+                for ki in 0..window.h {
+                    let ii = (i * stride.h + ki).wrapping_sub(padding.h);
+                    if ii >= self.h {
+                        continue;
+                    }
+                    for kj in 0..window.w {
+                        let jj = (j * stride.w + kj).wrapping_sub(padding.w);
+                        if jj < self.w {
+                            cells.push(ii * self.w + jj);
+                        }
+                    }
+                }
+                f(i * self.ow + j, &cells);
+            }
+        }
+    }
+
+    fn area(&self) -> usize {
+        self.pool.window.h * self.pool.window.w
+    }
+}
+
+/// The first of `cells` where `x` is largest.
+fn first_max<T: Float>(x: &[T], cells: &[usize]) -> usize {
+    let mut best = cells[0];
+    for &c in &cells[1..] {
+        if x[c] > x[best] {
+            best = c;
+        }
+    }
+    best
+}
+
+/// Run `f(plane, out)` for each plane of `out` (`len` elements each), threaded over the planes
+/// when fast and large.
+fn per_plane<T: Float>(
+    out: &mut [T],
+    len: usize,
+    exec: Exec,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    if len == 0 {
+        return;
+    }
+    if exec.is_fast() && out.len() >= PAR_MIN {
+        out.par_chunks_mut(len).enumerate().for_each(|(p, o)| f(p, o));
+    } else {
+        out.chunks_mut(len).enumerate().for_each(|(p, o)| f(p, o));
+    }
+}
+
+/// The max or average pool of `x`.
+pub(crate) fn pool2d<T: Float>(
+    kind: Pooling,
+    x: &ArrayD<T>,
+    pool: &Pool2d,
+    exec: Exec,
+) -> Result<ArrayD<T>, String> {
+    let s = x.shape();
+    let win = Windows::new(s, pool)?;
+    let xs = contiguous(x);
+    let (plane, out_plane) = (win.h * win.w, win.oh * win.ow);
+    let mut y = vec![T::zero(); s[0] * s[1] * out_plane];
+    let area = T::from_f(win.area() as f64);
+    per_plane(&mut y, out_plane, exec, |p, y_p| {
+        let x_p = &xs[p * plane..][..plane];
+        win.each(|o, cells| {
+            y_p[o] = match kind {
+                Pooling::Max => x_p[first_max(x_p, cells)],
+                Pooling::Avg => cells.iter().map(|&c| x_p[c]).fold(T::zero(), |a, v| a + v) / area,
+            }
+        });
+    });
+    ArrayD::from_shape_vec(IxDyn(&[s[0], s[1], win.oh, win.ow]), y).map_err(|e| e.to_string())
+}
+
+/// The gradient of a pool of an input shaped `like` (for a max pool, `x` itself): each
+/// window's `dy` at its first maximum, or spread evenly over it.
+pub(crate) fn pool2d_grad<T: Float>(
+    kind: Pooling,
+    dy: &ArrayD<T>,
+    x: Option<&ArrayD<T>>,
+    like: &[usize],
+    pool: &Pool2d,
+    exec: Exec,
+) -> Result<ArrayD<T>, String> {
+    let win = Windows::new(like, pool)?;
+    let want = [like[0], like[1], win.oh, win.ow];
+    if dy.shape() != want {
+        return Err(format!(
+            "the output's gradient {} does not fit the pool's output {}",
+            shape::show(dy.shape()),
+            shape::show(&want)
+        ));
+    }
+    let dys = contiguous(dy);
+    let xs = x.map(contiguous);
+    let (plane, out_plane) = (win.h * win.w, win.oh * win.ow);
+    let mut dx = vec![T::zero(); like.iter().product()];
+    let area = T::from_f(win.area() as f64);
+    per_plane(&mut dx, plane, exec, |p, dx_p| {
+        let dy_p = &dys[p * out_plane..][..out_plane];
+        win.each(|o, cells| match (kind, &xs) {
+            (Pooling::Max, Some(xs)) => {
+                let at = first_max(&xs[p * plane..][..plane], cells);
+                dx_p[at] = dx_p[at] + dy_p[o];
+            }
+            _ => {
+                for &c in cells {
+                    dx_p[c] = dx_p[c] + dy_p[o] / area;
+                }
+            }
+        });
+    });
+    ArrayD::from_shape_vec(IxDyn(like), dx).map_err(|e| e.to_string())
+}
+
+/// `x` with `widths[k]` cells of `value` before and after it along axis `k`.
+pub(crate) fn pad<T: Float>(
+    x: &ArrayD<T>,
+    widths: &[(usize, usize)],
+    value: f64,
+) -> Result<ArrayD<T>, String> {
+    if widths.len() != x.ndim() {
+        return Err(format!(
+            "{} (before, after) pairs for {} axes",
+            widths.len(),
+            x.ndim()
+        ));
+    }
+    let dims: Vec<usize> = x
+        .shape()
+        .iter()
+        .zip(widths)
+        .map(|(d, (b, a))| d + b + a)
+        .collect();
+    let mut out = ArrayD::from_elem(IxDyn(&dims), T::from_f(value));
+    out.slice_each_axis_mut(|ax| {
+        let (before, after) = widths[ax.axis.index()];
+        Slice::from(before..ax.len - after)
+    })
+    .assign(x);
+    Ok(out)
+}

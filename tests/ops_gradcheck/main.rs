@@ -8,6 +8,7 @@
 mod api;
 mod checker;
 mod common;
+mod conv;
 mod conveniences;
 mod elementwise;
 mod linalg;

@@ -348,14 +348,18 @@ pub(crate) fn vjp(op: &Op, x: &[Expr], y: &Expr, dy: &Expr, needs: &[bool]) -> R
         // y = Aᵀ u: du = A g
         Op::AvgPool2dGrad(p) => vec![Some(dy.apply(Op::AvgPool2d(*p), &[dy])), None],
         // y = x with cells around it: dx = the cells of dy where x landed
-        Op::Pad(p) => one(p.widths.iter().enumerate().fold(dy.clone(), |d, (axis, &(b, a))| {
-            if b == 0 && a == 0 {
-                d
-            } else {
-                let end = (a > 0).then_some(-(a as isize));
-                d.slice(axis as isize, b as isize, end)
-            }
-        })),
+        Op::Pad(p) => one(p
+            .widths
+            .iter()
+            .enumerate()
+            .fold(dy.clone(), |d, (axis, &(b, a))| {
+                if b == 0 && a == 0 {
+                    d
+                } else {
+                    let end = (a > 0).then_some(-(a as isize));
+                    d.slice(axis as isize, b as isize, end)
+                }
+            })),
         // Samples carry no gradient (use stop_gradient semantics, as CD needs).
         Op::OneHot { .. } | Op::StopGradient | Op::DimSize { .. } | Op::Random { .. } => {
             vec![None; x.len()]

@@ -3,8 +3,8 @@
 use crate::dtype::DType;
 use crate::error::{Error, Location};
 use crate::graph::Type;
-use crate::graph::window;
 use crate::graph::op::{Binary, Op, Unary};
+use crate::graph::window;
 use crate::shape::{self, Dim, Shape};
 
 /// Why inference rejected an op's operands.

@@ -19,13 +19,19 @@ fn rank4<'t>(t: &'t Type, what: &str) -> Result<&'t [Dim], InferError> {
 
 fn positive(what: &str, hw: Hw) -> Result<(), InferError> {
     if hw.h == 0 || hw.w == 0 {
-        return Err(InferError::Invalid(format!("{what} must be positive, got {hw}")));
+        return Err(InferError::Invalid(format!(
+            "{what} must be positive, got {hw}"
+        )));
     }
     Ok(())
 }
 
 /// The output length along one spatial axis, where the input's is known.
-fn places(len: Dim, window: Dim, (stride, pad, dilation): (usize, usize, usize)) -> Result<Dim, InferError> {
+fn places(
+    len: Dim,
+    window: Dim,
+    (stride, pad, dilation): (usize, usize, usize),
+) -> Result<Dim, InferError> {
     match (len, window) {
         (Some(len), Some(window)) => shape::window_places(len, window, (stride, pad, dilation))
             .map(Some)
@@ -95,7 +101,11 @@ pub(crate) fn conv2d_grad(c: &Conv2d, ts: &[Type], of: usize, what: &str) -> Inf
     } else {
         (&ts[1], &ts[0], &ts[2])
     };
-    let y = conv_shape(c, rank4(x, "the input (NCHW)")?, rank4(w, "the filters (OIHW)")?)?;
+    let y = conv_shape(
+        c,
+        rank4(x, "the input (NCHW)")?,
+        rank4(w, "the filters (OIHW)")?,
+    )?;
     if !fits(&y, &rank4(dy, "the output's gradient")?.to_vec()) {
         return Err(InferError::Shape(format!(
             "the output's gradient {} does not fit the convolution's output {y} (gradient of \

@@ -225,7 +225,14 @@ pub(crate) fn conv2d<T: KernelFloat>(
                     im2col(&g, x_g, col);
                     let w_g = matrix(&ws[grp * og * k..][..og * k], og, k)?;
                     let out = &mut y_i[grp * og * l..][..og * l];
-                    gemm_onto(&w_g, &matrix(col, k, l)?, Init::Zero, &product(false, false), out, threads)?;
+                    gemm_onto(
+                        &w_g,
+                        &matrix(col, k, l)?,
+                        Init::Zero,
+                        &product(false, false),
+                        out,
+                        threads,
+                    )?;
                 }
                 Ok(())
             })
@@ -300,10 +307,21 @@ pub(crate) fn conv2d_filter_grad<T: KernelFloat>(
         T::with_scratch(k * l, |col| {
             for i in range {
                 for grp in 0..conv.groups {
-                    im2col(&g, &xs[(i * conv.groups + grp) * g.x_group()..][..g.x_group()], col);
+                    im2col(
+                        &g,
+                        &xs[(i * conv.groups + grp) * g.x_group()..][..g.x_group()],
+                        col,
+                    );
                     let dy_g = matrix(&dys[(i * g.o + grp * og) * l..][..og * l], og, l)?;
                     let out = &mut dw[grp * og * k..][..og * k];
-                    gemm_onto(&dy_g, &matrix(col, k, l)?, Init::Out, &product(false, true), out, threads)?;
+                    gemm_onto(
+                        &dy_g,
+                        &matrix(col, k, l)?,
+                        Init::Out,
+                        &product(false, true),
+                        out,
+                        threads,
+                    )?;
                 }
             }
             Ok::<_, String>(())
@@ -416,17 +434,14 @@ fn first_max<T: Float>(x: &[T], cells: &[usize]) -> usize {
 
 /// Run `f(plane, out)` for each plane of `out` (`len` elements each), threaded over the planes
 /// when fast and large.
-fn per_plane<T: Float>(
-    out: &mut [T],
-    len: usize,
-    exec: Exec,
-    f: impl Fn(usize, &mut [T]) + Sync,
-) {
+fn per_plane<T: Float>(out: &mut [T], len: usize, exec: Exec, f: impl Fn(usize, &mut [T]) + Sync) {
     if len == 0 {
         return;
     }
     if exec.is_fast() && out.len() >= PAR_MIN {
-        out.par_chunks_mut(len).enumerate().for_each(|(p, o)| f(p, o));
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(p, o)| f(p, o));
     } else {
         out.chunks_mut(len).enumerate().for_each(|(p, o)| f(p, o));
     }

@@ -202,7 +202,9 @@ fn conv2d_second_order() {
         .tanh()
         .avg_pool2d(Pool2d::new(2))
         .sum();
-    let hv = hessian_vector_product(&loss, &[&w], &[&v]).unwrap().remove(0);
+    let hv = hessian_vector_product(&loss, &[&w], &[&v])
+        .unwrap()
+        .remove(0);
     let gw = grad(&loss, &[&w]).unwrap().remove(0);
     let f = function(&[&x, &w, &v], &[&hv, &gw]).compile().unwrap();
     let (xv, wv, vv) = (
@@ -210,7 +212,10 @@ fn conv2d_second_order() {
         uniform(&[3, 1, 3, 3], -1.0, 1.0, 4),
         uniform(&[3, 1, 3, 3], -1.0, 1.0, 5),
     );
-    let got = f.call(&[xv.clone(), wv.clone(), vv.clone()]).unwrap().remove(0);
+    let got = f
+        .call(&[xv.clone(), wv.clone(), vv.clone()])
+        .unwrap()
+        .remove(0);
     let eps = 1e-5;
     let at = |sign: f64| {
         let moved = &array(&wv) + &(&array(&vv) * (sign * eps));
@@ -319,7 +324,13 @@ fn net(mode: Mode, dtype: DType) -> Vec<Tensor> {
         .relu()
         .max_pool2d(Pool2d::new(2));
     let y = h
-        .conv2d(&w2, Conv2d::default().with_groups(2).with_stride(2).with_dilation(1))
+        .conv2d(
+            &w2,
+            Conv2d::default()
+                .with_groups(2)
+                .with_stride(2)
+                .with_dilation(1),
+        )
         .tanh()
         .avg_pool2d(Pool2d::new(2).with_padding(1));
     let loss = y.square().sum();

@@ -180,10 +180,8 @@ fn pools_of_windows_larger_than_the_padded_input() {
         ],
     );
     assert_built_at(&err, line);
-    let (bad, line) = (
-        x.avg_pool2d(Pool2d::new((1, 8)).with_padding((0, 1))),
-        line!(),
-    );
+    let wide = Pool2d::new((1, 8)).with_padding((0, 1));
+    let (bad, line) = (x.avg_pool2d(wide), line!());
     let err = reported(&bad, &[&x]);
     assert_mentions(
         &err.to_string(),

@@ -12,10 +12,11 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn, Slice};
 use rayon::prelude::*;
 
 use super::gemm::{Gemm, Init, gemm_onto};
-use super::{Exec, KernelFloat, PAR_MIN};
+use super::{Exec, KernelFloat, KernelResult, PAR_MIN};
 use crate::dtype::Float;
-use crate::graph::op::{Conv2d, Pool2d};
+use crate::graph::op::{Conv2d, Op, Pool2d};
 use crate::shape::{self, window_places};
+use crate::tensor::Tensor;
 
 /// The sizes of one convolution: the input `[n, c, h, w]`, the filters `[o, c / groups, kh,
 /// kw]`, the output `[n, o, oh, ow]`.
@@ -156,13 +157,6 @@ fn col2im<T: Float>(g: &Geometry, col: &[T], dx: &mut [T]) {
     g.taps(|r, j, at| dx[at] = dx[at] + col[r * l + j]);
 }
 
-fn contiguous<'a, T: Float>(a: &'a ArrayD<T>) -> std::borrow::Cow<'a, [T]> {
-    match a.as_slice() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
-    }
-}
-
 fn matrix<T>(s: &[T], rows: usize, cols: usize) -> Result<ArrayViewD<'_, T>, String> {
     ArrayViewD::from_shape(IxDyn(&[rows, cols]), s).map_err(|e| e.to_string())
 }
@@ -206,41 +200,201 @@ fn per_image<T: Float>(
     }
 }
 
-/// `y = conv(x, w)`.
-pub(crate) fn conv2d<T: KernelFloat>(
-    x: &ArrayD<T>,
-    w: &ArrayD<T>,
-    conv: &Conv2d,
-    exec: Exec,
-) -> Result<ArrayD<T>, String> {
-    let g = Geometry::new(x.shape(), w.shape(), conv)?;
-    let (xs, ws) = (contiguous(x), contiguous(w));
-    let mut y = vec![T::zero(); g.n * g.o * g.l()];
-    if exec.is_fast() {
-        let (k, l, og) = (g.k(), g.l(), g.og());
-        per_image(&mut y, g.o * l, g.n, exec, |i, y_i, threads| {
-            T::with_scratch(k * l, |col| {
-                for grp in 0..conv.groups {
-                    let x_g = &xs[(i * conv.groups + grp) * g.x_group()..][..g.x_group()];
-                    im2col(&g, x_g, col);
-                    let w_g = matrix(&ws[grp * og * k..][..og * k], og, k)?;
-                    let out = &mut y_i[grp * og * l..][..og * l];
-                    gemm_onto(
-                        &w_g,
-                        &matrix(col, k, l)?,
-                        Init::Zero,
-                        &product(false, false),
-                        out,
-                        threads,
-                    )?;
-                }
-                Ok(())
-            })
-        })?;
-    } else {
-        each_tap(&g, |xi, wi, yi| y[yi] = y[yi] + xs[xi] * ws[wi]);
+/// Which of a convolution's three products.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Pass {
+    /// `y = conv(x, w)`, operands `[x, w]`.
+    Forward,
+    /// The input's gradient, the transposed convolution of `dy`: operands `[dy, w, like x]`.
+    Input,
+    /// The filters' gradient, the correlation of `x` with `dy`: operands `[x, dy, like w]`.
+    Filters,
+}
+
+/// A windowed op (a convolution, a pool, or one of their gradients) with its operands' shapes
+/// checked: what the general kernel runs into a fresh array and the runtime's fast path into a
+/// pooled buffer, so that both make the same checks.
+pub(crate) struct Windowed {
+    job: Job,
+    shape: Vec<usize>,
+}
+
+enum Job {
+    Conv(Pass, Geometry),
+    /// A pool, or (`true`) its gradient.
+    Pool(Pooling, bool, Windows),
+}
+
+impl Windowed {
+    /// The op on operands of these shapes; `None` for an op that is not windowed.
+    pub(crate) fn new(op: &Op, shapes: &[&[usize]]) -> Option<Result<Windowed, String>> {
+        let need = match op {
+            Op::Conv2d(_) | Op::MaxPool2dGrad(_) | Op::AvgPool2dGrad(_) => 2,
+            Op::Conv2dInputGrad(_) | Op::Conv2dFilterGrad(_) => 3,
+            Op::MaxPool2d(_) | Op::AvgPool2d(_) => 1,
+            _ => return None,
+        };
+        if shapes.len() != need {
+            return Some(Err(format!("takes {need} operands, got {}", shapes.len())));
+        }
+        Some(Self::checked(op, shapes))
     }
-    ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), y).map_err(|e| e.to_string())
+
+    fn checked(op: &Op, s: &[&[usize]]) -> Result<Windowed, String> {
+        let conv = |pass, x: &[usize], w: &[usize], dy: Option<&[usize]>, c: &Conv2d| {
+            let g = Geometry::new(x, w, c)?;
+            if let Some(dy) = dy {
+                g.output(dy)?;
+            }
+            let shape = match pass {
+                Pass::Forward => vec![g.n, g.o, g.oh, g.ow],
+                Pass::Input => x.to_vec(),
+                Pass::Filters => w.to_vec(),
+            };
+            Ok(Windowed {
+                job: Job::Conv(pass, g),
+                shape,
+            })
+        };
+        let pool = |kind, grad: Option<&[usize]>, x: &[usize], p: &Pool2d| {
+            let win = Windows::new(x, p)?;
+            let out = vec![x[0], x[1], win.oh, win.ow];
+            if let Some(dy) = grad.filter(|dy| *dy != out.as_slice()) {
+                return Err(format!(
+                    "the output's gradient {} does not fit the pool's output {}",
+                    shape::show(dy),
+                    shape::show(&out)
+                ));
+            }
+            Ok(Windowed {
+                shape: if grad.is_some() { x.to_vec() } else { out },
+                job: Job::Pool(kind, grad.is_some(), win),
+            })
+        };
+        match op {
+            Op::Conv2d(c) => conv(Pass::Forward, s[0], s[1], None, c),
+            Op::Conv2dInputGrad(c) => conv(Pass::Input, s[2], s[1], Some(s[0]), c),
+            Op::Conv2dFilterGrad(c) => conv(Pass::Filters, s[0], s[2], Some(s[1]), c),
+            Op::MaxPool2d(p) => pool(Pooling::Max, None, s[0], p),
+            Op::AvgPool2d(p) => pool(Pooling::Avg, None, s[0], p),
+            Op::MaxPool2dGrad(p) => pool(Pooling::Max, Some(s[1]), s[0], p),
+            Op::AvgPool2dGrad(p) => pool(Pooling::Avg, Some(s[0]), s[1], p),
+            _ => Err(format!("{} is not a windowed op", op.name())),
+        }
+    }
+
+    /// The result's shape.
+    pub(crate) fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// How many of the operands, from the first, the op reads the elements of (the others
+    /// give only a shape).
+    pub(crate) fn reads(&self) -> usize {
+        match self.job {
+            Job::Conv(..) | Job::Pool(Pooling::Max, true, _) => 2,
+            Job::Pool(..) => 1,
+        }
+    }
+
+    /// `out ←` the op of the operands `x` (the first [`reads`](Windowed::reads), contiguous);
+    /// `out` holds anything on entry.
+    pub(crate) fn run<T: KernelFloat>(
+        &self,
+        x: &[&[T]],
+        out: &mut [T],
+        exec: Exec,
+    ) -> Result<(), String> {
+        let len: usize = self.shape.iter().product();
+        if x.len() < self.reads() || out.len() != len {
+            return Err(format!(
+                "{} operands and {} elements for a windowed op of {} and {len}",
+                x.len(),
+                out.len(),
+                self.reads()
+            ));
+        }
+        match &self.job {
+            Job::Conv(Pass::Forward, g) => forward(g, x[0], x[1], out, exec),
+            Job::Conv(Pass::Input, g) => input_grad(g, x[0], x[1], out, exec),
+            Job::Conv(Pass::Filters, g) => filter_grad(g, x[0], x[1], out, exec),
+            Job::Pool(kind, false, win) => {
+                pool_forward(*kind, win, x[0], out, exec);
+                Ok(())
+            }
+            Job::Pool(kind, true, win) => {
+                let (dy, x) = match kind {
+                    Pooling::Max => (x[1], Some(x[0])),
+                    Pooling::Avg => (x[0], None),
+                };
+                pool_grad(*kind, win, dy, x, out, exec);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A windowed op on concrete operands, into a fresh array.
+pub(crate) fn eval(op: &Op, x: &[&Tensor], exec: Exec) -> KernelResult {
+    let shapes: Vec<&[usize]> = x.iter().map(|t| t.shape()).collect();
+    let job =
+        Windowed::new(op, &shapes).ok_or_else(|| format!("{} is not windowed", op.name()))??;
+    fn fresh<T: KernelFloat>(job: &Windowed, x: &[&Tensor], exec: Exec) -> KernelResult {
+        let data = x[..job.reads()]
+            .iter()
+            .map(|t| {
+                T::view(t)
+                    .map(|v| v.as_standard_layout().into_owned())
+                    .ok_or_else(|| format!("expected {}, got {}", T::DTYPE, t.dtype()))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let slices = data
+            .iter()
+            .map(|a| a.as_slice().ok_or("a standard-layout copy is contiguous"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = vec![T::zero(); job.shape().iter().product()];
+        job.run(&slices, &mut out, exec)?;
+        ArrayD::from_shape_vec(IxDyn(job.shape()), out)
+            .map(T::wrap)
+            .map_err(|e| e.to_string())
+    }
+    match x[0] {
+        Tensor::F32(_) => fresh::<f32>(&job, x, exec),
+        Tensor::F64(_) => fresh::<f64>(&job, x, exec),
+        other => Err(format!("expected a float tensor, got {}", other.dtype())),
+    }
+}
+
+/// `y = conv(x, w)`.
+fn forward<T: KernelFloat>(
+    g: &Geometry,
+    xs: &[T],
+    ws: &[T],
+    y: &mut [T],
+    exec: Exec,
+) -> Result<(), String> {
+    let (k, l, og, groups) = (g.k(), g.l(), g.og(), g.conv.groups);
+    if !exec.is_fast() {
+        y.fill(T::zero());
+        each_tap(g, |xi, wi, yi| y[yi] = y[yi] + xs[xi] * ws[wi]);
+        return Ok(());
+    }
+    per_image(y, g.o * l, g.n, exec, |i, y_i, threads| {
+        T::with_scratch(k * l, |col| {
+            for grp in 0..groups {
+                im2col(
+                    g,
+                    &xs[(i * groups + grp) * g.x_group()..][..g.x_group()],
+                    col,
+                );
+                let w_g = matrix(&ws[grp * og * k..][..og * k], og, k)?;
+                let out = &mut y_i[grp * og * l..][..og * l];
+                let col = matrix(col, k, l)?;
+                gemm_onto(&w_g, &col, Init::Zero, &product(false, false), out, threads)?;
+            }
+            Ok(())
+        })
+    })
 }
 
 /// Every tap of the whole convolution: `f(x index, w index, y index)`, flat.
@@ -258,96 +412,85 @@ fn each_tap(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
     }
 }
 
-/// The gradient of `conv(x, w)` for `x` (of shape `like`): the transposed convolution of `dy`.
-pub(crate) fn conv2d_input_grad<T: KernelFloat>(
-    dy: &ArrayD<T>,
-    w: &ArrayD<T>,
-    like: &[usize],
-    conv: &Conv2d,
+/// The gradient of `conv(x, w)` for `x`: the transposed convolution of `dy`.
+fn input_grad<T: KernelFloat>(
+    g: &Geometry,
+    dys: &[T],
+    ws: &[T],
+    dx: &mut [T],
     exec: Exec,
-) -> Result<ArrayD<T>, String> {
-    let g = Geometry::new(like, w.shape(), conv)?;
-    g.output(dy.shape())?;
-    let (dys, ws) = (contiguous(dy), contiguous(w));
-    let mut dx = vec![T::zero(); g.n * g.c * g.h * g.w];
-    if exec.is_fast() {
-        let (k, l, og) = (g.k(), g.l(), g.og());
-        per_image(&mut dx, g.c * g.h * g.w, g.n, exec, |i, dx_i, threads| {
-            T::with_scratch(k * l, |col| {
-                for grp in 0..conv.groups {
-                    let w_g = matrix(&ws[grp * og * k..][..og * k], og, k)?;
-                    let dy_g = matrix(&dys[(i * g.o + grp * og) * l..][..og * l], og, l)?;
-                    gemm_onto(&w_g, &dy_g, Init::Zero, &product(true, false), col, threads)?;
-                    col2im(&g, col, &mut dx_i[grp * g.x_group()..][..g.x_group()]);
-                }
-                Ok(())
-            })
-        })?;
-    } else {
-        each_tap(&g, |xi, wi, yi| dx[xi] = dx[xi] + dys[yi] * ws[wi]);
+) -> Result<(), String> {
+    dx.fill(T::zero());
+    if !exec.is_fast() {
+        each_tap(g, |xi, wi, yi| dx[xi] = dx[xi] + dys[yi] * ws[wi]);
+        return Ok(());
     }
-    ArrayD::from_shape_vec(IxDyn(like), dx).map_err(|e| e.to_string())
+    let (k, l, og) = (g.k(), g.l(), g.og());
+    per_image(dx, g.c * g.h * g.w, g.n, exec, |i, dx_i, threads| {
+        T::with_scratch(k * l, |col| {
+            for grp in 0..g.conv.groups {
+                let w_g = matrix(&ws[grp * og * k..][..og * k], og, k)?;
+                let dy_g = matrix(&dys[(i * g.o + grp * og) * l..][..og * l], og, l)?;
+                gemm_onto(&w_g, &dy_g, Init::Zero, &product(true, false), col, threads)?;
+                col2im(g, col, &mut dx_i[grp * g.x_group()..][..g.x_group()]);
+            }
+            Ok(())
+        })
+    })
 }
 
-/// The gradient of `conv(x, w)` for `w` (of shape `like`): the correlation of `x` with `dy`.
-pub(crate) fn conv2d_filter_grad<T: KernelFloat>(
-    x: &ArrayD<T>,
-    dy: &ArrayD<T>,
-    like: &[usize],
-    conv: &Conv2d,
+/// The gradient of `conv(x, w)` for `w`: the correlation of `x` with `dy`, one product per
+/// image added up.
+fn filter_grad<T: KernelFloat>(
+    g: &Geometry,
+    xs: &[T],
+    dys: &[T],
+    dw: &mut [T],
     exec: Exec,
-) -> Result<ArrayD<T>, String> {
-    let g = Geometry::new(x.shape(), like, conv)?;
-    g.output(dy.shape())?;
-    let (xs, dys) = (contiguous(x), contiguous(dy));
-    let (k, l, og) = (g.k(), g.l(), g.og());
-    let size = g.o * k;
-    // The filters' gradient of images `range` into `dw`, on `threads` threads.
+) -> Result<(), String> {
+    dw.fill(T::zero());
+    if !exec.is_fast() {
+        each_tap(g, |xi, wi, yi| dw[wi] = dw[wi] + xs[xi] * dys[yi]);
+        return Ok(());
+    }
+    let (k, l, og, groups) = (g.k(), g.l(), g.og(), g.conv.groups);
+    // The filters' gradient of images `range` added onto `dw`, on `threads` threads.
     let part = |range: std::ops::Range<usize>, dw: &mut [T], threads: usize| {
         T::with_scratch(k * l, |col| {
             for i in range {
-                for grp in 0..conv.groups {
+                for grp in 0..groups {
                     im2col(
-                        &g,
-                        &xs[(i * conv.groups + grp) * g.x_group()..][..g.x_group()],
+                        g,
+                        &xs[(i * groups + grp) * g.x_group()..][..g.x_group()],
                         col,
                     );
                     let dy_g = matrix(&dys[(i * g.o + grp * og) * l..][..og * l], og, l)?;
                     let out = &mut dw[grp * og * k..][..og * k];
-                    gemm_onto(
-                        &dy_g,
-                        &matrix(col, k, l)?,
-                        Init::Out,
-                        &product(false, true),
-                        out,
-                        threads,
-                    )?;
+                    let col = matrix(col, k, l)?;
+                    gemm_onto(&dy_g, &col, Init::Out, &product(false, true), out, threads)?;
                 }
             }
             Ok::<_, String>(())
         })
     };
-    let mut dw = vec![T::zero(); size];
     let threads = rayon::current_num_threads();
-    if !exec.is_fast() {
-        each_tap(&g, |xi, wi, yi| dw[wi] = dw[wi] + xs[xi] * dys[yi]);
-    } else if threads > 1 && g.n >= threads {
+    if threads > 1 && g.n >= threads {
         // A partial sum per thread's share of the images, added up.
         let share = g.n.div_ceil(threads);
         let parts = (0..g.n.div_ceil(share))
             .into_par_iter()
             .map(|t| {
-                let mut dw = vec![T::zero(); size];
-                part(t * share..((t + 1) * share).min(g.n), &mut dw, 1).map(|_| dw)
+                let mut part_dw = vec![T::zero(); dw.len()];
+                part(t * share..((t + 1) * share).min(g.n), &mut part_dw, 1).map(|_| part_dw)
             })
             .collect::<Result<Vec<_>, String>>()?;
         for p in parts {
             dw.iter_mut().zip(p).for_each(|(d, v)| *d = *d + v);
         }
+        Ok(())
     } else {
-        part(0..g.n, &mut dw, threads)?;
+        part(0..g.n, dw, threads)
     }
-    ArrayD::from_shape_vec(IxDyn(like), dw).map_err(|e| e.to_string())
 }
 
 /// Which pool.
@@ -447,20 +590,11 @@ fn per_plane<T: Float>(out: &mut [T], len: usize, exec: Exec, f: impl Fn(usize, 
     }
 }
 
-/// The max or average pool of `x`.
-pub(crate) fn pool2d<T: Float>(
-    kind: Pooling,
-    x: &ArrayD<T>,
-    pool: &Pool2d,
-    exec: Exec,
-) -> Result<ArrayD<T>, String> {
-    let s = x.shape();
-    let win = Windows::new(s, pool)?;
-    let xs = contiguous(x);
+/// `y ←` the max or average pool of `x`.
+fn pool_forward<T: Float>(kind: Pooling, win: &Windows, xs: &[T], y: &mut [T], exec: Exec) {
     let (plane, out_plane) = (win.h * win.w, win.oh * win.ow);
-    let mut y = vec![T::zero(); s[0] * s[1] * out_plane];
     let area = T::from_f(win.area() as f64);
-    per_plane(&mut y, out_plane, exec, |p, y_p| {
+    per_plane(y, out_plane, exec, |p, y_p| {
         let x_p = &xs[p * plane..][..plane];
         win.each(|o, cells| {
             y_p[o] = match kind {
@@ -469,36 +603,24 @@ pub(crate) fn pool2d<T: Float>(
             }
         });
     });
-    ArrayD::from_shape_vec(IxDyn(&[s[0], s[1], win.oh, win.ow]), y).map_err(|e| e.to_string())
 }
 
-/// The gradient of a pool of an input shaped `like` (for a max pool, `x` itself): each
-/// window's `dy` at its first maximum, or spread evenly over it.
-pub(crate) fn pool2d_grad<T: Float>(
+/// `dx ←` the gradient of a pool (for a max pool, of `x`): each window's `dy` at its first
+/// maximum, or spread evenly over it.
+fn pool_grad<T: Float>(
     kind: Pooling,
-    dy: &ArrayD<T>,
-    x: Option<&ArrayD<T>>,
-    like: &[usize],
-    pool: &Pool2d,
+    win: &Windows,
+    dys: &[T],
+    xs: Option<&[T]>,
+    dx: &mut [T],
     exec: Exec,
-) -> Result<ArrayD<T>, String> {
-    let win = Windows::new(like, pool)?;
-    let want = [like[0], like[1], win.oh, win.ow];
-    if dy.shape() != want {
-        return Err(format!(
-            "the output's gradient {} does not fit the pool's output {}",
-            shape::show(dy.shape()),
-            shape::show(&want)
-        ));
-    }
-    let dys = contiguous(dy);
-    let xs = x.map(contiguous);
+) {
     let (plane, out_plane) = (win.h * win.w, win.oh * win.ow);
-    let mut dx = vec![T::zero(); like.iter().product()];
     let area = T::from_f(win.area() as f64);
-    per_plane(&mut dx, plane, exec, |p, dx_p| {
+    per_plane(dx, plane, exec, |p, dx_p| {
+        dx_p.fill(T::zero());
         let dy_p = &dys[p * out_plane..][..out_plane];
-        win.each(|o, cells| match (kind, &xs) {
+        win.each(|o, cells| match (kind, xs) {
             (Pooling::Max, Some(xs)) => {
                 let at = first_max(&xs[p * plane..][..plane], cells);
                 dx_p[at] = dx_p[at] + dy_p[o];
@@ -510,7 +632,6 @@ pub(crate) fn pool2d_grad<T: Float>(
             }
         });
     });
-    ArrayD::from_shape_vec(IxDyn(like), dx).map_err(|e| e.to_string())
 }
 
 /// `x` with `widths[k]` cells of `value` before and after it along axis `k`.

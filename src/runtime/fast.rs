@@ -9,7 +9,7 @@ use super::{Executor, Failure, Value, operand, shaped};
 use crate::compile::ir::{Kind, Node};
 use crate::graph::op::{Dist, Op, Reduce};
 use crate::kernels::fused::{FusedKernel, Src};
-use crate::kernels::{Exec, index, random, reduce};
+use crate::kernels::{Exec, conv, index, random, reduce};
 use crate::shape;
 use crate::tensor::Tensor;
 
@@ -55,6 +55,13 @@ impl Executor {
             | Op::StopGradient
             | Op::BroadcastLike
             | Op::BroadcastTo(_) => self.reshaped::<T>(j, n, inputs, values, pool)?,
+            Op::Conv2d(_)
+            | Op::Conv2dInputGrad(_)
+            | Op::Conv2dFilterGrad(_)
+            | Op::MaxPool2d(_)
+            | Op::MaxPool2dGrad(_)
+            | Op::AvgPool2d(_)
+            | Op::AvgPool2dGrad(_) => windowed::<T>(op, n, inputs, values, pool)?,
             Op::MatMul => self.rows_product::<T>(n, inputs, values, pool)?,
             Op::Transpose(perm) => {
                 transposed::<T>(operand(values, inputs, n.inputs[0]), perm, pool)?
@@ -369,6 +376,37 @@ fn transposed<T: Pooled>(
     };
     index::transpose_matrices(flat, rows, cols, &mut out);
     Some(shaped(out, &shape).map_err(Failure::from))
+}
+
+/// A convolution or a pool (or a gradient of one) into a pooled buffer; operands that do not
+/// fit are the general kernel's error to report.
+fn windowed<T: Pooled>(
+    op: &Op,
+    n: &Node,
+    inputs: &[&Tensor],
+    values: &[Option<Value>],
+    pool: &mut Pool,
+) -> Option<Result<Tensor, Failure>> {
+    let xs: SmallVec<[&Tensor; 3]> = n
+        .inputs
+        .iter()
+        .map(|&i| operand(values, inputs, i))
+        .collect();
+    let shapes: SmallVec<[&[usize]; 3]> = xs.iter().map(|t| t.shape()).collect();
+    let job = conv::Windowed::new(op, &shapes)?.ok()?;
+    let data: SmallVec<[&[T]; 2]> = xs[..job.reads()]
+        .iter()
+        .map(|t| T::view(t)?.to_slice())
+        .collect::<Option<_>>()?;
+    let mut out = match pool.take::<T>(job.shape()) {
+        Ok(out) => out,
+        Err(e) => return Some(Err(e)),
+    };
+    if let Err(e) = job.run(&data, &mut out, Exec::Fast) {
+        pool.keep_vec(out);
+        return Some(Err(Failure::from(e)));
+    }
+    Some(shaped(out, job.shape()).map_err(Failure::from))
 }
 
 fn sum_node<T: Pooled>(

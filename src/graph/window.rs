@@ -52,12 +52,12 @@ fn check_conv(c: &Conv2d) -> Result<(), InferError> {
 /// `x [N, C, H, W]` by `w [O, C / groups, KH, KW]`: `[N, O, OH, OW]`.
 fn conv_shape(c: &Conv2d, x: &[Dim], w: &[Dim]) -> Result<Shape, InferError> {
     let g = c.groups;
-    if let Some(ch) = x[1].filter(|ch| ch % g != 0) {
+    if let Some(ch) = x[1].filter(|ch| !ch.is_multiple_of(g)) {
         return Err(InferError::Shape(format!(
             "the input's {ch} channels do not split into {g} groups"
         )));
     }
-    if let Some(o) = w[0].filter(|o| o % g != 0) {
+    if let Some(o) = w[0].filter(|o| !o.is_multiple_of(g)) {
         return Err(InferError::Shape(format!(
             "the filters' {o} output channels do not split into {g} groups"
         )));
@@ -106,7 +106,7 @@ pub(crate) fn conv2d_grad(c: &Conv2d, ts: &[Type], of: usize, what: &str) -> Inf
         rank4(x, "the input (NCHW)")?,
         rank4(w, "the filters (OIHW)")?,
     )?;
-    if !fits(&y, &rank4(dy, "the output's gradient")?.to_vec()) {
+    if !fits(&y, rank4(dy, "the output's gradient")?) {
         return Err(InferError::Shape(format!(
             "the output's gradient {} does not fit the convolution's output {y} (gradient of \
              {what})",

@@ -47,7 +47,7 @@ impl Geometry {
         rank4("the input (NCHW)", x)?;
         rank4("the filters (OIHW)", w)?;
         let g = conv.groups;
-        if g == 0 || x[1] % g != 0 || w[0] % g != 0 || w[1] * g != x[1] {
+        if g == 0 || !x[1].is_multiple_of(g) || !w[0].is_multiple_of(g) || w[1] * g != x[1] {
             return Err(format!(
                 "filters {} do not fit an input {} in {g} group(s)",
                 shape::show(w),

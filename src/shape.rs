@@ -221,13 +221,20 @@ pub fn window_places(
     window: usize,
     (stride, pad, dilation): (usize, usize, usize),
 ) -> Result<usize, String> {
-    let span = dilation * window.saturating_sub(1) + 1;
-    let padded = len + 2 * pad;
     if window == 0 || stride == 0 || dilation == 0 {
         return Err(format!(
             "window {window}, stride {stride} and dilation {dilation} must be positive"
         ));
     }
+    let span = dilation
+        .checked_mul(window - 1)
+        .and_then(|s| s.checked_add(1));
+    let padded = pad.checked_mul(2).and_then(|p| len.checked_add(p));
+    let (Some(span), Some(padded)) = (span, padded) else {
+        return Err(format!(
+            "the window (dilation {dilation}) or the padding ({pad}) is larger than a usize counts"
+        ));
+    };
     if span > padded {
         return Err(format!(
             "the window spans {span} cells, more than the {padded} of the padded input \

@@ -266,3 +266,22 @@ fn max_pool_has_no_second_order() {
     assert_mentions(&err.to_string(), &["max_pool2d_grad", "no second order"]);
     assert_built_at(&err, line);
 }
+
+#[test]
+fn sizes_past_a_usize_are_errors_not_overflows() {
+    let g = Graph::new();
+    let x = nchw(&g, "x", [1, 1, 6, 6]);
+    let w = nchw(&g, "w", [1, 1, 3, 3]);
+    let huge = Conv2d::default()
+        .with_dilation(usize::MAX)
+        .with_padding(usize::MAX);
+    let (bad, line) = (x.conv2d(&w, huge), line!());
+    let err = reported(&bad, &[&x, &w]);
+    assert_mentions(&err.to_string(), &["larger than a usize counts"]);
+    assert_built_at(&err, line);
+    let widths = [(0, 0), (0, 0), (usize::MAX, 1), (0, 0)];
+    let (bad, line) = (x.pad(&widths, 0.0), line!());
+    let err = reported(&bad, &[&x]);
+    assert_mentions(&err.to_string(), &["larger than a usize counts"]);
+    assert_built_at(&err, line);
+}

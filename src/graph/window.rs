@@ -131,7 +131,7 @@ fn fits(a: &Shape, b: &[Dim]) -> bool {
 fn pool_shape(p: &Pool2d, x: &[Dim]) -> Result<Shape, InferError> {
     positive("the window", p.window)?;
     positive("the stride", p.stride)?;
-    if 2 * p.padding.h > p.window.h || 2 * p.padding.w > p.window.w {
+    if p.padding.h > p.window.h / 2 || p.padding.w > p.window.w / 2 {
         return Err(InferError::Invalid(format!(
             "the padding {} is more than half the window {}",
             p.padding, p.window
@@ -185,13 +185,18 @@ pub(crate) fn pad(p: &Pad, ts: &[Type]) -> InferResult {
         )));
     }
     need_float(&ts[0])?;
-    let dims = ts[0]
-        .shape
-        .dims()
-        .iter()
-        .zip(&p.widths)
-        .map(|(d, (b, a))| d.map(|d| d + b + a))
-        .collect();
+    let mut dims = Vec::with_capacity(n);
+    for (d, &(b, a)) in ts[0].shape.dims().iter().zip(&p.widths) {
+        let Some(grown) = b
+            .checked_add(a)
+            .and_then(|w| d.map_or(Some(0), |d| d.checked_add(w)))
+        else {
+            return Err(InferError::Shape(format!(
+                "padding {b} + {a} cells makes a dim larger than a usize counts"
+            )));
+        };
+        dims.push(d.map(|_| grown));
+    }
     Ok(Type {
         dtype: ts[0].dtype,
         shape: Shape::new(dims),

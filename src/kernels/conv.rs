@@ -515,7 +515,7 @@ impl Windows {
     fn new(x: &[usize], pool: &Pool2d) -> Result<Windows, String> {
         rank4("the input (NCHW)", x)?;
         let p = pool;
-        if 2 * p.padding.h > p.window.h || 2 * p.padding.w > p.window.w {
+        if p.padding.h > p.window.h / 2 || p.padding.w > p.window.w / 2 {
             return Err(format!(
                 "the padding {} is more than half the window {}",
                 p.padding, p.window
@@ -647,12 +647,13 @@ pub(crate) fn pad<T: Float>(
             x.ndim()
         ));
     }
-    let dims: Vec<usize> = x
+    let dims = x
         .shape()
         .iter()
         .zip(widths)
-        .map(|(d, (b, a))| d + b + a)
-        .collect();
+        .map(|(d, (b, a))| d.checked_add(*b)?.checked_add(*a))
+        .collect::<Option<Vec<usize>>>()
+        .ok_or("the padded shape is larger than a usize counts")?;
     let mut out = ArrayD::from_elem(IxDyn(&dims), T::from_f(value));
     out.slice_each_axis_mut(|ax| {
         let (before, after) = widths[ax.axis.index()];

@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
 
-use super::KernelResult;
+use super::{Exec, KernelResult};
 use crate::dtype::{DType, Float};
 use crate::shape;
 use crate::shape::slice_bounds;
@@ -67,15 +67,34 @@ fn positions(idx: &ArrayD<i64>, n: usize, axis: usize) -> Result<Vec<usize>, Str
     }
 }
 
-/// numpy's `take(a, idx, axis)`: the indices' shape in place of `axis`.
-pub(crate) fn take<A: Clone>(
+/// numpy's `take(a, idx, axis)`: the indices' shape in place of `axis`. Rows of a contiguous
+/// array (along axis 0) are copied a block each, over the rayon pool when fast and large (the
+/// embedding lookups and minibatch gathers of a training step).
+pub(crate) fn take<A: Copy + Default + Send + Sync>(
     a: &ArrayD<A>,
     idx: &ArrayD<i64>,
     axis: usize,
+    exec: Exec,
 ) -> Result<ArrayD<A>, String> {
     let at = positions(idx, a.shape()[axis], axis)?;
-    let picked = a.select(Axis(axis), &at);
-    reshape(&picked, &taken_dims(a.shape(), idx.shape(), axis))
+    let dims = taken_dims(a.shape(), idx.shape(), axis);
+    let row: usize = a.shape()[1..].iter().product();
+    match a.as_slice() {
+        Some(src) if axis == 0 && row > 0 => {
+            let mut out = vec![A::default(); at.len() * row];
+            let copy = |(r, dst): (usize, &mut [A])| {
+                dst.copy_from_slice(&src[at[r] * row..][..row]);
+            };
+            if exec.is_fast() && out.len() >= super::PAR_MIN {
+                use rayon::prelude::*;
+                out.par_chunks_mut(row).enumerate().for_each(copy);
+            } else {
+                out.chunks_mut(row).enumerate().for_each(copy);
+            }
+            ArrayD::from_shape_vec(IxDyn(&dims), out).map_err(|e| e.to_string())
+        }
+        _ => reshape(&a.select(Axis(axis), &at), &dims),
+    }
 }
 
 /// The shape `take` along `axis` gives: the indices' shape in place of that axis.

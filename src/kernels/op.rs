@@ -171,7 +171,7 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exe
         }),
         Op::Take { axis } => {
             let idx = indices(x[1])?;
-            any!(x[0], a => take(a, idx, *axis)?)
+            any!(x[0], a => take(a, idx, *axis, exec)?)
         }
         Op::ScatterAdd { axis } => {
             let idx = indices(x[1])?;

@@ -16,7 +16,7 @@ mod common;
 
 use std::time::Instant;
 
-use gradus::models::rbm_eval::{self, AisConfig, RbmParams, binarize};
+use gradus::models::rbm_eval::{self, AisConfig, Binarize, RbmParams, binarize};
 use gradus::models::{CdConfig, Rbm};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             momentum: 0.0,
             weight_decay: 0.0,
             batch: 100,
+            chains: None,
         };
 
         let g = Graph::new();
@@ -114,7 +115,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
         println!(
             "  test log pseudo-likelihood {:.2}",
-            params.pseudo_log_likelihood(&test_x)?
+            params.pseudo_log_likelihood(&test_x, Binarize::No)?
         );
     }
 

@@ -141,8 +141,12 @@ fn pcd1_784_16_reaches_minus_152_nats() {
     let ais =
         rbm_eval::ais_log_partition(&rbm, &AisConfig::default().with_base_rate(&train64)).unwrap();
     let ais_s = start.elapsed().as_secs_f64();
-    let pl =
-        rbm_eval::pseudo_log_likelihood(&rbm, &test64.slice(s![..500, ..]).to_owned()).unwrap();
+    let pl = rbm_eval::pseudo_log_likelihood(
+        &rbm,
+        &test64.slice(s![..500, ..]).to_owned(),
+        rbm_eval::Binarize::No,
+    )
+    .unwrap();
     println!(
         "784-16 PCD-1, 50 epochs ({train_s:.1}s): log Z {log_z:.3} ({exact_s:.2}s), test LL \
          {test_ll:.2}, train LL {train_ll:.2}, AIS log Z {:.3} [{:.3}, {:.3}] ({ais_s:.1}s), \

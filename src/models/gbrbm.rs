@@ -21,12 +21,12 @@
 
 use ndarray::{Array1, Array2, Axis};
 
+use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::function::{Function, function};
 use crate::graph::{Expr, Graph};
-use crate::models::cd::{Chain, cd_step, new_params};
+use crate::models::cd::{Cd, EnergyModel, new_params};
 use crate::models::{CdConfig, squared_error, unroll};
-use crate::optim::as_pairs;
 use crate::random::RandomStream;
 
 /// A Gaussian-Bernoulli RBM (unit-variance visibles) whose parameters are graph expressions:
@@ -48,8 +48,26 @@ pub struct GbRbm {
 impl GbRbm {
     /// A new GB-RBM in `graph` with `f32` shared parameters `W`, `vbias`, `hbias`: weights from
     /// N(0, 0.01²), biases zero (the visible means of standardized data).
+    #[track_caller]
     pub fn new(graph: &Graph, n_visible: usize, n_hidden: usize, seed: u64) -> Result<GbRbm> {
-        let [w, vbias, hbias] = new_params(graph, n_visible, n_hidden, seed)?;
+        GbRbm::new_with_dtype(graph, n_visible, n_hidden, DType::F32, seed)
+    }
+
+    /// [`GbRbm::new`] with parameters of float `dtype` (`F32` or `F64`), the weights the same
+    /// values for either dtype and seed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] when `dtype` is not a float type.
+    #[track_caller]
+    pub fn new_with_dtype(
+        graph: &Graph,
+        n_visible: usize,
+        n_hidden: usize,
+        dtype: DType,
+        seed: u64,
+    ) -> Result<GbRbm> {
+        let [w, vbias, hbias] = new_params(graph, n_visible, n_hidden, dtype, seed)?;
         GbRbm::from_params(&w, &vbias, &hbias)
     }
 
@@ -182,12 +200,10 @@ impl GbRbm {
 
     /// A compiled training step: input a minibatch `x [batch, n_visible]` of standardized data
     /// (in the parameters' dtype), output the reconstruction error, and update `W`, the
-    /// biases, their velocities and (for PCD) the persistent chain of hidden states.
+    /// biases, their velocities and (for PCD) the persistent chain of hidden states. [`Cd`]
+    /// builds the same step and also hands out the persistent chains.
     pub fn trainer(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<Function> {
-        let step = cd_step(self, cfg, rng, None, Chain::Unrolled)?;
-        function(&[&step.x], &[&self.reconstruction_error(&step.x)])
-            .updates(&as_pairs(&step.updates))
-            .compile()
+        Ok(Cd::new(self, cfg, rng).compile()?.into_step())
     }
 
     /// A compiled sampler: from visible states `v [n, n_visible]`, run `steps` Gibbs steps and
@@ -199,6 +215,35 @@ impl GbRbm {
             self.gibbs_vhv(&v, rng)
         });
         function(&[&v0], &[&mean]).compile()
+    }
+}
+
+impl EnergyModel for GbRbm {
+    fn units(&self) -> (usize, usize) {
+        (self.n_visible, self.n_hidden)
+    }
+    fn weights(&self) -> Vec<&Expr> {
+        vec![&self.w]
+    }
+    fn biases(&self) -> Vec<&Expr> {
+        vec![&self.vbias, &self.hbias]
+    }
+    #[track_caller]
+    fn free_energy(&self, v: &Expr) -> Expr {
+        GbRbm::free_energy(self, v)
+    }
+    #[track_caller]
+    fn hidden_mean(&self, v: &Expr) -> Expr {
+        self.hidden_probs(v)
+    }
+    #[track_caller]
+    fn visible_mean(&self, h: &Expr) -> Expr {
+        GbRbm::visible_mean(self, h)
+    }
+    /// Gaussian visibles: `N(h Wᵀ + b, I)`.
+    #[track_caller]
+    fn sample_visible(&self, h: &Expr, rng: &RandomStream) -> Expr {
+        GbRbm::sample_visible(self, h, rng)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Models of the deep-learning revival written as gradus graphs.
 
 pub mod autoencoder;
-mod cd;
+pub mod cd;
 pub mod dbn;
 pub mod gbrbm;
 pub mod rbm;
@@ -10,6 +10,7 @@ pub mod recurrent;
 pub mod stacked;
 
 pub use autoencoder::{AeConfig, Autoencoder};
+pub use cd::{Cd, CdTrainer, Chains, EnergyModel};
 pub use rbm::{CdConfig, Rbm};
 pub use stacked::StackedAutoencoder;
 

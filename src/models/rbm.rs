@@ -12,12 +12,12 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::function::{Function, FunctionBuilder, function};
 use crate::graph::{Expr, Graph};
-use crate::models::cd::{Chain, cd_step, new_params};
+use crate::models::cd::{Cd, EnergyModel, new_params};
 use crate::models::{squared_error, unroll};
-use crate::optim::as_pairs;
 use crate::random::RandomStream;
+use crate::tensor::Tensor;
 
-/// A binary-binary RBM with `f32` parameters held in shared variables.
+/// A binary-binary RBM with `f32` or `f64` parameters held in shared variables.
 #[derive(Clone, Debug)]
 pub struct Rbm {
     /// Weights `[n_visible, n_hidden]`.
@@ -46,8 +46,11 @@ pub struct CdConfig {
     pub momentum: f64,
     /// L2 weight decay on `W`.
     pub weight_decay: f64,
-    /// Minibatch size (the persistent chain has this many particles).
+    /// Minibatch size.
     pub batch: usize,
+    /// Number of persistent chains under PCD; `None` keeps as many as the minibatch has rows
+    /// (`batch`), as the Theano tutorial does. Not read by CD, whose chains start at the data.
+    pub chains: Option<usize>,
 }
 
 impl Default for CdConfig {
@@ -59,14 +62,34 @@ impl Default for CdConfig {
             momentum: 0.5,
             weight_decay: 2e-4,
             batch: 20,
+            chains: None,
         }
     }
 }
 
 impl Rbm {
-    /// A new RBM in `graph`: weights drawn from N(0, 0.01²), biases zero (Hinton's guide, §8).
+    /// A new `f32` RBM in `graph`: weights drawn from N(0, 0.01²), biases zero (Hinton's
+    /// guide, §8).
+    #[track_caller]
     pub fn new(graph: &Graph, n_visible: usize, n_hidden: usize, seed: u64) -> Result<Rbm> {
-        let [w, vbias, hbias] = new_params(graph, n_visible, n_hidden, seed)?;
+        Rbm::new_with_dtype(graph, n_visible, n_hidden, DType::F32, seed)
+    }
+
+    /// [`Rbm::new`] with parameters of float `dtype` (`F32` or `F64`). The weights are the
+    /// same values for either dtype and seed: drawn in `f32`, then cast.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] when `dtype` is not a float type.
+    #[track_caller]
+    pub fn new_with_dtype(
+        graph: &Graph,
+        n_visible: usize,
+        n_hidden: usize,
+        dtype: DType,
+        seed: u64,
+    ) -> Result<Rbm> {
+        let [w, vbias, hbias] = new_params(graph, n_visible, n_hidden, dtype, seed)?;
         Ok(Rbm {
             w,
             vbias,
@@ -85,10 +108,12 @@ impl Rbm {
                 path: "<data>".into(),
                 reason: "no rows".into(),
             })?;
-        self.vbias.set_value(mean.mapv(|p| {
+        let logit = mean.mapv(|p| {
             let p = p.clamp(1e-3, 1.0 - 1e-3);
             (p / (1.0 - p)).ln()
-        }))
+        });
+        self.vbias
+            .set_value(Tensor::from(logit).cast(self.vbias.dtype()))
     }
 
     /// The shared parameters `[W, vbias, hbias]`.
@@ -143,18 +168,18 @@ impl Rbm {
         squared_error(v, &self.visible_probs(&self.hidden_probs(v)))
     }
 
-    /// A compiled training step: input a minibatch `x [batch, n_visible]` (`f32`), output the
-    /// reconstruction error, and update `W`, the biases, their velocities and (for PCD) the
-    /// persistent chain.
+    /// A compiled training step: input a minibatch `x [batch, n_visible]` (in the
+    /// parameters' dtype), output the reconstruction error, and update `W`, the biases, their
+    /// velocities and (for PCD) the persistent chain. [`Cd`] builds the same step and also
+    /// hands out the persistent chains.
     pub fn trainer(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<Function> {
-        self.build_trainer(cfg, rng, None, Chain::Unrolled)?
-            .compile()
+        Ok(Cd::new(self, cfg, rng).compile()?.into_step())
     }
 
     /// The [`Rbm::trainer`] before compiling, to set options such as
     /// [`FunctionBuilder::profile`] or [`FunctionBuilder::exclude`].
     pub fn trainer_builder(&self, cfg: &CdConfig, rng: &RandomStream) -> Result<FunctionBuilder> {
-        self.build_trainer(cfg, rng, None, Chain::Unrolled)
+        Ok(Cd::new(self, cfg, rng).builder()?.0)
     }
 
     /// [`Rbm::trainer`] with the learning rate read from the scalar `lr` (a shared variable)
@@ -167,8 +192,10 @@ impl Rbm {
         rng: &RandomStream,
         lr: &Expr,
     ) -> Result<Function> {
-        self.build_trainer(cfg, rng, Some(lr), Chain::Unrolled)?
-            .compile()
+        Ok(Cd::new(self, cfg, rng)
+            .learning_rate(lr)
+            .compile()?
+            .into_step())
     }
 
     /// [`Rbm::trainer`] whose number of Gibbs steps is given at each call: input a minibatch
@@ -194,42 +221,54 @@ impl Rbm {
         cfg: &CdConfig,
         rng: &RandomStream,
     ) -> Result<Function> {
-        let k = self.w.graph().scalar("k", DType::I64);
-        self.build_trainer(cfg, rng, None, Chain::Counted(&k))?
-            .compile()
-    }
-
-    fn build_trainer(
-        &self,
-        cfg: &CdConfig,
-        rng: &RandomStream,
-        lr: Option<&Expr>,
-        gibbs: Chain,
-    ) -> Result<FunctionBuilder> {
-        let step = cd_step(self, cfg, rng, lr, gibbs)?;
-        let x = &step.x;
-        // The monitoring cost: CD reuses its first Gibbs step, which starts at the data, so the
-        // reconstruction costs no extra product (as in the Theano tutorial); PCD's chain does not
-        // start at the data, so it reconstructs the data separately.
-        let monitor = match &step.chain {
-            None => squared_error(x, &self.visible_probs(&step.h_start)),
-            Some(_) => self.reconstruction_error(x),
-        };
-        let inputs: Vec<&Expr> = match gibbs {
-            Chain::Unrolled => vec![x],
-            Chain::Counted(k) => vec![x, k],
-        };
-        Ok(function(&inputs, &[&monitor]).updates(&as_pairs(&step.updates)))
+        Ok(Cd::new(self, cfg, rng)
+            .steps_per_call()
+            .compile()?
+            .into_step())
     }
 
     /// A compiled sampler: from visible states `v [n, n_visible]`, run `steps` Gibbs steps and
     /// return the visible probabilities of the last step (the usual picture of samples).
     pub fn sampler(&self, steps: usize, rng: &RandomStream) -> Result<Function> {
         let g = self.w.graph().clone();
-        let v0 = g.input("v", DType::F32, &[None, Some(self.n_visible)]);
+        let v0 = g.input("v", self.w.dtype(), &[None, Some(self.n_visible)]);
         let (vp, _) = unroll(steps.max(1), (v0.clone(), v0.clone()), |(_, v)| {
             self.gibbs_vhv(&v, rng)
         });
         function(&[&v0], &[&vp]).compile()
+    }
+}
+
+impl EnergyModel for Rbm {
+    fn units(&self) -> (usize, usize) {
+        (self.n_visible, self.n_hidden)
+    }
+    fn weights(&self) -> Vec<&Expr> {
+        vec![&self.w]
+    }
+    fn biases(&self) -> Vec<&Expr> {
+        vec![&self.vbias, &self.hbias]
+    }
+    #[track_caller]
+    fn free_energy(&self, v: &Expr) -> Expr {
+        Rbm::free_energy(self, v)
+    }
+    #[track_caller]
+    fn hidden_mean(&self, v: &Expr) -> Expr {
+        self.hidden_probs(v)
+    }
+    #[track_caller]
+    fn visible_mean(&self, h: &Expr) -> Expr {
+        self.visible_probs(h)
+    }
+    /// CD reuses its first Gibbs step, which starts at the data, so the reconstruction costs no
+    /// extra product (as in the Theano tutorial); PCD's chain does not start at the data, so it
+    /// reconstructs the data separately.
+    #[track_caller]
+    fn monitor(&self, x: &Expr, h0: Option<&Expr>) -> Expr {
+        match h0 {
+            Some(h0) => squared_error(x, &self.visible_probs(h0)),
+            None => Rbm::reconstruction_error(self, x),
+        }
     }
 }

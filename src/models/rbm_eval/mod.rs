@@ -29,6 +29,7 @@ use crate::kernels::elementwise::softplus;
 use crate::models::Rbm;
 pub use ais::{AisConfig, AisEstimate, base_rate_visible_bias, linear_betas, standard_betas};
 pub use exact::MAX_ENUMERATED_UNITS;
+pub use pseudo::Binarize;
 
 /// An RBM's parameters in `f64`, read once from the shared variables.
 #[derive(Clone, Debug)]
@@ -219,10 +220,11 @@ pub fn ais_log_partition(rbm: &Rbm, cfg: &AisConfig) -> Result<AisEstimate> {
 ///
 /// # Errors
 ///
-/// When a parameter cannot be read or the rows of `data` do not have `n_visible` values.
+/// When a parameter cannot be read, the rows of `data` do not have `n_visible` values, or under
+/// [`Binarize::No`] a value is neither 0 nor 1.
 #[track_caller]
-pub fn pseudo_log_likelihood(rbm: &Rbm, data: &Array2<f64>) -> Result<f64> {
-    RbmParams::of(rbm)?.pseudo_log_likelihood(data)
+pub fn pseudo_log_likelihood(rbm: &Rbm, data: &Array2<f64>, binarize: Binarize) -> Result<f64> {
+    RbmParams::of(rbm)?.pseudo_log_likelihood(data, binarize)
 }
 
 #[cfg(test)]
@@ -360,8 +362,27 @@ mod tests {
                 want += a - logsumexp([a, b].into_iter());
             }
         }
-        let got = pseudo_log_likelihood(&rbm, &data).unwrap();
+        let got = pseudo_log_likelihood(&rbm, &data, Binarize::At(0.5)).unwrap();
         assert!((got - want / 2.0).abs() < 1e-10, "{got} vs {}", want / 2.0);
+        // Another threshold is another input: at 0.95 the second row is 0b100000.
+        let mut want = 0.0;
+        for row in [0b011001usize, 0b100000] {
+            for i in 0..6 {
+                let (a, b) = (neg_f[row], neg_f[row ^ (1 << i)]);
+                want += a - logsumexp([a, b].into_iter());
+            }
+        }
+        let got = pseudo_log_likelihood(&rbm, &data, Binarize::At(0.95)).unwrap();
+        assert!((got - want / 2.0).abs() < 1e-10, "{got} vs {}", want / 2.0);
+        // Binary data needs no threshold; grey data without one is refused, naming the value.
+        let binary = data.mapv(|x| if x >= 0.5 { 1.0 } else { 0.0 });
+        let rounded = pseudo_log_likelihood(&rbm, &data, Binarize::At(0.5)).unwrap();
+        assert_eq!(
+            pseudo_log_likelihood(&rbm, &binary, Binarize::No).unwrap(),
+            rounded
+        );
+        let err = pseudo_log_likelihood(&rbm, &data, Binarize::No).unwrap_err();
+        assert!(err.to_string().contains("row 1 column 0 is 0.2"), "{err}");
     }
 
     #[test]

@@ -66,6 +66,7 @@ fn pcd1(batch: usize) -> CdConfig {
         momentum: 0.0,
         weight_decay: 0.0,
         batch,
+        chains: None,
     }
 }
 

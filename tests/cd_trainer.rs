@@ -26,6 +26,19 @@ fn a_user_defined_rbm_trains_by_the_library_cd() {
     let curve = bipolar::train(&digits(400), 32, 4, 3).unwrap();
     let (first, last) = (curve[0], curve[curve.len() - 1]);
     assert!(last < 0.8 * first, "bipolar RBM: {curve:?}");
+    // The trainer samples with the model's own hidden units: PCD's chains hold ±1.
+    let g = Graph::new();
+    let rbm = bipolar::BipolarRbm::new(&g, 784, 16, 1).unwrap();
+    let cfg = CdConfig {
+        persistent: true,
+        chains: Some(5),
+        ..CdConfig::default()
+    };
+    let trainer = Cd::new(&rbm, &cfg, &RandomStream::new(&g, 1)).compile().unwrap();
+    trainer.step().call(&[digits(20).into()]).unwrap();
+    let h = trainer.chains().unwrap().value().unwrap().to_f64_vec();
+    assert!(h.iter().all(|&h| h == -1.0 || h == 1.0), "{h:?}");
+    assert!(h.contains(&-1.0) && h.contains(&1.0), "{h:?}");
 }
 
 /// `epochs` passes of CD-1 over 200 digits, minibatches of 20, the parameters afterwards.

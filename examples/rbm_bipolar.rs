@@ -16,7 +16,9 @@ use gradus::models::cd::{Cd, EnergyModel};
 use gradus::models::{CdConfig, Rbm};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
-use ndarray::{Array2, s};
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 // ANCHOR: model
 /// An RBM with bipolar (`±1`) hidden units.
@@ -78,23 +80,16 @@ impl EnergyModel for BipolarRbm {
 
 // ANCHOR: train
 /// Train a 784-`n_hidden` bipolar RBM by CD-1 on the rows of `data`, `epochs` passes in
-/// minibatches of 20; the mean reconstruction error of each epoch.
+/// shuffled minibatches of 20; the mean reconstruction error of each epoch.
 pub fn train(data: &Array2<f32>, n_hidden: usize, epochs: usize, seed: u64) -> Result<Vec<f64>> {
     let g = Graph::new();
     let rbm = BipolarRbm::new(&g, data.ncols(), n_hidden, seed)?;
     let cfg = CdConfig::default(); // CD-1, lr 0.1, momentum 0.5, weight decay 2e-4, batch 20
     let trainer = Cd::new(&rbm, &cfg, &RandomStream::new(&g, seed)).compile()?;
-    let batches = data.nrows() / cfg.batch;
-    let mut curve = Vec::new();
-    for _ in 0..epochs {
-        let mut total = 0.0;
-        for b in 0..batches {
-            let x = data.slice(s![b * cfg.batch..(b + 1) * cfg.batch, ..]);
-            total += trainer.step().call(&[x.to_owned().into()])?[0].item()?;
-        }
-        curve.push(total / batches as f64);
-    }
-    Ok(curve)
+    let mut order = StdRng::seed_from_u64(seed);
+    (0..epochs)
+        .map(|_| trainer.epoch(data, &mut order, |_done, _of, _running_mean| {}))
+        .collect()
 }
 // ANCHOR_END: train
 

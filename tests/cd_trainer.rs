@@ -8,6 +8,7 @@ use gradus::models::{CdConfig, Rbm};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
 use ndarray::{Array2, s};
+use rand::SeedableRng;
 
 #[path = "../examples/rbm_bipolar.rs"]
 #[allow(dead_code)]
@@ -34,7 +35,9 @@ fn a_user_defined_rbm_trains_by_the_library_cd() {
         chains: Some(5),
         ..CdConfig::default()
     };
-    let trainer = Cd::new(&rbm, &cfg, &RandomStream::new(&g, 1)).compile().unwrap();
+    let trainer = Cd::new(&rbm, &cfg, &RandomStream::new(&g, 1))
+        .compile()
+        .unwrap();
     trainer.step().call(&[digits(20).into()]).unwrap();
     let h = trainer.chains().unwrap().value().unwrap().to_f64_vec();
     assert!(h.iter().all(|&h| h == -1.0 || h == 1.0), "{h:?}");
@@ -129,6 +132,22 @@ fn the_number_of_persistent_chains_is_its_own_setting() {
             vec![x]
         };
         trainer.step().call(&inputs).unwrap();
+        let mut order = rand::rngs::StdRng::seed_from_u64(1);
+        let mut seen = Vec::new();
+        let epoch = trainer.epoch(&data, &mut order, |done, of, mean| {
+            seen.push((done, of, mean))
+        });
+        if steps_per_call {
+            let err = epoch.unwrap_err();
+            assert!(err.to_string().contains("steps per call"), "{err}");
+        } else {
+            // 40 rows in minibatches of 20: two reports, the last one the epoch's mean.
+            let mean = epoch.unwrap();
+            assert_eq!(
+                (seen.len(), seen[1].0, seen[1].1, seen[1].2),
+                (2, 2, 2, mean)
+            );
+        }
         let h = chains.value().unwrap().to_f64_vec();
         assert!(h.iter().all(|&h| h == 0.0 || h == 1.0));
         assert!(h.iter().any(|&h| h == 1.0), "the chains moved");

@@ -23,9 +23,10 @@
 //! # Ok::<(), gradus::Error>(())
 //! ```
 
-use ndarray::Array2;
-use rand::SeedableRng;
+use ndarray::{Array2, Axis};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 use crate::dtype::DType;
@@ -173,6 +174,9 @@ impl Chains {
 pub struct CdTrainer {
     step: Function,
     chains: Option<Chains>,
+    batch: usize,
+    dtype: DType,
+    steps_per_call: bool,
 }
 
 impl CdTrainer {
@@ -192,6 +196,42 @@ impl CdTrainer {
     /// The step alone.
     pub fn into_step(self) -> Function {
         self.step
+    }
+
+    /// One pass over the rows of `data` in minibatches of `cfg.batch` rows, in an order
+    /// shuffled by `order`; after each minibatch `report` sees `(minibatches done,
+    /// minibatches, running mean of the monitor)`, enough to drive a progress bar. Returns the
+    /// epoch's mean monitor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] for a trainer built with [`Cd::steps_per_call`] (call its step with
+    /// `k`) or rows of the wrong width; the step's errors otherwise.
+    #[track_caller]
+    pub fn epoch(
+        &self,
+        data: &Array2<f32>,
+        order: &mut impl Rng,
+        mut report: impl FnMut(usize, usize, f64),
+    ) -> Result<f64> {
+        if self.steps_per_call {
+            return Err(Error::Usage {
+                what: "CdTrainer::epoch runs a fixed k; a trainer with steps per call takes \
+                       k at each call of its step"
+                    .into(),
+                loc: Location::caller(),
+            });
+        }
+        let mut rows: Vec<usize> = (0..data.nrows()).collect();
+        rows.shuffle(order);
+        let batches: Vec<&[usize]> = rows.chunks(self.batch.max(1)).collect();
+        let mut total = 0.0;
+        for (i, idx) in batches.iter().enumerate() {
+            let x = Tensor::from(data.select(Axis(0), idx)).cast(self.dtype);
+            total += self.step.call(&[x])?[0].item()?;
+            report(i + 1, batches.len(), total / (i + 1) as f64);
+        }
+        Ok(total / batches.len().max(1) as f64)
     }
 }
 
@@ -319,10 +359,14 @@ impl<'a, M: EnergyModel + ?Sized> Cd<'a, M> {
     /// Those of [`Cd::builder`] and of compiling.
     #[track_caller]
     pub fn compile(self) -> Result<CdTrainer> {
+        let (cfg, model, steps_per_call) = (self.cfg, self.model, self.steps_per_call);
         let (builder, chains) = self.builder()?;
         Ok(CdTrainer {
             step: builder.compile()?,
             chains,
+            batch: cfg.batch,
+            dtype: model.weights()[0].dtype(),
+            steps_per_call,
         })
     }
 }

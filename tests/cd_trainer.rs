@@ -1,8 +1,7 @@
 //! The open CD trainer: a model written outside the crate trains by it, models of either float
 //! type train alike, and the persistent chains are their own setting, readable and resettable.
 
-use gradus::data::Mnist;
-use gradus::models::cd::Cd;
+use gradus::models::cd::{Cd, Chains};
 use gradus::models::gbrbm::GbRbm;
 use gradus::models::{CdConfig, Rbm};
 use gradus::prelude::*;
@@ -10,17 +9,12 @@ use gradus::random::RandomStream;
 use ndarray::{Array2, s};
 use rand::SeedableRng;
 
+mod common;
+use common::digits;
+
 #[path = "../examples/rbm_bipolar.rs"]
 #[allow(dead_code)]
 mod bipolar;
-
-fn digits(n: usize) -> Array2<f32> {
-    Mnist::bundled()
-        .unwrap()
-        .train_images
-        .slice(s![..n, ..])
-        .to_owned()
-}
 
 #[test]
 fn a_user_defined_rbm_trains_by_the_library_cd() {
@@ -92,6 +86,15 @@ fn a_model_of_an_integer_type_is_an_error() {
     assert!(GbRbm::new_with_dtype(&g, 4, 3, DType::Bool, 1).is_err());
 }
 
+fn all_zero(chains: &Chains) -> bool {
+    chains
+        .value()
+        .unwrap()
+        .to_f64_vec()
+        .iter()
+        .all(|&h| h == 0.0)
+}
+
 #[test]
 fn the_number_of_persistent_chains_is_its_own_setting() {
     let data = digits(40);
@@ -117,14 +120,7 @@ fn the_number_of_persistent_chains_is_its_own_setting() {
         assert_eq!(chains.len(), 7);
         assert_eq!(chains.value().unwrap().shape(), &[7, 16]);
         // Start at zero, move when trained on a minibatch of another size.
-        assert!(
-            chains
-                .value()
-                .unwrap()
-                .to_f64_vec()
-                .iter()
-                .all(|&h| h == 0.0)
-        );
+        assert!(all_zero(chains));
         let x = Tensor::from(data.slice(s![..20, ..]).to_owned());
         let inputs = if steps_per_call {
             vec![x, 3i64.into()]
@@ -153,14 +149,7 @@ fn the_number_of_persistent_chains_is_its_own_setting() {
         assert!(h.contains(&1.0), "the chains moved");
         // Reset, set, and a wrong shape refused.
         chains.reset().unwrap();
-        assert!(
-            chains
-                .value()
-                .unwrap()
-                .to_f64_vec()
-                .iter()
-                .all(|&h| h == 0.0)
-        );
+        assert!(all_zero(chains));
         chains.set(Array2::<f64>::ones((7, 16))).unwrap();
         assert_eq!(
             chains.value().unwrap(),

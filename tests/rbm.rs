@@ -1,19 +1,13 @@
 //! Short RBM training runs that fit in CI: the reconstruction error falls, for CD-1, CD-3 and
 //! PCD-1, and the free energy agrees with its definition.
 
-use gradus::data::Mnist;
 use gradus::models::{CdConfig, Rbm, unroll};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
 use ndarray::{Array2, s};
 
-fn digits(n: usize) -> Array2<f32> {
-    Mnist::bundled()
-        .unwrap()
-        .train_images
-        .slice(s![..n, ..])
-        .to_owned()
-}
+mod common;
+use common::digits;
 
 fn train(cfg: CdConfig) -> (f64, f64) {
     let data = digits(400);

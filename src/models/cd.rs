@@ -370,3 +370,36 @@ impl<'a, M: EnergyModel + ?Sized> Cd<'a, M> {
         })
     }
 }
+
+/// `impl EnergyModel` for an RBM type with fields `w`, `vbias`, `hbias`, `n_visible`,
+/// `n_hidden` and inherent `free_energy`, `hidden_probs` and the visible-mean method named
+/// second; the methods in braces override the trait's defaults.
+macro_rules! rbm_energy_model {
+    ($model:ty, $visible_mean:ident, { $($extra:tt)* }) => {
+        impl $crate::models::cd::EnergyModel for $model {
+            fn units(&self) -> (usize, usize) {
+                (self.n_visible, self.n_hidden)
+            }
+            fn weights(&self) -> Vec<&Expr> {
+                vec![&self.w]
+            }
+            fn biases(&self) -> Vec<&Expr> {
+                vec![&self.vbias, &self.hbias]
+            }
+            #[track_caller]
+            fn free_energy(&self, v: &Expr) -> Expr {
+                <$model>::free_energy(self, v)
+            }
+            #[track_caller]
+            fn hidden_mean(&self, v: &Expr) -> Expr {
+                self.hidden_probs(v)
+            }
+            #[track_caller]
+            fn visible_mean(&self, h: &Expr) -> Expr {
+                <$model>::$visible_mean(self, h)
+            }
+            $($extra)*
+        }
+    };
+}
+pub(crate) use rbm_energy_model;

@@ -25,7 +25,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::function::{Function, function};
 use crate::graph::{Expr, Graph};
-use crate::models::cd::{Cd, EnergyModel, new_params};
+use crate::models::cd::{Cd, new_params, rbm_energy_model};
 use crate::models::{CdConfig, squared_error, unroll};
 use crate::random::RandomStream;
 
@@ -218,34 +218,13 @@ impl GbRbm {
     }
 }
 
-impl EnergyModel for GbRbm {
-    fn units(&self) -> (usize, usize) {
-        (self.n_visible, self.n_hidden)
-    }
-    fn weights(&self) -> Vec<&Expr> {
-        vec![&self.w]
-    }
-    fn biases(&self) -> Vec<&Expr> {
-        vec![&self.vbias, &self.hbias]
-    }
-    #[track_caller]
-    fn free_energy(&self, v: &Expr) -> Expr {
-        GbRbm::free_energy(self, v)
-    }
-    #[track_caller]
-    fn hidden_mean(&self, v: &Expr) -> Expr {
-        self.hidden_probs(v)
-    }
-    #[track_caller]
-    fn visible_mean(&self, h: &Expr) -> Expr {
-        GbRbm::visible_mean(self, h)
-    }
+rbm_energy_model!(GbRbm, visible_mean, {
     /// Gaussian visibles: `N(h Wᵀ + b, I)`.
     #[track_caller]
     fn sample_visible(&self, h: &Expr, rng: &RandomStream) -> Expr {
         GbRbm::sample_visible(self, h, rng)
     }
-}
+});
 
 /// Per-dimension standardization `z = (x - mean) / max(std, min_std)`, fitted on training data
 /// and applied unchanged to test data and undone for pictures.

@@ -12,7 +12,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::function::{Function, FunctionBuilder, function};
 use crate::graph::{Expr, Graph};
-use crate::models::cd::{Cd, EnergyModel, new_params};
+use crate::models::cd::{Cd, new_params, rbm_energy_model};
 use crate::models::{squared_error, unroll};
 use crate::random::RandomStream;
 use crate::tensor::Tensor;
@@ -239,28 +239,7 @@ impl Rbm {
     }
 }
 
-impl EnergyModel for Rbm {
-    fn units(&self) -> (usize, usize) {
-        (self.n_visible, self.n_hidden)
-    }
-    fn weights(&self) -> Vec<&Expr> {
-        vec![&self.w]
-    }
-    fn biases(&self) -> Vec<&Expr> {
-        vec![&self.vbias, &self.hbias]
-    }
-    #[track_caller]
-    fn free_energy(&self, v: &Expr) -> Expr {
-        Rbm::free_energy(self, v)
-    }
-    #[track_caller]
-    fn hidden_mean(&self, v: &Expr) -> Expr {
-        self.hidden_probs(v)
-    }
-    #[track_caller]
-    fn visible_mean(&self, h: &Expr) -> Expr {
-        self.visible_probs(h)
-    }
+rbm_energy_model!(Rbm, visible_probs, {
     /// CD reuses its first Gibbs step, which starts at the data, so the reconstruction costs no
     /// extra product (as in the Theano tutorial); PCD's chain does not start at the data, so it
     /// reconstructs the data separately.
@@ -271,4 +250,4 @@ impl EnergyModel for Rbm {
             None => Rbm::reconstruction_error(self, x),
         }
     }
-}
+});

@@ -1,10 +1,21 @@
 //! Helpers shared by the test files that declare `mod common;`: checks of error messages and
-//! their locations, and a rayon pool of a given size.
+//! their locations, a rayon pool of a given size, and the bundled digits.
 
 // Each test file uses only some of these.
 #![allow(dead_code)]
 
 use gradus::Error;
+use gradus::data::Mnist;
+use ndarray::{Array2, s};
+
+/// The first `n` bundled training digits, grey levels in [0, 1].
+pub fn digits(n: usize) -> Array2<f32> {
+    Mnist::bundled()
+        .unwrap()
+        .train_images
+        .slice(s![..n, ..])
+        .to_owned()
+}
 
 /// `FILE:LINE:` of the calling test file, with the trailing colon so line 12 does not match
 /// line 123.

@@ -355,25 +355,26 @@ mod tests {
             [1.0, 0.0, 0.0, 1.0, 1.0, 0.0],
             [0.2, 0.9, 0.6, 0.0, 0.1, 1.0]
         ];
-        let mut want = 0.0;
-        for row in [0b011001usize, 0b100110] {
-            for i in 0..6 {
-                let (a, b) = (neg_f[row], neg_f[row ^ (1 << i)]);
-                want += a - logsumexp([a, b].into_iter());
+        // The mean over `rows` (states as bit patterns) of Σ_i log p(v_i | v_-i).
+        let want = |rows: [usize; 2]| {
+            let mut sum = 0.0;
+            for row in rows {
+                for i in 0..6 {
+                    let (a, b) = (neg_f[row], neg_f[row ^ (1 << i)]);
+                    sum += a - logsumexp([a, b].into_iter());
+                }
             }
+            sum / 2.0
+        };
+        // At 0.5 the second row is 0b100110; at 0.95 it is 0b100000.
+        for (t, rows) in [(0.5, [0b011001, 0b100110]), (0.95, [0b011001, 0b100000])] {
+            let got = pseudo_log_likelihood(&rbm, &data, Binarize::At(t)).unwrap();
+            assert!(
+                (got - want(rows)).abs() < 1e-10,
+                "at {t}: {got} vs {}",
+                want(rows)
+            );
         }
-        let got = pseudo_log_likelihood(&rbm, &data, Binarize::At(0.5)).unwrap();
-        assert!((got - want / 2.0).abs() < 1e-10, "{got} vs {}", want / 2.0);
-        // Another threshold is another input: at 0.95 the second row is 0b100000.
-        let mut want = 0.0;
-        for row in [0b011001usize, 0b100000] {
-            for i in 0..6 {
-                let (a, b) = (neg_f[row], neg_f[row ^ (1 << i)]);
-                want += a - logsumexp([a, b].into_iter());
-            }
-        }
-        let got = pseudo_log_likelihood(&rbm, &data, Binarize::At(0.95)).unwrap();
-        assert!((got - want / 2.0).abs() < 1e-10, "{got} vs {}", want / 2.0);
         // Binary data needs no threshold; grey data without one is refused, naming the value.
         let binary = data.mapv(|x| if x >= 0.5 { 1.0 } else { 0.0 });
         let rounded = pseudo_log_likelihood(&rbm, &data, Binarize::At(0.5)).unwrap();

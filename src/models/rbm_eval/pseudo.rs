@@ -11,7 +11,7 @@ use crate::error::Result;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Binarize {
     /// Values at or above the threshold become 1, the others 0: `At(0.5)` rounds grey levels,
-    /// as the Theano tutorial and scikit-learn's `BernoulliRBM.score_samples` do.
+    /// as the Theano tutorial's `T.round` does.
     At(f64),
     /// The input must already be 0/1; any other value is an error.
     No,

@@ -67,7 +67,7 @@ fn f32_and_f64_models_from_one_seed_agree() {
         .zip(&w64)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
-    assert!(worst < 1e-3, "weights differ by up to {worst}");
+    assert!(worst < 1e-5, "weights differ by up to {worst}");
     for (a, b) in e32.iter().zip(&e64) {
         assert!(
             (a - b).abs() < 1e-3 * b.abs(),

@@ -70,7 +70,7 @@ fn f32_and_f64_models_from_one_seed_agree() {
     assert!(worst < 1e-5, "weights differ by up to {worst}");
     for (a, b) in e32.iter().zip(&e64) {
         assert!(
-            (a - b).abs() < 1e-3 * b.abs(),
+            (a - b).abs() < 1e-5 * b.abs(),
             "monitor {a} (f32) vs {b} (f64)"
         );
     }

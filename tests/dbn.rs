@@ -201,3 +201,33 @@ fn bad_layer_sizes_and_schedules_are_usage_errors() {
     ));
     assert_eq!(dbn.sizes(), vec![4, 3, 2]);
 }
+
+#[test]
+fn a_linear_top_trains_by_pcd_with_real_valued_chains() {
+    let (x, _) = digits(100);
+    let g = Graph::new();
+    let rng = RandomStream::new(&g, 3);
+    let dbn = dbn(&g, &[784, 8], TopUnits::Linear, 3);
+    let cd = CdConfig {
+        persistent: true,
+        chains: Some(10),
+        lr: 0.01,
+        ..CdConfig::default()
+    };
+    let step = dbn.layer_trainer(0, &cd, &rng).unwrap();
+    let chain = g
+        .shared_variables()
+        .into_iter()
+        .find(|v| v.name() == "pcd_chain")
+        .expect("the persistent chain");
+    let mut errors = Vec::new();
+    for b in 0..5 {
+        let batch = x.slice(ndarray::s![b * 20..(b + 1) * 20, ..]).to_owned();
+        errors.push(step.call(&[batch.into()]).unwrap()[0].item().unwrap());
+    }
+    // Gaussian hidden states: neither 0 nor 1.
+    let h = chain.get_value().unwrap().to_f64_vec();
+    assert_eq!(h.len(), 10 * 8);
+    assert!(h.iter().all(|&h| h != 0.0 && h != 1.0), "{h:?}");
+    assert!(errors.iter().all(|e| e.is_finite()), "{errors:?}");
+}

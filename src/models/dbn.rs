@@ -44,11 +44,10 @@ use rand_distr::{Distribution, Normal};
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::function::{Function, function};
-use crate::grad::grad;
 use crate::graph::{Expr, Graph};
+use crate::models::cd::{Cd, EnergyModel};
 use crate::models::rbm::{CdConfig, Rbm};
 use crate::models::unroll;
-use crate::optim::{Optimizer, as_pairs};
 use crate::random::RandomStream;
 use crate::tensor::Tensor;
 
@@ -70,8 +69,7 @@ pub enum TopUnits {
 pub struct LayerSchedule {
     /// Passes over the layer's training data.
     pub epochs: usize,
-    /// CD-k settings for this layer (`persistent` is not supported by a [`TopUnits::Linear`]
-    /// top).
+    /// CD-k settings for this layer.
     pub cd: CdConfig,
 }
 
@@ -219,7 +217,9 @@ impl Dbn {
     /// output its reconstruction error. Binary layers use [`Rbm::trainer`].
     pub fn layer_trainer(&self, l: usize, cd: &CdConfig, rng: &RandomStream) -> Result<Function> {
         if self.linear(l) {
-            linear_trainer(&self.rbms[l], cd, rng)
+            Ok(Cd::new(&LinearHidden(&self.rbms[l]), cd, rng)
+                .compile()?
+                .into_step())
         } else {
             self.rbms[l].trainer(cd, rng)
         }
@@ -321,40 +321,42 @@ impl Dbn {
     }
 }
 
-/// CD-k for an RBM with linear, unit-variance Gaussian hidden units: the gradient of
-/// `mean F(v⁰) - mean F(vᵏ)` with `F(v) = -v·b - ½|v W + c|²`. As in `rbmhidlinear.m`, the
+/// `rbm` with linear, unit-variance Gaussian hidden units, `h ~ N(v W + c, 1)`, for CD-k: the
+/// free energy is `F(v) = -v·b - ½|v W + c|²` (up to a constant). As in `rbmhidlinear.m`, the
 /// hidden units are sampled (`mean + N(0, 1)`) to drive the reconstruction, and the
 /// reconstruction is the visible probability, not a sample.
-fn linear_trainer(rbm: &Rbm, cfg: &CdConfig, rng: &RandomStream) -> Result<Function> {
-    if cfg.persistent {
-        return Err(Error::Usage {
-            what: "persistent CD is not implemented for linear hidden units".into(),
-            loc: Location::caller(),
-        });
+struct LinearHidden<'a>(&'a Rbm);
+
+impl EnergyModel for LinearHidden<'_> {
+    fn units(&self) -> (usize, usize) {
+        EnergyModel::units(self.0)
     }
-    let g = rbm.w.graph().clone();
-    let x = g.input("x", DType::F32, &[None, Some(rbm.n_visible)]);
-    let mean = |v: &Expr| v.matmul(&rbm.w) + &rbm.hbias;
-    let free_energy = |v: &Expr| {
-        let vb = v.matmul(&rbm.vbias.expand_dims(&[1])).squeeze(&[1]);
-        -(vb + mean(v).square().sum_axes(&[1], false) * 0.5)
-    };
-    let v_neg = unroll(cfg.k.max(1), x.clone(), |v| {
-        let m = mean(&v);
-        rbm.visible_probs(&(&m + &rng.normal(&m)))
-    });
-    let cost = free_energy(&x).mean() - free_energy(&v_neg.stop_gradient()).mean();
-    let params = rbm.params();
-    let grads = grad(&cost, &params)?;
-    let mut updates = Optimizer::momentum(cfg.lr, cfg.momentum)
-        .weight_decay(cfg.weight_decay)
-        .updates(&params[..1], &grads[..1])?;
-    updates.extend(Optimizer::momentum(cfg.lr, cfg.momentum).updates(&params[1..], &grads[1..])?);
-    let recon = (&x - &rbm.visible_probs(&mean(&x)))
-        .square()
-        .sum_axes(&[1], false)
-        .mean();
-    function(&[&x], &[&recon])
-        .updates(&as_pairs(&updates))
-        .compile()
+    fn weights(&self) -> Vec<&Expr> {
+        self.0.weights()
+    }
+    fn biases(&self) -> Vec<&Expr> {
+        self.0.biases()
+    }
+    #[track_caller]
+    fn free_energy(&self, v: &Expr) -> Expr {
+        let vb = v.matmul(&self.0.vbias.expand_dims(&[1])).squeeze(&[1]);
+        -(vb + self.hidden_mean(v).square().sum_axes(&[1], false) * 0.5)
+    }
+    #[track_caller]
+    fn hidden_mean(&self, v: &Expr) -> Expr {
+        v.matmul(&self.0.w) + &self.0.hbias
+    }
+    #[track_caller]
+    fn visible_mean(&self, h: &Expr) -> Expr {
+        self.0.visible_probs(h)
+    }
+    #[track_caller]
+    fn sample_hidden(&self, v: &Expr, rng: &RandomStream) -> Expr {
+        let mean = self.hidden_mean(v);
+        &mean + &rng.normal(&mean)
+    }
+    #[track_caller]
+    fn sample_visible(&self, h: &Expr, _rng: &RandomStream) -> Expr {
+        self.visible_mean(h)
+    }
 }

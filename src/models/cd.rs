@@ -1,6 +1,7 @@
 //! The contrastive-divergence trainer, open to any energy model with a free energy and two
 //! conditional samplers: the library's RBMs ([`Rbm`](super::Rbm),
-//! [`GbRbm`](super::gbrbm::GbRbm)) and a user's own variant train by the same CD-k and PCD-k,
+//! [`GbRbm`](super::gbrbm::GbRbm), the linear-hidden top of a [`Dbn`](super::dbn::Dbn)) and a
+//! user's own variant (`examples/rbm_bipolar.rs`) train by the same CD-k and PCD-k,
 //! with momentum, weight decay on the weights, an optional learning-rate schedule, persistent
 //! chains that can be read and reset, and the model's monitor as the step's output.
 //!

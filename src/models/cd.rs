@@ -87,7 +87,8 @@ pub trait EnergyModel {
     fn biases(&self) -> Vec<&Expr>;
     /// Free energy of each row of `v`.
     fn free_energy(&self, v: &Expr) -> Expr;
-    /// `E[h | v]`: the hidden statistic of the positive phase and of reconstructions.
+    /// `E[h | v]`: what reconstructions (the default monitor) and the default sampler use; the
+    /// update itself comes from the free energy.
     fn hidden_mean(&self, v: &Expr) -> Expr;
     /// `E[v | h]`: the visible means of a reconstruction.
     fn visible_mean(&self, h: &Expr) -> Expr;

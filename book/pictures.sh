@@ -37,7 +37,7 @@ run() {
 chosen=("$@")
 made=()
 cargo build --release --example rbm --example autoencoders --example dbn \
-    --example sequence_digits
+    --example sequence_digits --example convnet
 
 run rbm_cd1 rbm -- rbm_curve.png:rbm_cd1_curve.png rbm_filters.png:rbm_cd1_filters.png
 run rbm_pcd rbm --pcd -- rbm_samples.png:rbm_pcd_samples.png
@@ -47,6 +47,7 @@ run autoencoders autoencoders -- \
     ae_sparse_filters.png:ae_sparse_filters.png
 run dbn dbn -- dbn_samples.png:dbn_samples.png dbn_curve.png:dbn_curve.png
 run sequence_digits sequence_digits -- sequence_curve.png:sequence_curve.png
+run convnet convnet -- convnet_filters.png:convnet_filters.png convnet_curve.png:convnet_curve.png
 
 # Every picture a chapter shows is drawn here, and nothing else is kept: a picture the book
 # names but no run draws is an error, one no chapter names is removed.

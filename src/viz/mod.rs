@@ -37,6 +37,28 @@ pub struct Image {
 }
 
 impl Image {
+    /// This image with each pixel a `k x k` block (nearest neighbour): small tiles, such as a
+    /// convolution's 5x5 filters, big enough to see.
+    pub fn upscaled(&self, k: usize) -> Image {
+        let k = k.max(1);
+        let width = self.width * k;
+        let mut pixels = Vec::with_capacity(width * self.height * k);
+        for row in self.pixels.chunks(self.width.max(1)).take(self.height) {
+            let wide: Vec<u8> = row
+                .iter()
+                .flat_map(|&p| std::iter::repeat_n(p, k))
+                .collect();
+            for _ in 0..k {
+                pixels.extend_from_slice(&wide);
+            }
+        }
+        Image {
+            width,
+            height: self.height * k,
+            pixels,
+        }
+    }
+
     /// Write as an 8-bit greyscale PNG.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         write_png(
@@ -126,6 +148,18 @@ fn tile_by(
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    #[test]
+    fn an_upscaled_image_repeats_each_pixel_in_a_block() {
+        let img = Image {
+            width: 2,
+            height: 1,
+            pixels: vec![10, 200],
+        };
+        let big = img.upscaled(3);
+        assert_eq!((big.width, big.height), (6, 3));
+        assert_eq!(big.pixels, [10, 10, 10, 200, 200, 200].repeat(3));
+    }
 
     #[test]
     fn tiles_have_borders_and_scaled_pixels() {

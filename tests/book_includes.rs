@@ -105,6 +105,19 @@ fn every_rust_block_is_an_include() {
 }
 
 #[test]
+fn every_included_example_is_in_a_code_block() {
+    // Outside a fence, mdBook renders the included Rust as prose (and `<T>` as an HTML tag).
+    for (chapter, text) in chapters() {
+        for line in outside_fences(&text) {
+            assert!(
+                !(line.trim_start().starts_with("{{#include ") && line.contains(".rs")),
+                "{chapter}: {line} is outside a ```rust block"
+            );
+        }
+    }
+}
+
+#[test]
 fn every_chapter_is_in_the_summary() {
     let summary = fs::read_to_string(book_src().join("SUMMARY.md")).expect("SUMMARY.md");
     for (chapter, _) in chapters() {

@@ -1,4 +1,4 @@
-//! Convolutions and pools over NCHW batches, and constant padding.
+//! Convolutions over NCHW batches (the pools and padding are in [`super::pool`]).
 //!
 //! A convolution visits its taps (a filter cell over an input cell, for one output cell) in one
 //! loop, [`Geometry::taps`]. The reference kernels accumulate each tap directly; the fast ones
@@ -8,11 +8,12 @@
 //! gradient multiplies the other way and scatters the matrix back (col2im); the filters'
 //! gradient sums one product per image.
 
-use ndarray::{ArrayD, ArrayViewD, IxDyn, Slice};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use rayon::prelude::*;
 
 use super::gemm::{Gemm, Init, gemm_onto};
-use super::{Exec, KernelFloat, KernelResult, PAR_MIN};
+use super::pool::{Pooling, Windows, pool_forward, pool_grad};
+use super::{Exec, KernelFloat, KernelResult};
 use crate::dtype::Float;
 use crate::graph::op::{Conv2d, Op, Pool2d};
 use crate::shape::{self, window_places};
@@ -34,7 +35,7 @@ struct Geometry {
     conv: Conv2d,
 }
 
-fn rank4(what: &str, s: &[usize]) -> Result<(), String> {
+pub(super) fn rank4(what: &str, s: &[usize]) -> Result<(), String> {
     if s.len() == 4 {
         Ok(())
     } else {
@@ -491,174 +492,4 @@ fn filter_grad<T: KernelFloat>(
     } else {
         part(0..g.n, dw, threads)
     }
-}
-
-/// Which pool.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Pooling {
-    /// The maximum of each window.
-    Max,
-    /// The mean of each window, padding counted.
-    Avg,
-}
-
-/// The sizes of a pool over planes of `h × w`: `oh × ow` windows.
-struct Windows {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-    pool: Pool2d,
-}
-
-impl Windows {
-    fn new(x: &[usize], pool: &Pool2d) -> Result<Windows, String> {
-        rank4("the input (NCHW)", x)?;
-        let p = pool;
-        if p.padding.h > p.window.h / 2 || p.padding.w > p.window.w / 2 {
-            return Err(format!(
-                "the padding {} is more than half the window {}",
-                p.padding, p.window
-            ));
-        }
-        Ok(Windows {
-            h: x[2],
-            w: x[3],
-            oh: window_places(x[2], p.window.h, (p.stride.h, p.padding.h, 1))?,
-            ow: window_places(x[3], p.window.w, (p.stride.w, p.padding.w, 1))?,
-            pool: *pool,
-        })
-    }
-
-    /// `f(window, cells)` for each window of one plane: its index and the plane's cells it
-    /// covers (never none: the padding is at most half a window).
-    fn each(&self, mut f: impl FnMut(usize, &[usize])) {
-        let Pool2d {
-            window,
-            stride,
-            padding,
-        } = self.pool;
-        let mut cells = Vec::with_capacity(window.h * window.w);
-        for i in 0..self.oh {
-            for j in 0..self.ow {
-                cells.clear();
-                for ki in 0..window.h {
-                    let ii = (i * stride.h + ki).wrapping_sub(padding.h);
-                    if ii >= self.h {
-                        continue;
-                    }
-                    for kj in 0..window.w {
-                        let jj = (j * stride.w + kj).wrapping_sub(padding.w);
-                        if jj < self.w {
-                            cells.push(ii * self.w + jj);
-                        }
-                    }
-                }
-                f(i * self.ow + j, &cells);
-            }
-        }
-    }
-
-    fn area(&self) -> usize {
-        self.pool.window.h * self.pool.window.w
-    }
-}
-
-/// The first of `cells` where `x` is largest.
-fn first_max<T: Float>(x: &[T], cells: &[usize]) -> usize {
-    let mut best = cells[0];
-    for &c in &cells[1..] {
-        if x[c] > x[best] {
-            best = c;
-        }
-    }
-    best
-}
-
-/// Run `f(plane, out)` for each plane of `out` (`len` elements each), threaded over the planes
-/// when fast and large.
-fn per_plane<T: Float>(out: &mut [T], len: usize, exec: Exec, f: impl Fn(usize, &mut [T]) + Sync) {
-    if len == 0 {
-        return;
-    }
-    if exec.is_fast() && out.len() >= PAR_MIN {
-        out.par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(p, o)| f(p, o));
-    } else {
-        out.chunks_mut(len).enumerate().for_each(|(p, o)| f(p, o));
-    }
-}
-
-/// `y ←` the max or average pool of `x`.
-fn pool_forward<T: Float>(kind: Pooling, win: &Windows, xs: &[T], y: &mut [T], exec: Exec) {
-    let (plane, out_plane) = (win.h * win.w, win.oh * win.ow);
-    let area = T::from_f(win.area() as f64);
-    per_plane(y, out_plane, exec, |p, y_p| {
-        let x_p = &xs[p * plane..][..plane];
-        win.each(|o, cells| {
-            y_p[o] = match kind {
-                Pooling::Max => x_p[first_max(x_p, cells)],
-                Pooling::Avg => cells.iter().map(|&c| x_p[c]).fold(T::zero(), |a, v| a + v) / area,
-            }
-        });
-    });
-}
-
-/// `dx ←` the gradient of a pool (for a max pool, of `x`): each window's `dy` at its first
-/// maximum, or spread evenly over it.
-fn pool_grad<T: Float>(
-    kind: Pooling,
-    win: &Windows,
-    dys: &[T],
-    xs: Option<&[T]>,
-    dx: &mut [T],
-    exec: Exec,
-) {
-    let (plane, out_plane) = (win.h * win.w, win.oh * win.ow);
-    let area = T::from_f(win.area() as f64);
-    per_plane(dx, plane, exec, |p, dx_p| {
-        dx_p.fill(T::zero());
-        let dy_p = &dys[p * out_plane..][..out_plane];
-        win.each(|o, cells| match (kind, xs) {
-            (Pooling::Max, Some(xs)) => {
-                let at = first_max(&xs[p * plane..][..plane], cells);
-                dx_p[at] = dx_p[at] + dy_p[o];
-            }
-            _ => {
-                for &c in cells {
-                    dx_p[c] = dx_p[c] + dy_p[o] / area;
-                }
-            }
-        });
-    });
-}
-
-/// `x` with `widths[k]` cells of `value` before and after it along axis `k`.
-pub(crate) fn pad<T: Float>(
-    x: &ArrayD<T>,
-    widths: &[(usize, usize)],
-    value: f64,
-) -> Result<ArrayD<T>, String> {
-    if widths.len() != x.ndim() {
-        return Err(format!(
-            "{} (before, after) pairs for {} axes",
-            widths.len(),
-            x.ndim()
-        ));
-    }
-    let dims = x
-        .shape()
-        .iter()
-        .zip(widths)
-        .map(|(d, (b, a))| d.checked_add(*b)?.checked_add(*a))
-        .collect::<Option<Vec<usize>>>()
-        .ok_or("the padded shape is larger than a usize counts")?;
-    let mut out = ArrayD::from_elem(IxDyn(&dims), T::from_f(value));
-    out.slice_each_axis_mut(|ax| {
-        let (before, after) = widths[ax.axis.index()];
-        Slice::from(before..ax.len - after)
-    })
-    .assign(x);
-    Ok(out)
 }

@@ -58,6 +58,7 @@ pub(crate) mod gemm;
 pub(crate) mod index;
 mod linalg;
 mod op;
+pub(crate) mod pool;
 pub(crate) mod random;
 pub(crate) mod reduce;
 

@@ -9,7 +9,7 @@ use super::index::{
 };
 use super::linalg::matmul;
 use super::reduce::{argmax, log_softmax, reduce, softmax};
-use super::{Exec, KernelResult};
+use super::{Exec, KernelResult, pool};
 use crate::dtype::DType;
 use crate::graph::Type;
 use crate::graph::op::{Binary, Op, Unary};
@@ -185,7 +185,7 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], types: &[&Type], ty: &Type, exec: Exe
         | Op::MaxPool2dGrad(_)
         | Op::AvgPool2d(_)
         | Op::AvgPool2dGrad(_) => conv::eval(op, x, exec)?,
-        Op::Pad(p) => float!(x[0], a => conv::pad(a, &p.widths, p.value())?),
+        Op::Pad(p) => float!(x[0], a => pool::pad(a, &p.widths, p.value())?),
         Op::OneHot { depth, dtype } => {
             let idx = indices(x[0])?;
             let mut dims = idx.shape().to_vec();

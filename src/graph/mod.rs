@@ -12,6 +12,7 @@ mod expr;
 pub mod infer;
 pub mod loops;
 pub mod op;
+mod params;
 pub mod print;
 mod window;
 

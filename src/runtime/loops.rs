@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 
-use ndarray::{ArrayD, Axis, IxDyn};
-
+use super::Executor;
 use super::pool::Pool;
-use super::{Executor, Failure};
+use super::stacks::{Stack, slice};
 use crate::compile::ir::{CompiledLoop, Kind, Node, infer_kind};
-use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::Type;
 use crate::graph::loops::{LoopHandle, LoopResult, Steps};
@@ -130,124 +128,6 @@ impl Executor {
             loc: n.loc,
         })
     }
-}
-
-/// Per-step values stacked along a new first axis: into one buffer of all the steps where
-/// their number is known when the loop starts, else kept and stacked at the end.
-enum Stack {
-    /// Not yet sized (sized at the first step).
-    Empty,
-    /// `[steps, ...]`, filled step by step.
-    Filled(Tensor),
-    /// The steps of a while loop, in the order they ran.
-    Steps(Vec<Tensor>),
-}
-
-impl Stack {
-    /// Put `y`, the value of step `t` of `steps` (`None`: a while loop's), in its place.
-    fn put(
-        &mut self,
-        t: usize,
-        steps: Option<usize>,
-        y: &Tensor,
-        (pool, node): (&mut Pool, &Node),
-    ) -> Result<()> {
-        if let (Stack::Empty, Some(steps)) = (&*self, steps) {
-            let mut shape = vec![steps];
-            shape.extend_from_slice(y.shape());
-            *self = Stack::Filled(buffer(y.dtype(), &shape, pool, node)?);
-        }
-        match self {
-            Stack::Empty => *self = Stack::Steps(vec![y.clone()]),
-            Stack::Steps(ys) => ys.push(y.clone()),
-            Stack::Filled(all) => {
-                if all.shape()[1..] != *y.shape() {
-                    return Err(Error::Data {
-                        path: "<loop>".into(),
-                        reason: format!(
-                            "per-step values of different shapes: {} at step {t}, {} before",
-                            crate::shape::show(y.shape()),
-                            crate::shape::show(&all.shape()[1..])
-                        ),
-                    });
-                }
-                macro_rules! put {
-                    ($v:ident) => {
-                        match (all, y) {
-                            (Tensor::$v(a), Tensor::$v(b)) => {
-                                copy_into(a.index_axis_mut(Axis(0), t), b.view())
-                            }
-                            _ => unreachable!("the stack has the dtype of its first value"),
-                        }
-                    };
-                }
-                match y.dtype() {
-                    DType::F32 => put!(F32),
-                    DType::F64 => put!(F64),
-                    DType::I64 => put!(I64),
-                    DType::Bool => put!(Bool),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The stacked values: `empty` (the shape of no steps) where there were none; a while
-    /// loop's in sequence order (`reverse`: they ran from the last).
-    fn finish(self, dtype: DType, empty: &[usize], reverse: bool) -> Result<Tensor> {
-        match self {
-            Stack::Filled(all) => Ok(all),
-            Stack::Empty => stack(&[], dtype, empty),
-            Stack::Steps(mut ys) => {
-                if reverse {
-                    ys.reverse();
-                }
-                stack(&ys, dtype, empty)
-            }
-        }
-    }
-}
-
-/// A tensor of `dtype` and `shape` (contents unspecified), float buffers from `pool`.
-fn buffer(dtype: DType, shape: &[usize], pool: &mut Pool, node: &Node) -> Result<Tensor> {
-    let failed = |f: Failure| f.at(node);
-    Ok(match dtype {
-        DType::F32 => Tensor::F32(
-            ArrayD::from_shape_vec(IxDyn(shape), pool.take::<f32>(shape).map_err(failed)?)
-                .expect("a buffer of the shape's size"),
-        ),
-        DType::F64 => Tensor::F64(
-            ArrayD::from_shape_vec(IxDyn(shape), pool.take::<f64>(shape).map_err(failed)?)
-                .expect("a buffer of the shape's size"),
-        ),
-        DType::I64 => Tensor::I64(checked(shape, pool, DType::I64).map_err(failed)?),
-        DType::Bool => Tensor::Bool(checked(shape, pool, DType::Bool).map_err(failed)?),
-    })
-}
-
-/// An array of `shape` of a type the pool does not keep, allocated within the pool's memory
-/// limit, or why not.
-fn checked<T: Clone + Default>(
-    shape: &[usize],
-    pool: &Pool,
-    dtype: DType,
-) -> Result<ArrayD<T>, Failure> {
-    let too_big = |limit| Failure::OutOfMemory {
-        dtype,
-        shape: shape.to_vec(),
-        limit,
-    };
-    let n = crate::shape::checked_size(shape).ok_or_else(|| too_big(None))?;
-    let bytes = n.checked_mul(std::mem::size_of::<T>());
-    if let Some(limit) = pool.limit
-        && bytes.is_none_or(|b| b > limit)
-    {
-        return Err(too_big(Some(limit)));
-    }
-    let mut v: Vec<T> = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| too_big(None))?;
-    v.resize(n, T::default());
-    Ok(ArrayD::from_shape_vec(IxDyn(shape), v).expect("a buffer of the shape's size"))
 }
 
 /// Run the loop of `runner` on `args` (its sequences, initial states, count and captured
@@ -500,68 +380,6 @@ fn output_types(nodes: &[Node], outputs: &[usize], fed: &[Type]) -> Vec<Option<T
         types.push(ty);
     }
     outputs.iter().map(|&o| types[o].clone()).collect()
-}
-
-/// Slice `t` of a sequence along its first axis, float slices in buffers from `pool`.
-fn slice(s: &Tensor, t: usize, pool: &mut Pool, node: &Node) -> Result<Tensor> {
-    let mut out = buffer(s.dtype(), &s.shape()[1..], pool, node)?;
-    macro_rules! at {
-        ($v:ident) => {
-            match (&mut out, s) {
-                (Tensor::$v(o), Tensor::$v(a)) => copy_into(o.view_mut(), a.index_axis(Axis(0), t)),
-                _ => unreachable!("the buffer has the sequence's dtype"),
-            }
-        };
-    }
-    match s.dtype() {
-        DType::F32 => at!(F32),
-        DType::F64 => at!(F64),
-        DType::I64 => at!(I64),
-        DType::Bool => at!(Bool),
-    }
-    Ok(out)
-}
-
-/// `dst ← src` (of one shape): one copy of the elements where both are contiguous.
-fn copy_into<T: Copy>(mut dst: ndarray::ArrayViewMutD<T>, src: ndarray::ArrayViewD<T>) {
-    match (dst.as_slice_mut(), src.as_slice()) {
-        (Some(d), Some(s)) => d.copy_from_slice(s),
-        _ => dst.assign(&src),
-    }
-}
-
-/// Per-step tensors stacked along a new first axis; for no steps, an empty tensor of `dtype`
-/// and shape `empty`.
-fn stack(items: &[Tensor], dtype: DType, empty: &[usize]) -> Result<Tensor> {
-    macro_rules! stacked {
-        ($v:ident, $t:ty) => {{
-            let views: Vec<_> = items
-                .iter()
-                .map(|i| match i {
-                    Tensor::$v(a) => Ok(a.view()),
-                    other => Err(format!("a loop output of {}", other.dtype())),
-                })
-                .collect::<std::result::Result<_, String>>()
-                .map_err(|e| Error::Data {
-                    path: "<loop>".into(),
-                    reason: e,
-                })?;
-            if views.is_empty() {
-                Tensor::$v(ArrayD::<$t>::default(IxDyn(empty)))
-            } else {
-                Tensor::$v(ndarray::stack(Axis(0), &views).map_err(|e| Error::Data {
-                    path: "<loop>".into(),
-                    reason: format!("per-step outputs of different shapes: {e}"),
-                })?)
-            }
-        }};
-    }
-    Ok(match dtype {
-        DType::F32 => stacked!(F32, f32),
-        DType::F64 => stacked!(F64, f64),
-        DType::I64 => stacked!(I64, i64),
-        DType::Bool => stacked!(Bool, bool),
-    })
 }
 
 /// A stream's state for step `t`: its seed, and a counter of its own for the step.

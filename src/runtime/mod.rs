@@ -22,6 +22,7 @@ mod pool;
 mod products;
 mod profile;
 mod sources;
+mod stacks;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -12,6 +12,9 @@
 //! W5: an LSTM SGD step (batch 64, 128 units, 28 steps of 28 inputs, softmax on the last state)
 //! by `Scan` and unrolled, and the time to compile it at T = 28 and T = 1000.
 //!
+//! W7: a LeNet-5-like convnet SGD step (batch 100; `examples/convnet.rs`'s net); with
+//! `W7_PROFILE=1`, its profile by kind of node.
+//!
 //! W6: the time to compile the RBM CD-k step, unrolled (k = 1, 5, 25, 100) and as one loop.
 //!
 //! `cargo bench -p gradus-bench --bench steps` runs all;
@@ -145,6 +148,19 @@ fn main() {
                 times.sort_by(f64::total_cmp);
                 println!("W5 lstm compile ({name}, T = {steps}): {:.2} ms", times[2]);
             }
+        }
+    }
+    if run("W7") {
+        // The peers' timer: 5 warm-up steps, the median of 20 blocks of 10.
+        let (builder, feed) = common::convnet_step();
+        let f = builder
+            .profile(std::env::var_os("W7_PROFILE").is_some())
+            .compile()
+            .unwrap();
+        let ms = time(&f, &feed, 5, 20, 10);
+        println!("W7 convnet sgd step: {ms:.3} ms ({:.0} steps/s)", 1e3 / ms);
+        if let Some(profile) = f.profile() {
+            println!("{profile}");
         }
     }
     if run("W6") {

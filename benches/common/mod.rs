@@ -119,3 +119,50 @@ pub fn lstm_step(steps: usize, scan: bool) -> (FunctionBuilder, Vec<Tensor>) {
 
 /// Minibatch size of W5.
 pub const LSTM_BATCH: usize = 64;
+
+/// W7: one SGD step (lr 0.01) of the LeNet-5-like net of `examples/convnet.rs` (conv 5x5x20,
+/// max-pool 2, conv 5x5x50, max-pool 2, 500 ReLU, softmax) on a batch of 100 "images".
+pub fn convnet_step() -> (FunctionBuilder, Vec<Tensor>) {
+    use gradus::{Conv2d, Pool2d};
+    use ndarray::Array4;
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut filters = |o: usize, i: usize| {
+        let s = (6.0 / (i * 25 + o * 25 / 4) as f32).sqrt();
+        Array4::from_shape_fn((o, i, 5, 5), |_| rng.random_range(-s..s))
+    };
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, &[None, Some(784)]);
+    let y = g.input("y", DType::I64, &[None]);
+    let w1 = g.shared("W1", filters(20, 1));
+    let w2 = g.shared("W2", filters(50, 20));
+    let b1 = g.shared("b1", Array1::<f32>::zeros(20));
+    let b2 = g.shared("b2", Array1::<f32>::zeros(50));
+    let mut layer = |name: &str, n_in: usize, n_out: usize| {
+        let s = (6.0 / (n_in + n_out) as f32).sqrt();
+        let w = Array2::from_shape_fn((n_in, n_out), |_| rng.random_range(-s..s));
+        (
+            g.shared(&format!("W{name}"), w),
+            g.shared(&format!("b{name}"), Array1::<f32>::zeros(n_out)),
+        )
+    };
+    let (w3, b3) = layer("3", 800, 500);
+    let (w4, b4) = layer("4", 500, 10);
+    let pool = Pool2d::new(2);
+    let images = x.reshape(&[-1, 1, 28, 28]);
+    let c1 = (images.conv2d(&w1, Conv2d::default()) + b1.reshape(&[1, 20, 1, 1])).relu();
+    let c2 =
+        (c1.max_pool2d(pool).conv2d(&w2, Conv2d::default()) + b2.reshape(&[1, 50, 1, 1])).relu();
+    let h = (c2.max_pool2d(pool).reshape(&[-1, 800]).matmul(&w3) + &b3).relu();
+    let loss = (h.matmul(&w4) + &b4).softmax_cross_entropy(&y).mean();
+    let params = [&w1, &b1, &w2, &b2, &w3, &b3, &w4, &b4];
+    let grads = grad(&loss, &params).unwrap();
+    let updates = Optimizer::sgd(0.01).updates(&params, &grads).unwrap();
+    let feed = vec![
+        batch(&mut rng),
+        Tensor::from(Array1::from_shape_fn(BATCH, |i| (i % 10) as i64)),
+    ];
+    (
+        function(&[&x, &y], &[&loss]).updates(&as_pairs(&updates)),
+        feed,
+    )
+}

@@ -98,6 +98,31 @@ def lstm_step(params, xs, y):
     return jax.tree.map(lambda p, g: p - C.LSTM_LR * g, params, grads), loss
 
 
+def convnet_loss(params, x, y):
+    """W7: the LeNet-5-like net on NCHW x, mean softmax cross-entropy."""
+    w1, b1, w2, b2, w3, b3, w4, b4 = params
+
+    def conv(h, w, b):
+        out = jax.lax.conv_general_dilated(h, w, (1, 1), "VALID",
+                                           dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return jax.nn.relu(out + b[None, :, None, None])
+
+    def pool(h):
+        return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2),
+                                     "VALID")
+
+    h = pool(conv(pool(conv(x, w1, b1)), w2, b2)).reshape(x.shape[0], -1)
+    h = jax.nn.relu(h @ w3 + b3)
+    logp = jax.nn.log_softmax(h @ w4 + b4)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
+@sgd_jit
+def convnet_step(params, x, y):
+    loss, grads = jax.value_and_grad(convnet_loss)(params, x, y)
+    return jax.tree.map(lambda p, g: p - C.CONVNET_LR * g, params, grads), loss
+
+
 def stepper(step, state, *inputs):
     """A closure that runs step on the current state and keeps the new one."""
     def run():
@@ -127,6 +152,10 @@ def main():
         steps = C.rate(stepper(lstm_step, [params], xs, ys), a, sync=sync)
         print(f"W5 jax.jit lax.scan {steps:.1f} steps/s (compile {compile_s * 1e3:.0f} ms)",
               flush=True)
+    if "W7" in a.workloads:
+        params = tuple(map(jnp.asarray, C.convnet_params()))
+        images = x.reshape(-1, 1, 28, 28)
+        C.report("W7", "jax.jit", C.rate(stepper(convnet_step, [params], images, y), a, sync=sync))
     if "W4" in a.workloads:
         with jax.enable_x64(C.CHAIN_DTYPE == "float64"):
             v = jnp.full(C.CHAIN_N, C.CHAIN_X, dtype=C.CHAIN_DTYPE)

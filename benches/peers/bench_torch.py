@@ -108,6 +108,29 @@ def lstm_stepper():
     return step
 
 
+def convnet_stepper():
+    """W7: one SGD step of the LeNet-5-like net (conv 5x5x20, max-pool 2, conv 5x5x50, max-pool
+    2, 500 ReLU, softmax) on a batch of 100 digits."""
+    params = [torch.from_numpy(p).requires_grad_() for p in C.convnet_params()]
+    w1, b1, w2, b2, w3, b3, w4, b4 = params
+    x_np, y_np = C.batch()
+    x = torch.from_numpy(x_np).reshape(-1, 1, 28, 28)
+    y = torch.from_numpy(y_np)
+    opt = torch.optim.SGD(params, lr=C.CONVNET_LR)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        h = F.max_pool2d(F.relu(F.conv2d(x, w1, b1)), 2)
+        h = F.max_pool2d(F.relu(F.conv2d(h, w2, b2)), 2).reshape(x.shape[0], -1)
+        h = F.relu(torch.addmm(b3, h, w3))
+        loss = F.cross_entropy(torch.addmm(b4, h, w4), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
 def main():
     a = C.args(__doc__, "--no-eager", "--no-compile")
     modes = ["torch"] * (not a.no_eager) + ["torch.compile"] * (not a.no_compile)
@@ -128,6 +151,8 @@ def main():
                 C.report(wl, mode, C.rate(sgd_stepper(params, wrap(loss), *inputs), a))
         if "W5" in a.workloads and mode == "torch":
             C.report("W5", "torch nn.LSTM", C.rate(lstm_stepper(), a))
+        if "W7" in a.workloads and mode == "torch":
+            C.report("W7", "torch conv2d", C.rate(convnet_stepper(), a))
         if "W4" in a.workloads:
             v = torch.full((C.CHAIN_N,), C.CHAIN_X, dtype=getattr(torch, C.CHAIN_DTYPE),
                            requires_grad=True)

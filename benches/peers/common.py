@@ -34,6 +34,23 @@ CHAIN_DTYPE = "float64"  # benches/chain.rs builds the chain in F64
 CALLS = 5  # W4 chain calls per timed repeat
 LSTM = dict(steps=28, batch=64, inputs=28, hidden=128)  # W5
 LSTM_LR = 0.01
+CONVNET = dict(batch=100, c1=20, c2=50, hidden=500)  # W7: LeNet-5-like, 5x5 filters
+CONVNET_LR = 0.01
+
+
+def convnet_params(seed=0):
+    """W7: conv filters (O, I, 5, 5) uniform in +-sqrt(6 / (fan_in + fan_out / 4)), zero biases,
+    then the 800-500 and 500-10 layers (Glorot); float32."""
+    rng = np.random.default_rng(seed)
+    c1, c2, h = CONVNET["c1"], CONVNET["c2"], CONVNET["hidden"]
+
+    def filters(o, i):
+        s = np.sqrt(6.0 / (i * 25 + o * 25 / 4))
+        return rng.uniform(-s, s, (o, i, 5, 5)).astype(np.float32)
+
+    w1, w2 = filters(c1, 1), filters(c2, c1)
+    (w3, b3), (w4, b4) = layers((c2 * 16, h, 10), seed + 1)
+    return (w1, np.zeros(c1, np.float32), w2, np.zeros(c2, np.float32), w3, b3, w4, b4)
 
 
 def lstm_batch():
@@ -87,8 +104,8 @@ def rbm_params():
 def args(description, *flags):
     """The command line: which workloads, how long to time them, and any `flags` (switches)."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--workloads", default="W1,W2,W3,W4,W5",
-                   help="comma-separated subset of W1,W2,W3,W4,W5")
+    p.add_argument("--workloads", default="W1,W2,W3,W4,W5,W7",
+                   help="comma-separated subset of W1,W2,W3,W4,W5,W7")
     p.add_argument("--repeats", type=int, default=20, help="timed repeats (median reported)")
     p.add_argument("--steps", type=int, default=50, help="steps per timed repeat")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")

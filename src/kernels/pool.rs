@@ -56,6 +56,23 @@ impl Windows {
             stride,
             padding,
         } = self.pool;
+        if padding.h == 0 && padding.w == 0 {
+            // Every window lies inside the plane: its cells are one pattern of offsets, moved.
+            let pattern: Vec<usize> = (0..window.h)
+                .flat_map(|ki| (0..window.w).map(move |kj| ki * self.w + kj))
+                .collect();
+            let mut cells = pattern.clone();
+            for i in 0..self.oh {
+                for j in 0..self.ow {
+                    let base = i * stride.h * self.w + j * stride.w;
+                    for (c, p) in cells.iter_mut().zip(&pattern) {
+                        *c = base + p;
+                    }
+                    f(i * self.ow + j, &cells);
+                }
+            }
+            return;
+        }
         let mut cells = Vec::with_capacity(window.h * window.w);
         for i in 0..self.oh {
             for j in 0..self.ow {
@@ -82,15 +99,18 @@ impl Windows {
     }
 }
 
-/// The first of `cells` where `x` is largest.
-fn first_max<T: Float>(x: &[T], cells: &[usize]) -> usize {
-    let mut best = cells[0];
+/// The first of `cells` where `x` is largest, and that value. (Selects, not branches: on
+/// data, which cell wins is a coin toss that a branch would mispredict half the time.)
+#[inline]
+fn first_max<T: Float>(x: &[T], cells: &[usize]) -> (usize, T) {
+    let (mut best, mut value) = (cells[0], x[cells[0]]);
     for &c in &cells[1..] {
-        if x[c] > x[best] {
-            best = c;
-        }
+        let v = x[c];
+        let bigger = v > value;
+        best = if bigger { c } else { best };
+        value = if bigger { v } else { value };
     }
-    best
+    (best, value)
 }
 
 /// Run `f(plane, out)` for each plane of `out` (`len` elements each), threaded over the planes
@@ -122,7 +142,7 @@ pub(super) fn pool_forward<T: Float>(
         let x_p = &xs[p * plane..][..plane];
         win.each(|o, cells| {
             y_p[o] = match kind {
-                Pooling::Max => x_p[first_max(x_p, cells)],
+                Pooling::Max => first_max(x_p, cells).1,
                 Pooling::Avg => cells.iter().map(|&c| x_p[c]).fold(T::zero(), |a, v| a + v) / area,
             }
         });
@@ -146,7 +166,7 @@ pub(super) fn pool_grad<T: Float>(
         let dy_p = &dys[p * out_plane..][..out_plane];
         win.each(|o, cells| match (kind, xs) {
             (Pooling::Max, Some(xs)) => {
-                let at = first_max(&xs[p * plane..][..plane], cells);
+                let (at, _) = first_max(&xs[p * plane..][..plane], cells);
                 dx_p[at] = dx_p[at] + dy_p[o];
             }
             _ => {

@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Instant;
 
+use gradus::optim::{Optimizer, as_pairs};
 use gradus::prelude::*;
 use gradus::viz::{self, Plot};
 use gradus::{Conv2d, Pool2d};
@@ -54,22 +55,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let logits = h.matmul(&w4) + &b4;
     let loss = logits.softmax_cross_entropy(&y).mean();
 
-    // SGD with momentum: v <- mu v - lr g; p <- p + v.
+    // SGD with momentum (v <- mu v - lr g; p <- p + v), the rate fed at each call.
     let params = [&w1, &b1, &w2, &b2, &w3, &b3, &w4, &b4];
     let grads = grad(&loss, &params)?;
-    let mut updates = Vec::new();
-    for (p, gp) in params.iter().zip(&grads) {
-        let v = g.shared(
-            &format!("v_{}", p.name()),
-            p.get_value()?.to_f64_array().mapv(|_| 0.0f32),
-        );
-        let v_new = &v * momentum - gp * &lr;
-        updates.push(((*p).clone(), *p + &v_new));
-        updates.push((v, v_new));
-    }
-    let pairs: Vec<(&Expr, &Expr)> = updates.iter().map(|(a, b)| (a, b)).collect();
+    let updates = Optimizer::momentum(f64::from(lr0), momentum)
+        .learning_rate(&lr)
+        .updates(&params, &grads)?;
     let train = function(&[&x, &y, &lr], &[&loss])
-        .updates(&pairs)
+        .updates(&as_pairs(&updates))
         .compile()?;
     let predict = function(&[&x], &[&logits.argmax(1)]).compile()?;
     // ANCHOR_END: model

@@ -4,32 +4,9 @@
 
 mod common;
 
-use common::{assert_built_at, assert_mentions};
+use common::{assert_built_at, assert_mentions, reported};
 use gradus::prelude::*;
-use gradus::{Conv2d, Error, Pool2d, eval};
-
-/// The error of `bad`, which `grad`, `function` and `eval` must return unchanged.
-#[track_caller]
-fn reported(bad: &Expr, inputs: &[&Expr]) -> Error {
-    let err = bad
-        .clone()
-        .check()
-        .expect_err("check() reports the bad node");
-    let msg = err.to_string();
-    let cost = bad.sum();
-    for (route, e) in [
-        ("grad", grad(&cost, inputs).err()),
-        ("function", function(inputs, &[bad]).compile().err()),
-        ("eval", eval(&[bad], &[]).err()),
-    ] {
-        assert_eq!(
-            e.map(|e| e.to_string()).as_deref(),
-            Some(msg.as_str()),
-            "{route} must return the recorded error"
-        );
-    }
-    err
-}
+use gradus::{Conv2d, Error, Pool2d};
 
 fn nchw(g: &Graph, name: &str, dims: [usize; 4]) -> Expr {
     g.input(name, DType::F64, &dims.map(Some))

@@ -6,32 +6,9 @@
 
 mod common;
 
-use common::{assert_built_at, assert_mentions, at};
+use common::{assert_built_at, assert_mentions, at, reported};
 use gradus::prelude::*;
 use gradus::{Error, eval, hessian, jacobian};
-
-/// A build error must come back, identical, from `check`, `grad`, `function` and `eval`.
-#[track_caller]
-fn reported(bad: &Expr, inputs: &[&Expr]) -> Error {
-    let err = bad
-        .clone()
-        .check()
-        .expect_err("check() reports the bad node");
-    let msg = err.to_string();
-    let routes = [
-        ("grad", grad(bad, inputs).err()),
-        ("function", function(inputs, &[bad]).compile().err()),
-        ("eval", eval(&[bad], &[]).err()),
-    ];
-    for (route, e) in routes {
-        assert_eq!(
-            e.map(|e| e.to_string()).as_deref(),
-            Some(msg.as_str()),
-            "{route} must return the recorded error"
-        );
-    }
-    err
-}
 
 fn f64s(v: &[f64]) -> Tensor {
     v.to_vec().into()

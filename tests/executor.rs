@@ -1,17 +1,13 @@
 //! The fast executor: fused kernels, kernel runs, gemm specialisation, products side by side,
 //! profiling and the debug mode. (A warm step allocating nothing is `tests/allocation.rs`.)
 
+mod common;
+
+use common::close;
 use gradus::models::{CdConfig, Rbm};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
 use ndarray::Array2;
-
-fn close(a: &Tensor, b: &Tensor, tol: f64) {
-    assert_eq!(a.shape(), b.shape());
-    for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
-        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
-    }
-}
 
 /// Two calls of the fast plan `f` (the second on buffers from the pool) agree with the
 /// reference plan `r` within `tol`.

@@ -2,6 +2,9 @@
 //! run time, a while form, random draws per step, in every mode; their gradients (by finite
 //! differences, through sequences, states, captured parameters and shared variables).
 
+mod common;
+
+use common::close;
 use gradus::gradcheck::GradCheck;
 use gradus::models::unroll;
 use gradus::prelude::*;
@@ -30,13 +33,6 @@ fn sequence(t: usize, n: usize) -> Tensor {
         ((a * 7 + b * 3 + c) % 5) as f64 / 5.0 - 0.4
     })
     .into()
-}
-
-fn close(a: &Tensor, b: &Tensor, tol: f64) {
-    assert_eq!(a.shape(), b.shape());
-    for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
-        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
-    }
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! The GRU and LSTM cells: by `scan` they compute what they compute unrolled, and their
 //! gradients check by finite differences (f64) with respect to inputs and every parameter.
 
+mod common;
+
+use common::close;
 use gradus::gradcheck::GradCheck;
 use gradus::models::recurrent::{Gru, Lstm};
 use gradus::prelude::*;
@@ -11,13 +14,6 @@ fn sequences(t: usize, n: usize, d: usize) -> Tensor {
         ((a * 5 + b * 3 + c * 7) % 11) as f64 / 11.0 - 0.5
     })
     .into()
-}
-
-fn close(a: &Tensor, b: &Tensor, tol: f64) {
-    assert_eq!(a.shape(), b.shape());
-    for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
-        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
-    }
 }
 
 #[test]

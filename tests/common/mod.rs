@@ -6,6 +6,8 @@
 
 use gradus::Error;
 use gradus::data::Mnist;
+use gradus::eval;
+use gradus::prelude::*;
 use ndarray::{Array2, s};
 
 /// The first `n` bundled training digits, grey levels in [0, 1].
@@ -48,4 +50,35 @@ pub fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
         .build()
         .expect("a pool of a few threads")
         .install(f)
+}
+
+/// A build error must come back, identical, from `check`, `grad`, `function` and `eval`.
+#[track_caller]
+pub fn reported(bad: &Expr, inputs: &[&Expr]) -> Error {
+    let err = bad
+        .clone()
+        .check()
+        .expect_err("check() reports the bad node");
+    let msg = err.to_string();
+    let routes = [
+        ("grad", grad(bad, inputs).err()),
+        ("function", function(inputs, &[bad]).compile().err()),
+        ("eval", eval(&[bad], &[]).err()),
+    ];
+    for (route, e) in routes {
+        assert_eq!(
+            e.map(|e| e.to_string()).as_deref(),
+            Some(msg.as_str()),
+            "{route} must return the recorded error"
+        );
+    }
+    err
+}
+
+/// `a` and `b` have one shape and agree elementwise within `tol` (relative to 1 + |b|).
+pub fn close(a: &Tensor, b: &Tensor, tol: f64) {
+    assert_eq!(a.shape(), b.shape());
+    for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
+    }
 }

@@ -55,16 +55,18 @@ pub(super) fn terms(graph: &Graph, d: &Expr, steps: &[NodeId]) -> Vec<Term> {
     let ty = d.ty();
     while let Some(e) = todo.pop() {
         let inputs = e.inputs();
-        match e.op() {
-            Op::Binary(Binary::Add) if inputs.iter().all(|i| i.ty() == ty) => {
-                todo.extend(inputs.into_iter().rev())
-            }
-            Op::MatMul if product(graph, &inputs, steps).is_some() => {
-                let (a, b) = product(graph, &inputs, steps).expect("just matched");
-                out.push(Term::Product(a, b));
-            }
-            _ => out.push(Term::Other(e)),
+        let op = e.op();
+        if op == Op::Binary(Binary::Add) && inputs.iter().all(|i| i.ty() == ty) {
+            todo.extend(inputs.into_iter().rev());
+            continue;
         }
+        let pushed = (op == Op::MatMul)
+            .then(|| product(graph, &inputs, steps))
+            .flatten();
+        out.push(match pushed {
+            Some((a, b)) => Term::Product(a, b),
+            None => Term::Other(e),
+        });
     }
     out
 }

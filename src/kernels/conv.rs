@@ -455,41 +455,41 @@ fn filter_grad<T: KernelFloat>(
         return Ok(());
     }
     let (k, l, og, groups) = (g.k(), g.l(), g.og(), g.conv.groups);
-    // The filters' gradient of images `range` added onto `dw`, on `threads` threads.
-    let part = |range: std::ops::Range<usize>, dw: &mut [T], threads: usize| {
-        T::with_scratch(k * l, |col| {
-            for i in range {
-                for grp in 0..groups {
-                    im2col(
-                        g,
-                        &xs[(i * groups + grp) * g.x_group()..][..g.x_group()],
-                        col,
-                    );
-                    let dy_g = matrix(&dys[(i * g.o + grp * og) * l..][..og * l], og, l)?;
-                    let out = &mut dw[grp * og * k..][..og * k];
-                    let col = matrix(col, k, l)?;
-                    gemm_onto(&dy_g, &col, Init::Out, &product(false, true), out, threads)?;
-                }
+    // The filters' gradient of images `range` added onto `dw`, on `threads` threads, with
+    // `col` to unfold each image into.
+    let part = |range: std::ops::Range<usize>, dw: &mut [T], col: &mut [T], threads: usize| {
+        for i in range {
+            for grp in 0..groups {
+                im2col(
+                    g,
+                    &xs[(i * groups + grp) * g.x_group()..][..g.x_group()],
+                    col,
+                );
+                let dy_g = matrix(&dys[(i * g.o + grp * og) * l..][..og * l], og, l)?;
+                let out = &mut dw[grp * og * k..][..og * k];
+                let col = matrix(col, k, l)?;
+                gemm_onto(&dy_g, &col, Init::Out, &product(false, true), out, threads)?;
             }
-            Ok::<_, String>(())
-        })
+        }
+        Ok::<_, String>(())
     };
     let threads = rayon::current_num_threads();
     if threads > 1 && g.n >= threads {
-        // A partial sum per thread's share of the images, added up.
+        // A partial sum per thread's share of the images, in that thread's scratch (no
+        // allocation on a warm step), added onto `dw` under a lock.
         let share = g.n.div_ceil(threads);
-        let parts = (0..g.n.div_ceil(share))
-            .into_par_iter()
-            .map(|t| {
-                let mut part_dw = vec![T::zero(); dw.len()];
-                part(t * share..((t + 1) * share).min(g.n), &mut part_dw, 1).map(|_| part_dw)
+        let total = std::sync::Mutex::new(dw);
+        (0..g.n.div_ceil(share)).into_par_iter().try_for_each(|t| {
+            T::with_scratch(k * l + og * k * groups, |scratch| {
+                let (col, part_dw) = scratch.split_at_mut(k * l);
+                part_dw.fill(T::zero());
+                part(t * share..((t + 1) * share).min(g.n), part_dw, col, 1)?;
+                let mut dw = total.lock().unwrap_or_else(|e| e.into_inner());
+                dw.iter_mut().zip(&*part_dw).for_each(|(d, &v)| *d = *d + v);
+                Ok(())
             })
-            .collect::<Result<Vec<_>, String>>()?;
-        for p in parts {
-            dw.iter_mut().zip(p).for_each(|(d, v)| *d = *d + v);
-        }
-        Ok(())
+        })
     } else {
-        part(0..g.n, dw, threads)
+        T::with_scratch(k * l, |col| part(0..g.n, dw, col, threads))
     }
 }

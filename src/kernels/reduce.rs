@@ -1,6 +1,7 @@
 //! Reductions along axes, `argmax`, and softmax along one axis.
 
 use ndarray::{ArrayD, Axis};
+use smallvec::SmallVec;
 
 use crate::dtype::Float;
 use crate::graph::op::Reduce;
@@ -95,28 +96,58 @@ pub(crate) fn log_softmax<T: Float>(a: &ArrayD<T>, axis: usize) -> ArrayD<T> {
     softmax_lanes(a, axis, Lanes::LogSoftmax)
 }
 
-/// The sum over axes `first..=last` of a contiguous row-major array of shape `dims`, into `out`
-/// (the product of the other dims long).
-pub(crate) fn sum_contiguous_axes<T: Float>(
-    flat: &[T],
-    dims: &[usize],
-    (first, last): (usize, usize),
-    out: &mut [T],
-) {
-    let outer: usize = dims[..first].iter().product();
-    let mid: usize = dims[first..=last].iter().product();
-    let inner: usize = dims[last + 1..].iter().product();
-    for (o, dst) in out.chunks_mut(inner.max(1)).enumerate().take(outer) {
-        let block = &flat[o * mid * inner..(o + 1) * mid * inner];
-        if inner == 1 {
-            dst[0] = lane_sum(block);
+/// The sum over `axes` (ascending) of a contiguous row-major array of shape `dims`, into `out`
+/// (the product of the other dims long, in their order): a bias's gradient over `[N, C, H, W]`
+/// sums axes `[0, 2, 3]`. The dims are merged into runs of summed and kept dims; each row of
+/// the last run is either summed onto one element of `out` or added onto a row of it.
+pub(crate) fn sum_axes<T: Float>(flat: &[T], dims: &[usize], axes: &[usize], out: &mut [T]) {
+    // (length, summed) runs, dims of length 1 dropped.
+    let mut runs: SmallVec<[(usize, bool); 6]> = SmallVec::new();
+    for (k, &d) in dims.iter().enumerate() {
+        let summed = axes.contains(&k);
+        match runs.last_mut() {
+            _ if d == 1 => {}
+            Some((len, s)) if *s == summed => *len *= d,
+            _ => runs.push((d, summed)),
+        }
+    }
+    out.fill(T::zero());
+    let Some(&(inner, inner_summed)) = runs.last() else {
+        // Every dim has length 1 (or there are none): one element.
+        if let (Some(o), Some(&v)) = (out.first_mut(), flat.first()) {
+            *o = v;
+        }
+        return;
+    };
+    let outer = &runs[..runs.len() - 1];
+    // The stride in `out` of each outer run (zero for a summed one).
+    let mut strides: SmallVec<[usize; 6]> = SmallVec::from_elem(0, outer.len());
+    let mut stride = if inner_summed { 1 } else { inner };
+    for (k, &(len, summed)) in outer.iter().enumerate().rev() {
+        if !summed {
+            strides[k] = stride;
+            stride *= len;
+        }
+    }
+    let mut at: SmallVec<[usize; 6]> = SmallVec::from_elem(0, outer.len());
+    let mut pos = 0;
+    for row in flat.chunks_exact(inner) {
+        if inner_summed {
+            out[pos] = out[pos] + lane_sum(row);
         } else {
-            dst.fill(T::zero());
-            for row in block.chunks_exact(inner) {
-                for (d, &v) in dst.iter_mut().zip(row) {
-                    *d = *d + v;
-                }
+            for (d, &v) in out[pos..pos + inner].iter_mut().zip(row) {
+                *d = *d + v;
             }
+        }
+        // The next row's place: an odometer over the outer runs.
+        for k in (0..outer.len()).rev() {
+            at[k] += 1;
+            pos += strides[k];
+            if at[k] < outer[k].0 {
+                break;
+            }
+            pos -= strides[k] * at[k];
+            at[k] = 0;
         }
     }
 }
@@ -143,6 +174,30 @@ fn lane_sum<T: Float>(xs: &[T]) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `sum_axes` against ndarray's `sum_axis`, over every set of axes of a 4-d array with
+    /// dims of length 1 among them.
+    #[test]
+    fn sum_axes_matches_summing_one_axis_at_a_time() {
+        let dims = [3, 1, 4, 5];
+        let a = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&dims), |i| {
+            (i[0] * 100 + i[2] * 10 + i[3]) as f64
+        });
+        for mask in 0u32..16 {
+            let axes: Vec<usize> = (0..4).filter(|k| mask & (1 << k) != 0).collect();
+            let mut want = a.clone();
+            for &k in axes.iter().rev() {
+                want = want.sum_axis(ndarray::Axis(k));
+            }
+            let mut out = vec![f64::NAN; want.len()];
+            sum_axes(a.as_slice().unwrap(), &dims, &axes, &mut out);
+            assert_eq!(
+                out,
+                want.iter().copied().collect::<Vec<_>>(),
+                "axes {axes:?}"
+            );
+        }
+    }
 
     #[test]
     fn lane_sum_adds_every_element() {

@@ -348,8 +348,6 @@ impl Executor {
     }
 }
 
-/// A sum over a contiguous run of axes of a standard-layout array, into a pooled buffer;
-/// `None` for other cases (the general kernel does those).
 /// A transpose of the last two axes (of a matrix, or of each matrix of a batch), block by block
 /// into a pooled buffer; `None` for other permutations.
 fn transposed<T: Pooled>(
@@ -409,6 +407,8 @@ fn windowed<T: Pooled>(
     Some(shaped(out, job.shape()).map_err(Failure::from))
 }
 
+/// A sum over any axes of a standard-layout array, into a pooled buffer; `None` for a strided
+/// one (the general kernel does those).
 fn sum_node<T: Pooled>(
     x: &Tensor,
     axes: &[usize],
@@ -417,10 +417,6 @@ fn sum_node<T: Pooled>(
 ) -> Option<Result<Tensor, Failure>> {
     let a = T::view(x)?;
     let flat = a.as_slice()?;
-    let (first, last) = (*axes.first()?, *axes.last()?);
-    if last - first + 1 != axes.len() {
-        return None;
-    }
     let dims = a.shape();
     let shape: SmallVec<[usize; 6]> = dims
         .iter()
@@ -435,7 +431,7 @@ fn sum_node<T: Pooled>(
         Ok(out) => out,
         Err(e) => return Some(Err(e)),
     };
-    reduce::sum_contiguous_axes(flat, dims, (first, last), &mut out);
+    reduce::sum_axes(flat, dims, axes, &mut out);
     Some(shaped(out, &shape).map_err(Failure::from))
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(clippy::eq_op)] // x - x and x * x are the patterns some rewrites look for
 
+use gradus::Conv2d;
 use gradus::prelude::*;
 use gradus::rewrite::{PASSES, RULES, StopReason};
 use rand::rngs::StdRng;
@@ -54,7 +55,7 @@ fn pattern(rule: &str) -> fn(&Listed) -> bool {
         "constant_fold" => |n| !n.operands.is_empty() && n.operands.iter().all(|o| o == "constant"),
         "drop_stop_gradient" => |n| is(&n.op, "stop_gradient"),
         "mul_by_one" | "mul_self_to_square" => |n| is(&n.op, "mul"),
-        "add_zero" | "gemm_bias" => |n| is(&n.op, "add"),
+        "add_zero" | "gemm_bias" | "conv_bias" => |n| is(&n.op, "add"),
         "sub_zero" | "sub_self" | "exp_minus_one_to_expm1" => |n| is(&n.op, "sub"),
         "div_by_one" => |n| is(&n.op, "div"),
         // (g / s) * (s * (1 - s)) with s = sigmoid(x)
@@ -155,6 +156,21 @@ fn every_rule_fires_and_keeps_values() {
     let x = g.vector("x", DType::F64);
     let m = g.input("m", DType::F64, &[Some(2), Some(3)]);
     let mv: Tensor = ndarray::arr2(&[[0.1f64, 0.2, -0.3], [1.0, -2.0, 0.5]]).into();
+    // Images [2, 4, 5, 5] for the convolutions, with filters of two groups and a bias.
+    let im = g.input("im", DType::F64, &[None, Some(4), Some(5), Some(5)]);
+    let imv: Tensor = ndarray::Array4::from_shape_fn((2, 4, 5, 5), |(n, c, i, j)| {
+        ((n * 100 + c * 25 + i * 5 + j) % 17) as f64 * 0.1 - 0.8
+    })
+    .into();
+    let filters = g.constant(ndarray::Array4::from_shape_fn(
+        (6, 2, 3, 3),
+        |(o, c, i, j)| ((o * 18 + c * 9 + i * 3 + j) % 7) as f64 * 0.2 - 0.6,
+    ));
+    let bias = g.constant(ndarray::arr1(&[0.5f64, -1.0, 0.25, 2.0, 0.0, -0.75]));
+    let conv = Conv2d::default()
+        .with_stride(2)
+        .with_padding(1)
+        .with_groups(2);
     let one = |e: &Expr| vec![e.clone()];
     let cases: Vec<(&str, Vec<Expr>)> = vec![
         (
@@ -211,6 +227,10 @@ fn every_rule_fires_and_keeps_values() {
             one(&(m.matmul(&m.t()) + &m.sum_axes(&[1], true))),
         ),
         ("gemm_alpha", one(&((-&m).matmul(&m.t()) * 0.5))),
+        (
+            "conv_bias",
+            one(&(im.conv2d(&filters, conv) + bias.reshape(&[6, 1, 1])).relu()),
+        ),
     ];
     let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
     for r in RULES {
@@ -229,7 +249,9 @@ fn every_rule_fires_and_keeps_values() {
             "gemm_alpha",
         ]
         .contains(rule);
-        if uses_m {
+        if *rule == "conv_bias" {
+            check_rule(rule, &[&im], &refs, std::slice::from_ref(&imv));
+        } else if uses_m {
             check_rule(rule, &[&m], &refs, std::slice::from_ref(&mv));
         } else {
             check_rule(rule, &[&x], &refs, &[vec3()]);

@@ -2,8 +2,9 @@
 //!
 //! A node is a leaf (an input of the function, a constant, a shared variable), an op of the
 //! user's graph, or one of the forms only the compiler makes: a product with its transposes,
-//! scale and bias folded in ([`Gemm`]), or a region of elementwise ops run as one loop
-//! ([`FusedKernel`]). The user's [`Op`] knows nothing of the latter two.
+//! scale and bias folded in ([`Gemm`]), a convolution with its bias ([`Kind::ConvBias`]), or a
+//! region of elementwise ops run as one loop ([`FusedKernel`]). The user's [`Op`] knows nothing
+//! of these.
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use crate::dtype::DType;
 use crate::error::Location;
 use crate::graph::infer::{InferError, infer};
 use crate::graph::loops::{LoopHandle, LoopResult};
-use crate::graph::op::Op;
+use crate::graph::op::{Conv2d, Op};
 use crate::graph::{NodeId, SharedVar, Type};
 use crate::kernels::fused::FusedKernel;
 use crate::kernels::gemm::Gemm;
@@ -39,6 +40,15 @@ pub(crate) enum Kind {
     Op(Op),
     /// A matrix product with transposes, scale and bias folded in.
     Gemm(Gemm),
+    /// A convolution with a bias of one value per output channel added (`conv2d(x, w) + b`,
+    /// operands `[x, w, b]`): the bias is written into the output and the product accumulated
+    /// onto it, as [`Kind::Gemm`] does with its bias.
+    ConvBias {
+        /// The convolution.
+        conv: Conv2d,
+        /// Where the user's `add` of the bias was built (its errors are reported there).
+        add: Location,
+    },
     /// A region of elementwise ops run as one loop.
     Fused(Arc<FusedKernel>),
     /// Result `result` of a loop whose body is compiled (see [`CompiledLoop`]).
@@ -115,6 +125,7 @@ impl Kind {
             Kind::Shared(_) => "shared".into(),
             Kind::Op(op) => op.name(),
             Kind::Gemm(g) => g.to_string(),
+            Kind::ConvBias { conv, .. } => format!("{}+bias", Op::Conv2d(*conv).name()),
             Kind::Fused(k) => k.to_string(),
             Kind::Loop { compiled, result } => Op::Loop {
                 body: compiled.body.clone(),
@@ -129,6 +140,7 @@ impl Kind {
     pub fn user_name(&self) -> String {
         match self {
             Kind::Gemm(_) => "matmul".into(),
+            Kind::ConvBias { conv, .. } => Op::Conv2d(*conv).name(),
             other => other.name(),
         }
     }
@@ -155,6 +167,24 @@ pub(crate) fn infer_kind(kind: &Kind, ts: &[Type]) -> Result<Type, InferError> {
             ts,
         ),
         Kind::Gemm(g) => infer_gemm(g, ts),
+        Kind::ConvBias { conv, .. } => {
+            let [x, w, b] = ts else {
+                return Err(InferError::Invalid(format!(
+                    "takes 3 operands, got {}",
+                    ts.len()
+                )));
+            };
+            let ty = infer(&Op::Conv2d(*conv), &[x.clone(), w.clone()])?;
+            if b.dtype != ty.dtype
+                || crate::shape::broadcast(&b.shape, &ty.shape).ok().as_ref() != Some(&ty.shape)
+            {
+                return Err(InferError::Shape(format!(
+                    "bias {} {} does not broadcast onto {} {}",
+                    b.dtype, b.shape, ty.dtype, ty.shape
+                )));
+            }
+            Ok(ty)
+        }
         Kind::Fused(k) => {
             if ts.len() != k.n_inputs {
                 return Err(InferError::Invalid(format!(
@@ -234,6 +264,7 @@ pub(crate) fn eval_kind(
     match kind {
         Kind::Op(op) => kernels::eval(op, x, types, ty, exec),
         Kind::Gemm(g) => g.eval(x, &declared(), &ty.shape, exec),
+        Kind::ConvBias { conv, .. } => kernels::conv::eval_conv_bias(conv, x, exec),
         Kind::Fused(k) => match ty.dtype {
             DType::F32 => Ok(Tensor::F32(k.eval::<f32>(x, &declared(), exec)?)),
             _ => Ok(Tensor::F64(k.eval::<f64>(x, &declared(), exec)?)),

@@ -204,8 +204,9 @@ fn per_image<T: Float>(
 /// Which of a convolution's three products.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Pass {
-    /// `y = conv(x, w)`, operands `[x, w]`.
-    Forward,
+    /// `y = conv(x, w)`, operands `[x, w]`; with `true`, `y = conv(x, w) + b` for a bias `b`
+    /// of one value per output channel, operands `[x, w, b]` (the compiler's fused form).
+    Forward(bool),
     /// The input's gradient, the transposed convolution of `dy`: operands `[dy, w, like x]`.
     Input,
     /// The filters' gradient, the correlation of `x` with `dy`: operands `[x, dy, like w]`.
@@ -241,6 +242,30 @@ impl Windowed {
         Some(Self::checked(op, shapes))
     }
 
+    /// A convolution `c` with a bias added, on operands of shapes `[x, w, b]`: `b` holds one
+    /// value per output channel (`[o]` after dims of length 1 on its left, `[o, 1, 1]`).
+    pub(crate) fn conv_bias(c: &Conv2d, s: &[&[usize]]) -> Result<Windowed, String> {
+        let [x, w, b] = s else {
+            return Err(format!("takes 3 operands, got {}", s.len()));
+        };
+        let mut job = Self::checked(&Op::Conv2d(*c), &[x, w])?;
+        let per_channel = b.len() <= 4
+            && b.len() >= 3
+            && b[..b.len() - 3].iter().all(|&d| d == 1)
+            && b[b.len() - 3..] == [w[0], 1, 1];
+        if !per_channel {
+            return Err(format!(
+                "the bias {} is not one value per channel of the output {}",
+                shape::show(b),
+                shape::show(&job.shape)
+            ));
+        }
+        if let Job::Conv(pass, _) = &mut job.job {
+            *pass = Pass::Forward(true);
+        }
+        Ok(job)
+    }
+
     fn checked(op: &Op, s: &[&[usize]]) -> Result<Windowed, String> {
         let conv = |pass, x: &[usize], w: &[usize], dy: Option<&[usize]>, c: &Conv2d| {
             let g = Geometry::new(x, w, c)?;
@@ -248,7 +273,7 @@ impl Windowed {
                 g.output(dy)?;
             }
             let shape = match pass {
-                Pass::Forward => vec![g.n, g.o, g.oh, g.ow],
+                Pass::Forward(_) => vec![g.n, g.o, g.oh, g.ow],
                 Pass::Input => x.to_vec(),
                 Pass::Filters => w.to_vec(),
             };
@@ -273,7 +298,7 @@ impl Windowed {
             })
         };
         match op {
-            Op::Conv2d(c) => conv(Pass::Forward, s[0], s[1], None, c),
+            Op::Conv2d(c) => conv(Pass::Forward(false), s[0], s[1], None, c),
             Op::Conv2dInputGrad(c) => conv(Pass::Input, s[2], s[1], Some(s[0]), c),
             Op::Conv2dFilterGrad(c) => conv(Pass::Filters, s[0], s[2], Some(s[1]), c),
             Op::MaxPool2d(p) => pool(Pooling::Max, None, s[0], p),
@@ -293,6 +318,7 @@ impl Windowed {
     /// give only a shape).
     pub(crate) fn reads(&self) -> usize {
         match self.job {
+            Job::Conv(Pass::Forward(true), _) => 3,
             Job::Conv(..) | Job::Pool(Pooling::Max, true, _) => 2,
             Job::Pool(..) => 1,
         }
@@ -316,7 +342,9 @@ impl Windowed {
             ));
         }
         match &self.job {
-            Job::Conv(Pass::Forward, g) => forward(g, x[0], x[1], out, exec),
+            Job::Conv(Pass::Forward(bias), g) => {
+                forward(g, x[0], x[1], bias.then(|| x[2]), out, exec)
+            }
             Job::Conv(Pass::Input, g) => input_grad(g, x[0], x[1], out, exec),
             Job::Conv(Pass::Filters, g) => filter_grad(g, x[0], x[1], out, exec),
             Job::Pool(kind, false, win) => {
@@ -340,6 +368,17 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], exec: Exec) -> KernelResult {
     let shapes: Vec<&[usize]> = x.iter().map(|t| t.shape()).collect();
     let job =
         Windowed::new(op, &shapes).ok_or_else(|| format!("{} is not windowed", op.name()))??;
+    eval_job(&job, x, exec)
+}
+
+/// The convolution `c` of `x[0]` with `x[1]` plus the per-channel bias `x[2]`, into a fresh
+/// array.
+pub(crate) fn eval_conv_bias(c: &Conv2d, x: &[&Tensor], exec: Exec) -> KernelResult {
+    let shapes: Vec<&[usize]> = x.iter().map(|t| t.shape()).collect();
+    eval_job(&Windowed::conv_bias(c, &shapes)?, x, exec)
+}
+
+fn eval_job(job: &Windowed, x: &[&Tensor], exec: Exec) -> KernelResult {
     fn fresh<T: KernelFloat>(job: &Windowed, x: &[&Tensor], exec: Exec) -> KernelResult {
         let data = x[..job.reads()]
             .iter()
@@ -360,27 +399,46 @@ pub(crate) fn eval(op: &Op, x: &[&Tensor], exec: Exec) -> KernelResult {
             .map_err(|e| e.to_string())
     }
     match x[0] {
-        Tensor::F32(_) => fresh::<f32>(&job, x, exec),
-        Tensor::F64(_) => fresh::<f64>(&job, x, exec),
+        Tensor::F32(_) => fresh::<f32>(job, x, exec),
+        Tensor::F64(_) => fresh::<f64>(job, x, exec),
         other => Err(format!("expected a float tensor, got {}", other.dtype())),
     }
 }
 
-/// `y = conv(x, w)`.
+/// `y = conv(x, w)`, plus `bias[o]` on every cell of output channel `o` when there is a bias
+/// (written into each image's output before the product accumulates onto it).
 fn forward<T: KernelFloat>(
     g: &Geometry,
     xs: &[T],
     ws: &[T],
+    bias: Option<&[T]>,
     y: &mut [T],
     exec: Exec,
 ) -> Result<(), String> {
     let (k, l, og, groups) = (g.k(), g.l(), g.og(), g.conv.groups);
+    // Each channel's block of `l` cells of one image's output, set to its bias.
+    let init = |y_i: &mut [T], bias: &[T]| {
+        y_i.chunks_mut(l)
+            .zip(bias)
+            .for_each(|(cells, &b)| cells.fill(b));
+    };
     if !exec.is_fast() {
-        y.fill(T::zero());
+        match bias {
+            Some(b) => y.chunks_mut(g.o * l).for_each(|y_i| init(y_i, b)),
+            None => y.fill(T::zero()),
+        }
         each_tap(g, |xi, wi, yi| y[yi] = y[yi] + xs[xi] * ws[wi]);
         return Ok(());
     }
+    let start = if bias.is_some() {
+        Init::Out
+    } else {
+        Init::Zero
+    };
     per_image(y, g.o * l, g.n, exec, |i, y_i, threads| {
+        if let Some(b) = bias {
+            init(y_i, b);
+        }
         T::with_scratch(k * l, |col| {
             for grp in 0..groups {
                 im2col(
@@ -391,7 +449,7 @@ fn forward<T: KernelFloat>(
                 let w_g = matrix(&ws[grp * og * k..][..og * k], og, k)?;
                 let out = &mut y_i[grp * og * l..][..og * l];
                 let col = matrix(col, k, l)?;
-                gemm_onto(&w_g, &col, Init::Zero, &product(false, false), out, threads)?;
+                gemm_onto(&w_g, &col, start, &product(false, false), out, threads)?;
             }
             Ok(())
         })

@@ -36,6 +36,11 @@ impl Executor {
                     });
                 return Some(product);
             }
+            Kind::ConvBias { conv, .. } => {
+                return windowed::<T>(n, inputs, values, pool, |s| {
+                    Some(conv::Windowed::conv_bias(conv, s))
+                });
+            }
             Kind::Op(op) => op,
             _ => return None,
         };
@@ -61,7 +66,9 @@ impl Executor {
             | Op::MaxPool2d(_)
             | Op::MaxPool2dGrad(_)
             | Op::AvgPool2d(_)
-            | Op::AvgPool2dGrad(_) => windowed::<T>(op, n, inputs, values, pool)?,
+            | Op::AvgPool2dGrad(_) => {
+                windowed::<T>(n, inputs, values, pool, |s| conv::Windowed::new(op, s))?
+            }
             Op::MatMul => self.rows_product::<T>(n, inputs, values, pool)?,
             Op::Transpose(perm) => {
                 transposed::<T>(operand(values, inputs, n.inputs[0]), perm, pool)?
@@ -379,11 +386,11 @@ fn transposed<T: Pooled>(
 /// A convolution or a pool (or a gradient of one) into a pooled buffer; operands that do not
 /// fit are the general kernel's error to report.
 fn windowed<T: Pooled>(
-    op: &Op,
     n: &Node,
     inputs: &[&Tensor],
     values: &[Option<Value>],
     pool: &mut Pool,
+    job: impl FnOnce(&[&[usize]]) -> Option<Result<conv::Windowed, String>>,
 ) -> Option<Result<Tensor, Failure>> {
     let xs: SmallVec<[&Tensor; 3]> = n
         .inputs
@@ -391,7 +398,7 @@ fn windowed<T: Pooled>(
         .map(|&i| operand(values, inputs, i))
         .collect();
     let shapes: SmallVec<[&[usize]; 3]> = xs.iter().map(|t| t.shape()).collect();
-    let job = conv::Windowed::new(op, &shapes)?.ok()?;
+    let job = job(&shapes)?.ok()?;
     let data: SmallVec<[&[T]; 2]> = xs[..job.reads()]
         .iter()
         .map(|t| T::view(t)?.to_slice())

@@ -8,7 +8,8 @@ use super::{Pass, Phase, Repeat};
 use crate::compile::fgraph::FGraph;
 use crate::compile::ir::Kind;
 use crate::dtype::DType;
-use crate::graph::op::Op;
+use crate::error::Location;
+use crate::graph::op::{Conv2d, Op};
 use crate::kernels::fused::FusedKernel;
 use crate::kernels::gemm::Gemm;
 
@@ -24,6 +25,7 @@ pub(super) const MERGE: Pass = Pass {
 enum Computes {
     Op(Op),
     Gemm(Gemm),
+    ConvBias(Conv2d, Location),
     Fused(Arc<FusedKernel>),
 }
 
@@ -50,6 +52,7 @@ fn merge(fg: &mut FGraph) -> usize {
             kind if kind.is_random() => continue,
             Kind::Op(op) => Computes::Op(op.clone()),
             Kind::Gemm(g) => Computes::Gemm(*g),
+            Kind::ConvBias { conv, add } => Computes::ConvBias(*conv, *add),
             Kind::Fused(k) => Computes::Fused(k.clone()),
         };
         let target = *seen.entry((key, fg.inputs(node))).or_insert(node);

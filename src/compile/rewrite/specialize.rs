@@ -1,5 +1,5 @@
 //! The specialize phase: faster forms of the same value (squares, products with their
-//! transposes, bias and scale folded in).
+//! transposes, bias and scale folded in, convolutions with their bias).
 
 use super::pattern::{add_unary, binary, if_same_type, scalar_const, unary};
 use super::{Phase, Rewrite};
@@ -16,6 +16,7 @@ pub(super) const MATMUL_TO_GEMM: Rewrite =
     Rewrite::new("matmul_to_gemm", Phase::Specialize, matmul_to_gemm);
 pub(super) const GEMM_BIAS: Rewrite = Rewrite::new("gemm_bias", Phase::Specialize, gemm_bias);
 pub(super) const GEMM_ALPHA: Rewrite = Rewrite::new("gemm_alpha", Phase::Specialize, gemm_alpha);
+pub(super) const CONV_BIAS: Rewrite = Rewrite::new("conv_bias", Phase::Specialize, conv_bias);
 
 // x * x -> square(x)
 fn mul_self_to_square(fg: &mut FGraph, i: usize) -> Option<usize> {
@@ -142,4 +143,32 @@ fn gemm_alpha(fg: &mut FGraph, i: usize) -> Option<usize> {
     let loc = fg.loc(i);
     let new = fg.add(Kind::Gemm(product), &ins, loc);
     if_same_type(fg, i, new)
+}
+
+// conv2d(x, w) + b -> conv2d+bias(x, w, b) for a bias of one value per output channel known
+// statically ([O, 1, 1] or [1, O, 1, 1]) that nothing else reads the convolution for: the bias
+// is written into the output and the product accumulated onto it
+fn conv_bias(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (x, y) = binary(fg, i, Binary::Add)?;
+    for (c, b) in [(x, y), (y, x)] {
+        let Some(Op::Conv2d(conv)) = fg.op(c) else {
+            continue;
+        };
+        let (conv, out, bias) = (*conv, fg.ty(c), fg.ty(b));
+        let channels = out.shape.dims().get(1).copied().flatten();
+        let dims: Option<Vec<usize>> = bias.shape.dims().iter().copied().collect();
+        let per_channel = match (channels, dims.as_deref()) {
+            (Some(o), Some([1, o2, 1, 1] | [o2, 1, 1])) => *o2 == o,
+            _ => false,
+        };
+        if !per_channel || fg.uses(c) != 1 || out != fg.ty(i) || bias.dtype != out.dtype {
+            continue;
+        }
+        let (mut ins, loc) = (fg.inputs(c), fg.loc(c));
+        ins.push(b);
+        let add = fg.loc(i);
+        let new = fg.add(Kind::ConvBias { conv, add }, &ins, loc);
+        return if_same_type(fg, i, new);
+    }
+    None
 }

@@ -2,6 +2,7 @@
 
 pub mod autoencoder;
 pub mod cd;
+pub mod conv_rbm;
 pub mod dbn;
 pub mod gbrbm;
 pub mod rbm;

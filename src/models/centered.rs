@@ -197,6 +197,7 @@ impl CenteredRbm {
     }
 
     /// `(v - μ) W`, the coupling's input to the hidden units.
+    #[track_caller]
     fn hidden_input(&self, v: &Expr) -> Expr {
         (v - &self.visible_offset).matmul(&self.w)
     }

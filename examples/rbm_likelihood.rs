@@ -8,22 +8,56 @@
 //! `out/rbm_likelihood_curve.png` draws both reconstruction errors per epoch, the test
 //! log-likelihoods in the legend.
 //!
-//! `cargo run --release --example rbm_likelihood -- [--data DIR] [--epochs N] [--seed S]
-//! [--hidden N] [--out DIR]`
+//! `--centered` compares PCD-1 on the plain RBM with PCD-1 on a centered one
+//! ([`CenteredRbm`], Melchior et al. 2016: offsets sliding by 0.01 towards the data's means),
+//! both under the same settings; the centered model is evaluated as its equivalent plain RBM.
+//! The curve goes to `out/rbm_likelihood_centered_curve.png`.
+//!
+//! `cargo run --release --example rbm_likelihood -- [--centered] [--lr X] [--data DIR]
+//! [--epochs N] [--seed S] [--hidden N] [--out DIR]`
 
 #[path = "common/mod.rs"]
 mod common;
 
 use std::time::Instant;
 
+use gradus::models::cd::Cd;
 use gradus::models::rbm_eval::{self, AisConfig, Binarize, RbmParams, binarize};
-use gradus::models::{CdConfig, Rbm};
+use gradus::models::{CdConfig, CenteredRbm, Rbm};
 use gradus::prelude::*;
 use gradus::random::RandomStream;
 use gradus::viz::Plot;
 
+/// The example's own options, removed before the common ones are parsed.
+struct Own {
+    centered: bool,
+    lr: f64,
+}
+
+fn own_options(argv: &mut Vec<String>) -> Result<Own, String> {
+    let centered = match argv.iter().position(|a| a == "--centered") {
+        Some(at) => {
+            argv.remove(at);
+            true
+        }
+        None => false,
+    };
+    let lr = match argv.iter().position(|a| a == "--lr") {
+        Some(at) if at + 1 < argv.len() => {
+            let v = argv.remove(at + 1);
+            argv.remove(at);
+            v.parse().map_err(|e| format!("--lr: {e}"))?
+        }
+        Some(_) => return Err("--lr needs a value".into()),
+        None => 0.05,
+    };
+    Ok(Own { centered, lr })
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = common::Args::parse(50)?;
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    let own = own_options(&mut argv)?;
+    let args = common::Args::parse_from(argv.into_iter(), 50)?;
     let mnist = args.mnist()?;
     let n_hidden = args.hidden.unwrap_or(16);
     let train_x = binarize(&mnist.train_images, 0.5);
@@ -31,18 +65,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let train32 = train_x.mapv(|x| x as f32);
     let decay_epochs = (args.epochs / 5).max(1);
     println!(
-        "RBM 784-{n_hidden}, {} epochs, lr 0.05 (decaying over the last {decay_epochs}), \
+        "RBM 784-{n_hidden}, {} epochs, lr {} (decaying over the last {decay_epochs}), \
          no momentum, no weight decay, batch 100; digits binarized at 0.5",
-        args.epochs
+        args.epochs, own.lr
     );
 
     let mut curves = Vec::new();
-    for persistent in [false, true] {
-        let name = if persistent { "PCD-1" } else { "CD-1" };
+    // (name, persistent, centered)
+    let runs = if own.centered {
+        [("PCD-1", true, false), ("centered PCD-1", true, true)]
+    } else {
+        [("CD-1", false, false), ("PCD-1", true, false)]
+    };
+    for (name, persistent, centered) in runs {
         let cfg = CdConfig {
             k: 1,
             persistent,
-            lr: 0.05,
+            lr: own.lr,
             momentum: 0.0,
             weight_decay: 0.0,
             batch: 100,
@@ -50,10 +89,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
 
         let g = Graph::new();
-        let rbm = Rbm::new(&g, 784, n_hidden, args.seed)?;
-        rbm.init_visible_bias(&train32)?;
+        // ANCHOR: centered
+        let model = if centered {
+            let rbm = CenteredRbm::new(&g, 784, n_hidden, args.seed)?;
+            rbm.init_from_data(&train32)?; // μ at the data's mean, b at its logit
+            Model::Centered(rbm)
+        } else {
+            let rbm = Rbm::new(&g, 784, n_hidden, args.seed)?;
+            rbm.init_visible_bias(&train32)?;
+            Model::Plain(rbm)
+        };
         let lr = g.shared("lr", cfg.lr);
-        let step = rbm.trainer_with_learning_rate(&cfg, &RandomStream::new(&g, args.seed), &lr)?;
+        let rng = RandomStream::new(&g, args.seed);
+        let step = match &model {
+            Model::Plain(rbm) => rbm.trainer_with_learning_rate(&cfg, &rng, &lr)?,
+            // The same trainer: the centered energy's gradient is the centered one, and the
+            // model moves its offsets in each step.
+            Model::Centered(rbm) => Cd::new(rbm, &cfg, &rng)
+                .learning_rate(&lr)
+                .compile()?
+                .into_step(),
+        };
+        // ANCHOR_END: centered
         let mut rng = args.rng();
         let per_epoch = train32.nrows().div_ceil(cfg.batch);
         let (total, decay) = (args.epochs * per_epoch, decay_epochs * per_epoch);
@@ -77,7 +134,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bar.finish_and_clear();
         let train_s = start.elapsed().as_secs_f64();
 
-        let params = RbmParams::of(&rbm)?;
+        // A centered RBM is measured as its equivalent plain one.
+        let params = match &model {
+            Model::Plain(rbm) => RbmParams::of(rbm)?,
+            Model::Centered(rbm) => rbm.plain_params()?,
+        };
         let start = Instant::now();
         let exact = (n_hidden <= rbm_eval::MAX_ENUMERATED_UNITS)
             .then(|| params.exact_log_partition())
@@ -119,14 +180,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    let mut plot = Plot::new(format!("RBM 784-{n_hidden}: CD-1 and PCD-1"))
+    let (title, file) = if own.centered {
+        (
+            "PCD-1, plain and centered",
+            "rbm_likelihood_centered_curve.png",
+        )
+    } else {
+        ("CD-1 and PCD-1", "rbm_likelihood_curve.png")
+    };
+    let mut plot = Plot::new(format!("RBM 784-{n_hidden}: {title}"))
         .with_x_label("epoch")
         .with_y_label("squared reconstruction error per digit");
     for (name, curve) in &curves {
         plot = plot.with_series(name, curve);
     }
-    let path = args.out.join("rbm_likelihood_curve.png");
+    let path = args.out.join(file);
     plot.save(&path)?;
     println!("\nwrote {}", path.display());
     Ok(())
+}
+
+/// The model a run trained.
+enum Model {
+    Plain(Rbm),
+    Centered(CenteredRbm),
 }

@@ -1,6 +1,7 @@
 //! The contrastive-divergence trainer, open to any energy model with a free energy and two
 //! conditional samplers: the library's RBMs ([`Rbm`](super::Rbm),
-//! [`GbRbm`](super::gbrbm::GbRbm), the linear-hidden top of a [`Dbn`](super::dbn::Dbn)) and a
+//! [`GbRbm`](super::gbrbm::GbRbm), the linear-hidden top of a [`Dbn`](super::dbn::Dbn), the
+//! [`CenteredRbm`](super::CenteredRbm), which moves its offsets in each step) and a
 //! user's own variant (`examples/rbm_bipolar.rs`) train by the same CD-k and PCD-k,
 //! with momentum, weight decay on the weights, an optional learning-rate schedule, persistent
 //! chains that can be read and reset, and the model's monitor as the step's output.
@@ -110,6 +111,19 @@ pub trait EnergyModel {
     fn monitor(&self, x: &Expr, h0: Option<&Expr>) -> Expr {
         let _ = h0;
         self.reconstruction_error(x)
+    }
+    /// Change the step's `updates` (pairs of a shared variable and its new value: the
+    /// parameters and their velocities) before it compiles, given the minibatch `x` and the
+    /// negative sample `v_neg`: a model with state outside its parameters moves it here, as
+    /// the [`CenteredRbm`](super::CenteredRbm) moves its offsets and reparametrizes its biases.
+    /// Nothing by default. The new values are computed from the old ones, all at once.
+    ///
+    /// # Errors
+    ///
+    /// The model's own, which fail building the step.
+    fn amend_updates(&self, x: &Expr, v_neg: &Expr, updates: &mut Vec<(Expr, Expr)>) -> Result<()> {
+        let _ = (x, v_neg, updates);
+        Ok(())
     }
 }
 
@@ -345,6 +359,7 @@ impl<'a, M: EnergyModel + ?Sized> Cd<'a, M> {
             .weight_decay(cfg.weight_decay)
             .updates(&params[..nw], &grads[..nw])?;
         updates.extend(optimizer().updates(&params[nw..], &grads[nw..])?);
+        model.amend_updates(&x, &v_neg, &mut updates)?;
         if let Some(c) = &chains {
             updates.push((c.state.clone(), h_neg));
         }

@@ -2,6 +2,7 @@
 
 pub mod autoencoder;
 pub mod cd;
+pub mod centered;
 pub mod conv_rbm;
 pub mod dbn;
 pub mod gbrbm;
@@ -12,6 +13,7 @@ pub mod stacked;
 
 pub use autoencoder::{AeConfig, Autoencoder};
 pub use cd::{Cd, CdTrainer, Chains, EnergyModel};
+pub use centered::CenteredRbm;
 pub use rbm::{CdConfig, Rbm};
 pub use stacked::StackedAutoencoder;
 

@@ -43,27 +43,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // ANCHOR: model
     let g = Graph::new();
-    let crbm = ConvRbm::new(&g, 28, side, filters, args.seed)?;
+    let crbm =
+        ConvRbm::new(&g, 28, side, filters, args.seed)?.with_sparsity(sparsity_target, 0.05)?;
     let train = Cd::new(&crbm, &cfg, &RandomStream::new(&g, args.seed)).compile()?;
-    let sparsity = crbm.sparsity(sparsity_target, 0.05)?;
     // ANCHOR_END: model
+
+    // The maps' mean activation on the test digits, after each epoch.
+    let v = g.input("v", DType::F32, &[None, Some(784)]);
+    let activation = function(&[&v], &[&crbm.map_activation(&v).mean()]).compile()?;
+    let test_x = Tensor::from(mnist.test_images.clone());
 
     let start = Instant::now();
     let (mut curve, mut activity) = (Vec::new(), Vec::new());
     for epoch in 1..=args.epochs {
         let batches = common::minibatches(mnist.train_labels.len(), cfg.batch, &mut rng);
-        let mut mean_activity = 0.0;
         let err = common::epoch(
             &format!("epoch {epoch:2}"),
             "reconstruction error",
             &batches,
             |idx| {
-                let x = common::rows(&mnist.train_images, idx);
-                let err = train.step().call(std::slice::from_ref(&x))?[0].item()?;
-                mean_activity += sparsity.call(&[x])?[0].item()? / batches.len() as f64;
-                Ok(err)
+                train
+                    .step()
+                    .call(&[common::rows(&mnist.train_images, idx)])?[0]
+                    .item()
             },
         )?;
+        let mean_activity = activation.call(std::slice::from_ref(&test_x))?[0].item()?;
         curve.push(err);
         activity.push(mean_activity);
         println!(
@@ -90,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_y_label("squared reconstruction error per digit")
     .with_series("training digits", &curve)
     .with_right_label("mean hidden activation")
-    .with_right_series("mean P(h = 1 | v)", &activity)
+    .with_right_series("mean P(h = 1 | v), test digits", &activity)
     .save(args.out.join("conv_rbm_curve.png"))?;
     println!(
         "wrote {0}/conv_rbm_filters.png, {0}/conv_rbm_curve.png",
@@ -98,7 +103,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // The hidden maps, max-pooled 4x4 (20x20 -> 5x5 per filter), as features.
-    let v = g.input("v", DType::F32, &[None, Some(784)]);
     let pooled = crbm
         .hidden_input(&v)
         .sigmoid()

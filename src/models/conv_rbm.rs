@@ -13,8 +13,8 @@
 //!
 //! Units are flattened for the trainer: rows of `s²` pixels and of `K m²` hidden units (map by
 //! map, row-major). Without a pull on the hidden biases the filters of a convolutional RBM
-//! tend to copy the input pixel by pixel; [`ConvRbm::sparsity`] is Lee et al.'s regularizer,
-//! which moves each map's bias towards a target mean activation.
+//! tend to copy the input pixel by pixel; [`ConvRbm::with_sparsity`] adds Lee et al.'s
+//! regularizer to the CD step, which moves each map's bias towards a target mean activation.
 //!
 //! ```
 //! use gradus::models::conv_rbm::ConvRbm;
@@ -22,14 +22,13 @@
 //! use gradus::prelude::*;
 //! use gradus::random::RandomStream;
 //! let g = Graph::new();
-//! let crbm = ConvRbm::new(&g, 8, 3, 4, 1)?; // 8x8 images, 4 filters of 3x3
+//! // 8x8 images, 4 filters of 3x3, a target mean activation of 5%
+//! let crbm = ConvRbm::new(&g, 8, 3, 4, 1)?.with_sparsity(0.05, 0.1)?;
 //! assert_eq!(gradus::models::EnergyModel::units(&crbm), (64, 4 * 6 * 6));
 //! let cfg = CdConfig { lr: 0.01, batch: 5, ..CdConfig::default() };
 //! let trainer = Cd::new(&crbm, &cfg, &RandomStream::new(&g, 2)).compile()?;
-//! let sparsity = crbm.sparsity(0.05, 0.1)?;
 //! let x: Tensor = ndarray::Array2::<f32>::from_elem((5, 64), 0.5).into();
-//! trainer.step().call(std::slice::from_ref(&x))?;
-//! sparsity.call(&[x])?;
+//! trainer.step().call(&[x])?;
 //! # Ok::<(), gradus::Error>(())
 //! ```
 
@@ -40,7 +39,6 @@ use rand_distr::{Distribution, Normal};
 
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
-use crate::function::{Function, function};
 use crate::graph::op::Conv2d;
 use crate::graph::{Expr, Graph};
 use crate::models::cd::EnergyModel;
@@ -58,6 +56,8 @@ pub struct ConvRbm {
     side: usize,
     filter: usize,
     filters: usize,
+    /// Lee et al.'s sparsity regularizer: target mean activation and rate.
+    sparsity: Option<(f64, f64)>,
 }
 
 impl ConvRbm {
@@ -123,6 +123,7 @@ impl ConvRbm {
             side,
             filter,
             filters,
+            sparsity: None,
         })
     }
 
@@ -153,33 +154,33 @@ impl ConvRbm {
             .take_axis(&reversed, 3)
     }
 
-    /// A compiled step that moves each hidden map's bias towards a mean activation of
-    /// `target` on the minibatch `x` (Lee et al.'s sparsity regularizer): `b_k += rate (target
-    /// - mean q_k)`, where `mean q_k` is the mean over the batch and the positions of map `k`'s
-    /// `P(h = 1 | v)`. Call it after each CD step; it outputs the mean activation of all maps.
+    /// This model with Lee et al.'s sparsity regularizer in its CD step: after each update
+    /// each hidden map's bias moves by `rate (target - mean q_k)`, where `mean q_k` is the mean
+    /// over the minibatch and the positions of map `k`'s `P(h = 1 | v)`.
     ///
     /// # Errors
     ///
-    /// [`Error::Usage`] for a target outside `(0, 1)` or a negative rate; compile errors.
+    /// [`Error::Usage`] for a target outside `(0, 1)` or a rate that is negative or not finite.
     #[track_caller]
-    pub fn sparsity(&self, target: f64, rate: f64) -> Result<Function> {
-        let valid = target > 0.0 && target < 1.0 && rate >= 0.0;
+    pub fn with_sparsity(mut self, target: f64, rate: f64) -> Result<ConvRbm> {
+        let valid = target > 0.0 && target < 1.0 && rate >= 0.0 && rate.is_finite();
         if !valid {
             return Err(Error::Usage {
                 what: format!(
-                    "a sparsity target must be in (0, 1) and its rate at least 0, got target \
-                     {target} and rate {rate}"
+                    "a sparsity target must be in (0, 1) and its rate finite and at least 0, \
+                     got target {target} and rate {rate}"
                 ),
                 loc: Location::caller(),
             });
         }
-        let (g, dtype) = (self.w.graph().clone(), self.w.dtype());
-        let x = g.input("x", dtype, &[None, Some(self.side * self.side)]);
-        let q = self.hidden_input(&x).sigmoid().mean_axes(&[0, 2, 3], false);
-        let moved = &self.hbias + (-&q + target) * rate;
-        function(&[&x], &[&q.mean()])
-            .updates(&[(&self.hbias, &moved)])
-            .compile()
+        self.sparsity = Some((target, rate));
+        Ok(self)
+    }
+
+    /// The mean of `P(h = 1 | v)` over the rows `v` and the positions, per map: `[K]`.
+    #[track_caller]
+    pub fn map_activation(&self, v: &Expr) -> Expr {
+        self.hidden_input(v).sigmoid().mean_axes(&[0, 2, 3], false)
     }
 }
 
@@ -214,5 +215,21 @@ impl EnergyModel for ConvRbm {
         (back + self.vbias.reshape(&[1, 1, 1, 1]))
             .sigmoid()
             .reshape(&[-1, (self.side * self.side) as isize])
+    }
+    /// The sparsity regularizer, when there is one, added to the hidden biases' update.
+    #[track_caller]
+    fn amend_updates(&self, x: &Expr, _: &Expr, updates: &mut Vec<(Expr, Expr)>) -> Result<()> {
+        let Some((target, rate)) = self.sparsity else {
+            return Ok(());
+        };
+        let Some((_, new)) = updates.iter_mut().find(|(p, _)| p.id() == self.hbias.id()) else {
+            return Err(Error::Usage {
+                what: "the CD step has no update of the hidden biases to regularize".into(),
+                loc: Location::caller(),
+            });
+        };
+        let q = self.map_activation(x);
+        *new = &*new + (-&q + target) * rate;
+        Ok(())
     }
 }

@@ -62,10 +62,15 @@ pub const N: usize = 1000;
 /// The chain of W4: stage i applies one of four elementwise maps in turn to a float64 vector.
 /// Its graph, its input, and the sum of its output.
 pub fn chain() -> (Graph, Expr, Expr) {
+    chain_of(STAGES)
+}
+
+/// [`chain`] with `stages` stages.
+pub fn chain_of(stages: usize) -> (Graph, Expr, Expr) {
     let g = Graph::new();
     let x0 = g.input("x", DType::F64, &[Some(N)]);
     let mut x = x0.clone();
-    for i in 0..STAGES {
+    for i in 0..stages {
         x = match i % 4 {
             0 => x.sin() * 1.0001 + &x * 0.5,
             1 => x.tanh(),

@@ -9,6 +9,10 @@
 //! * unrolled into a deep autoencoder fine-tuned on reconstruction ([`Dbn::unroll_autoencoder`],
 //!   [`DeepAutoencoder`]; Hinton & Salakhutdinov 2006).
 //!
+//! [`GenerativeDbn`] is the paper's own model: labels joined to the top RBM
+//! ([`LabelledRbm`]), so that it draws a digit of a chosen class, and contrastive wake-sleep
+//! fine-tuning with the up and down weights untied ([`GenerativeDbn::up_down`]).
+//!
 //! The classifier and the autoencoder's encoder compute with the RBMs' own shared variables,
 //! so fine-tuning them changes the DBN itself.
 //!
@@ -31,9 +35,13 @@
 
 mod autoencoder;
 mod classifier;
+mod generative;
+mod labelled;
 
 pub use autoencoder::DeepAutoencoder;
 pub use classifier::{Classifier, FineTuneConfig};
+pub use generative::{GenerativeDbn, UpDownConfig, UpDownTrainer};
+pub use labelled::LabelledRbm;
 
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Draws the book's pictures (book/src/images) again from the examples, each run with its default
 # arguments, so that what the book shows is what the code draws. Run it after changing an example
-# or what it trains, and commit the pictures with the change. About 2 minutes on 2 cores once the
+# or what it trains, and commit the pictures with the change. About 4 minutes on 2 cores once the
 # examples are built (one at a time: they use both cores).
 #
 # `book/pictures.sh` draws them all; `book/pictures.sh rbm dbn` only those of the runs named.
@@ -37,7 +37,7 @@ run() {
 chosen=("$@")
 made=()
 cargo build --release --example rbm --example autoencoders --example dbn \
-    --example sequence_digits --example convnet
+    --example sequence_digits --example convnet --example dbn_generate
 
 run rbm_cd1 rbm -- rbm_curve.png:rbm_cd1_curve.png rbm_filters.png:rbm_cd1_filters.png
 run rbm_pcd rbm --pcd -- rbm_samples.png:rbm_pcd_samples.png
@@ -46,6 +46,8 @@ run autoencoders autoencoders -- \
     ae_plain_reconstructions.png:ae_plain_reconstructions.png \
     ae_sparse_filters.png:ae_sparse_filters.png
 run dbn dbn -- dbn_samples.png:dbn_samples.png dbn_curve.png:dbn_curve.png
+run dbn_generate dbn_generate -- \
+    dbn_generated.png:dbn_generated.png dbn_up_down_curve.png:dbn_up_down_curve.png
 run sequence_digits sequence_digits -- sequence_curve.png:sequence_curve.png
 run convnet convnet -- convnet_filters.png:convnet_filters.png convnet_curve.png:convnet_curve.png
 run conv_rbm conv_rbm -- conv_rbm_filters.png:conv_rbm_filters.png conv_rbm_curve.png:conv_rbm_curve.png

@@ -48,6 +48,7 @@ run autoencoders autoencoders -- \
 run dbn dbn -- dbn_samples.png:dbn_samples.png dbn_curve.png:dbn_curve.png
 run sequence_digits sequence_digits -- sequence_curve.png:sequence_curve.png
 run convnet convnet -- convnet_filters.png:convnet_filters.png convnet_curve.png:convnet_curve.png
+cargo build --release --example sparse_coding && run sparse_coding sparse_coding -- sc_dictionary.png:sc_dictionary.png sc_objective.png:sc_objective.png
 
 # Every picture a chapter shows is drawn here, and nothing else is kept: a picture the book
 # names but no run draws is an error, one no chapter names is removed.

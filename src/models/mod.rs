@@ -9,6 +9,7 @@ pub mod gbrbm;
 pub mod rbm;
 pub mod rbm_eval;
 pub mod recurrent;
+pub mod rsm;
 pub mod sparse_coding;
 pub mod stacked;
 

@@ -12,6 +12,7 @@ pub mod recurrent;
 pub mod rsm;
 pub mod sparse_coding;
 pub mod stacked;
+pub mod units;
 
 pub use autoencoder::{AeConfig, Autoencoder};
 pub use cd::{Cd, CdTrainer, Chains, EnergyModel};

@@ -37,7 +37,8 @@ run() {
 chosen=("$@")
 made=()
 cargo build --release --example rbm --example autoencoders --example dbn \
-    --example sequence_digits --example convnet --example dbn_generate
+    --example sequence_digits --example convnet --example dbn_generate --example conv_rbm \
+    --example sparse_coding --example rbm_likelihood
 
 run rbm_cd1 rbm -- rbm_curve.png:rbm_cd1_curve.png rbm_filters.png:rbm_cd1_filters.png
 run rbm_pcd rbm --pcd -- rbm_samples.png:rbm_pcd_samples.png
@@ -51,6 +52,9 @@ run dbn_generate dbn_generate -- \
 run sequence_digits sequence_digits -- sequence_curve.png:sequence_curve.png
 run convnet convnet -- convnet_filters.png:convnet_filters.png convnet_curve.png:convnet_curve.png
 run conv_rbm conv_rbm -- conv_rbm_filters.png:conv_rbm_filters.png conv_rbm_curve.png:conv_rbm_curve.png
+run rbm_centered rbm_likelihood --centered -- \
+    rbm_likelihood_centered_curve.png:rbm_likelihood_centered_curve.png
+run sparse_coding sparse_coding -- sc_dictionary.png:sc_dictionary.png sc_objective.png:sc_objective.png
 
 # Every picture a chapter shows is drawn here, and nothing else is kept: a picture the book
 # names but no run draws is an error, one no chapter names is removed.

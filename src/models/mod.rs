@@ -9,7 +9,10 @@ pub mod gbrbm;
 pub mod rbm;
 pub mod rbm_eval;
 pub mod recurrent;
+pub mod rsm;
+pub mod sparse_coding;
 pub mod stacked;
+pub mod units;
 
 pub use autoencoder::{AeConfig, Autoencoder};
 pub use cd::{Cd, CdTrainer, Chains, EnergyModel};

@@ -172,17 +172,13 @@ impl DbmParams {
     /// When the rows of `v` are not `n_visible` wide.
     #[track_caller]
     pub fn mean_field(&self, v: &Array2<f64>, steps: usize) -> Result<(Array2<f64>, Array2<f64>)> {
-        let (mu1, mu2, _, _) = self.mean_field_logits(v, steps)?;
+        let [mu1, mu2, _, _] = self.mean_field_logits(v, steps)?;
         Ok((mu1, mu2))
     }
 
-    /// `(μ1, μ2, a1, a2)` with `μ = σ(a)`.
+    /// `[μ1, μ2, a1, a2]` with `μ = σ(a)`.
     #[track_caller]
-    fn mean_field_logits(
-        &self,
-        v: &Array2<f64>,
-        steps: usize,
-    ) -> Result<(Array2<f64>, Array2<f64>, Array2<f64>, Array2<f64>)> {
+    fn mean_field_logits(&self, v: &Array2<f64>, steps: usize) -> Result<[Array2<f64>; 4]> {
         self.check(v)?;
         let vw = v.dot(&self.w1) + &self.h1bias;
         let mut a1 = &vw * 2.0 - &self.h1bias;
@@ -195,7 +191,7 @@ impl DbmParams {
             a2 = mu1.dot(&self.w2) + &self.h2bias;
             mu2 = a2.mapv(sigmoid);
         }
-        Ok((mu1, mu2, a1, a2))
+        Ok([mu1, mu2, a1, a2])
     }
 
     /// The mean-field lower bound on `log p(v)` of each row of `v`:
@@ -213,7 +209,7 @@ impl DbmParams {
         steps: usize,
         log_z: f64,
     ) -> Result<Array1<f64>> {
-        let (mu1, mu2, a1, a2) = self.mean_field_logits(v, steps)?;
+        let [mu1, mu2, a1, a2] = self.mean_field_logits(v, steps)?;
         let neg_energy = v.dot(&self.vbias)
             + mu1.dot(&self.h1bias)
             + mu2.dot(&self.h2bias)

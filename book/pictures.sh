@@ -38,6 +38,7 @@ chosen=("$@")
 made=()
 cargo build --release --example rbm --example autoencoders --example dbn \
     --example sequence_digits --example convnet
+cargo build --release --example dbm
 
 run rbm_cd1 rbm -- rbm_curve.png:rbm_cd1_curve.png rbm_filters.png:rbm_cd1_filters.png
 run rbm_pcd rbm --pcd -- rbm_samples.png:rbm_pcd_samples.png
@@ -49,6 +50,7 @@ run dbn dbn -- dbn_samples.png:dbn_samples.png dbn_curve.png:dbn_curve.png
 run sequence_digits sequence_digits -- sequence_curve.png:sequence_curve.png
 run convnet convnet -- convnet_filters.png:convnet_filters.png convnet_curve.png:convnet_curve.png
 run conv_rbm conv_rbm -- conv_rbm_filters.png:conv_rbm_filters.png conv_rbm_curve.png:conv_rbm_curve.png
+run dbm dbm -- dbm_samples.png:dbm_samples.png dbm_curve.png:dbm_curve.png
 
 # Every picture a chapter shows is drawn here, and nothing else is kept: a picture the book
 # names but no run draws is an error, one no chapter names is removed.

@@ -388,9 +388,8 @@ impl DbmTrainer {
         &self.chains
     }
 
-    /// Replace the chains' states (`[chains, n_h1]`, values in [0, 1]: probabilities are
-    /// sampled by the first sweep's conditionals only through `v` and `h2`, so binary states
-    /// are what a chain holds).
+    /// Replace the chains' first-hidden states (`[chains, n_h1]`; binary, as a chain holds
+    /// them: e.g. samples of the mean-field `μ1` of training digits).
     ///
     /// # Errors
     ///

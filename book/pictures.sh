@@ -38,7 +38,7 @@ chosen=("$@")
 made=()
 cargo build --release --example rbm --example autoencoders --example dbn \
     --example sequence_digits --example convnet --example dbn_generate --example conv_rbm \
-    --example sparse_coding --example rbm_likelihood
+    --example sparse_coding --example rbm_likelihood --example dbm
 
 run rbm_cd1 rbm -- rbm_curve.png:rbm_cd1_curve.png rbm_filters.png:rbm_cd1_filters.png
 run rbm_pcd rbm --pcd -- rbm_samples.png:rbm_pcd_samples.png
@@ -55,6 +55,7 @@ run conv_rbm conv_rbm -- conv_rbm_filters.png:conv_rbm_filters.png conv_rbm_curv
 run rbm_centered rbm_likelihood --centered -- \
     rbm_likelihood_centered_curve.png:rbm_likelihood_centered_curve.png
 run sparse_coding sparse_coding -- sc_dictionary.png:sc_dictionary.png sc_objective.png:sc_objective.png
+run dbm dbm -- dbm_samples.png:dbm_samples.png dbm_curve.png:dbm_curve.png
 
 # Every picture a chapter shows is drawn here, and nothing else is kept: a picture the book
 # names but no run draws is an error, one no chapter names is removed.

@@ -4,6 +4,7 @@ pub mod autoencoder;
 pub mod cd;
 pub mod centered;
 pub mod conv_rbm;
+pub mod dbm;
 pub mod dbn;
 pub mod gbrbm;
 pub mod rbm;

@@ -142,11 +142,18 @@ impl FGraph {
     }
 
     /// Recount how many times each live node is read (a root counts as one read); rules that
-    /// must not duplicate work ask [`FGraph::uses`].
-    pub fn count_uses(&mut self) {
+    /// must not duplicate work ask [`FGraph::uses`]. Returns the [`FGraph::order`] it walked.
+    pub fn count_uses(&mut self) -> Vec<usize> {
+        // Each node forwarded straight to what it stands for now, so that the walks below (and
+        // the rules' until the next count) follow one link, not a chain of replacements.
+        for i in 0..self.forward.len() {
+            let to = self.find(i);
+            self.forward[i] = to;
+        }
         let mut uses = vec![0u32; self.nodes.len()];
         let mut value_uses = vec![0u32; self.nodes.len()];
-        for i in self.order() {
+        let order = self.order();
+        for &i in &order {
             let shape_only = shape_only_operand(self.kind(i));
             for (k, p) in self.inputs(i).into_iter().enumerate() {
                 uses[p] += 1;
@@ -161,6 +168,7 @@ impl FGraph {
         }
         self.uses = uses;
         self.value_uses = value_uses;
+        order
     }
 
     /// Reads of node `i` as of the last [`FGraph::count_uses`] (0 for nodes made since).

@@ -52,41 +52,53 @@ fn fusible(fg: &FGraph, i: usize, t: DType) -> bool {
 /// Fuse every region; returns the number of elementwise nodes absorbed into kernels.
 fn fuse(fg: &mut FGraph) -> usize {
     let order = fg.order();
-    let mut users: HashMap<usize, Vec<usize>> = HashMap::new();
+    // Tables indexed by node (node indices are dense): a graph of 100k nodes spends its time
+    // here, and hashing each index would double it.
+    let n = fg.all_nodes().len();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
     for &i in &order {
         for p in fg.inputs(i) {
-            users.entry(p).or_default().push(i);
+            users[p].push(i);
         }
     }
-    let roots = fg.roots();
-    // Region of each node (keyed by the region's result node), walking users before operands.
-    let mut region: HashMap<usize, usize> = HashMap::new();
-    let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut is_root = vec![false; n];
+    for r in fg.roots() {
+        is_root[r] = true;
+    }
+    // Region of each node (its result node), walking users before operands.
+    let mut region: Vec<Option<usize>> = vec![None; n];
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n];
     for &i in order.iter().rev() {
-        let us = users.get(&i).map(Vec::as_slice).unwrap_or(&[]);
-        let joined = (!roots.contains(&i))
-            .then(|| us.first().and_then(|u| region.get(u)).copied())
+        let us = users[i].as_slice();
+        let joined = (!is_root[i])
+            .then(|| us.first().and_then(|&u| region[u]))
             .flatten()
             .filter(|&r| {
-                us.iter().all(|u| region.get(u) == Some(&r))
+                us.iter().all(|&u| region[u] == Some(r))
                     && fg.ty(i).shape == fg.ty(r).shape
-                    && members[&r].len() < MAX_REGION
+                    && members[r].len() < MAX_REGION
                     && fusible(fg, i, fg.ty(r).dtype)
             });
         if let Some(r) = joined {
-            region.insert(i, r);
-            members.get_mut(&r).expect("region exists").push(i);
+            region[i] = Some(r);
+            members[r].push(i);
         } else if fg.ty(i).dtype.is_float() && fusible(fg, i, fg.ty(i).dtype) {
-            region.insert(i, i);
-            members.insert(i, vec![i]);
+            region[i] = Some(i);
+            members[i] = vec![i];
         }
     }
-    let pos: HashMap<usize, usize> = order.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+    let mut pos = vec![0; n];
+    for (k, &i) in order.iter().enumerate() {
+        pos[i] = k;
+    }
     let mut absorbed = 0;
-    let mut regions: Vec<(usize, Vec<usize>)> = members.into_iter().collect();
-    regions.sort_unstable_by_key(|(r, _)| pos[r]);
-    for (r, mut nodes) in regions {
-        nodes.sort_unstable_by_key(|i| pos[i]);
+    // Regions by their result, in dependency order.
+    for &r in &order {
+        if region[r] != Some(r) {
+            continue;
+        }
+        let mut nodes = std::mem::take(&mut members[r]);
+        nodes.sort_unstable_by_key(|&i| pos[i]);
         if let Some(k) = kernel(fg, r, &nodes, &region) {
             let (inputs, kernel) = k;
             let loc = fg.loc(r);
@@ -111,10 +123,10 @@ fn kernel(
     fg: &FGraph,
     r: usize,
     nodes: &[usize],
-    region: &HashMap<usize, usize>,
+    region: &[Option<usize>],
 ) -> Option<(Vec<usize>, FusedKernel)> {
     let t = fg.ty(r).dtype;
-    let inside = |p: usize| region.get(&p) == Some(&r);
+    let inside = |p: usize| region.get(p) == Some(&Some(r));
     let scalar = |p: usize| {
         fg.const_value(p)
             .filter(|v| v.len() == 1 && (v.dtype() == t || v.dtype() == DType::Bool))

@@ -1,8 +1,9 @@
 //! The merge pass (common subexpression elimination): nodes that compute the same thing from the
 //! same operands become one, and so do constants of equal values.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::{Pass, Phase, Repeat};
 use crate::compile::fgraph::FGraph;
@@ -32,8 +33,8 @@ enum Computes {
 /// Merge nodes with the same op and operands, and constants with equal values (bit for bit).
 /// Inputs, shared variables and random draws never merge.
 fn merge(fg: &mut FGraph) -> usize {
-    let mut seen: HashMap<(Computes, Vec<usize>), usize> = HashMap::new();
-    let mut consts: HashMap<(DType, Vec<usize>, Vec<u64>), usize> = HashMap::new();
+    let mut seen: HashMap<(Computes, Vec<usize>), usize> = HashMap::default();
+    let mut consts: HashMap<(DType, Vec<usize>, Vec<u64>), usize> = HashMap::default();
     let mut merged = 0;
     for node in fg.order() {
         let key = match fg.kind(node) {

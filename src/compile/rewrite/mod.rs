@@ -217,7 +217,7 @@ pub(crate) fn optimize(fg: &mut FGraph, excluded: &[String], pass_limit: usize) 
                 break StopReason::PassLimit;
             }
             made += 1;
-            fg.count_uses();
+            let mut order = fg.count_uses();
             let mut fired: Vec<&'static str> = Vec::new();
             for pass in &passes {
                 if pass.repeat == Repeat::Once && made > 1 {
@@ -229,7 +229,11 @@ pub(crate) fn optimize(fg: &mut FGraph, excluded: &[String], pass_limit: usize) 
                     fired.push(pass.name);
                 }
             }
-            for node in fg.order() {
+            // The order the uses were counted in, unless a pass has changed the graph since.
+            if !fired.is_empty() {
+                order = fg.order();
+            }
+            for node in order {
                 for rule in &rules {
                     let node = fg.find(node);
                     if apply(fg, rule, node) {

@@ -72,11 +72,15 @@ impl FGraph {
 
     /// Operands of `i`, resolved.
     pub fn inputs(&self, i: usize) -> Vec<usize> {
+        self.operands(i).collect()
+    }
+
+    /// [`FGraph::inputs`] without collecting them.
+    pub fn operands(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
         self.nodes[self.find(i)]
             .inputs
             .iter()
             .map(|&p| self.find(p))
-            .collect()
     }
 
     pub fn loc(&self, i: usize) -> Location {

@@ -1,9 +1,10 @@
 //! The merge pass (common subexpression elimination): nodes that compute the same thing from the
 //! same operands become one, and so do constants of equal values.
 
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use rustc_hash::FxHashMap as HashMap;
+use smallvec::SmallVec;
 
 use super::{Pass, Phase, Repeat};
 use crate::compile::fgraph::FGraph;
@@ -23,43 +24,66 @@ pub(super) const MERGE: Pass = Pass {
 
 /// What a non-leaf node computes, as a key: equal keys on equal operands are equal values.
 #[derive(PartialEq, Eq, Hash)]
-enum Computes {
-    Op(Op),
-    Gemm(Gemm),
-    ConvBias(Conv2d, Location),
-    Fused(Arc<FusedKernel>),
+enum Computes<'a> {
+    Op(&'a Op),
+    Gemm(&'a Gemm),
+    ConvBias(&'a Conv2d, &'a Location),
+    Fused(&'a FusedKernel),
+}
+
+/// What node `i` computes, for the nodes that may merge.
+fn computes(fg: &FGraph, i: usize) -> Option<Computes<'_>> {
+    match fg.kind(i) {
+        Kind::Constant(_) | Kind::Input { .. } | Kind::Shared(_) | Kind::Loop { .. } => None,
+        kind if kind.is_random() => None,
+        Kind::Op(op) => Some(Computes::Op(op)),
+        Kind::Gemm(g) => Some(Computes::Gemm(g)),
+        Kind::ConvBias { conv, add } => Some(Computes::ConvBias(conv, add)),
+        Kind::Fused(k) => Some(Computes::Fused(k)),
+    }
 }
 
 /// Merge nodes with the same op and operands, and constants with equal values (bit for bit).
 /// Inputs, shared variables and random draws never merge.
 fn merge(fg: &mut FGraph) -> usize {
-    let mut seen: HashMap<(Computes, Vec<usize>), usize> = HashMap::default();
+    // Nodes by the hash of what they compute and of their operands: the keys themselves are
+    // not stored (a 100k-node graph would clone every op and operand list); nodes with the
+    // same hash are compared.
+    let mut seen: HashMap<u64, SmallVec<[usize; 1]>> = HashMap::default();
     let mut consts: HashMap<(DType, Vec<usize>, Vec<u64>), usize> = HashMap::default();
     let mut merged = 0;
+    let hasher = rustc_hash::FxBuildHasher;
     for node in fg.order() {
-        let key = match fg.kind(node) {
-            Kind::Constant(t) => {
-                let bits: Vec<u64> = t.to_f64_vec().iter().map(|v| v.to_bits()).collect();
-                let target = *consts
-                    .entry((t.dtype(), t.shape().to_vec(), bits))
-                    .or_insert(node);
-                if target != node {
-                    fg.replace(node, target, MERGE.name);
-                    merged += 1;
-                }
-                continue;
+        if let Kind::Constant(t) = fg.kind(node) {
+            let bits: Vec<u64> = t.to_f64_vec().iter().map(|v| v.to_bits()).collect();
+            let target = *consts
+                .entry((t.dtype(), t.shape().to_vec(), bits))
+                .or_insert(node);
+            if target != node {
+                fg.replace(node, target, MERGE.name);
+                merged += 1;
             }
-            Kind::Input { .. } | Kind::Shared(_) | Kind::Loop { .. } => continue,
-            kind if kind.is_random() => continue,
-            Kind::Op(op) => Computes::Op(op.clone()),
-            Kind::Gemm(g) => Computes::Gemm(*g),
-            Kind::ConvBias { conv, add } => Computes::ConvBias(*conv, *add),
-            Kind::Fused(k) => Computes::Fused(k.clone()),
+            continue;
+        }
+        let Some(key) = computes(fg, node) else {
+            continue;
         };
-        let target = *seen.entry((key, fg.inputs(node))).or_insert(node);
-        if target != node {
-            fg.replace(node, target, MERGE.name);
-            merged += 1;
+        let hash = {
+            let mut h = hasher.build_hasher();
+            key.hash(&mut h);
+            fg.operands(node).for_each(|p| p.hash(&mut h));
+            h.finish()
+        };
+        let same = |&t: &usize| {
+            computes(fg, t).as_ref() == Some(&key) && fg.operands(t).eq(fg.operands(node))
+        };
+        let bucket = seen.entry(hash).or_default();
+        match bucket.iter().find(|t| same(t)) {
+            Some(&target) => {
+                fg.replace(node, target, MERGE.name);
+                merged += 1;
+            }
+            None => bucket.push(node),
         }
     }
     merged

@@ -283,18 +283,24 @@ impl GenerativeDbn {
     }
 
     /// A compiled generator of digits of chosen classes: inputs `labels [n]` (`i64`, one class
-    /// per digit) and `steps` (an `i64` scalar, at least 1). Each chain starts with the label
-    /// alone driving the top units, then runs `steps` alternating Gibbs steps in the top RBM
-    /// with the label clamped, and ends in one deterministic down pass of the penultimate
-    /// probabilities through the generative weights. Outputs the pixel probabilities
-    /// `[n, sizes[0]]`.
+    /// per digit), `steps` (an `i64` scalar, at least 1) and `label_weight` (an `f32` scalar).
+    /// Each chain starts with the label alone driving the top units, then runs `steps`
+    /// alternating Gibbs steps in the top RBM with the label clamped, and ends in one
+    /// deterministic down pass of the penultimate probabilities through the generative
+    /// weights. Outputs the pixel probabilities `[n, sizes[0]]`.
+    ///
+    /// The clamped label enters the top units' input as `label_weight · U_y`: at 1 the chain
+    /// samples the model's own `P(penultimate | label)`; above 1 it samples that of a top RBM
+    /// whose label row is clamped `label_weight` times over (as if the label units were
+    /// duplicated), which sharpens the conditional towards the label's most typical digits.
     pub fn generator(&self, rng: &RandomStream) -> Result<Function> {
         let g = self.lower.graph().clone();
         let labels = g.input("labels", DType::I64, &[None]);
         let steps = g.scalar("steps", DType::I64);
+        let weight = g.scalar("label_weight", DType::F32);
         let top = &self.top;
         let y = labels.one_hot(top.n_labels, DType::F32);
-        let label_input = y.matmul(&top.u) + &top.hbias;
+        let label_input = &y.matmul(&top.u) * &weight + &top.hbias;
         let h0 = rng.bernoulli(&label_input.sigmoid());
         let chain = Scan::counted(&steps).states(&[&h0]).run(|s| {
             let x = rng.bernoulli(&top.visible_probs(s.state(0)));
@@ -303,7 +309,7 @@ impl GenerativeDbn {
         })?;
         let penultimate = top.visible_probs(&chain.states[0]);
         let image = self.lower.down(&penultimate, self.lower.depth());
-        function(&[&labels, &steps], &[&image]).compile()
+        function(&[&labels, &steps, &weight], &[&image]).compile()
     }
 
     /// A compiled classifier: inputs `x [n, sizes[0]]` (`f32`); the deterministic

@@ -3,19 +3,23 @@
 //! pretrained greedily by CD (the top by PCD, the label units one softmax group), then
 //! fine-tuned by contrastive wake-sleep ("up-down") with the recognition and generative weights
 //! untied. It draws digits of chosen classes: clamp the label, run Gibbs steps in the top RBM,
-//! one down pass.
+//! one down pass. The clamped label's input to the top units is scaled by `--label-weight`
+//! (default 3; 1 samples the model's own conditional), as if the label units were duplicated.
 //!
 //! A classifier trained apart (a 784-500-10 ReLU network on the real training digits) then
 //! labels 1,000 generated digits, 100 per class; the example prints how many it labels as the
-//! class they were drawn for, before and after up-down, and the test error of the generative
-//! model's own classifier (the label of lowest free energy). Writes `out/dbn_generated.png`
-//! (one class per row, ten digits each) and `out/dbn_up_down_curve.png` (the generative
-//! cross-entropy of the training digits per up-down epoch).
+//! class they were drawn for, before and after up-down (after it at label weight 1 and at
+//! `--label-weight`), how varied the digits of a class are, and the test error of the
+//! generative model's own classifier (the label of lowest free energy). Writes
+//! `out/dbn_generated.png` (one class per row, ten digits each, at `--label-weight`) and
+//! `out/dbn_up_down_curve.png` (the generative cross-entropy of the training digits per up-down
+//! epoch).
 //!
 //! `cargo run --release --example dbn_generate -- [--data DIR] [--epochs N] [--seed S]
-//! [--out DIR] [--hidden N] [--top N] [--gibbs N]` (`--epochs`: up-down epochs; `--hidden`:
-//! units of the two directed layers; `--top`: the top RBM's hidden units; `--gibbs`: Gibbs
-//! steps per generated digit)
+//! [--out DIR] [--hidden N] [--top N] [--gibbs N] [--label-weight W]` (`--epochs`: up-down
+//! epochs; `--hidden`: units of the two directed layers; `--top`: the top RBM's hidden units;
+//! `--gibbs`: Gibbs steps per generated digit; `--label-weight`: the scale of the clamped
+//! label's input)
 
 #[path = "common/mod.rs"]
 mod common;
@@ -36,7 +40,14 @@ const PRETRAIN_EPOCHS: usize = 10;
 const PER_CLASS: usize = 100;
 
 /// Remove `--name VALUE` from `argv` and parse it, or `default` without it.
-fn own_option(argv: &mut Vec<String>, name: &str, default: usize) -> Result<usize, String> {
+fn own_option<T: std::str::FromStr>(
+    argv: &mut Vec<String>,
+    name: &str,
+    default: T,
+) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
     match argv.iter().position(|a| a == name) {
         Some(at) if at + 1 < argv.len() => {
             let v = argv.remove(at + 1);
@@ -98,9 +109,15 @@ fn judge(
     generate: &Function,
     predict: &Function,
     gibbs: usize,
+    label_weight: f32,
 ) -> Result<(Vec<f64>, ndarray::Array2<f32>), Box<dyn std::error::Error>> {
     let wanted: Vec<usize> = (0..10 * PER_CLASS).map(|i| i / PER_CLASS).collect();
-    let images = generate.call(&[common::all_labels(&wanted), (gibbs as i64).into()])?;
+    let feed = [
+        common::all_labels(&wanted),
+        (gibbs as i64).into(),
+        label_weight.into(),
+    ];
+    let images = generate.call(&feed)?;
     let seen = predict.call(&images)?[0].to_f64_vec();
     let rates = (0..10)
         .map(|c| {
@@ -111,6 +128,27 @@ fn judge(
         })
         .collect();
     Ok((rates, common::matrix(&images[0])?))
+}
+
+/// The mean squared pixel distance between two digits of one class, averaged over the classes:
+/// how varied the digits drawn for a class are (a generator that drew one prototype per class
+/// would score 0).
+fn spread(images: &ndarray::Array2<f32>, labels: &[usize]) -> f64 {
+    let per_class = (0..10).map(|c| {
+        let rows: Vec<_> = (0..labels.len())
+            .filter(|&i| labels[i] == c)
+            .take(PER_CLASS)
+            .collect();
+        let mut total = 0.0;
+        for (a, &i) in rows.iter().enumerate() {
+            for &j in &rows[a + 1..] {
+                let d = &images.row(i) - &images.row(j);
+                total += d.mapv(|v| f64::from(v * v)).sum();
+            }
+        }
+        total / (rows.len() * (rows.len() - 1) / 2).max(1) as f64
+    });
+    per_class.sum::<f64>() / 10.0
 }
 
 fn report(when: &str, rates: &[f64]) {
@@ -127,6 +165,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
     let top_units = own_option(&mut argv, "--top", 2000)?;
     let gibbs = own_option(&mut argv, "--gibbs", 300)?;
+    let label_weight = own_option(&mut argv, "--label-weight", 3.0f32)?;
     let args = common::Args::parse_from(argv.into_iter(), 10)?;
     let mnist = args.mnist()?;
     let hidden = args.hidden.unwrap_or(500);
@@ -201,7 +240,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "the generative DBN's own classifier: {:.2}% test error",
         100.0 * own_error()?
     );
-    let (rates, _) = judge(&generate, &predict, gibbs)?;
+    let (rates, _) = judge(&generate, &predict, gibbs, 1.0)?;
     report("after pretraining", &rates);
     println!("({:.1}s)", start.elapsed().as_secs_f64());
 
@@ -234,8 +273,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "the generative DBN's own classifier: {:.2}% test error",
         100.0 * own_error()?
     );
-    let (rates, images) = judge(&generate, &predict, gibbs)?;
-    report("after up-down", &rates);
+    let (rates, images) = judge(&generate, &predict, gibbs, 1.0)?;
+    report("after up-down, label weight 1", &rates);
+    let drawn: Vec<usize> = (0..10 * PER_CLASS).map(|i| i / PER_CLASS).collect();
+    let real = spread(&mnist.test_images, &mnist.test_labels);
+    let mut spreads = vec![spread(&images, &drawn)];
+    let mut images = images;
+    if label_weight != 1.0 {
+        let (rates, weighted) = judge(&generate, &predict, gibbs, label_weight)?;
+        report(
+            &format!("after up-down, label weight {label_weight}"),
+            &rates,
+        );
+        spreads.push(spread(&weighted, &drawn));
+        images = weighted;
+    }
+    println!(
+        "spread within a class (mean squared distance of two digits): {} generated, {real:.1} \
+         real test digits",
+        spreads
+            .iter()
+            .map(|s| format!("{s:.1}"))
+            .collect::<Vec<_>>()
+            .join(" then ")
+    );
 
     std::fs::create_dir_all(&args.out)?;
     let rows: Vec<_> = (0..10)

@@ -347,7 +347,7 @@ impl EnergyModel for LinearHidden<'_> {
     }
     #[track_caller]
     fn free_energy(&self, v: &Expr) -> Expr {
-        let vb = v.matmul(&self.0.vbias.expand_dims(&[1])).squeeze(&[1]);
+        let vb = v.dot(&self.0.vbias);
         -(vb + self.hidden_mean(v).square().sum_axes(&[1], false) * 0.5)
     }
     #[track_caller]

@@ -124,7 +124,7 @@ impl Rbm {
     /// Free energy of each row of `v`: `-v·b - Σ softplus(v W + c)`.
     #[track_caller]
     pub fn free_energy(&self, v: &Expr) -> Expr {
-        let vb = v.matmul(&self.vbias.expand_dims(&[1])).squeeze(&[1]);
+        let vb = v.dot(&self.vbias);
         let hidden = (v.matmul(&self.w) + &self.hbias)
             .softplus()
             .sum_axes(&[1], false);

@@ -372,7 +372,7 @@ impl EnergyModel for Rsm {
     /// `-v·b - Σ_j softplus(N a_j + (v W)_j)`.
     #[track_caller]
     fn free_energy(&self, v: &Expr) -> Expr {
-        let vb = v.matmul(&self.vbias.expand_dims(&[1])).squeeze(&[1]);
+        let vb = v.dot(&self.vbias);
         -(vb + self.hidden_input(v).softplus().sum_axes(&[1], false))
     }
     #[track_caller]

@@ -111,7 +111,7 @@ impl EnergyModel for NreluRbm {
     }
     #[track_caller]
     fn free_energy(&self, v: &Expr) -> Expr {
-        let vb = v.matmul(&self.vbias.expand_dims(&[1])).squeeze(&[1]);
+        let vb = v.dot(&self.vbias);
         let x = self.hidden_input(v);
         -(vb + self.over_copies(&x, |t| t.softplus()).sum_axes(&[1], false))
     }
@@ -209,7 +209,7 @@ impl EnergyModel for SoftmaxRbm {
     }
     #[track_caller]
     fn free_energy(&self, v: &Expr) -> Expr {
-        let vb = v.matmul(&self.vbias.expand_dims(&[1])).squeeze(&[1]);
+        let vb = v.dot(&self.vbias);
         -(vb + (v.matmul(&self.w) + &self.hbias)
             .softplus()
             .sum_axes(&[1], false))

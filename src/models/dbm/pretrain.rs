@@ -29,7 +29,7 @@ struct DoubledHidden<'a>(&'a Rbm);
 /// `v·b` of each row.
 #[track_caller]
 fn dot_bias(v: &Expr, b: &Expr) -> Expr {
-    v.matmul(&b.expand_dims(&[1])).squeeze(&[1])
+    v.dot(&b)
 }
 
 impl EnergyModel for DoubledVisible<'_> {

@@ -206,7 +206,7 @@ impl CenteredRbm {
     /// It is the equivalent plain RBM's free energy less the constant `μᵀWλ`.
     #[track_caller]
     pub fn free_energy(&self, v: &Expr) -> Expr {
-        let column = |x: &Expr, y: &Expr| x.dot(&y);
+        let column = |x: &Expr, y: &Expr| x.dot(y);
         let a = self.hidden_input(v);
         let hidden = (&a + &self.hbias).softplus().sum_axes(&[1], false);
         column(&a, &self.hidden_offset) - &column(v, &self.vbias) - &hidden

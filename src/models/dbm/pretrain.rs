@@ -29,7 +29,7 @@ struct DoubledHidden<'a>(&'a Rbm);
 /// `v·b` of each row.
 #[track_caller]
 fn dot_bias(v: &Expr, b: &Expr) -> Expr {
-    v.dot(&b)
+    v.dot(b)
 }
 
 impl EnergyModel for DoubledVisible<'_> {

@@ -194,8 +194,7 @@ impl Dbm {
     /// energy under a factorial distribution with those means).
     #[track_caller]
     pub fn energy(&self, v: &Expr, h1: &Expr, h2: &Expr) -> Expr {
-        let bias = |x: &Expr, b: &Expr| x.dot(b);
-        let linear = bias(v, &self.vbias) + bias(h1, &self.h1bias) + bias(h2, &self.h2bias);
+        let linear = v.dot(&self.vbias) + h1.dot(&self.h1bias) + h2.dot(&self.h2bias);
         -(linear + row_dot(&v.matmul(&self.w1), h1) + row_dot(&h1.matmul(&self.w2), h2))
     }
 

@@ -26,12 +26,6 @@ struct DoubledVisible<'a>(&'a Rbm);
 /// trainer carries is the sum of the copies (0, 1 or 2): `p(v | h, h') = σ((h + h') Wᵀ + b)`.
 struct DoubledHidden<'a>(&'a Rbm);
 
-/// `v·b` of each row.
-#[track_caller]
-fn dot_bias(v: &Expr, b: &Expr) -> Expr {
-    v.dot(b)
-}
-
 impl EnergyModel for DoubledVisible<'_> {
     fn units(&self) -> (usize, usize) {
         (self.0.n_visible, self.0.n_hidden)
@@ -47,7 +41,7 @@ impl EnergyModel for DoubledVisible<'_> {
         let hidden = (v.matmul(&self.0.w) * 2.0 + &self.0.hbias)
             .softplus()
             .sum_axes(&[1], false);
-        -(dot_bias(v, &self.0.vbias) * 2.0 + hidden)
+        -(v.dot(&self.0.vbias) * 2.0 + hidden)
     }
     #[track_caller]
     fn hidden_mean(&self, v: &Expr) -> Expr {
@@ -74,7 +68,7 @@ impl EnergyModel for DoubledHidden<'_> {
         let hidden = (v.matmul(&self.0.w) + &self.0.hbias)
             .softplus()
             .sum_axes(&[1], false);
-        -(dot_bias(v, &self.0.vbias) + hidden * 2.0)
+        -(v.dot(&self.0.vbias) + hidden * 2.0)
     }
     /// The mean of the sum of the two copies.
     #[track_caller]

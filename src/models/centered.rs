@@ -50,7 +50,7 @@ use ndarray::{Array1, Array2, Axis};
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::graph::{Expr, Graph};
-use crate::models::cd::{EnergyModel, new_params};
+use crate::models::cd::{new_params, rbm_energy_model};
 use crate::models::rbm_eval::RbmParams;
 use crate::tensor::Tensor;
 
@@ -206,10 +206,9 @@ impl CenteredRbm {
     /// It is the equivalent plain RBM's free energy less the constant `μᵀWλ`.
     #[track_caller]
     pub fn free_energy(&self, v: &Expr) -> Expr {
-        let column = |x: &Expr, y: &Expr| x.dot(y);
         let a = self.hidden_input(v);
         let hidden = (&a + &self.hbias).softplus().sum_axes(&[1], false);
-        column(&a, &self.hidden_offset) - &column(v, &self.vbias) - &hidden
+        a.dot(&self.hidden_offset) - &v.dot(&self.vbias) - &hidden
     }
 
     /// `P(h = 1 | v) = sigmoid(c + (v - μ) W)`.
@@ -306,28 +305,7 @@ impl CenteredRbm {
     }
 }
 
-impl EnergyModel for CenteredRbm {
-    fn units(&self) -> (usize, usize) {
-        (self.n_visible, self.n_hidden)
-    }
-    fn weights(&self) -> Vec<&Expr> {
-        vec![&self.w]
-    }
-    fn biases(&self) -> Vec<&Expr> {
-        vec![&self.vbias, &self.hbias]
-    }
-    #[track_caller]
-    fn free_energy(&self, v: &Expr) -> Expr {
-        CenteredRbm::free_energy(self, v)
-    }
-    #[track_caller]
-    fn hidden_mean(&self, v: &Expr) -> Expr {
-        self.hidden_probs(v)
-    }
-    #[track_caller]
-    fn visible_mean(&self, h: &Expr) -> Expr {
-        self.visible_probs(h)
-    }
+rbm_energy_model!(CenteredRbm, visible_probs, {
     #[track_caller]
     fn amend_updates(
         &self,
@@ -339,4 +317,4 @@ impl EnergyModel for CenteredRbm {
         updates.extend(extra);
         Ok(())
     }
-}
+});

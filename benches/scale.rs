@@ -35,9 +35,9 @@ fn main() {
     }
     println!("| nodes | with grad | build ms | grad ms | compile ms | peak MB |");
     println!("| --- | --- | --- | --- | --- | --- |");
+    // Nodes per stage, measured on a small one.
+    let per_stage = common::chain_of(100).0.len() as f64 / 100.0;
     for target in sizes {
-        // Nodes per stage, measured on a small one.
-        let per_stage = common::chain_of(100).0.len() as f64 / 100.0;
         let stages = ((target as f64 / per_stage).round() as usize).max(1);
         reset_peak();
         let t0 = Instant::now();

@@ -11,7 +11,7 @@
 //! `c - Wᵀμ` ([`CenteredRbm::plain_params`]); only the gradient changes. The CD gradient of
 //! this free energy is the centered one, `<(v - μ)(h - λ)ᵀ>_data - <(v - μ)(h - λ)ᵀ>_model` for
 //! `W`, so the library's [`Cd`](super::cd::Cd) trainer derives it by `grad` as for any
-//! [`EnergyModel`]. Centering makes that gradient invariant to flipping units (`v → 1 - v`) and
+//! [`EnergyModel`](crate::models::EnergyModel). Centering makes that gradient invariant to flipping units (`v → 1 - v`) and
 //! better conditioned: on the bundled digits a 784-16 centered RBM trained by PCD-1 reaches a
 //! higher exact log-likelihood than the plain one (see the book's RBM chapter).
 //!

@@ -127,13 +127,19 @@ fn main() {
     if run("W5") {
         for (name, scan) in [("scan", true), ("unroll", false)] {
             let (builder, feed) = common::lstm_step(28, scan);
-            let f = builder.compile().unwrap();
+            let f = builder
+                .profile(std::env::var_os("W5_PROFILE").is_some())
+                .compile()
+                .unwrap();
             // The peers' timer for W5: 5 warm-up steps, the median of 20 blocks of 20.
             let ms = time(&f, &feed, 5, 20, 20);
             println!(
                 "W5 lstm sgd step ({name}): {ms:.3} ms ({:.0} steps/s)",
                 1e3 / ms
             );
+            if let Some(profile) = f.profile() {
+                println!("{profile}");
+            }
         }
         for steps in [28, 1000] {
             for (name, scan) in [("scan", true), ("unroll", false)] {

@@ -10,7 +10,8 @@
 //! threads calling it at once: they run side by side, not one at a time.
 //!
 //! W5: an LSTM SGD step (batch 64, 128 units, 28 steps of 28 inputs, softmax on the last state)
-//! by `Scan` and unrolled, and the time to compile it at T = 28 and T = 1000.
+//! by `Scan` and unrolled, and the time to compile it at T = 28 and T = 1000 (`W5-scan`: the
+//! `Scan` step alone, for profiling it).
 //!
 //! W7: a LeNet-5-like convnet SGD step (batch 100; `examples/convnet.rs`'s net); with
 //! `W7_PROFILE=1`, its profile by kind of node.
@@ -124,8 +125,11 @@ fn main() {
             two[2] / one[2]
         );
     }
-    if run("W5") {
+    if run("W5") || run("W5-scan") {
         for (name, scan) in [("scan", true), ("unroll", false)] {
+            if !run("W5") && !scan {
+                continue;
+            }
             let (builder, feed) = common::lstm_step(28, scan);
             let f = builder
                 .profile(std::env::var_os("W5_PROFILE").is_some())
@@ -140,9 +144,15 @@ fn main() {
             if let Some(profile) = f.profile() {
                 println!("{profile}");
             }
+            if std::env::var_os("W5_PRINT").is_some() {
+                println!("{}", f.debugprint());
+            }
         }
         for steps in [28, 1000] {
             for (name, scan) in [("scan", true), ("unroll", false)] {
+                if !run("W5") {
+                    continue;
+                }
                 let mut times: Vec<f64> = (0..5)
                     .map(|_| {
                         let (builder, _) = common::lstm_step(steps, scan);

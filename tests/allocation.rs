@@ -166,3 +166,52 @@ fn a_warm_convnet_step_allocates_no_arrays() {
         eprintln!("warm convnet step, batch {n}: {bytes} bytes in {count} allocations per call");
     }
 }
+
+/// An LSTM's SGD step by `Scan`: the forward loop hands its kept values to the backward loop
+/// step by step, and both bodies run on the call's pool, so the buffers come back to it: a warm
+/// step allocates none of the size of a step's values or of their stacks.
+#[test]
+fn a_warm_lstm_step_by_scan_allocates_no_arrays() {
+    use gradus::models::recurrent::Lstm;
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (t, n, d, h) = (6, 16, 5, 32);
+    let g = Graph::new();
+    let xs = g.input("xs", DType::F32, &[None, None, Some(d)]);
+    let lstm = Lstm::new(&g, "lstm", d, h, DType::F32, 2).unwrap();
+    let zero = lstm.zero_state(&xs);
+    let looped = lstm.scan(&xs, &zero, &zero).unwrap();
+    let loss = looped.states[0].square().mean() + looped.outputs[0].mean();
+    let params = lstm.params();
+    let grads = grad(&loss, &params).unwrap();
+    let updates: Vec<(Expr, Expr)> = params
+        .iter()
+        .zip(&grads)
+        .map(|(p, gp)| ((*p).clone(), *p - gp * 0.01))
+        .collect();
+    let pairs: Vec<(&Expr, &Expr)> = updates.iter().map(|(p, u)| (p, u)).collect();
+    let step = function(&[&xs], &[&loss])
+        .updates(&pairs)
+        .compile()
+        .unwrap();
+    let x: Tensor =
+        ndarray::Array3::from_shape_fn((t, n, d), |(a, b, c)| ((a + b * c) % 7) as f32 * 0.1)
+            .into();
+    let (bytes, count, sizes) = per_warm_call(&step, std::slice::from_ref(&x));
+    let f32s = |k: usize| k * 4;
+    let step_sizes = [
+        f32s(n * h),
+        f32s(n * 4 * h),
+        f32s(t * n * h),
+        f32s(t * n * 4 * h),
+    ];
+    let bad: Vec<usize> = sizes
+        .iter()
+        .copied()
+        .filter(|s| step_sizes.contains(s))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{bad:?} of {sizes:?}: {bytes} bytes in {count} allocations per call"
+    );
+    eprintln!("warm lstm step: {bytes} bytes in {count} allocations per call");
+}

@@ -111,3 +111,57 @@ fn the_gradient_of_the_gates_is_one_concat_and_keeps_no_gates() {
         "{kept:?}"
     );
 }
+
+#[test]
+fn the_backward_loop_reads_what_the_forward_loop_kept_as_lists_not_stacks() {
+    // The forward loop's kept gates and its cell's history go to the backward loop step by
+    // step (no stack, no slice); the history of h, which the pushed-out weight product reads
+    // whole, is stacked. Lists or stacks (the NaN guard turns the lists off), the same values.
+    let g = Graph::new();
+    let xs = g.input("xs", DType::F64, &[None, None, Some(3)]);
+    let lstm = Lstm::new(&g, "lstm", 3, 4, DType::F64, 5).unwrap();
+    let zero = lstm.zero_state(&xs);
+    let looped = lstm.scan(&xs, &zero, &zero).unwrap();
+    let cost = looped.states[0].sum() + looped.states[1].square().sum();
+    let grads = grad(&cost, &lstm.params()).unwrap();
+    let outs: Vec<&Expr> = grads.iter().collect();
+    let f = function(&[&xs], &outs).compile().unwrap();
+    let text = f.debugprint();
+    // The program's own nodes (its bodies' listings are indented), and the lists it hands over.
+    let id_of = |what: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with(' ') && l.contains(what))
+            .map(|l| l.split(" = ").next().unwrap().to_string())
+            .collect()
+    };
+    let lists: Vec<String> = text
+        .lines()
+        .find(|l| l.starts_with("loop results"))
+        .unwrap_or_else(|| panic!("no lists:\n{text}"))
+        .split_whitespace()
+        .filter(|w| w.starts_with('%'))
+        .map(|w| w.trim_end_matches(',').to_string())
+        .collect();
+    let mut want = id_of("per step}");
+    want.extend(id_of("{state 1 before each step}"));
+    want.sort();
+    let mut got = lists.clone();
+    got.sort();
+    assert_eq!(want.len(), 6, "{text}");
+    assert_eq!(got, want, "{text}");
+    assert!(
+        !lists.contains(&id_of("{state 0 before each step}")[0]),
+        "{text}"
+    );
+    let guarded = function(&[&xs], &outs).nan_guard(true).compile().unwrap();
+    for len in [0, 1, 5] {
+        let v = sequences(len, 2, 3);
+        let (a, b) = (
+            f.call(std::slice::from_ref(&v)).unwrap(),
+            guarded.call(std::slice::from_ref(&v)).unwrap(),
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y, "length {len}");
+        }
+    }
+}

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use super::Executor;
+use super::Value;
 use super::pool::Pool;
-use super::stacks::{Stack, slice};
+use super::stacks::{Stack, copy, slice};
 use crate::compile::ir::{CompiledLoop, Kind, Node, infer_kind};
+use crate::compile::plan::Program;
 use crate::error::{Error, Result};
 use crate::graph::Type;
 use crate::graph::loops::{LoopHandle, LoopResult, Steps};
@@ -23,12 +25,55 @@ pub(crate) struct BodyRunner {
     /// Whether the body reads each of its inputs (the step values first): a sequence whose
     /// slice it does not read is sliced once per run, not at every step.
     reads: Vec<bool>,
+    /// For each of the compiled loop's results, whether the program takes it as the list of
+    /// its per-step values (the plan's `as_steps`, for every node of that result).
+    lists: Vec<bool>,
+}
+
+/// An operand of a loop: a tensor, or a sequence given as the list of its per-step values.
+#[derive(Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    One(&'a Tensor),
+    Steps(&'a [Tensor]),
+}
+
+impl<'a> Arg<'a> {
+    /// A tensor operand (a state, a count, a captured value: never a list).
+    fn one(self) -> &'a Tensor {
+        match self {
+            Arg::One(t) => t,
+            Arg::Steps(_) => unreachable!("only a loop's sequences are given as lists"),
+        }
+    }
+
+    /// The number of steps of a sequence.
+    fn len(self) -> usize {
+        match self {
+            Arg::One(t) => t.shape()[0],
+            Arg::Steps(steps) => steps.len(),
+        }
+    }
+
+    /// The shape of one step of a sequence (a list has at least one).
+    fn step_shape(self) -> &'a [usize] {
+        match self {
+            Arg::One(t) => &t.shape()[1..],
+            Arg::Steps(steps) => steps[0].shape(),
+        }
+    }
+
+    fn dtype(self) -> crate::dtype::DType {
+        match self {
+            Arg::One(t) => t.dtype(),
+            Arg::Steps(steps) => steps[0].dtype(),
+        }
+    }
 }
 
 /// The results of the loops run so far in a call, until each is read.
 #[derive(Default)]
 pub(crate) struct LoopCache {
-    runs: Vec<(LoopHandle, Vec<usize>, Vec<Option<Tensor>>)>,
+    runs: Vec<(LoopHandle, Vec<usize>, Vec<Option<Value>>)>,
 }
 
 impl LoopCache {
@@ -37,8 +82,9 @@ impl LoopCache {
     }
 }
 
-/// The body runners of the loops of `nodes`, one per compiled body.
-pub(crate) fn body_runners(nodes: &[Node]) -> Vec<BodyRunner> {
+/// The body runners of the loops of `program`, one per compiled body.
+pub(crate) fn body_runners(outer: &Program) -> Vec<BodyRunner> {
+    let nodes = &outer.nodes;
     let mut runners: Vec<BodyRunner> = Vec::new();
     for n in nodes {
         if let Kind::Loop { compiled, .. } = &n.kind
@@ -57,10 +103,28 @@ pub(crate) fn body_runners(nodes: &[Node]) -> Vec<BodyRunner> {
                     reads[position] = true;
                 }
             }
+            // A result is a list where every node of it is.
+            let lists = compiled
+                .results
+                .iter()
+                .map(|&r| {
+                    nodes
+                        .iter()
+                        .zip(&outer.as_steps)
+                        .all(|(m, &steps)| match &m.kind {
+                            Kind::Loop {
+                                compiled: c,
+                                result,
+                            } if Arc::ptr_eq(c, compiled) => *result != r || steps,
+                            _ => true,
+                        })
+                })
+                .collect();
             runners.push(BodyRunner {
                 compiled: compiled.clone(),
                 executor,
                 reads,
+                lists,
             });
         }
     }
@@ -79,6 +143,24 @@ impl Executor {
         cache: &mut LoopCache,
         pool: &mut Pool,
     ) -> Result<Tensor> {
+        let args: Vec<Arg> = args.iter().map(|&t| Arg::One(t)).collect();
+        match self.loop_value(n, operands, &args, cache, pool, false)? {
+            Value::Owned(t) => Ok(t),
+            _ => unreachable!("a loop asked for no lists makes tensors"),
+        }
+    }
+
+    /// As [`loop_result`](Self::loop_result), on operands that may be lists of per-step
+    /// values; with `lists`, the results the plan hands over as lists are made as lists.
+    pub(super) fn loop_value(
+        &self,
+        n: &Node,
+        operands: &[usize],
+        args: &[Arg],
+        cache: &mut LoopCache,
+        pool: &mut Pool,
+        lists: bool,
+    ) -> Result<Value> {
         let (handle, result) = match &n.kind {
             Kind::Loop { compiled, result } => (&compiled.body, *result),
             Kind::Op(Op::Loop { body, result }) => (body, *result),
@@ -114,7 +196,7 @@ impl Executor {
         {
             Some(at) => at,
             None => {
-                let results = run_loop(runner, args, pool, n)?;
+                let results = run_loop(runner, args, pool, n, lists)?;
                 cache
                     .runs
                     .push((handle.clone(), operands.to_vec(), results));
@@ -132,14 +214,17 @@ impl Executor {
 
 /// Run the loop of `runner` on `args` (its sequences, initial states, count and captured
 /// values): every needed result. Slices of the sequences and stacked results take their
-/// buffers from `pool`, and a step's spent values go back to the body's pool, so that a warm
-/// loop allocates little.
+/// buffers from `pool`, the body runs on `pool` too, and a step's spent values go back to it,
+/// so that a warm loop allocates little. With `lists`, the results the plan hands over as
+/// lists keep each step's own tensor (moved, not copied), and a sequence given as a list is
+/// read step by step without a slice.
 fn run_loop(
     runner: &BodyRunner,
-    args: &[&Tensor],
+    args: &[Arg],
     pool: &mut Pool,
     node: &Node,
-) -> Result<Vec<Option<Tensor>>> {
+    lists: bool,
+) -> Result<Vec<Option<Value>>> {
     let compiled = &runner.compiled;
     let body = compiled.body.body();
     let (p, q) = (body.n_sequences, body.n_states());
@@ -149,10 +234,13 @@ fn run_loop(
         loc: body.loc,
     };
     let sequences = &args[..p];
-    let captured = &args[body.first_captured()..];
+    let captured: Vec<&Tensor> = args[body.first_captured()..]
+        .iter()
+        .map(|a| a.one())
+        .collect();
     let steps = match body.steps {
         Steps::OfSequences => {
-            let lengths: Vec<usize> = sequences.iter().map(|s| s.shape()[0]).collect();
+            let lengths: Vec<usize> = sequences.iter().map(|s| s.len()).collect();
             if let Some(bad) = lengths.iter().find(|&&l| l != lengths[0]) {
                 return Err(loop_error(format!(
                     "its sequences have lengths {} and {bad}",
@@ -162,7 +250,9 @@ fn run_loop(
             lengths[0]
         }
         Steps::Counted => {
-            let count = args[body.count_input().expect("a counted loop has a count")].item()?;
+            let count = args[body.count_input().expect("a counted loop has a count")]
+                .one()
+                .item()?;
             if count < 0.0 {
                 return Err(loop_error(format!("it is asked to make {count} steps")));
             }
@@ -174,8 +264,24 @@ fn run_loop(
     let known = (body.until.is_none()).then_some(steps);
     let o = body.n_outputs();
     let wants = |r: LoopResult| compiled.results.contains(&r);
+    // Which results keep their steps' tensors as a list.
+    let listed = |r: LoopResult| {
+        lists
+            && compiled
+                .results
+                .iter()
+                .zip(&runner.lists)
+                .any(|(&c, &l)| c == r && l)
+    };
+    let list_outputs: Vec<bool> = (0..o).map(|k| listed(LoopResult::Stacked(k))).collect();
+    let list_history: Vec<bool> = (0..q).map(|k| listed(LoopResult::History(k))).collect();
+    let list_inner: Vec<bool> = compiled
+        .inner
+        .iter()
+        .map(|&id| listed(LoopResult::Inner(id)))
+        .collect();
     let n_inner = compiled.inner.len();
-    let initial = &args[p..p + q];
+    let initial: Vec<&Tensor> = args[p..p + q].iter().map(|a| a.one()).collect();
     // The states after the last step made (none yet: the initial states).
     let mut states: Vec<Tensor> = Vec::new();
     let mut stacked: Vec<Stack> = (0..o).map(|_| Stack::Empty).collect();
@@ -194,34 +300,43 @@ fn run_loop(
             }
         }
         let current: Vec<&Tensor> = if states.is_empty() {
-            initial.to_vec()
+            initial.clone()
         } else {
             states.iter().collect()
         };
         for (k, h) in history.iter_mut().enumerate() {
-            if wants(LoopResult::History(k)) {
+            if !wants(LoopResult::History(k)) {
+                continue;
+            }
+            if !list_history[k] {
                 h.put(t, known, current[k], (&mut *pool, node))?;
+            } else if states.is_empty() {
+                // (A state made by a step joins its list when the next step is done with it.)
+                h.push(copy(current[k], pool, node)?);
             }
         }
         // (A slice the body does not read is the first one made, fed at every step.)
         let mut slices: Vec<Option<Tensor>> = Vec::with_capacity(p);
         for (k, s) in sequences.iter().enumerate() {
-            if unread[k].is_some() {
-                slices.push(None);
-            } else if runner.reads[k] {
-                slices.push(Some(slice(s, t, pool, node)?));
-            } else {
-                unread[k] = Some(slice(s, t, pool, node)?);
-                slices.push(None);
+            match s {
+                Arg::Steps(_) => slices.push(None),
+                Arg::One(_) if unread[k].is_some() => slices.push(None),
+                Arg::One(s) if runner.reads[k] => slices.push(Some(slice(s, t, pool, node)?)),
+                Arg::One(s) => {
+                    unread[k] = Some(slice(s, t, pool, node)?);
+                    slices.push(None);
+                }
             }
         }
-        let feed: Vec<&Tensor> = slices
+        let feed: Vec<&Tensor> = sequences
             .iter()
-            .zip(&unread)
-            .map(|(s, u)| {
-                s.as_ref()
+            .zip(slices.iter().zip(&unread))
+            .map(|(s, (sliced, u))| match s {
+                Arg::Steps(steps) => &steps[t],
+                Arg::One(_) => sliced
+                    .as_ref()
                     .or(u.as_ref())
-                    .expect("a slice or the unread one")
+                    .expect("a slice or the unread one"),
             })
             .chain(current)
             .chain(
@@ -231,16 +346,20 @@ fn run_loop(
                     .map(|(c, s)| s.as_ref().unwrap_or(c)),
             )
             .collect();
-        runner.executor.recycle(spent.drain(..));
+        spent.drain(..).for_each(|v| pool.give(v));
         let mut out = runner
             .executor
-            .run(&feed)
+            .run_pooled(&feed, pool)
             .map_err(|e| at_step(e, t, body.loc))?;
         slices.into_iter().flatten().for_each(|s| pool.give(s));
         let kept = out.split_off(out.len() - n_inner);
         for (k, v) in kept.into_iter().enumerate() {
-            inner[k].put(t, known, &v, (&mut *pool, node))?;
-            spent.push(v);
+            if list_inner[k] {
+                inner[k].push(v);
+            } else {
+                inner[k].put(t, known, &v, (&mut *pool, node))?;
+                spent.push(v);
+            }
         }
         let done = body
             .until
@@ -252,7 +371,7 @@ fn run_loop(
         let per_step = out.split_off(q);
         // A state keeps its shape from step to step.
         let before: Vec<&Tensor> = if states.is_empty() {
-            initial.to_vec()
+            initial.clone()
         } else {
             states.iter().collect()
         };
@@ -267,18 +386,28 @@ fn run_loop(
             }
         }
         for (k, y) in per_step.into_iter().enumerate() {
-            if wants(LoopResult::Stacked(k)) {
+            if !wants(LoopResult::Stacked(k)) {
+                spent.push(y);
+            } else if list_outputs[k] {
+                stacked[k].push(y);
+            } else {
                 stacked[k].put(t, known, &y, (&mut *pool, node))?;
+                spent.push(y);
             }
-            spent.push(y);
         }
-        spent.extend(std::mem::replace(&mut states, out));
+        for (k, before) in std::mem::replace(&mut states, out).into_iter().enumerate() {
+            if list_history[k] && wants(LoopResult::History(k)) {
+                history[k].push(before);
+            } else {
+                spent.push(before);
+            }
+        }
         made += 1;
         if done {
             break;
         }
     }
-    runner.executor.recycle(spent);
+    spent.into_iter().for_each(|v| pool.give(v));
     unread.into_iter().flatten().for_each(|s| pool.give(s));
     let states: Vec<Tensor> = if made == 0 {
         initial.iter().map(|t| (*t).clone()).collect()
@@ -287,7 +416,7 @@ fn run_loop(
     };
     // With no steps, the shape of a step's output comes from the body's types on these inputs.
     let step_shapes = (made == 0 && (o > 0 || n_inner > 0)).then(|| {
-        let slices: Vec<Vec<usize>> = sequences.iter().map(|s| s.shape()[1..].to_vec()).collect();
+        let slices: Vec<Vec<usize>> = sequences.iter().map(|s| s.step_shape().to_vec()).collect();
         let fed: Vec<Type> = slices
             .iter()
             .map(|s| s.as_slice())
@@ -310,34 +439,39 @@ fn run_loop(
         });
         dims
     };
-    let state_type = |i: usize| Type {
-        dtype: states[i].dtype(),
-        shape: Shape::known(states[i].shape()),
-    };
+    let state_types: Vec<Type> = states
+        .iter()
+        .map(|s| Type {
+            dtype: s.dtype(),
+            shape: Shape::known(s.shape()),
+        })
+        .collect();
+    // Each final state is one result: it moves out.
+    let mut states: Vec<Option<Tensor>> = states.into_iter().map(Some).collect();
     let mut stacked: Vec<Option<Stack>> = stacked.into_iter().map(Some).collect();
     let mut history: Vec<Option<Stack>> = history.into_iter().map(Some).collect();
     let mut inner: Vec<Option<Stack>> = inner.into_iter().map(Some).collect();
-    let mut results: Vec<Option<Tensor>> = Vec::with_capacity(compiled.results.len());
+    let mut results: Vec<Option<Value>> = Vec::with_capacity(compiled.results.len());
     for &r in &compiled.results {
         let ty = body
             .result_type(r)
             .expect("a compiled loop makes results of its loop");
         let declared = &ty.shape.dims()[1.min(ty.ndim())..];
         let value = match r {
-            LoopResult::Final(i) => states[i].clone(),
+            LoopResult::Final(i) => Value::Owned(states[i].take().expect("one result per state")),
             LoopResult::Stacked(i) => {
                 let step = step_shapes
                     .as_ref()
                     .and_then(|s| s.get(q + i))
                     .and_then(|t| t.as_ref());
                 let s = stacked[i].take().expect("one result per output");
-                s.finish(ty.dtype, &empty(declared, step), body.reverse)?
+                s.finish_value(ty.dtype, &empty(declared, step), body.reverse)?
             }
             LoopResult::History(i) => {
                 let h = history[i].take().expect("one result per state");
-                h.finish(
+                h.finish_value(
                     ty.dtype,
-                    &empty(declared, Some(&state_type(i))),
+                    &empty(declared, Some(&state_types[i])),
                     body.reverse,
                 )?
             }
@@ -354,11 +488,13 @@ fn run_loop(
                     .as_ref()
                     .and_then(|s| s.get(at))
                     .and_then(|t| t.as_ref());
-                v.finish(ty.dtype, &empty(declared, step), body.reverse)?
+                v.finish_value(ty.dtype, &empty(declared, step), body.reverse)?
             }
         };
         results.push(Some(value));
     }
+    // The final states no result reads go back to the pool.
+    states.into_iter().flatten().for_each(|s| pool.give(s));
     Ok(results)
 }
 

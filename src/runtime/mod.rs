@@ -49,6 +49,9 @@ pub(crate) enum Value {
     Fed(usize),
     Shared(Arc<Tensor>),
     Owned(Tensor),
+    /// A loop's per-step values, in sequence order, which only loops read (as a sequence; see
+    /// the plan's `as_steps`).
+    Steps(Vec<Tensor>),
 }
 
 impl Value {
@@ -57,6 +60,24 @@ impl Value {
             Value::Fed(k) => inputs[*k],
             Value::Shared(t) => t,
             Value::Owned(t) => t,
+            Value::Steps(_) => unreachable!("per-step lists are read by loops, as sequences"),
+        }
+    }
+
+    /// As a loop's operand.
+    fn arg<'a>(&'a self, inputs: &[&'a Tensor]) -> loops::Arg<'a> {
+        match self {
+            Value::Steps(steps) => loops::Arg::Steps(steps),
+            v => loops::Arg::One(v.get(inputs)),
+        }
+    }
+
+    /// The bytes this run owns for it.
+    fn owned_bytes(&self) -> usize {
+        match self {
+            Value::Owned(t) => bytes(t),
+            Value::Steps(steps) => steps.iter().map(bytes).sum(),
+            _ => 0,
         }
     }
 }
@@ -89,6 +110,9 @@ struct Workspace {
     snapshot: Vec<Arc<Tensor>>,
     /// The results of the loops run in this call, until they are read.
     loops: loops::LoopCache,
+    /// Whether the pool is the caller's (a loop's body): the outputs then leave in the buffers
+    /// they were made in, which come back to that pool when the caller is done with them.
+    lent: bool,
 }
 
 /// Time and calls of one node, summed over calls since profiling began.
@@ -129,7 +153,7 @@ impl Executor {
     /// An executor of a program another owner holds too (a loop's body).
     pub fn shared(program: Arc<Program>) -> Executor {
         Executor {
-            loops: loops::body_runners(&program.nodes),
+            loops: loops::body_runners(&program),
             program,
             peak: AtomicUsize::new(0),
             workspace: Mutex::new(Workspace::default()),
@@ -143,13 +167,6 @@ impl Executor {
     /// Check every call in the debug mode, against `trace`.
     pub fn enable_debug(&mut self, trace: DebugTrace) {
         self.debug = Some(trace);
-    }
-
-    /// Take back buffers of values this executor returned (a loop's spent step values), for
-    /// its next runs.
-    pub(crate) fn recycle(&self, spent: impl IntoIterator<Item = Tensor>) {
-        let mut ws = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
-        spent.into_iter().for_each(|t| ws.pool.give(t));
     }
 
     /// Check every result for a NaN or an infinity born there (see [`guard`]). Operands are
@@ -230,6 +247,18 @@ impl Executor {
     /// (see [`StateLock`](crate::graph::StateLock)).
     #[track_caller]
     pub fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        self.run_on(inputs, None)
+    }
+
+    /// A run of a loop's body: its buffers come from, and go back to, the pool of the call that
+    /// runs the loop, so that the values one step hands out (to the loop's stacks and lists, to
+    /// a later loop) come back to the next as their readers are done with them.
+    pub(crate) fn run_pooled(&self, inputs: &[&Tensor], pool: &mut Pool) -> Result<Vec<Tensor>> {
+        self.run_on(inputs, Some(pool))
+    }
+
+    #[track_caller]
+    fn run_on(&self, inputs: &[&Tensor], mut outer: Option<&mut Pool>) -> Result<Vec<Tensor>> {
         self.check_feeds(inputs)?;
         let state = self.program.state.as_deref();
         let writes = !self.program.updates.is_empty() || !self.program.streams.is_empty();
@@ -237,6 +266,11 @@ impl Executor {
         // Take the buffers of earlier calls; a concurrent call finds none and allocates its own.
         let mut ws = std::mem::take(&mut *self.workspace.lock().unwrap_or_else(|e| e.into_inner()));
         ws.snapshot.clear();
+        let outer_limit = outer.as_ref().map(|p| p.limit);
+        if let Some(p) = outer.as_deref_mut() {
+            std::mem::swap(&mut ws.pool, p);
+        }
+        ws.lent = outer.is_some();
         {
             let _reading = state.map(|s| s.reading());
             let read = self.program.shared.iter().map(|(_, v)| v.read());
@@ -250,6 +284,10 @@ impl Executor {
             self.commit(ws.new_values.drain(..), &mut ws.pool);
         }
         ws.new_values.clear();
+        if let (Some(p), Some(limit)) = (outer, outer_limit) {
+            std::mem::swap(&mut ws.pool, p);
+            p.limit = limit;
+        }
         *self.workspace.lock().unwrap_or_else(|e| e.into_inner()) = ws;
         result
     }
@@ -325,6 +363,7 @@ impl Executor {
             held,
             snapshot,
             loops,
+            lent,
         } = ws;
         loops.clear();
         values.clear();
@@ -409,18 +448,25 @@ impl Executor {
             } else {
                 let out = match &n.kind {
                     Kind::Loop { .. } => {
-                        let args: SmallVec<[&Tensor; 8]> = n
+                        let args: SmallVec<[loops::Arg; 8]> = n
                             .inputs
                             .iter()
-                            .map(|&i| operand(values, inputs, i))
+                            .map(|&i| {
+                                values[i]
+                                    .as_ref()
+                                    .expect("operands are computed first")
+                                    .arg(inputs)
+                            })
                             .collect();
-                        self.loop_result(n, &n.inputs, &args, loops, pool)?
+                        // Under the NaN guard every value is a tensor, checked as it is made.
+                        let lists = !self.nan_guard;
+                        self.loop_value(n, &n.inputs, &args, loops, pool, lists)?
                     }
-                    _ => self.eval_node(j, n, inputs, values, pool)?,
+                    _ => Value::Owned(self.eval_node(j, n, inputs, values, pool)?),
                 };
-                held[j] = bytes(&out);
+                held[j] = out.owned_bytes();
                 live += held[j];
-                Value::Owned(out)
+                out
             };
             values[j] = Some(v);
             peak = peak.max(live);
@@ -439,9 +485,14 @@ impl Executor {
         let mut take = |i: usize, values: &mut Vec<Option<Value>>| -> Tensor {
             reads[i] -= 1;
             match values[i].take() {
+                Some(Value::Owned(t)) if reads[i] == 0 && *lent => t,
                 Some(Value::Owned(t)) if reads[i] == 0 => pool.release(t),
                 Some(v) => {
-                    let t = v.get(inputs).clone();
+                    // (What a body hands out twice comes back to the pool it was lent.)
+                    let t = match *lent {
+                        true => pool.copy_of(v.get(inputs)),
+                        false => v.get(inputs).clone(),
+                    };
                     values[i] = Some(v);
                     t
                 }
@@ -540,8 +591,10 @@ impl Executor {
         for &i in &self.program.nodes[j].inputs {
             if self.program.last_use[i] == Some(j) {
                 *live -= std::mem::take(&mut held[i]);
-                if let Some(Value::Owned(t)) = values[i].take() {
-                    pool.give(t);
+                match values[i].take() {
+                    Some(Value::Owned(t)) => pool.give(t),
+                    Some(Value::Steps(steps)) => steps.into_iter().for_each(|t| pool.give(t)),
+                    _ => {}
                 }
             }
         }

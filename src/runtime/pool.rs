@@ -130,6 +130,22 @@ impl Pool {
         }
     }
 
+    /// A copy of `t`, a float one in a pooled buffer (it exists already: no limit applies).
+    pub fn copy_of(&mut self, t: &Tensor) -> Tensor {
+        fn copied<T: Pooled>(pool: &mut Pool, a: &ArrayD<T>) -> Option<ArrayD<T>> {
+            let src = a.as_slice()?;
+            let mut buf = T::bins(pool).take(src.len())?;
+            buf.copy_from_slice(src);
+            Some(ArrayD::from_shape_vec(a.raw_dim(), buf).expect("the shape of the buffer"))
+        }
+        let copy = match t {
+            Tensor::F32(a) => copied(self, a).map(Tensor::F32),
+            Tensor::F64(a) => copied(self, a).map(Tensor::F64),
+            _ => None,
+        };
+        copy.unwrap_or_else(|| t.clone())
+    }
+
     pub fn keep_vec<T: Pooled>(&mut self, buf: Vec<T>) {
         T::bins(self).keep(buf)
     }

@@ -3,8 +3,8 @@
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use super::Failure;
 use super::pool::Pool;
+use super::{Failure, Value};
 use crate::compile::ir::Node;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -19,6 +19,8 @@ pub(super) enum Stack {
     Filled(Tensor),
     /// The steps of a while loop, in the order they ran.
     Steps(Vec<Tensor>),
+    /// Each step's own tensor, in the order they ran, to hand over as a list (never stacked).
+    List(Vec<Tensor>),
 }
 
 impl Stack {
@@ -37,7 +39,7 @@ impl Stack {
         }
         match self {
             Stack::Empty => *self = Stack::Steps(vec![y.clone()]),
-            Stack::Steps(ys) => ys.push(y.clone()),
+            Stack::Steps(ys) | Stack::List(ys) => ys.push(y.clone()),
             Stack::Filled(all) => {
                 if all.shape()[1..] != *y.shape() {
                     return Err(Error::Data {
@@ -70,13 +72,39 @@ impl Stack {
         Ok(())
     }
 
+    /// Keep `y`, the next step's value, as it is: the stack becomes a list.
+    pub(super) fn push(&mut self, y: Tensor) {
+        match self {
+            Stack::List(ys) => ys.push(y),
+            _ => *self = Stack::List(vec![y]),
+        }
+    }
+
+    /// As [`finish`](Self::finish), but a list stays a list (in sequence order).
+    pub(super) fn finish_value(
+        self,
+        dtype: DType,
+        empty: &[usize],
+        reverse: bool,
+    ) -> Result<Value> {
+        match self {
+            Stack::List(mut ys) => {
+                if reverse {
+                    ys.reverse();
+                }
+                Ok(Value::Steps(ys))
+            }
+            other => other.finish(dtype, empty, reverse).map(Value::Owned),
+        }
+    }
+
     /// The stacked values: `empty` (the shape of no steps) where there were none; a while
     /// loop's in sequence order (`reverse`: they ran from the last).
     pub(super) fn finish(self, dtype: DType, empty: &[usize], reverse: bool) -> Result<Tensor> {
         match self {
             Stack::Filled(all) => Ok(all),
             Stack::Empty => stack(&[], dtype, empty),
-            Stack::Steps(mut ys) => {
+            Stack::Steps(mut ys) | Stack::List(mut ys) => {
                 if reverse {
                     ys.reverse();
                 }
@@ -126,6 +154,26 @@ fn checked<T: Clone + Default>(
     v.try_reserve_exact(n).map_err(|_| too_big(None))?;
     v.resize(n, T::default());
     Ok(ArrayD::from_shape_vec(IxDyn(shape), v).expect("a buffer of the shape's size"))
+}
+
+/// A copy of `t`, a float one in a buffer from `pool`.
+pub(super) fn copy(t: &Tensor, pool: &mut Pool, node: &Node) -> Result<Tensor> {
+    let mut out = buffer(t.dtype(), t.shape(), pool, node)?;
+    macro_rules! all {
+        ($v:ident) => {
+            match (&mut out, t) {
+                (Tensor::$v(o), Tensor::$v(a)) => copy_into(o.view_mut(), a.view()),
+                _ => unreachable!("the buffer has the tensor's dtype"),
+            }
+        };
+    }
+    match t.dtype() {
+        DType::F32 => all!(F32),
+        DType::F64 => all!(F64),
+        DType::I64 => all!(I64),
+        DType::Bool => all!(Bool),
+    }
+    Ok(out)
 }
 
 /// Slice `t` of a sequence along its first axis, float slices in buffers from `pool`.

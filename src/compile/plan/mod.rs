@@ -38,10 +38,44 @@ pub(crate) struct Program {
     /// Whether a node is a product that runs at once with the next (see
     /// [`schedule::pair_products`]).
     pub pair_start: Vec<bool>,
+    /// Whether a loop's result goes to its readers as the list of its per-step values instead
+    /// of stacked (see [`per_step_lists`]).
+    pub as_steps: Vec<bool>,
     /// The shared variables the program reads, with their nodes.
     pub shared: Vec<(usize, Arc<SharedVar>)>,
     /// The lock of their graph's state, if the program reads or writes any.
     pub state: Option<Arc<StateLock>>,
+}
+
+/// Which loop results need never be stacked: a loop's per-step values (its outputs, its
+/// states' history, the body values it keeps) that only other loops read, each as one of its
+/// sequences, go over as the list of the steps' tensors. The loop that makes them then copies
+/// no step into a stack, and the loop that reads them slices none: the backward loop of a
+/// loop's gradient reads what its forward loop kept, step by step, as it was made.
+fn per_step_lists(nodes: &[Node], root_reads: &[u32]) -> Vec<bool> {
+    let mut list: Vec<bool> = nodes
+        .iter()
+        .zip(root_reads)
+        .map(|(n, &roots)| {
+            roots == 0
+                && matches!(&n.kind, Kind::Loop { result, .. }
+                    if !matches!(result, crate::graph::loops::LoopResult::Final(_)))
+        })
+        .collect();
+    let mut read = vec![false; nodes.len()];
+    for n in nodes {
+        let sequences = match &n.kind {
+            Kind::Loop { compiled, .. } => compiled.body.body().n_sequences,
+            _ => 0,
+        };
+        for (position, &i) in n.inputs.iter().enumerate() {
+            read[i] = true;
+            if position >= sequences {
+                list[i] = false;
+            }
+        }
+    }
+    list.iter().zip(&read).map(|(&l, &r)| l && r).collect()
 }
 
 /// `nodes` in the order `order` (old indices by position), with their operands, the outputs
@@ -109,9 +143,12 @@ impl Program {
             .or(updates.first().map(|(v, _)| &v.state))
             .or(streams.first().map(|v| &v.state))
             .cloned();
-        let run_end = match exec {
-            Exec::Fast => schedule::kernel_runs(&nodes),
-            Exec::Reference => vec![None; nodes.len()],
+        let (run_end, as_steps) = match exec {
+            Exec::Fast => (
+                schedule::kernel_runs(&nodes),
+                per_step_lists(&nodes, &root_reads),
+            ),
+            Exec::Reference => (vec![None; nodes.len()], vec![false; nodes.len()]),
         };
         Program {
             nodes,
@@ -124,6 +161,7 @@ impl Program {
             root_reads,
             run_end,
             pair_start,
+            as_steps,
             shared,
             state,
         }
@@ -166,6 +204,18 @@ impl Program {
                 }
                 None => j += 1,
             }
+        }
+        let lists: Vec<String> = (0..self.nodes.len())
+            .filter(|&k| self.as_steps[k])
+            .map(|k| format!("%{k}"))
+            .collect();
+        if !lists.is_empty() {
+            let _ = writeln!(
+                s,
+                "loop results {} go to the loops that read them as lists of their steps \
+                 (not stacked)",
+                lists.join(", ")
+            );
         }
         // Each loop's body, once: its own program.
         let mut shown: Vec<*const CompiledLoop> = Vec::new();

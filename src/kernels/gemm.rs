@@ -225,7 +225,56 @@ pub(crate) fn gemm_onto<T: Float>(
         return Ok(());
     }
     let ((rsa, csa), (rsb, csb)) = (strides(a, ta), strides(b, tb));
-    let parallelism = if threads > 1 && m * n * k >= PAR_MIN_FLOPS {
+    let parallel = threads > 1 && m * n * k >= PAR_MIN_FLOPS;
+    let read_out = !matches!(init, Init::Zero);
+    let alpha = T::from_f(product.alpha);
+    // A product of few rows: the `gemm` crate splits its work by rows and runs such a product
+    // on one thread, so its columns are split over the threads here, a band each.
+    if parallel && m < SKINNY_ROWS && n >= 2 * MIN_BAND {
+        let bands = threads.min(n / MIN_BAND);
+        let width = n.div_ceil(bands);
+        let (out_at, a_at, b_at) = (
+            SendPtr(out.as_mut_ptr()),
+            SendPtr(a.as_ptr() as *mut T),
+            SendPtr(b.as_ptr() as *mut T),
+        );
+        let band = |c0: usize| {
+            let cols = width.min(n - c0);
+            // SAFETY: as below, for the columns `c0 .. c0 + cols` of `op(b)` and of `out`; the
+            // bands write disjoint columns of `out`.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    cols,
+                    k,
+                    out_at.get().add(c0),
+                    1,
+                    n as isize,
+                    read_out,
+                    a_at.get(),
+                    csa,
+                    rsa,
+                    b_at.get().offset(c0 as isize * csb),
+                    csb,
+                    rsb,
+                    T::one(),
+                    alpha,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        };
+        rayon::scope(|s| {
+            for c0 in (width..n).step_by(width) {
+                s.spawn(move |_| band(c0));
+            }
+            band(0);
+        });
+        return Ok(());
+    }
+    let parallelism = if parallel {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
@@ -240,7 +289,7 @@ pub(crate) fn gemm_onto<T: Float>(
             out.as_mut_ptr(),
             1,
             n as isize,
-            !matches!(init, Init::Zero),
+            read_out,
             a.as_ptr(),
             csa,
             rsa,
@@ -248,7 +297,7 @@ pub(crate) fn gemm_onto<T: Float>(
             csb,
             rsb,
             T::one(),
-            T::from_f(product.alpha),
+            alpha,
             false,
             false,
             false,
@@ -256,6 +305,24 @@ pub(crate) fn gemm_onto<T: Float>(
         );
     }
     Ok(())
+}
+
+/// Products with fewer rows than this split their columns over the threads (see `gemm_onto`).
+const SKINNY_ROWS: usize = 48;
+/// The fewest columns a thread's band of a skinny product gets.
+const MIN_BAND: usize = 64;
+
+/// A pointer a band of a product may take to another thread.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: the bands of one product read its operands and write disjoint columns of its output,
+// all of which outlive the scope the bands run in.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
 }
 
 /// `dst` (cols × rows, row-major) ← the transpose of `src` (rows × cols, row-major). Each task
@@ -296,6 +363,64 @@ pub(crate) fn transpose_into<T: Copy + Send + Sync>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skinny_products_split_by_columns_match_the_definition() {
+        // Few rows (split by columns over the threads) and enough rows (the crate's own split),
+        // either operand transposed, onto zeros, a bias row, or the output's own values.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (m, k, n) in [
+            (1, 3, 200),
+            (28, 50, 300),
+            (47, 7, 129),
+            (5, 64, 1000),
+            (60, 40, 200),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                let value = |r: usize, c: usize, s: usize| ((r * 7 + c * 3 + s) % 13) as f64 - 6.0;
+                let a_shape = if ta { [k, m] } else { [m, k] };
+                let b_shape = if tb { [n, k] } else { [k, n] };
+                let a = ArrayD::from_shape_fn(IxDyn(&a_shape), |i| value(i[0], i[1], 1));
+                let b = ArrayD::from_shape_fn(IxDyn(&b_shape), |i| value(i[0], i[1], 2));
+                let bias = ArrayD::from_shape_fn(IxDyn(&[n]), |i| value(i[0], 0, 3));
+                let op = |x: &ArrayD<f64>, t: bool, r: usize, c: usize| {
+                    if t { x[[c, r]] } else { x[[r, c]] }
+                };
+                let want = |r: usize, c: usize| {
+                    0.5 * (0..k)
+                        .map(|j| op(&a, ta, r, j) * op(&b, tb, j, c))
+                        .sum::<f64>()
+                };
+                let product = Gemm {
+                    transpose_a: ta,
+                    transpose_b: tb,
+                    alpha: 0.5,
+                    bias_add: None,
+                };
+                let bias_view = bias.view();
+                for init in [Init::Zero, Init::Bias(&bias_view), Init::Out] {
+                    let mut out: Vec<f64> = (0..m * n).map(|i| (i % 5) as f64).collect();
+                    let before = out.clone();
+                    pool.install(|| {
+                        gemm_onto(&a.view(), &b.view(), init, &product, &mut out, 3).unwrap()
+                    });
+                    for r in 0..m {
+                        for c in 0..n {
+                            let onto = match init {
+                                Init::Zero => 0.0,
+                                Init::Bias(_) => bias[[c]],
+                                Init::Out => before[r * n + c],
+                            };
+                            assert_eq!(out[r * n + c], want(r, c) + onto, "{m}x{k}x{n} {ta} {tb}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn transpose_matches_the_definition_serial_and_parallel() {

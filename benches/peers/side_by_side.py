@@ -244,7 +244,7 @@ def render(raw):
     first, last = recs[0]["time"], recs[-1]["time"]
     ver = raw["versions"]
     lines = [
-        f"Made by `benches/peers/side_by_side.py {' '.join(raw['argv'])}` on {raw['date']}, "
+        f"Made by `{' '.join(['benches/peers/side_by_side.py', *raw['argv']])}` on {raw['date']}, "
         f"{first}–{last} UTC: {raw['rounds']} round{'s' * (raw['rounds'] > 1)}, each running "
         "every workload on gradus then on each peer, one process per run, 2 threads. Every side "
         f"is timed alike, "

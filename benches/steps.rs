@@ -4,7 +4,12 @@
 //!
 //! W1 binary RBM 784x500 CD-1 step; W2 MLP 784-500-500-10 sigmoid SGD step; W3 deep autoencoder
 //! 784-1000-500-250-30-250-500-1000-784 SGD step (all float32, minibatch 100); W4 value and
-//! gradient of the 2,000-stage elementwise chain over a 1000-vector (float64).
+//! gradient of the 2,000-stage elementwise chain over a 1000-vector (float64), and the time to
+//! build, differentiate and compile it.
+//!
+//! L1: W1's five products alone (f32: v·W and v1·W 100x784x500, h·Wᵀ 100x500x784, vᵀ·h0 and
+//! v1ᵀ·h1 784x100x500), each a compiled function as in `benches/gemm.rs`, called one after the
+//! other: the steps per second that a CD-1 step made only of its products would reach.
 //!
 //! P: calls per second of a pure function (no updates, no draws) on one thread, and on two
 //! threads calling it at once: they run side by side, not one at a time.
@@ -19,7 +24,9 @@
 //! W6: the time to compile the RBM CD-k step, unrolled (k = 1, 5, 25, 100) and as one loop.
 //!
 //! `cargo bench -p gradus-bench --bench steps` runs all;
-//! `cargo bench -p gradus-bench --bench steps -- W1 W3` a few.
+//! `cargo bench -p gradus-bench --bench steps -- W1 W3` a few. `--warmup N`, `--repeats N` and
+//! `--steps N` replace the timer's fields for every workload chosen, `--stages N` W4's length
+//! (`benches/peers/side_by_side.py` runs this binary so, beside the peers).
 
 use std::time::Instant;
 
@@ -32,33 +39,62 @@ use rand::rngs::StdRng;
 
 mod common;
 
-use common::{BATCH, batch, chain, sgd_step};
+use common::args::{Args, Timer};
+use common::{BATCH, batch, chain_of, sgd_step};
 
-/// Milliseconds per step: `warm` steps, then the median over `blocks` blocks of `steps` steps.
-fn time(f: &Function, feed: &[Tensor], warm: usize, blocks: usize, steps: usize) -> f64 {
-    for _ in 0..warm {
-        f.call(feed).unwrap();
+/// Milliseconds per step: `t.warmup` steps, then the median over `t.repeats` blocks of
+/// `t.steps` steps.
+fn time(t: Timer, mut step: impl FnMut()) -> f64 {
+    for _ in 0..t.warmup {
+        step();
     }
-    let mut per_step: Vec<f64> = (0..blocks)
+    let mut per_step: Vec<f64> = (0..t.repeats)
         .map(|_| {
             let start = Instant::now();
-            for _ in 0..steps {
-                f.call(feed).unwrap();
+            for _ in 0..t.steps {
+                step();
             }
-            start.elapsed().as_secs_f64() * 1e3 / steps as f64
+            start.elapsed().as_secs_f64() * 1e3 / t.steps as f64
         })
         .collect();
     per_step.sort_by(f64::total_cmp);
-    per_step[blocks / 2]
+    per_step[t.repeats / 2]
 }
 
+/// `time` of calls of `f` on `feed`.
+fn time_calls(t: Timer, f: &Function, feed: &[Tensor]) -> f64 {
+    time(t, || {
+        f.call(feed).unwrap();
+    })
+}
+
+/// A compiled product of an f32 `m x k` by a `k x n` matrix, either stored transposed
+/// (`ta`, `tb`), and a feed for it.
+fn product(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> (Function, Vec<Tensor>) {
+    let g = Graph::new();
+    let a_shape = if ta { [k, m] } else { [m, k] };
+    let b_shape = if tb { [n, k] } else { [k, n] };
+    let a = g.input("a", DType::F32, &[Some(a_shape[0]), Some(a_shape[1])]);
+    let b = g.input("b", DType::F32, &[Some(b_shape[0]), Some(b_shape[1])]);
+    let lhs = if ta { a.t() } else { a.clone() };
+    let rhs = if tb { b.t() } else { b.clone() };
+    let f = function(&[&a, &b], &[&lhs.matmul(&rhs)]).compile().unwrap();
+    let feed = vec![
+        Tensor::full(&a_shape, 0.5, DType::F32),
+        Tensor::full(&b_shape, 0.25, DType::F32),
+    ];
+    (f, feed)
+}
+
+/// W1's timer (also the products' limit L1's); W2's is the same.
+const W1_TIMER: Timer = Timer::new(30, 15, 20);
+
 fn main() {
-    // `cargo bench` passes `--bench`; the other arguments choose workloads.
-    let chosen: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let run = |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
+    let args = Args::parse(std::env::args().skip(1)).unwrap_or_else(|e| {
+        eprintln!("steps: {e}");
+        std::process::exit(2)
+    });
+    let run = |name: &str| args.runs(name);
     let mut rng = StdRng::seed_from_u64(1);
     let x = batch(&mut rng);
     let labels = Tensor::from(Array1::from_shape_fn(BATCH, |i| (i % 10) as i64));
@@ -71,18 +107,43 @@ fn main() {
             ..CdConfig::default()
         };
         let w1 = rbm.trainer(&cfg, &stream).unwrap();
-        let ms = time(&w1, std::slice::from_ref(&x), 30, 15, 20);
+        let ms = time_calls(args.timer(W1_TIMER), &w1, std::slice::from_ref(&x));
         println!("W1 rbm cd-1 step: {ms:.3} ms ({:.0} steps/s)", 1e3 / ms);
+    }
+    if run("L1") {
+        let (b, h, v) = (BATCH, 500, 784);
+        let products = [
+            product(b, v, h, false, false), // v·W
+            product(b, h, v, false, true),  // h0s·Wᵀ
+            product(b, v, h, false, false), // v1·W
+            product(v, b, h, true, false),  // vᵀ·h0
+            product(v, b, h, true, false),  // v1ᵀ·h1
+        ];
+        let ms = time(args.timer(W1_TIMER), || {
+            for (f, feed) in &products {
+                f.call(feed).unwrap();
+            }
+        });
+        let flop = 5.0 * 2.0 * (b * v * h) as f64;
+        println!(
+            "L1 w1's five products: {ms:.3} ms ({:.0} steps/s, {:.0} GFLOP/s)",
+            1e3 / ms,
+            flop / (ms * 1e6)
+        );
     }
     if run("W2") {
         let w2 = sgd_step(&[784, 500, 500, 10], true).compile().unwrap();
-        let ms = time(&w2, &[x.clone(), labels], 30, 15, 20);
+        let ms = time_calls(args.timer(W1_TIMER), &w2, &[x.clone(), labels]);
         println!("W2 mlp sgd step: {ms:.3} ms ({:.0} steps/s)", 1e3 / ms);
     }
     if run("W3") {
         let layers = [784, 1000, 500, 250, 30, 250, 500, 1000, 784];
         let w3 = sgd_step(&layers, false).compile().unwrap();
-        let ms = time(&w3, std::slice::from_ref(&x), 10, 15, 5);
+        let ms = time_calls(
+            args.timer(Timer::new(10, 15, 5)),
+            &w3,
+            std::slice::from_ref(&x),
+        );
         println!(
             "W3 deep autoencoder sgd step: {ms:.3} ms ({:.0} steps/s)",
             1e3 / ms
@@ -136,7 +197,7 @@ fn main() {
                 .compile()
                 .unwrap();
             // The peers' timer for W5: 5 warm-up steps, the median of 20 blocks of 20.
-            let ms = time(&f, &feed, 5, 20, 20);
+            let ms = time_calls(args.timer(Timer::new(5, 20, 20)), &f, &feed);
             println!(
                 "W5 lstm sgd step ({name}): {ms:.3} ms ({:.0} steps/s)",
                 1e3 / ms
@@ -173,7 +234,7 @@ fn main() {
             .profile(std::env::var_os("W7_PROFILE").is_some())
             .compile()
             .unwrap();
-        let ms = time(&f, &feed, 5, 20, 10);
+        let ms = time_calls(args.timer(Timer::new(5, 20, 10)), &f, &feed);
         println!("W7 convnet sgd step: {ms:.3} ms ({:.0} steps/s)", 1e3 / ms);
         if let Some(profile) = f.profile() {
             println!("{profile}");
@@ -216,11 +277,17 @@ fn main() {
         );
     }
     if run("W4") {
-        let (_g, x, cost) = chain();
+        let stages = args.stages.unwrap_or(common::STAGES);
+        let start = Instant::now();
+        let (_g, x, cost) = chain_of(stages);
         let gx = grad(&cost, &[&x]).unwrap().remove(0);
         let w4 = function(&[&x], &[&cost, &gx]).compile().unwrap();
-        let input: Tensor = vec![0.5f64; 1000].into();
-        let ms = time(&w4, &[input], 10, 15, 5);
-        println!("W4 chain value and gradient: {ms:.3} ms");
+        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        let input: Tensor = vec![0.5f64; common::N].into();
+        let ms = time_calls(args.timer(Timer::new(10, 15, 5)), &w4, &[input]);
+        println!(
+            "W4 chain value and gradient: {ms:.3} ms (build + grad + compile {compile_ms:.1} ms) \
+             [{stages} stages]"
+        );
     }
 }

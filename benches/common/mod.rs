@@ -3,6 +3,8 @@
 // Each bench uses part of this module.
 #![allow(dead_code)]
 
+pub mod args;
+
 use gradus::FunctionBuilder;
 use gradus::optim::{Optimizer, as_pairs};
 use gradus::prelude::*;

@@ -161,7 +161,7 @@ def main():
             v = jnp.full(C.CHAIN_N, C.CHAIN_X, dtype=C.CHAIN_DTYPE)
             jitted = jax.jit(jax.value_and_grad(chain), static_argnums=1)
             f, compile_s = C.timed(lambda: jitted.lower(v, a.stages).compile())  # trace + XLA
-            C.report_chain("jax.jit", a, C.rate(lambda: f(v), a, C.CALLS, sync), compile_s)
+            C.report_chain("jax.jit", a, C.rate(lambda: f(v), a, a.calls, sync), compile_s)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def main():
         C.report("W3", "numpy", C.rate(lambda: sgd_step(params, x, lambda z: bce_logits(z, x)), a))
     if "W4" in a.workloads:
         v = np.full(C.CHAIN_N, C.CHAIN_X, dtype=C.CHAIN_DTYPE)
-        C.report_chain("numpy", a, C.rate(lambda: chain_value_and_grad(v, a.stages), a, C.CALLS))
+        C.report_chain("numpy", a, C.rate(lambda: chain_value_and_grad(v, a.stages), a, a.calls))
 
 
 if __name__ == "__main__":

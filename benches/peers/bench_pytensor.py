@@ -114,7 +114,7 @@ def main():
     if "W4" in a.workloads:
         f, compile_s = C.timed(lambda: chain_function(a.stages))  # build + grad + compile
         v = np.full(C.CHAIN_N, C.CHAIN_X, dtype=C.CHAIN_DTYPE)
-        C.report_chain(PEER, a, C.rate(lambda: f(v), a, C.CALLS), compile_s)
+        C.report_chain(PEER, a, C.rate(lambda: f(v), a, a.calls), compile_s)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ def args(description, *flags):
     p.add_argument("--steps", type=int, default=50, help="steps per timed repeat")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--stages", type=int, default=2000, help="W4 chain length")
+    p.add_argument("--calls", type=int, default=CALLS, help="W4 calls per timed repeat")
     for flag in flags:
         p.add_argument(flag, action="store_true")
     a = p.parse_args()
@@ -146,5 +147,5 @@ def report(workload, peer, steps_per_s):
 
 
 def report_chain(peer, a, calls_per_s, compile_s=None):
-    extra = "" if compile_s is None else f" (compile {compile_s:.1f} s)"
-    print(f"W4 {peer} {1000.0 / calls_per_s:.1f} ms/call{extra} [{a.stages} stages]", flush=True)
+    extra = "" if compile_s is None else f" (compile {compile_s:.2f} s)"
+    print(f"W4 {peer} {1000.0 / calls_per_s:.2f} ms/call{extra} [{a.stages} stages]", flush=True)

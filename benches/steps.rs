@@ -102,8 +102,11 @@ fn main() {
         let g = Graph::new();
         let stream = RandomStream::new(&g, 1);
         let rbm = Rbm::new(&g, 784, 500, 1).unwrap();
+        // The peers' W1: plain CD-1 at lr 0.1, no momentum, no weight decay.
         let cfg = CdConfig {
             batch: BATCH,
+            momentum: 0.0,
+            weight_decay: 0.0,
             ..CdConfig::default()
         };
         let w1 = rbm.trainer(&cfg, &stream).unwrap();

@@ -127,7 +127,10 @@ impl Optimizer {
                 g.clone()
             };
             match self.rule {
-                Rule::Sgd => out.push(((*p).clone(), *p - &(&g * &lr))),
+                // Momentum 0 is plain SGD: no velocity to keep.
+                Rule::Sgd | Rule::Momentum { mu: 0.0, .. } => {
+                    out.push(((*p).clone(), *p - &(&g * &lr)))
+                }
                 Rule::Momentum { mu, nesterov } => {
                     let v = zeros();
                     let v_new = &v * mu - &(&g * &lr);
@@ -207,5 +210,27 @@ mod tests {
             let last = step.call(&[]).unwrap()[0].item().unwrap();
             assert!(last < 1e-3 * first, "{name}: {first} -> {last}");
         }
+    }
+
+    /// Momentum 0 (plain or Nesterov) is SGD: the same update, and no velocity to keep.
+    #[test]
+    fn momentum_zero_is_sgd_without_a_velocity() {
+        let g = Graph::new();
+        let w = g.shared("w", vec![3.0f64, -2.0]);
+        let cost = (w.square() * 2.0).sum();
+        let gw = grad(&cost, &[&w]).unwrap();
+        let sgd = Optimizer::sgd(0.1).updates(&[&w], &gw).unwrap();
+        for opt in [Optimizer::momentum(0.1, 0.0), Optimizer::nesterov(0.1, 0.0)] {
+            let ups = opt.updates(&[&w], &gw).unwrap();
+            assert_eq!(ups.len(), 1, "a velocity is kept");
+            assert_eq!(crate::pp(&ups[0].1), crate::pp(&sgd[0].1));
+        }
+        assert_eq!(
+            Optimizer::momentum(0.1, 0.5)
+                .updates(&[&w], &gw)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

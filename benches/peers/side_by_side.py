@@ -290,8 +290,8 @@ def render(raw):
                              + " | |")
     notes = []
     if "W1" in rows:
-        notes.append("gradus's W1 step is `Rbm::trainer` with `CdConfig`'s defaults, which add "
-                     "momentum 0.5 and weight decay 2e-4 to the plain CD-1 update the peers run.")
+        notes.append("W1 is plain CD-1 on every side (`Rbm::trainer` with momentum and weight "
+                     "decay 0, as the peers' step).")
     chains = sorted((int(row.split("@")[1]), row) for row in rows if row.startswith("W4@"))
     if chains:
         notes.append("W4's compile is gradus's build + grad + compile, JAX's trace and XLA "

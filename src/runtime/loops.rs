@@ -292,6 +292,7 @@ fn run_loop(
     let mut stream_states: Vec<Option<Tensor>> = vec![None; captured.len()];
     let mut made = 0;
     let mut unread: Vec<Option<Tensor>> = vec![None; p];
+    let placeholder = Tensor::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[0])));
     for i in 0..steps {
         let t = if body.reverse { steps - 1 - i } else { i };
         for (k, s) in stream_states.iter_mut().enumerate() {
@@ -328,15 +329,15 @@ fn run_loop(
                 }
             }
         }
+        // The step's own slices are given to the body, which takes them (in their place in
+        // the feed, a placeholder).
         let feed: Vec<&Tensor> = sequences
             .iter()
             .zip(slices.iter().zip(&unread))
-            .map(|(s, (sliced, u))| match s {
-                Arg::Steps(steps) => &steps[t],
-                Arg::One(_) => sliced
-                    .as_ref()
-                    .or(u.as_ref())
-                    .expect("a slice or the unread one"),
+            .map(|(s, (sliced, u))| match (s, sliced) {
+                (Arg::Steps(steps), _) => &steps[t],
+                (Arg::One(_), Some(_)) => &placeholder,
+                (Arg::One(_), None) => u.as_ref().expect("a slice or the unread one"),
             })
             .chain(current)
             .chain(
@@ -349,8 +350,9 @@ fn run_loop(
         spent.drain(..).for_each(|v| pool.give(v));
         let mut out = runner
             .executor
-            .run_pooled(&feed, pool)
+            .run_pooled(&feed, &mut slices, pool)
             .map_err(|e| at_step(e, t, body.loc))?;
+        // (Slices the body did not take: on the reference interpreter, in the debug mode.)
         slices.into_iter().flatten().for_each(|s| pool.give(s));
         let kept = out.split_off(out.len() - n_inner);
         for (k, v) in kept.into_iter().enumerate() {

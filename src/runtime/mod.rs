@@ -113,6 +113,8 @@ struct Workspace {
     /// Whether the pool is the caller's (a loop's body): the outputs then leave in the buffers
     /// they were made in, which come back to that pool when the caller is done with them.
     lent: bool,
+    /// The inputs the run was given to own, by position (see `run_pooled`).
+    given: Vec<Option<Tensor>>,
 }
 
 /// Time and calls of one node, summed over calls since profiling began.
@@ -247,19 +249,42 @@ impl Executor {
     /// (see [`StateLock`](crate::graph::StateLock)).
     #[track_caller]
     pub fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        self.run_on(inputs, None)
+        self.run_on(inputs, &mut [], None)
     }
 
     /// A run of a loop's body: its buffers come from, and go back to, the pool of the call that
     /// runs the loop, so that the values one step hands out (to the loop's stacks and lists, to
     /// a later loop) come back to the next as their readers are done with them.
-    pub(crate) fn run_pooled(&self, inputs: &[&Tensor], pool: &mut Pool) -> Result<Vec<Tensor>> {
-        self.run_on(inputs, Some(pool))
+    ///
+    /// The inputs at the positions where `given` holds a tensor are that tensor, which the run
+    /// takes (`inputs` has a placeholder there): a step's slice of a sequence then dies in the
+    /// body like any value, and a product accumulates onto it in place. In the debug mode,
+    /// which replays the feeds, and on the reference interpreter, nothing is taken.
+    pub(crate) fn run_pooled(
+        &self,
+        inputs: &[&Tensor],
+        given: &mut [Option<Tensor>],
+        pool: &mut Pool,
+    ) -> Result<Vec<Tensor>> {
+        if self.debug.is_some() || self.program.exec == Exec::Reference {
+            let fed = with_given(inputs, given);
+            return self.run_on(&fed, &mut [], Some(pool));
+        }
+        self.run_on(inputs, given, Some(pool))
     }
 
     #[track_caller]
-    fn run_on(&self, inputs: &[&Tensor], mut outer: Option<&mut Pool>) -> Result<Vec<Tensor>> {
-        self.check_feeds(inputs)?;
+    fn run_on(
+        &self,
+        inputs: &[&Tensor],
+        given: &mut [Option<Tensor>],
+        mut outer: Option<&mut Pool>,
+    ) -> Result<Vec<Tensor>> {
+        if given.iter().any(Option::is_some) {
+            self.check_feeds(&with_given(inputs, given))?;
+        } else {
+            self.check_feeds(inputs)?;
+        }
         let state = self.program.state.as_deref();
         let writes = !self.program.updates.is_empty() || !self.program.streams.is_empty();
         let _writer = state.filter(|_| writes).map(|s| s.write());
@@ -271,6 +296,8 @@ impl Executor {
             std::mem::swap(&mut ws.pool, p);
         }
         ws.lent = outer.is_some();
+        ws.given.clear();
+        ws.given.extend(given.iter_mut().map(Option::take));
         {
             let _reading = state.map(|s| s.reading());
             let read = self.program.shared.iter().map(|(_, v)| v.read());
@@ -284,6 +311,8 @@ impl Executor {
             self.commit(ws.new_values.drain(..), &mut ws.pool);
         }
         ws.new_values.clear();
+        // (What the body was given and did not read.)
+        ws.given.drain(..).flatten().for_each(|t| ws.pool.give(t));
         if let (Some(p), Some(limit)) = (outer, outer_limit) {
             std::mem::swap(&mut ws.pool, p);
             p.limit = limit;
@@ -364,6 +393,7 @@ impl Executor {
             snapshot,
             loops,
             lent,
+            given,
         } = ws;
         loops.clear();
         values.clear();
@@ -371,14 +401,26 @@ impl Executor {
         for ((j, _), value) in self.program.shared.iter().zip(snapshot.iter()) {
             values[*j] = Some(Value::Shared(value.clone()));
         }
-        pool.limit = self.memory_limit;
         held.clear();
         held.resize(nodes.len(), 0);
+        let mut live = 0usize;
+        if given.iter().any(Option::is_some) {
+            for (j, n) in nodes.iter().enumerate() {
+                if let Kind::Input { position, .. } = n.kind
+                    && let Some(t) = given.get_mut(position).and_then(Option::take)
+                {
+                    held[j] = bytes(&t);
+                    live += held[j];
+                    values[j] = Some(Value::Owned(t));
+                }
+            }
+        }
+        pool.limit = self.memory_limit;
         let mut times = self
             .profile
             .as_ref()
             .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()));
-        let (mut live, mut peak) = (0usize, 0usize);
+        let mut peak = live;
         let mut j = 0;
         while j < nodes.len() {
             let start = times.as_ref().map(|_| Instant::now());
@@ -631,6 +673,15 @@ impl Executor {
         reserve(n, &args, self.memory_limit).map_err(|f| f.at(n))?;
         eval_kind(&n.kind, &args, &types, &n.ty, Exec::Fast).map_err(|e| kernel_error(n, &args, e))
     }
+}
+
+/// The feeds of a run with the given tensors in their places.
+fn with_given<'a>(inputs: &[&'a Tensor], given: &'a [Option<Tensor>]) -> SmallVec<[&'a Tensor; 8]> {
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| given.get(k).and_then(Option::as_ref).unwrap_or(i))
+        .collect()
 }
 
 fn operand<'a>(values: &'a [Option<Value>], inputs: &[&'a Tensor], i: usize) -> &'a Tensor {

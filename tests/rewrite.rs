@@ -621,3 +621,63 @@ fn the_pass_limit_is_the_callers() {
         full.call(&[vec3()]).unwrap()
     );
 }
+
+#[test]
+fn fused_kernels_read_slices_in_place_with_the_values_of_the_copies() {
+    // Slices of a product's result, of an input (along either axis, from the end, to the end),
+    // of a bool mask, and the whole operand beside a part of it (never overwritten in place),
+    // each read by a kernel: no slice is left, and every value is the reference mode's, on
+    // inputs of the declared and of other run-time sizes.
+    let g = Graph::new();
+    let x = g.input("x", DType::F64, &[None, Some(8)]);
+    let w = g.shared(
+        "w",
+        ndarray::Array2::from_shape_fn((8, 12), |(i, j)| ((i * 5 + j) % 7) as f64 * 0.1 - 0.3),
+    );
+    let gates = x.matmul(&w);
+    let part = |k: isize| gates.slice(1, 3 * k, Some(3 * k + 3));
+    let cell = &part(0).sigmoid() * &part(1).tanh() + &part(2).sigmoid() * &part(3);
+    let rows = (x.slice(0, 1, None) * 2.0).exp() - &x.slice(0, 0, Some(-1)).tanh()
+        + x.slice(1, -4, None).sum_axes(&[1], true).slice(0, 1, None);
+    let mask = x.gt(0.0).slice(1, 2, Some(5));
+    let masked = mask.select(x.slice(1, 0, Some(3)), &(x.slice(1, 5, None) * 0.5));
+    let beside = (&x.exp() * 3.0).slice(1, 4, None) + &x.slice(1, 0, Some(4))
+        - &(x.slice(1, 4, None) + &x.slice(1, 0, Some(4))).square();
+    // A product's result read whole and, broadcast along its rows, its first column: the
+    // kernel must not write over it in place (later rows would read a new first column).
+    let other = x.matmul(&(&w * 0.5));
+    let scaled = &other * &other.slice(1, 0, Some(1));
+    let outs = [&cell, &rows, &masked, &beside, &scaled];
+    let f = function(&[&x], &outs).compile().unwrap();
+    let listing = f.debugprint();
+    // The kernels read the parts of a product, an input and a mask; a part of what another
+    // kernel makes, and a slice a sum reads, stay slices.
+    for part in [
+        "i1[axis 1, 3:6]",
+        "i1[axis 0, 0:-1]",
+        "i1[axis 1, 2:5]",
+        "i0[axis 1, 5:]",
+    ] {
+        assert!(listing.contains(part), "no {part}:\n{listing}");
+    }
+    assert_eq!(listing.matches("= slice{").count(), 2, "{listing}");
+    let none = function(&[&x], &outs)
+        .mode(Mode::Reference)
+        .compile()
+        .unwrap();
+    for n in [1, 3, 6, 70] {
+        let feed = [Tensor::from(ndarray::Array2::from_shape_fn(
+            (n, 8),
+            |(i, j)| ((i * 3 + j * 7) % 11) as f64 * 0.2 - 1.0,
+        ))];
+        for (p, q) in f.call(&feed).unwrap().iter().zip(none.call(&feed).unwrap()) {
+            assert_eq!(p.shape(), q.shape());
+            for (u, v) in p.to_f64_vec().iter().zip(q.to_f64_vec()) {
+                assert!(
+                    (u - v).abs() <= 1e-13 * (1.0 + v.abs()),
+                    "{u} vs {v} at {n} rows"
+                );
+            }
+        }
+    }
+}

@@ -193,13 +193,19 @@ pub(crate) fn infer_kind(kind: &Kind, ts: &[Type]) -> Result<Type, InferError> {
                     ts.len()
                 )));
             }
-            // An elementwise region: its result broadcasts its operands.
-            let mut shape = match ts.first() {
-                Some(t) => t.shape.clone(),
+            // An elementwise region: its result broadcasts its operands (the parts it reads of
+            // some).
+            let parts: Vec<&crate::shape::Shape> = ts
+                .iter()
+                .enumerate()
+                .map(|(x, t)| k.input_declared(x, &t.shape))
+                .collect();
+            let mut shape = match parts.first() {
+                Some(s) => (*s).clone(),
                 None => k.ty.shape.clone(),
             };
-            for t in ts {
-                shape = crate::shape::broadcast(&shape, &t.shape).map_err(InferError::Shape)?;
+            for s in parts {
+                shape = crate::shape::broadcast(&shape, s).map_err(InferError::Shape)?;
             }
             Ok(Type {
                 dtype: k.ty.dtype,

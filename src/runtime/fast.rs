@@ -331,23 +331,23 @@ impl Executor {
         let shape = self
             .kernel_shape(k, n, &in_shapes)
             .map_err(Failure::Located)?;
-        let reuse = n
-            .inputs
-            .iter()
-            .position(|&i| self.can_take::<T>(i, j, values, &shape));
+        let reuse = n.inputs.iter().position(|&i| {
+            !k.reads_part_of(&n.inputs, i) && self.can_take::<T>(i, j, values, &shape)
+        });
         let mut out: Vec<T> = match reuse {
-            Some(k) => Self::take_buffer(values, n.inputs[k]),
+            Some(r) => Self::take_buffer(values, n.inputs[r]),
             None => pool.take(&shape)?,
         };
         let srcs: SmallVec<[Src<T>; 8]> = n
             .inputs
             .iter()
-            .map(|&i| {
+            .enumerate()
+            .map(|(x, &i)| {
                 // (After merging, one node can be several inputs of a kernel.)
-                if reuse.is_some_and(|k| n.inputs[k] == i) {
+                if reuse.is_some_and(|r| n.inputs[r] == i) {
                     return Ok(Src::Out);
                 }
-                Src::of(operand(values, inputs, i))
+                k.input_src(x, Src::of(operand(values, inputs, i))?)
             })
             .collect::<Result<_, String>>()?;
         k.run(&srcs, &mut out, &shape, Exec::Fast)?;

@@ -124,6 +124,7 @@ impl Executor {
             }
             // In place over an operand of the group's shape that dies here.
             let reuse = n.inputs.iter().position(|&i| match member_of(i) {
+                _ if k.reads_part_of(&n.inputs, i) => false,
                 Some(m) => {
                     !self.nan_guard
                         && self.program.last_use[i] == Some(j)
@@ -147,14 +148,16 @@ impl Executor {
             let srcs: std::result::Result<SmallVec<[Src<T>; 8]>, String> = n
                 .inputs
                 .iter()
-                .map(|&i| {
+                .enumerate()
+                .map(|(x, &i)| {
                     if reuse.is_some_and(|r| n.inputs[r] == i) {
                         return Ok(Src::Out);
                     }
-                    match member_of(i) {
-                        Some(m) => Ok(Src::Ptr(members[m].out.0 as *const T)),
-                        None => Src::of(operand(values, inputs, i)),
-                    }
+                    let src = match member_of(i) {
+                        Some(m) => Src::Ptr(members[m].out.0 as *const T),
+                        None => Src::of(operand(values, inputs, i))?,
+                    };
+                    k.input_src(x, src)
                 })
                 .collect();
             let layout = srcs.and_then(|srcs| k.layout(&srcs, &shape));
@@ -225,11 +228,19 @@ impl Executor {
         n: &Node,
         in_shapes: &[SmallVec<[usize; 6]>],
     ) -> Result<SmallVec<[usize; 6]>> {
-        let shapes: SmallVec<[&[usize]; 8]> = in_shapes.iter().map(|s| &s[..]).collect();
+        // (An input that reads a part of its operand has the part's shape.)
+        let parts: SmallVec<[SmallVec<[usize; 6]>; 8]> = in_shapes
+            .iter()
+            .enumerate()
+            .map(|(x, s)| k.input_shape(x, s))
+            .collect::<std::result::Result<_, String>>()
+            .map_err(|detail| node_error(n, detail))?;
+        let shapes: SmallVec<[&[usize]; 8]> = parts.iter().map(|s| &s[..]).collect();
         let declared: SmallVec<[&shape::Shape; 8]> = n
             .inputs
             .iter()
-            .map(|&i| &self.program.nodes[i].ty.shape)
+            .enumerate()
+            .map(|(x, &i)| k.input_declared(x, &self.program.nodes[i].ty.shape))
             .collect();
         k.checked_out_shape(&shapes, &declared).map_err(|detail| {
             // Name the op of the region that fails, as it would have failed unfused.

@@ -15,7 +15,7 @@ use crate::compile::fgraph::FGraph;
 use crate::compile::ir::Kind;
 use crate::dtype::DType;
 use crate::graph::op::{Binary, Op, Unary};
-use crate::kernels::fused::{FusedKernel, Instr, Origin};
+use crate::kernels::fused::{FusedKernel, Instr, Origin, View};
 use crate::shape::Shape;
 
 /// Nodes a region may hold; longer chains are cut into several kernels.
@@ -140,6 +140,27 @@ fn kernel(
             }
         }
     }
+    // A slice the kernel reads is read in place: the kernel's operand is what it slices, of
+    // which it reads the part. (Not of a value a kernel makes: kernels run together read those
+    // from one another whole.)
+    let views: Vec<Option<(usize, View)>> = inputs
+        .iter()
+        .map(|&p| match fg.op(p) {
+            Some(&Op::Slice {
+                axis,
+                start,
+                end,
+                step: 1,
+            }) => {
+                let q = fg.inputs(p)[0];
+                let ty = fg.ty(q);
+                let kernel_made = fusible(fg, q, ty.dtype) || matches!(fg.kind(q), Kind::Fused(_));
+                (!kernel_made && (ty.dtype == t || ty.dtype == DType::Bool))
+                    .then_some((q, View { axis, start, end }))
+            }
+            _ => None,
+        })
+        .collect();
     let mut value: HashMap<usize, u16> = inputs
         .iter()
         .enumerate()
@@ -195,5 +216,12 @@ fn kernel(
             .extend([Shape::scalar(), fg.ty(r).shape.clone()]);
         origin.ops.extend([at.clone(), at]);
     }
-    FusedKernel::new(inputs.len(), instrs, fg.ty(r).clone(), origin).map(|k| (inputs, k))
+    let operands: Vec<usize> = inputs
+        .iter()
+        .zip(&views)
+        .map(|(&p, v)| v.map_or(p, |(q, _)| q))
+        .collect();
+    let views: Vec<Option<View>> = views.iter().map(|v| v.map(|(_, v)| v)).collect();
+    FusedKernel::new(inputs.len(), instrs, fg.ty(r).clone(), origin)
+        .map(|k| (operands, k.with_views(views)))
 }

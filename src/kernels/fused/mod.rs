@@ -110,6 +110,65 @@ pub(crate) struct FusedKernel {
     /// Declared shape of each value, and the op and source line each instruction came from:
     /// a run-time shape error is reported as the unfused op would have reported it.
     origin: Origin,
+    /// For each input, the part of the operand it reads where it reads a part: a `slice` of
+    /// the operand folded into the kernel, read in place instead of copied out first.
+    views: Vec<Option<View>>,
+}
+
+/// The part `start..end` (step 1) of axis `axis` of an operand, as `slice` takes it (negative
+/// bounds count from the end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct View {
+    pub(crate) axis: usize,
+    pub(crate) start: isize,
+    pub(crate) end: Option<isize>,
+}
+
+impl View {
+    /// The bounds along the axis, for an operand of `len` there.
+    fn bounds(&self, len: usize) -> (usize, usize) {
+        let (s, e) = shape::slice_bounds(len, self.start, self.end);
+        (s, e.max(s))
+    }
+
+    /// The shape of the part of an operand of `shape` (`None`: the operand has no such axis).
+    pub(crate) fn shape(&self, shape: &[usize]) -> Option<SmallVec<[usize; 6]>> {
+        let mut out: SmallVec<[usize; 6]> = shape.into();
+        let (s, e) = self.bounds(*shape.get(self.axis)?);
+        out[self.axis] = e - s;
+        Some(out)
+    }
+
+    /// The part of `src`.
+    fn of<'a, T: KernelFloat>(&self, src: Src<'a, T>) -> Result<Src<'a, T>, String> {
+        let part = |len: usize| {
+            let (s, e) = self.bounds(len);
+            ndarray::Slice::new(s as isize, Some(e as isize), 1)
+        };
+        let axis = ndarray::Axis(self.axis);
+        let missing =
+            |nd: usize| format!("a part of axis {} of an operand of {nd} dims", self.axis);
+        match src {
+            Src::Float(v) if self.axis < v.ndim() => {
+                let p = part(v.len_of(axis));
+                Ok(Src::Float(v.slice_axis_move(axis, p)))
+            }
+            Src::Bool(v) if self.axis < v.ndim() => {
+                let p = part(v.len_of(axis));
+                Ok(Src::Bool(v.slice_axis_move(axis, p)))
+            }
+            Src::Float(v) => Err(missing(v.ndim())),
+            Src::Bool(v) => Err(missing(v.ndim())),
+            Src::Out | Src::Ptr(_) => Err("a part of a kernel's own values".into()),
+        }
+    }
+}
+
+impl fmt::Display for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let end = self.end.map_or(String::new(), |e| e.to_string());
+        write!(f, "[axis {}, {}:{end}]", self.axis, self.start)
+    }
 }
 
 /// Where the values of a kernel came from.
@@ -123,13 +182,14 @@ pub(crate) struct Origin {
 
 impl PartialEq for FusedKernel {
     fn eq(&self, other: &Self) -> bool {
-        (self.n_inputs, &self.instrs, &self.ty) == (other.n_inputs, &other.instrs, &other.ty)
+        (self.n_inputs, &self.instrs, &self.ty, &self.views)
+            == (other.n_inputs, &other.instrs, &other.ty, &other.views)
     }
 }
 impl Eq for FusedKernel {}
 impl std::hash::Hash for FusedKernel {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.n_inputs, &self.instrs, &self.ty).hash(state)
+        (self.n_inputs, &self.instrs, &self.ty, &self.views).hash(state)
     }
 }
 
@@ -163,7 +223,67 @@ impl FusedKernel {
             block,
             cost,
             origin,
+            views: vec![None; n_inputs],
         })
+    }
+
+    /// The kernel reading the parts `views` of its operands (one entry per input).
+    pub(crate) fn with_views(mut self, views: Vec<Option<View>>) -> FusedKernel {
+        assert_eq!(views.len(), self.n_inputs, "one view entry per input");
+        self.views = views;
+        self
+    }
+
+    /// Does it read a part of operand `i` (of a node whose operands are `operands`)? Such an
+    /// operand is never overwritten in place: the kernel reads it at other positions.
+    pub(crate) fn reads_part_of(&self, operands: &[usize], i: usize) -> bool {
+        operands
+            .iter()
+            .zip(&self.views)
+            .any(|(&o, v)| o == i && v.is_some())
+    }
+
+    /// Does it read a part of some operand?
+    pub(crate) fn has_views(&self) -> bool {
+        self.views.iter().any(Option::is_some)
+    }
+
+    /// The shape input `k` has in the kernel, for an operand of `shape`.
+    pub(crate) fn input_shape(
+        &self,
+        k: usize,
+        shape: &[usize],
+    ) -> Result<SmallVec<[usize; 6]>, String> {
+        match self.views.get(k).copied().flatten() {
+            Some(v) => v.shape(shape).ok_or_else(|| {
+                format!(
+                    "a part of axis {} of an operand of {} dims",
+                    v.axis,
+                    shape.len()
+                )
+            }),
+            None => Ok(shape.into()),
+        }
+    }
+
+    /// Input `k`'s declared shape in the kernel: its operand's (`operand`), or the part's.
+    pub(crate) fn input_declared<'a>(&'a self, k: usize, operand: &'a Shape) -> &'a Shape {
+        match self.views.get(k).copied().flatten() {
+            Some(_) => self.origin.shapes.get(k).unwrap_or(operand),
+            None => operand,
+        }
+    }
+
+    /// Operand `k` as input `k` reads it.
+    pub(crate) fn input_src<'a, T: KernelFloat>(
+        &self,
+        k: usize,
+        src: Src<'a, T>,
+    ) -> Result<Src<'a, T>, String> {
+        match self.views.get(k).copied().flatten() {
+            Some(v) => v.of(src),
+            None => Ok(src),
+        }
     }
 
     /// Work per element, in additions.
@@ -185,12 +305,23 @@ impl FusedKernel {
         declared: &[&Shape],
         exec: Exec,
     ) -> Result<ArrayD<T>, String> {
-        let shapes: SmallVec<[&[usize]; 8]> = x.iter().map(|t| t.shape()).collect();
-        let shape = self.checked_out_shape(&shapes, declared)?;
+        let parts: SmallVec<[SmallVec<[usize; 6]>; 8]> = x
+            .iter()
+            .enumerate()
+            .map(|(k, t)| self.input_shape(k, t.shape()))
+            .collect::<Result<_, String>>()?;
+        let shapes: SmallVec<[&[usize]; 8]> = parts.iter().map(|s| &s[..]).collect();
+        let declared: SmallVec<[&Shape; 8]> = declared
+            .iter()
+            .enumerate()
+            .map(|(k, d)| self.input_declared(k, d))
+            .collect();
+        let shape = self.checked_out_shape(&shapes, &declared)?;
         let mut out = vec![T::zero(); shape.iter().product()];
         let srcs = x
             .iter()
-            .map(|t| Src::of(t))
+            .enumerate()
+            .map(|(k, t)| self.input_src(k, Src::of(t)?))
             .collect::<Result<Vec<Src<T>>, String>>()?;
         self.run(&srcs, &mut out, &shape, exec)?;
         ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())
@@ -299,9 +430,15 @@ impl FusedKernel {
         Ok(out)
     }
 
-    /// The kernel as an expression over its inputs `i0, i1, ...`, for printing.
+    /// The kernel as an expression over its inputs `i0, i1, ...` (a part of one with its
+    /// bounds), for printing.
     pub(crate) fn expr(&self) -> String {
-        let mut vals: Vec<String> = (0..self.n_inputs).map(|k| format!("i{k}")).collect();
+        let mut vals: Vec<String> = (0..self.n_inputs)
+            .map(|k| match self.views[k] {
+                Some(v) => format!("i{k}{v}"),
+                None => format!("i{k}"),
+            })
+            .collect();
         for ins in &self.instrs {
             let v = |a: u16| vals[a as usize].clone();
             let s = match *ins {

@@ -13,8 +13,8 @@ pub(super) fn if_same_type(fg: &FGraph, node: usize, new: Option<usize>) -> Opti
 pub(super) fn binary(fg: &FGraph, i: usize, b: Binary) -> Option<(usize, usize)> {
     match fg.op(i) {
         Some(Op::Binary(x)) if *x == b => {
-            let ins = fg.inputs(i);
-            Some((ins[0], ins[1]))
+            let mut ins = fg.operands(i);
+            Some((ins.next()?, ins.next()?))
         }
         _ => None,
     }
@@ -23,7 +23,7 @@ pub(super) fn binary(fg: &FGraph, i: usize, b: Binary) -> Option<(usize, usize)>
 /// The operand of `i` when it is the unary op `u`.
 pub(super) fn unary(fg: &FGraph, i: usize, u: Unary) -> Option<usize> {
     match fg.op(i) {
-        Some(Op::Unary(x)) if *x == u => Some(fg.inputs(i)[0]),
+        Some(Op::Unary(x)) if *x == u => fg.operands(i).next(),
         _ => None,
     }
 }

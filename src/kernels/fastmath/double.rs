@@ -35,11 +35,23 @@ fn pow2(k_magic: f64) -> f64 {
 /// -745.2; NaN stays NaN.
 #[inline(always)]
 pub fn exp<const FMA: bool>(x: f64) -> f64 {
+    // Beyond these bounds the result overflows, or rounds to 0, either way (clamp keeps NaN).
+    let x = x.clamp(-746.0, 709.79);
+    let (u, t) = exp_parts::<FMA>(x);
+    // 2^n as 2^n1 · 2^(n - n1), n1 = n/2 rounded: both factors are normal for n from -1076 to
+    // 1024, so the result rounds once, into the subnormals or to infinity as it should.
+    let n = t - MAGIC;
+    let t1 = mla::<FMA>(n, 0.5, MAGIC);
+    let t2 = (n - (t1 - MAGIC)) + MAGIC;
+    u * pow2(t1) * pow2(t2)
+}
+
+/// `e^x = u · 2^n` for `|x| <= 746`: `u` within 1 ulp of `e^r`, `|r| <= ln(2)/2`, and `n + MAGIC`.
+#[inline(always)]
+fn exp_parts<const FMA: bool>(x: f64) -> (f64, f64) {
     // ln 2 in two parts, the first of 32 bits, so that `n * LN2_HI` is exact for |n| < 2^21.
     const LN2_HI: f64 = 6.931_471_806_019_544_60e-01;
     const LN2_LO: f64 = -4.200_915_072_681_084_60e-11;
-    // Beyond these bounds the result overflows, or rounds to 0, either way (clamp keeps NaN).
-    let x = x.clamp(-746.0, 709.79);
     let t = mla::<FMA>(x, std::f64::consts::LOG2_E, MAGIC);
     let n = t - MAGIC;
     let r = mla::<FMA>(-n, LN2_HI, x);
@@ -76,12 +88,7 @@ pub fn exp<const FMA: bool>(x: f64) -> f64 {
     let f1 = mla::<FMA>(e3, r2, e2);
     let f2 = mla::<FMA>(2.091_544_229_778_011_63e-09, r2, e4);
     let p = mla::<FMA>(f2, r8, mla::<FMA>(f1, r4, f0));
-    let u = mla::<FMA>(r2, p, r) + 1.0;
-    // 2^n as 2^n1 · 2^(n - n1), n1 = n/2 rounded: both factors are normal for n from -1076 to
-    // 1024, so the result rounds once, into the subnormals or to infinity as it should.
-    let t1 = mla::<FMA>(n, 0.5, MAGIC);
-    let t2 = (n - (t1 - MAGIC)) + MAGIC;
-    u * pow2(t1) * pow2(t2)
+    (mla::<FMA>(r2, p, r) + 1.0, t)
 }
 
 /// π in three parts, the first two of 26 bits, so that `k * PI_HI` and `k * PI_MID` are exact
@@ -168,8 +175,10 @@ pub fn tanh<const FMA: bool>(x: f64) -> f64 {
         4.844_063_053_251_255e3,
     );
     let near = a < 0.625;
-    // tanh is 1 to the last bit beyond 20; NaN passes on (a comparison with NaN is false).
-    let e = exp::<FMA>(if a > 20.0 { 40.0 } else { a + a });
+    // tanh is 1 to the last bit beyond 20; NaN passes on (a comparison with NaN is false). In
+    // 0..=40 one factor 2^n scales without overflow.
+    let (u, t) = exp_parts::<FMA>(if a > 20.0 { 40.0 } else { a + a });
+    let e = u * pow2(t);
     let num = if near { a * z * p } else { 2.0 };
     let den = if near { q } else { e + 1.0 };
     let v = num / den;

@@ -338,3 +338,97 @@ unsafe fn exec<T: KernelFloat, const FMA: bool>(
         Instr::Scalar(v) => dst.fill(T::from_f(v)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{ArrayD, IxDyn};
+
+    use super::*;
+    use crate::dtype::DType;
+    use crate::graph::Type;
+    use crate::kernels::fastmath::double;
+    use crate::kernels::fused::Origin;
+
+    /// The kernel `u(i0)` over `x`, by each compiled path this CPU runs.
+    fn by_path(u: Unary, x: &[f64]) -> Vec<(&'static str, Vec<f64>)> {
+        let ty = Type::new(DType::F64, &[Some(x.len())]);
+        let k = FusedKernel::new(1, vec![Instr::Unary(u, 0)], ty, Origin::default()).unwrap();
+        let a = ArrayD::from_shape_vec(IxDyn(&[x.len()]), x.to_vec()).unwrap();
+        let srcs = [Src::Float(a.view())];
+        let plan = k.layout(&srcs, &[x.len()]).unwrap();
+        let mut regs = vec![0.0; REG_ELEMS];
+        let mut out = vec![0.0; x.len()];
+        k.span_in::<f64, false>(&plan, &mut out, 0, &mut regs);
+        let mut paths = vec![("baseline", out.clone())];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if fma() {
+                // SAFETY: the CPU has AVX2 and FMA.
+                unsafe { k.span_avx2(&plan, &mut out, 0, &mut regs) };
+                paths.push(("avx2", out.clone()));
+            }
+            if matches!(isa(), Isa::Avx512) {
+                // SAFETY: the CPU has AVX-512 F, DQ and VL, AVX2 and FMA.
+                unsafe { k.span_avx512(&plan, &mut out, 0, &mut regs) };
+                paths.push(("avx512", out.clone()));
+            }
+        }
+        paths
+    }
+
+    fn same(a: f64, b: f64) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    #[test]
+    fn every_compiled_path_computes_the_scalar_functions_exactly() {
+        // Over several blocks and a ragged end, so that vector bodies and tails both run.
+        let x: Vec<f64> = (0..1003)
+            .map(|i| {
+                let t = i as f64 / 1003.0;
+                match i % 5 {
+                    0 => (t - 0.5) * 1500.0,
+                    1 => (t - 0.5) * 40.0,
+                    2 => (t - 0.5) * 2e6,
+                    3 => (t - 0.5) * 1e-12,
+                    _ => [0.0, -0.0, 5e-324, -1e-300, 0.625, 709.79, -746.0][i % 7],
+                }
+            })
+            .collect();
+        type F = fn(f64) -> f64;
+        let fs: [(Unary, F, F); 5] = [
+            (Unary::Exp, double::exp::<false>, double::exp::<true>),
+            (Unary::Sin, double::sin::<false>, double::sin::<true>),
+            (Unary::Cos, double::cos::<false>, double::cos::<true>),
+            (Unary::Tanh, double::tanh::<false>, double::tanh::<true>),
+            (
+                Unary::Sigmoid,
+                double::sigmoid::<false>,
+                double::sigmoid::<true>,
+            ),
+        ];
+        for (u, plain, fused) in fs {
+            for (path, got) in by_path(u, &x) {
+                let f = if path == "baseline" { plain } else { fused };
+                for (&v, &g) in x.iter().zip(&got) {
+                    assert!(same(g, f(v)), "{path} {u:?}({v:e}) = {g:e}, not {:e}", f(v));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_block_with_a_huge_or_nan_argument_takes_sin_and_cos_from_the_library() {
+        let x = [1.0, 3e9, -2.5, f64::NAN, f64::INFINITY, 1e300];
+        for (u, f) in [
+            (Unary::Sin, f64::sin as fn(f64) -> f64),
+            (Unary::Cos, f64::cos),
+        ] {
+            for (path, got) in by_path(u, &x) {
+                for (&v, &g) in x.iter().zip(&got) {
+                    assert!(same(g, f(v)), "{path} {u:?}({v:e}) = {g:e}, not {:e}", f(v));
+                }
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 use crate::compile::fgraph::FGraph;
 use crate::compile::ir::Kind;
 use crate::graph::op::{Binary, Op, Unary};
+use crate::tensor::Tensor;
 
 /// `new`, if it has the type of `node`: a rule never changes a type.
 pub(super) fn if_same_type(fg: &FGraph, node: usize, new: Option<usize>) -> Option<usize> {
@@ -36,9 +37,12 @@ pub(super) fn add_unary(fg: &mut FGraph, u: Unary, x: usize, at: usize) -> Optio
 
 /// The value of a one-element float constant.
 pub(super) fn scalar_const(fg: &FGraph, i: usize) -> Option<f64> {
-    fg.const_value(i)
-        .filter(|v| v.len() == 1 && v.dtype().is_float())
-        .map(|v| v.to_f64_vec()[0])
+    // Read in place: the rules ask this of every operand they look at.
+    match fg.const_value(i)? {
+        Tensor::F32(a) if a.len() == 1 => a.iter().next().map(|&v| v as f64),
+        Tensor::F64(a) if a.len() == 1 => a.iter().next().copied(),
+        _ => None,
+    }
 }
 
 /// Is `i` a product node?

@@ -134,10 +134,24 @@ impl FGraph {
         }
     }
 
-    /// Is `i` a constant whose every element equals `v`?
+    /// Is `i` a constant whose every element equals `v`? (Compared as `f64`, without a copy:
+    /// the rules ask this of every node they see.)
     pub fn is_const(&self, i: usize, v: f64) -> bool {
-        self.const_value(i)
-            .is_some_and(|t| !t.is_empty() && t.to_f64_vec().iter().all(|x| *x == v))
+        self.const_value(i).is_some_and(|t| {
+            !t.is_empty()
+                && match t {
+                    Tensor::F32(a) => a.iter().all(|&x| x as f64 == v),
+                    Tensor::F64(a) => a.iter().all(|&x| x == v),
+                    Tensor::I64(a) => a.iter().all(|&x| x as f64 == v),
+                    Tensor::Bool(a) => a.iter().all(|&x| if x { v == 1.0 } else { v == 0.0 }),
+                }
+        })
+    }
+
+    /// Are all of the operands of `i` constants (and is there one)?
+    pub fn operands_const(&self, i: usize) -> bool {
+        let mut ops = self.operands(i).peekable();
+        ops.peek().is_some() && ops.all(|p| self.const_value(p).is_some())
     }
 
     /// The outputs and update values, resolved.
@@ -158,15 +172,18 @@ impl FGraph {
         let mut value_uses = vec![0u32; self.nodes.len()];
         let order = self.order();
         for &i in &order {
-            let shape_only = shape_only_operand(self.kind(i));
-            for (k, p) in self.inputs(i).into_iter().enumerate() {
+            // Live nodes stand for themselves, and their operands are one link away (above).
+            let n = &self.nodes[i];
+            let shape_only = shape_only_operand(&n.kind);
+            for (k, p) in n.inputs.iter().map(|&p| self.forward[p]).enumerate() {
                 uses[p] += 1;
                 if shape_only != Some(k) {
                     value_uses[p] += 1;
                 }
             }
         }
-        for r in self.roots() {
+        for &r in &self.roots {
+            let r = self.forward[r];
             uses[r] += 1;
             value_uses[r] += 1;
         }

@@ -12,7 +12,7 @@ mod pushout;
 mod rules;
 mod stable;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::error::{Error, Location, Result};
 use crate::graph::op::Op;
@@ -231,7 +231,7 @@ fn sweep(
     }
     let on_path = |i: usize| from_wrt[i] && to_out[i];
 
-    let mut pending: HashMap<NodeId, Vec<Expr>> = HashMap::new();
+    let mut pending: HashMap<NodeId, Vec<Expr>> = HashMap::default();
     for (o, s) in outputs.iter().zip(seeds) {
         if on_path(o.id.index()) {
             let s = unbroadcast((*s).clone(), o, &o.ty());
@@ -239,7 +239,7 @@ fn sweep(
         }
     }
     let is_wrt = |id: NodeId| options.stop_at_wrt && wrt.iter().any(|w| w.id == id);
-    let mut totals: HashMap<NodeId, Expr> = HashMap::new();
+    let mut totals: HashMap<NodeId, Expr> = HashMap::default();
     for i in (lo..=hi).rev() {
         if !on_path(i) {
             continue;

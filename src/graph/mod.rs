@@ -16,7 +16,7 @@ mod params;
 pub mod print;
 mod window;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 

@@ -90,38 +90,39 @@ impl Exec {
 }
 
 /// The float types the kernels compute with: the [`Float`] bound, conversions to and from
-/// tensors, the math as the fast kernels compute it, and a per-thread scratch buffer.
+/// tensors, the math as the fast kernels compute it, and a per-thread scratch buffer. `FMA`:
+/// whether the math may use fused multiply-adds (the fast kernels' code for CPUs that have them).
 pub(crate) trait KernelFloat: Float + Element {
     /// `e^x` (a vectorizable polynomial for `f32`).
-    fn fast_exp(self) -> Self {
+    fn fast_exp<const FMA: bool>(self) -> Self {
         self.exp()
     }
     /// Natural log.
-    fn fast_ln(self) -> Self {
+    fn fast_ln<const FMA: bool>(self) -> Self {
         self.ln()
     }
     /// `log(1 + x)`.
-    fn fast_ln_1p(self) -> Self {
+    fn fast_ln_1p<const FMA: bool>(self) -> Self {
         self.ln_1p()
     }
     /// Hyperbolic tangent.
-    fn fast_tanh(self) -> Self {
+    fn fast_tanh<const FMA: bool>(self) -> Self {
         self.tanh()
     }
     /// Sine, for `|x| <` [`fastmath::double::TRIG_MAX`].
-    fn fast_sin(self) -> Self {
+    fn fast_sin<const FMA: bool>(self) -> Self {
         self.sin()
     }
     /// Cosine, for `|x| <` [`fastmath::double::TRIG_MAX`].
-    fn fast_cos(self) -> Self {
+    fn fast_cos<const FMA: bool>(self) -> Self {
         self.cos()
     }
     /// `1 / (1 + e^-x)`.
-    fn fast_sigmoid(self) -> Self {
+    fn fast_sigmoid<const FMA: bool>(self) -> Self {
         elementwise::sigmoid(self)
     }
     /// `log(1 + e^x)`.
-    fn fast_softplus(self) -> Self {
+    fn fast_softplus<const FMA: bool>(self) -> Self {
         elementwise::softplus(self)
     }
     /// Run `f` on this thread's scratch buffer of at least `n` elements (kept between calls,
@@ -155,35 +156,35 @@ impl KernelFloat for f32 {
         scratch(&SCRATCH, n, f)
     }
     #[inline(always)]
-    fn fast_exp(self) -> Self {
+    fn fast_exp<const FMA: bool>(self) -> Self {
         fastmath::single::exp(self)
     }
     #[inline(always)]
-    fn fast_ln(self) -> Self {
+    fn fast_ln<const FMA: bool>(self) -> Self {
         fastmath::single::ln(self)
     }
     #[inline(always)]
-    fn fast_ln_1p(self) -> Self {
+    fn fast_ln_1p<const FMA: bool>(self) -> Self {
         fastmath::single::ln_1p(self)
     }
     #[inline(always)]
-    fn fast_tanh(self) -> Self {
+    fn fast_tanh<const FMA: bool>(self) -> Self {
         fastmath::single::tanh(self)
     }
     #[inline(always)]
-    fn fast_sin(self) -> Self {
-        fastmath::double::sin(self as f64) as f32
+    fn fast_sin<const FMA: bool>(self) -> Self {
+        fastmath::double::sin::<FMA>(self as f64) as f32
     }
     #[inline(always)]
-    fn fast_cos(self) -> Self {
-        fastmath::double::cos(self as f64) as f32
+    fn fast_cos<const FMA: bool>(self) -> Self {
+        fastmath::double::cos::<FMA>(self as f64) as f32
     }
     #[inline(always)]
-    fn fast_sigmoid(self) -> Self {
+    fn fast_sigmoid<const FMA: bool>(self) -> Self {
         fastmath::single::sigmoid(self)
     }
     #[inline(always)]
-    fn fast_softplus(self) -> Self {
+    fn fast_softplus<const FMA: bool>(self) -> Self {
         fastmath::single::softplus(self)
     }
 }
@@ -196,23 +197,23 @@ impl KernelFloat for f64 {
         scratch(&SCRATCH, n, f)
     }
     #[inline(always)]
-    fn fast_exp(self) -> Self {
-        fastmath::double::exp(self)
+    fn fast_exp<const FMA: bool>(self) -> Self {
+        fastmath::double::exp::<FMA>(self)
     }
     #[inline(always)]
-    fn fast_tanh(self) -> Self {
-        fastmath::double::tanh(self)
+    fn fast_tanh<const FMA: bool>(self) -> Self {
+        fastmath::double::tanh::<FMA>(self)
     }
     #[inline(always)]
-    fn fast_sin(self) -> Self {
-        fastmath::double::sin(self)
+    fn fast_sin<const FMA: bool>(self) -> Self {
+        fastmath::double::sin::<FMA>(self)
     }
     #[inline(always)]
-    fn fast_cos(self) -> Self {
-        fastmath::double::cos(self)
+    fn fast_cos<const FMA: bool>(self) -> Self {
+        fastmath::double::cos::<FMA>(self)
     }
     #[inline(always)]
-    fn fast_sigmoid(self) -> Self {
-        fastmath::double::sigmoid(self)
+    fn fast_sigmoid<const FMA: bool>(self) -> Self {
+        fastmath::double::sigmoid::<FMA>(self)
     }
 }

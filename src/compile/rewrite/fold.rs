@@ -12,7 +12,7 @@ fn constant_fold(fg: &mut FGraph, i: usize) -> Option<usize> {
     // Random draws differ per call, and a user op may have effects or be costly.
     match fg.kind(i) {
         Kind::Op(Op::Random { .. } | Op::Custom(_)) => None,
-        kind if kind.is_leaf() || fg.inputs(i).is_empty() => None,
+        kind if kind.is_leaf() || !fg.operands_const(i) => None,
         _ => fg.fold(i),
     }
 }

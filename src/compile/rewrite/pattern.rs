@@ -3,6 +3,7 @@
 use crate::compile::fgraph::FGraph;
 use crate::compile::ir::Kind;
 use crate::graph::op::{Binary, Op, Unary};
+use crate::tensor::Tensor;
 
 /// `new`, if it has the type of `node`: a rule never changes a type.
 pub(super) fn if_same_type(fg: &FGraph, node: usize, new: Option<usize>) -> Option<usize> {
@@ -13,8 +14,8 @@ pub(super) fn if_same_type(fg: &FGraph, node: usize, new: Option<usize>) -> Opti
 pub(super) fn binary(fg: &FGraph, i: usize, b: Binary) -> Option<(usize, usize)> {
     match fg.op(i) {
         Some(Op::Binary(x)) if *x == b => {
-            let ins = fg.inputs(i);
-            Some((ins[0], ins[1]))
+            let mut ins = fg.operands(i);
+            Some((ins.next()?, ins.next()?))
         }
         _ => None,
     }
@@ -23,7 +24,7 @@ pub(super) fn binary(fg: &FGraph, i: usize, b: Binary) -> Option<(usize, usize)>
 /// The operand of `i` when it is the unary op `u`.
 pub(super) fn unary(fg: &FGraph, i: usize, u: Unary) -> Option<usize> {
     match fg.op(i) {
-        Some(Op::Unary(x)) if *x == u => Some(fg.inputs(i)[0]),
+        Some(Op::Unary(x)) if *x == u => fg.operands(i).next(),
         _ => None,
     }
 }
@@ -36,9 +37,12 @@ pub(super) fn add_unary(fg: &mut FGraph, u: Unary, x: usize, at: usize) -> Optio
 
 /// The value of a one-element float constant.
 pub(super) fn scalar_const(fg: &FGraph, i: usize) -> Option<f64> {
-    fg.const_value(i)
-        .filter(|v| v.len() == 1 && v.dtype().is_float())
-        .map(|v| v.to_f64_vec()[0])
+    // Read in place: the rules ask this of every operand they look at.
+    match fg.const_value(i)? {
+        Tensor::F32(a) if a.len() == 1 => a.iter().next().map(|&v| v as f64),
+        Tensor::F64(a) if a.len() == 1 => a.iter().next().copied(),
+        _ => None,
+    }
 }
 
 /// Is `i` a product node?

@@ -68,6 +68,18 @@ fn per_warm_call(step: &Function, feed: &[Tensor]) -> (usize, usize, Vec<usize>)
     (bytes, count, sizes)
 }
 
+/// One SGD step (lr 0.01) of `loss` over `params`, returning the loss.
+fn sgd_step(inputs: &[&Expr], loss: &Expr, params: &[&Expr]) -> Function {
+    let grads = grad(loss, params).unwrap();
+    let updates: Vec<(Expr, Expr)> = params
+        .iter()
+        .zip(&grads)
+        .map(|(p, gp)| ((*p).clone(), *p - gp * 0.01))
+        .collect();
+    let pairs: Vec<(&Expr, &Expr)> = updates.iter().map(|(p, u)| (p, u)).collect();
+    function(inputs, &[loss]).updates(&pairs).compile().unwrap()
+}
+
 #[test]
 fn a_warm_rbm_step_allocates_no_arrays() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -119,18 +131,7 @@ fn a_warm_convnet_step_allocates_no_arrays() {
     let c1 = x.conv2d(&w1, Conv2d::default()).relu();
     let c2 = (c1.conv2d(&w2, Conv2d::default().with_padding(1)) + b2.reshape(&[1, 6, 1, 1])).relu();
     let loss = (c2.max_pool2d(Pool2d::new(2)) - &y).square().mean();
-    let params = [&w1, &w2, &b2];
-    let grads = grad(&loss, &params).unwrap();
-    let updates: Vec<(Expr, Expr)> = params
-        .iter()
-        .zip(&grads)
-        .map(|(p, gp)| ((*p).clone(), *p - gp * 0.01))
-        .collect();
-    let pairs: Vec<(&Expr, &Expr)> = updates.iter().map(|(p, u)| (p, u)).collect();
-    let step = function(&[&x, &y], &[&loss])
-        .updates(&pairs)
-        .compile()
-        .unwrap();
+    let step = sgd_step(&[&x, &y], &loss, &[&w1, &w2, &b2]);
     for n in [1, 8] {
         let images: Tensor = Array4::from_shape_fn((n, 1, 10, 10), |(i, _, r, c)| {
             ((i + r * c) % 5) as f32 * 0.2
@@ -181,18 +182,7 @@ fn a_warm_lstm_step_by_scan_allocates_no_arrays() {
     let zero = lstm.zero_state(&xs);
     let looped = lstm.scan(&xs, &zero, &zero).unwrap();
     let loss = looped.states[0].square().mean() + looped.outputs[0].mean();
-    let params = lstm.params();
-    let grads = grad(&loss, &params).unwrap();
-    let updates: Vec<(Expr, Expr)> = params
-        .iter()
-        .zip(&grads)
-        .map(|(p, gp)| ((*p).clone(), *p - gp * 0.01))
-        .collect();
-    let pairs: Vec<(&Expr, &Expr)> = updates.iter().map(|(p, u)| (p, u)).collect();
-    let step = function(&[&xs], &[&loss])
-        .updates(&pairs)
-        .compile()
-        .unwrap();
+    let step = sgd_step(&[&xs], &loss, &lstm.params());
     let x: Tensor =
         ndarray::Array3::from_shape_fn((t, n, d), |(a, b, c)| ((a + b * c) % 7) as f32 * 0.1)
             .into();

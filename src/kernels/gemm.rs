@@ -228,81 +228,56 @@ pub(crate) fn gemm_onto<T: Float>(
     let parallel = threads > 1 && m * n * k >= PAR_MIN_FLOPS;
     let read_out = !matches!(init, Init::Zero);
     let alpha = T::from_f(product.alpha);
+    let (out_at, a_at, b_at) = (
+        SendPtr(out.as_mut_ptr()),
+        SendPtr(a.as_ptr() as *mut T),
+        SendPtr(b.as_ptr() as *mut T),
+    );
+    // The columns `c0 .. c0 + cols` of the product.
+    let columns = |c0: usize, cols: usize, parallelism: gemm::Parallelism| {
+        // SAFETY: `a` and `b` are live views whose strides describe `op(a)` as m×k and `op(b)`
+        // as k×n (checked by `dims`); `out` holds exactly m×n elements, row-major; the columns
+        // `c0 .. c0 + cols` are within both, and bands of one product write disjoint columns.
+        unsafe {
+            gemm::gemm(
+                m,
+                cols,
+                k,
+                out_at.get().add(c0),
+                1,
+                n as isize,
+                read_out,
+                a_at.get(),
+                csa,
+                rsa,
+                b_at.get().offset(c0 as isize * csb),
+                csb,
+                rsb,
+                T::one(),
+                alpha,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    };
     // A product of few rows: the `gemm` crate splits its work by rows and runs such a product
     // on one thread, so its columns are split over the threads here, a band each.
     if parallel && m < SKINNY_ROWS && n >= 2 * MIN_BAND {
         let bands = threads.min(n / MIN_BAND);
         let width = n.div_ceil(bands);
-        let (out_at, a_at, b_at) = (
-            SendPtr(out.as_mut_ptr()),
-            SendPtr(a.as_ptr() as *mut T),
-            SendPtr(b.as_ptr() as *mut T),
-        );
-        let band = |c0: usize| {
-            let cols = width.min(n - c0);
-            // SAFETY: as below, for the columns `c0 .. c0 + cols` of `op(b)` and of `out`; the
-            // bands write disjoint columns of `out`.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    cols,
-                    k,
-                    out_at.get().add(c0),
-                    1,
-                    n as isize,
-                    read_out,
-                    a_at.get(),
-                    csa,
-                    rsa,
-                    b_at.get().offset(c0 as isize * csb),
-                    csb,
-                    rsb,
-                    T::one(),
-                    alpha,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        };
+        let band = |c0: usize| columns(c0, width.min(n - c0), gemm::Parallelism::None);
         rayon::scope(|s| {
             for c0 in (width..n).step_by(width) {
                 s.spawn(move |_| band(c0));
             }
             band(0);
         });
-        return Ok(());
-    }
-    let parallelism = if parallel {
-        gemm::Parallelism::Rayon(threads)
+    } else if parallel {
+        columns(0, n, gemm::Parallelism::Rayon(threads));
     } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: `a` and `b` are live views whose strides describe `op(a)` as m×k and `op(b)` as
-    // k×n (checked by `dims`); `out` holds exactly m×n elements, row-major.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            read_out,
-            a.as_ptr(),
-            csa,
-            rsa,
-            b.as_ptr(),
-            csb,
-            rsb,
-            T::one(),
-            alpha,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+        columns(0, n, gemm::Parallelism::None);
     }
     Ok(())
 }

@@ -158,40 +158,37 @@ fn checked<T: Clone + Default>(
 
 /// A copy of `t`, a float one in a buffer from `pool`.
 pub(super) fn copy(t: &Tensor, pool: &mut Pool, node: &Node) -> Result<Tensor> {
-    let mut out = buffer(t.dtype(), t.shape(), pool, node)?;
-    macro_rules! all {
-        ($v:ident) => {
-            match (&mut out, t) {
-                (Tensor::$v(o), Tensor::$v(a)) => copy_into(o.view_mut(), a.view()),
-                _ => unreachable!("the buffer has the tensor's dtype"),
-            }
-        };
-    }
-    match t.dtype() {
-        DType::F32 => all!(F32),
-        DType::F64 => all!(F64),
-        DType::I64 => all!(I64),
-        DType::Bool => all!(Bool),
-    }
-    Ok(out)
+    copy_part(t, None, pool, node)
 }
 
 /// Slice `t` of a sequence along its first axis, float slices in buffers from `pool`.
 pub(super) fn slice(s: &Tensor, t: usize, pool: &mut Pool, node: &Node) -> Result<Tensor> {
-    let mut out = buffer(s.dtype(), &s.shape()[1..], pool, node)?;
-    macro_rules! at {
+    copy_part(s, Some(t), pool, node)
+}
+
+/// A copy of `src`, or of its row `row` along the first axis, floats in a buffer from `pool`.
+fn copy_part(src: &Tensor, row: Option<usize>, pool: &mut Pool, node: &Node) -> Result<Tensor> {
+    let shape = match row {
+        Some(_) => &src.shape()[1..],
+        None => src.shape(),
+    };
+    let mut out = buffer(src.dtype(), shape, pool, node)?;
+    macro_rules! part {
         ($v:ident) => {
-            match (&mut out, s) {
-                (Tensor::$v(o), Tensor::$v(a)) => copy_into(o.view_mut(), a.index_axis(Axis(0), t)),
-                _ => unreachable!("the buffer has the sequence's dtype"),
+            match (&mut out, src) {
+                (Tensor::$v(o), Tensor::$v(a)) => match row {
+                    Some(t) => copy_into(o.view_mut(), a.index_axis(Axis(0), t)),
+                    None => copy_into(o.view_mut(), a.view()),
+                },
+                _ => unreachable!("the buffer has the dtype of what it copies"),
             }
         };
     }
-    match s.dtype() {
-        DType::F32 => at!(F32),
-        DType::F64 => at!(F64),
-        DType::I64 => at!(I64),
-        DType::Bool => at!(Bool),
+    match src.dtype() {
+        DType::F32 => part!(F32),
+        DType::F64 => part!(F64),
+        DType::I64 => part!(I64),
+        DType::Bool => part!(Bool),
     }
     Ok(out)
 }

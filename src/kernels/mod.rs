@@ -157,19 +157,19 @@ impl KernelFloat for f32 {
     }
     #[inline(always)]
     fn fast_exp<const FMA: bool>(self) -> Self {
-        fastmath::single::exp(self)
+        fastmath::single::exp::<FMA>(self)
     }
     #[inline(always)]
     fn fast_ln<const FMA: bool>(self) -> Self {
-        fastmath::single::ln(self)
+        fastmath::single::ln::<FMA>(self)
     }
     #[inline(always)]
     fn fast_ln_1p<const FMA: bool>(self) -> Self {
-        fastmath::single::ln_1p(self)
+        fastmath::single::ln_1p::<FMA>(self)
     }
     #[inline(always)]
     fn fast_tanh<const FMA: bool>(self) -> Self {
-        fastmath::single::tanh(self)
+        fastmath::single::tanh::<FMA>(self)
     }
     #[inline(always)]
     fn fast_sin<const FMA: bool>(self) -> Self {
@@ -181,11 +181,11 @@ impl KernelFloat for f32 {
     }
     #[inline(always)]
     fn fast_sigmoid<const FMA: bool>(self) -> Self {
-        fastmath::single::sigmoid(self)
+        fastmath::single::sigmoid::<FMA>(self)
     }
     #[inline(always)]
     fn fast_softplus<const FMA: bool>(self) -> Self {
-        fastmath::single::softplus(self)
+        fastmath::single::softplus::<FMA>(self)
     }
 }
 

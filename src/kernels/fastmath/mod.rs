@@ -278,57 +278,80 @@ mod tests {
 
     #[test]
     fn exp_is_within_two_ulps_and_saturates() {
-        for x in grid(-87.0, 88.0, 200_000) {
-            let e = ulps(exp(x), (x as f64).exp());
-            assert!(e <= 2.0, "exp({x}): {e} ulps");
+        // Each with and without fused multiply-adds (the kernels pick by the CPU).
+        fn with<const FMA: bool>() {
+            for x in grid(-87.0, 88.0, 200_000) {
+                let e = ulps(exp::<FMA>(x), (x as f64).exp());
+                assert!(e <= 2.0, "exp::<FMA>({x}): {e} ulps");
+            }
+            assert_eq!(exp::<FMA>(-1000.0), 0.0);
+            assert_eq!(exp::<FMA>(1000.0), f32::INFINITY);
+            assert_eq!(exp::<FMA>(0.0), 1.0);
+            assert!(exp::<FMA>(f32::NAN).is_nan());
         }
-        assert_eq!(exp(-1000.0), 0.0);
-        assert_eq!(exp(1000.0), f32::INFINITY);
-        assert_eq!(exp(0.0), 1.0);
-        assert!(exp(f32::NAN).is_nan());
+        with::<false>();
+        with::<true>();
     }
 
     #[test]
     fn ln_and_ln_1p_are_within_two_ulps() {
-        for x in grid(1e-30, 1e30, 100_000)
-            .chain(grid(1e-6, 10.0, 100_000))
-            .chain([f32::MIN_POSITIVE, 1.0, f32::MAX, 1e-40, 1e-45])
-        {
-            let e = ulps(ln(x), (x as f64).ln());
-            assert!(e <= 2.0 || ln(x).abs() < 1e-30, "ln({x}): {e} ulps");
+        // Each with and without fused multiply-adds (the kernels pick by the CPU).
+        fn with<const FMA: bool>() {
+            for x in grid(1e-30, 1e30, 100_000)
+                .chain(grid(1e-6, 10.0, 100_000))
+                .chain([f32::MIN_POSITIVE, 1.0, f32::MAX, 1e-40, 1e-45])
+            {
+                let e = ulps(ln::<FMA>(x), (x as f64).ln());
+                assert!(
+                    e <= 2.0 || ln::<FMA>(x).abs() < 1e-30,
+                    "ln::<FMA>({x}): {e} ulps"
+                );
+            }
+            for x in grid(-0.9, 1.0, 100_000).chain([1e-10, -1e-10, 3e-8]) {
+                let truth = (x as f64).ln_1p();
+                let e = ulps(ln_1p::<FMA>(x), truth);
+                assert!(e <= 3.0, "ln_1p::<FMA>({x}): {e} ulps");
+            }
+            assert_eq!(ln::<FMA>(0.0), f32::NEG_INFINITY);
+            assert!(ln::<FMA>(-1.0).is_nan());
+            assert_eq!(ln::<FMA>(f32::INFINITY), f32::INFINITY);
+            assert_eq!(ln_1p::<FMA>(-1.0), f32::NEG_INFINITY);
         }
-        for x in grid(-0.9, 1.0, 100_000).chain([1e-10, -1e-10, 3e-8]) {
-            let truth = (x as f64).ln_1p();
-            let e = ulps(ln_1p(x), truth);
-            assert!(e <= 3.0, "ln_1p({x}): {e} ulps");
-        }
-        assert_eq!(ln(0.0), f32::NEG_INFINITY);
-        assert!(ln(-1.0).is_nan());
-        assert_eq!(ln(f32::INFINITY), f32::INFINITY);
-        assert_eq!(ln_1p(-1.0), f32::NEG_INFINITY);
+        with::<false>();
+        with::<true>();
     }
 
     #[test]
     fn tanh_is_within_three_ulps() {
-        for x in grid(-12.0, 12.0, 200_000).chain([1e-20, -1e-7, 0.0, 50.0, -50.0]) {
-            let e = ulps(tanh(x), (x as f64).tanh());
-            assert!(e <= 3.0, "tanh({x}): {e} ulps");
+        // Each with and without fused multiply-adds (the kernels pick by the CPU).
+        fn with<const FMA: bool>() {
+            for x in grid(-12.0, 12.0, 200_000).chain([1e-20, -1e-7, 0.0, 50.0, -50.0]) {
+                let e = ulps(tanh::<FMA>(x), (x as f64).tanh());
+                assert!(e <= 3.0, "tanh::<FMA>({x}): {e} ulps");
+            }
+            assert!(tanh::<FMA>(f32::NAN).is_nan());
         }
-        assert!(tanh(f32::NAN).is_nan());
+        with::<false>();
+        with::<true>();
     }
 
     #[test]
     fn sigmoid_and_softplus_match_f64_over_the_whole_range() {
-        // Below -87 the results are denormal in f32, and flush to 0.
-        for x in grid(-87.0, 100.0, 100_000) {
-            let s = 1.0 / (1.0 + (-(x as f64)).exp());
-            assert!(ulps(sigmoid(x), s) <= 4.0, "sigmoid({x})");
-            let sp = (x as f64).max(0.0) + (-(x as f64).abs()).exp().ln_1p();
-            assert!(ulps(softplus(x), sp) <= 4.0, "softplus({x})");
+        // Each with and without fused multiply-adds (the kernels pick by the CPU).
+        fn with<const FMA: bool>() {
+            // Below -87 the results are denormal in f32, and flush to 0.
+            for x in grid(-87.0, 100.0, 100_000) {
+                let s = 1.0 / (1.0 + (-(x as f64)).exp());
+                assert!(ulps(sigmoid::<FMA>(x), s) <= 4.0, "sigmoid::<FMA>({x})");
+                let sp = (x as f64).max(0.0) + (-(x as f64).abs()).exp().ln_1p();
+                assert!(ulps(softplus::<FMA>(x), sp) <= 4.0, "softplus::<FMA>({x})");
+            }
+            assert_eq!(sigmoid::<FMA>(-1000.0), 0.0);
+            assert!(sigmoid::<FMA>(-95.0) < 1e-38 && softplus::<FMA>(-95.0) < 1e-38);
+            assert_eq!(sigmoid::<FMA>(1000.0), 1.0);
+            assert_eq!(softplus::<FMA>(1000.0), 1000.0);
         }
-        assert_eq!(sigmoid(-1000.0), 0.0);
-        assert!(sigmoid(-95.0) < 1e-38 && softplus(-95.0) < 1e-38);
-        assert_eq!(sigmoid(1000.0), 1.0);
-        assert_eq!(softplus(1000.0), 1000.0);
+        with::<false>();
+        with::<true>();
     }
 }

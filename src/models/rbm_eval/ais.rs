@@ -186,7 +186,7 @@ fn bernoulli_rows(rows: &mut Array2<f64>, beta: f64, bias: &Array1<f64>, streams
 /// is a library call per element.
 #[inline]
 pub(super) fn exp_f32(x: f32) -> f32 {
-    fastmath::single::exp(x.clamp(-87.0, 88.0))
+    fastmath::single::exp::<false>(x.clamp(-87.0, 88.0))
 }
 
 /// The annealing itself (arguments checked by the caller).

@@ -196,6 +196,46 @@ pub(crate) fn scatter_block<T: Copy>(
     }
 }
 
+/// `whole` (of `shape`) ← the standard-layout `parts` side by side along `axis`, part `k` of
+/// `lens[k]` there. Large results split their outer indices over the threads, each copying
+/// every part's block of its rows.
+pub(crate) fn concat_into<T: Copy + Send + Sync>(
+    whole: &mut [T],
+    parts: &[&[T]],
+    lens: &[usize],
+    shape: &[usize],
+    axis: usize,
+) {
+    let inner: usize = shape[axis + 1..].iter().product();
+    let row = shape[axis] * inner;
+    let outer: usize = shape[..axis].iter().product();
+    if row == 0 || outer == 0 {
+        return;
+    }
+    let rows = |first: usize, out: &mut [T]| {
+        for (r, dst) in out.chunks_mut(row).enumerate() {
+            let o = first + r;
+            let mut at = 0;
+            for (part, &len) in parts.iter().zip(lens) {
+                let n = len * inner;
+                dst[at..at + n].copy_from_slice(&part[o * n..(o + 1) * n]);
+                at += n;
+            }
+        }
+    };
+    let threads = rayon::current_num_threads();
+    if threads > 1 && outer > 1 && outer * row >= super::PAR_MIN {
+        use rayon::prelude::*;
+        let per = outer.div_ceil(threads);
+        whole[..outer * row]
+            .par_chunks_mut(per * row)
+            .enumerate()
+            .for_each(|(c, out)| rows(c * per, out));
+    } else {
+        rows(0, &mut whole[..outer * row]);
+    }
+}
+
 /// Concatenate tensors of one dtype along `axis`.
 pub(crate) fn concat(x: &[&Tensor], axis: usize) -> KernelResult {
     macro_rules! cat {
@@ -238,6 +278,63 @@ pub(crate) fn transpose_matrices<T: Copy>(a: &[T], rows: usize, cols: usize, out
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concat_into_matches_ndarray_serial_and_parallel() {
+        use ndarray::{ArrayD, Axis, Dimension, IxDyn};
+        // Small (one thread) and large (split over the rows) results, along every axis.
+        let cases = [
+            (vec![2, 3, 4], 0),
+            (vec![2, 3, 4], 1),
+            (vec![2, 3, 4], 2),
+            (vec![64, 128], 1),
+            (vec![300, 40, 8], 1),
+            (vec![3, 5000], 0),
+            (vec![2000, 1, 8], 1),
+            (vec![7000, 1], 1),
+        ];
+        for (base, axis) in cases {
+            let lens = [1usize, 3, 2];
+            let parts: Vec<ArrayD<f32>> = lens
+                .iter()
+                .enumerate()
+                .map(|(k, &len)| {
+                    let mut shape = base.clone();
+                    shape[axis] = len;
+                    ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+                        let at: usize = i
+                            .slice()
+                            .iter()
+                            .enumerate()
+                            .map(|(d, &v)| v * 7usize.pow(d as u32))
+                            .sum();
+                        (k * 100_000 + at) as f32
+                    })
+                })
+                .collect();
+            let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+            let want = ndarray::concatenate(Axis(axis), &views).unwrap();
+            let mut got = vec![0.0f32; want.len()];
+            let slices: Vec<&[f32]> = parts.iter().map(|p| p.as_slice().unwrap()).collect();
+            let mut shape = base.clone();
+            shape[axis] = lens.iter().sum();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap();
+            pool.install(|| concat_into(&mut got, &slices, &lens, &shape, axis));
+            assert_eq!(
+                got,
+                want.iter().copied().collect::<Vec<_>>(),
+                "{base:?} along {axis}"
+            );
         }
     }
 }

@@ -96,12 +96,10 @@ impl Executor {
                     Ok(out) => out,
                     Err(e) => return Some(Err(e)),
                 };
-                let mut at = 0;
-                for part in &parts {
-                    let len = part.shape()[*axis];
-                    index::scatter_block(&mut out, part.as_slice()?, &to, (*axis, at, len));
-                    at += len;
-                }
+                let slices: SmallVec<[&[T]; 8]> =
+                    parts.iter().map(|p| p.as_slice()).collect::<Option<_>>()?;
+                let lens: SmallVec<[usize; 8]> = parts.iter().map(|p| p.shape()[*axis]).collect();
+                index::concat_into(&mut out, &slices, &lens, &to, *axis);
                 shaped(out, &to).map_err(Failure::from)
             }
             Op::Slice {

@@ -23,6 +23,9 @@
 //!
 //! W6: the time to compile the RBM CD-k step, unrolled (k = 1, 5, 25, 100) and as one loop.
 //!
+//! L1, L2, L3: the matrix products of W1's, W2's and W3's steps alone, one after the other (the
+//! speed a step made only of them would have).
+//!
 //! `cargo bench -p gradus-bench --bench steps` runs all;
 //! `cargo bench -p gradus-bench --bench steps -- W1 W3` a few. `--warmup N`, `--repeats N` and
 //! `--steps N` replace the timer's fields for every workload chosen, `--stages N` W4's length
@@ -86,6 +89,24 @@ fn product(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> (Function, Vec<T
     (f, feed)
 }
 
+/// The products of one SGD step of a dense net of `layers` on a batch of `BATCH`: each layer's
+/// forward product, its weights' gradient, and (but the first layer's) its input's gradient.
+fn mlp_products(layers: &[usize]) -> (Vec<(Function, Vec<Tensor>)>, f64) {
+    let mut products = Vec::new();
+    let mut flop = 0.0;
+    for (i, w) in layers.windows(2).enumerate() {
+        let (d_in, d_out) = (w[0], w[1]);
+        products.push(product(BATCH, d_in, d_out, false, false));
+        products.push(product(d_in, BATCH, d_out, true, false));
+        flop += 2.0 * 2.0 * (BATCH * d_in * d_out) as f64;
+        if i > 0 {
+            products.push(product(BATCH, d_out, d_in, false, true));
+            flop += 2.0 * (BATCH * d_in * d_out) as f64;
+        }
+    }
+    (products, flop)
+}
+
 /// W1's timer (also the products' limit L1's); W2's is the same.
 const W1_TIMER: Timer = Timer::new(30, 15, 20);
 
@@ -130,6 +151,32 @@ fn main() {
         let flop = 5.0 * 2.0 * (b * v * h) as f64;
         println!(
             "L1 w1's five products: {ms:.3} ms ({:.0} steps/s, {:.0} GFLOP/s)",
+            1e3 / ms,
+            flop / (ms * 1e6)
+        );
+    }
+    // W2's and W3's products alone (L2, L3), one after the other, with their steps' timers.
+    for (name, layers, timer) in [
+        ("L2", &[784, 500, 500, 10][..], W1_TIMER),
+        (
+            "L3",
+            &[784, 1000, 500, 250, 30, 250, 500, 1000, 784][..],
+            Timer::new(10, 15, 5),
+        ),
+    ] {
+        if !run(name) {
+            continue;
+        }
+        let (products, flop) = mlp_products(layers);
+        let ms = time(args.timer(timer), || {
+            for (f, feed) in &products {
+                f.call(feed).unwrap();
+            }
+        });
+        println!(
+            "{name} w{}'s {} products: {ms:.3} ms ({:.0} steps/s, {:.0} GFLOP/s)",
+            &name[1..],
+            products.len(),
             1e3 / ms,
             flop / (ms * 1e6)
         );

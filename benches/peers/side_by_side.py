@@ -6,9 +6,9 @@
 Builds gradus's `steps` bench (`benches/steps.rs`), then runs each round as: for each workload,
 gradus then each peer (`bench_*.py` beside this file), one process per run, every side with the
 same warm-up steps, the same number of timed blocks and the same steps per block; the median
-block counts. Before each run it reads the host's load (`/proc/loadavg`). With W1 it also times
-L1, W1's five matrix products alone through gradus's gemm path: the steps per second of a step
-made only of its products. It prints a markdown table of the medians over the rounds, gradus's
+block counts. Before each run it reads the host's load (`/proc/loadavg`). With W1, W2 and W3 it
+also times L1, L2 and L3, each step's matrix products alone through gradus's gemm path: the
+steps per second of a step made only of its products. It prints a markdown table of the medians over the rounds, gradus's
 ratio to the best peer, and every round's values with their loads, and writes the table to
 `--out` (by default the file the book's Performance chapter includes). The raw runs go to
 `target/side_by_side.json`; `--from-json` renders a table from such a file without running.
@@ -53,7 +53,8 @@ SLOW = ("torch.compile", "pytensor")  # minutes to compile the 2,000-stage chain
 TITLES = {"gradus": "gradus", "numpy": "numpy", "torch": "PyTorch eager",
           "torch.compile": "torch.compile", "jax": "JAX jit", "pytensor": "PyTensor C"}
 WORKLOADS = {"W1": "W1 RBM CD-1", "L1": "W1's five products alone (L1)", "W2": "W2 MLP",
-             "W3": "W3 autoencoder", "W4": "W4 chain", "W5": "W5 LSTM (gradus: Scan)",
+             "L2": "W2's eight products alone (L2)", "W3": "W3 autoencoder",
+             "L3": "W3's 23 products alone (L3)", "W4": "W4 chain", "W5": "W5 LSTM (gradus: Scan)",
              "W7": "W7 convnet"}
 
 
@@ -116,8 +117,9 @@ def plan(a):
         if w != "W4":
             for s in sides:
                 runs.append((w, w, s, None))
-                if w == "W1" and s == "gradus":
-                    runs.append(("L1", "L1", s, None))  # right after gradus's W1
+                if w in ("W1", "W2", "W3") and s == "gradus":
+                    lim = "L" + w[1:]
+                    runs.append((lim, lim, s, None))  # right after gradus's step
             continue
         slow = [s for s in sides if s in SLOW]
         together = a.slow_stages == a.stages
@@ -128,7 +130,7 @@ def plan(a):
 
 
 def command(a, steps_bin, workload, side, stages):
-    warmup, repeats, steps = QUICK_TIMER if a.quick else TIMERS[workload.replace("L1", "W1")]
+    warmup, repeats, steps = QUICK_TIMER if a.quick else TIMERS[re.sub(r"^L", "W", workload)]
     timer = ["--warmup", str(warmup), "--repeats", str(repeats), "--steps", str(steps)]
     if side == "gradus":
         return [steps_bin, workload, *timer] + (["--stages", str(stages)] if stages else []), ROOT
@@ -271,10 +273,11 @@ def render(raw):
         peers = {s: median(row, s) for s in sides if s != "gradus" and median(row, s)}
         g = median(row, "gradus")
         note = ""
-        if row == "L1" and g and median("W1", "gradus"):
-            shares = [w1 / l1 for w1, l1 in zip(per_round(ok, "W1"), per_round(ok, "L1"))
-                      if w1 and l1]
-            note = f"W1 at {median('W1', 'gradus') / g:.0%} of it"
+        step = "W" + row[1:]
+        if row.startswith("L") and g and median(step, "gradus"):
+            shares = [w / lim for w, lim in zip(per_round(ok, step), per_round(ok, row))
+                      if w and lim]
+            note = f"{step} at {median(step, 'gradus') / g:.0%} of it"
             if len(shares) > 1:
                 note += f" (rounds {min(shares):.0%}–{max(shares):.0%})"
         elif g and peers:
@@ -334,7 +337,8 @@ def timer_text(timers):
     """'W1 (and L1), W2: 10 warm-up steps, then the median of 20 blocks of 20 steps; ...'."""
     groups = {}
     for w, t in timers.items():
-        groups.setdefault(tuple(t), []).append(w + (" (and L1)" if w == "W1" else ""))
+        limit = {"W1": " (and L1)", "W2": " (and L2)", "W3": " (and L3)"}.get(w, "")
+        groups.setdefault(tuple(t), []).append(w + limit)
     return "; ".join(
         ", ".join(ws) + f": {t[0]} warm-up step{'s' * (t[0] != 1)}, then the median of {t[1]} "
         f"blocks of {t[2]} "

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Executor;
 use super::Value;
 use super::pool::Pool;
-use super::stacks::{Stack, copy, slice};
+use super::stacks::{Stack, slice};
 use crate::compile::ir::{CompiledLoop, Kind, Node, infer_kind};
 use crate::compile::plan::Program;
 use crate::error::{Error, Result};
@@ -313,7 +313,7 @@ fn run_loop(
                 h.put(t, known, current[k], (&mut *pool, node))?;
             } else if states.is_empty() {
                 // (A state made by a step joins its list when the next step is done with it.)
-                h.push(copy(current[k], pool, node)?);
+                h.push(pool.copy_of(current[k]));
             }
         }
         // (A slice the body does not read is the first one made, fed at every step.)

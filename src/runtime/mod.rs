@@ -23,6 +23,7 @@ mod products;
 mod profile;
 mod sources;
 mod stacks;
+mod value;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,54 +43,8 @@ pub(crate) use failure::{Failure, kernel_error, node_error, reserve};
 use group::Groups;
 use pool::Pool;
 pub use profile::{LoopProfile, NodeProfile, Profile};
-
-/// A value during a run: an input of the call (by position), a constant or a shared variable's
-/// value (shared with the graph), or a buffer the run owns.
-pub(crate) enum Value {
-    Fed(usize),
-    Shared(Arc<Tensor>),
-    Owned(Tensor),
-    /// A loop's per-step values, in sequence order, which only loops read (as a sequence; see
-    /// the plan's `as_steps`).
-    Steps(Vec<Tensor>),
-}
-
-impl Value {
-    fn get<'a>(&'a self, inputs: &[&'a Tensor]) -> &'a Tensor {
-        match self {
-            Value::Fed(k) => inputs[*k],
-            Value::Shared(t) => t,
-            Value::Owned(t) => t,
-            Value::Steps(_) => unreachable!("per-step lists are read by loops, as sequences"),
-        }
-    }
-
-    /// As a loop's operand.
-    fn arg<'a>(&'a self, inputs: &[&'a Tensor]) -> loops::Arg<'a> {
-        match self {
-            Value::Steps(steps) => loops::Arg::Steps(steps),
-            v => loops::Arg::One(v.get(inputs)),
-        }
-    }
-
-    /// The bytes this run owns for it.
-    fn owned_bytes(&self) -> usize {
-        match self {
-            Value::Owned(t) => bytes(t),
-            Value::Steps(steps) => steps.iter().map(bytes).sum(),
-            _ => 0,
-        }
-    }
-}
-
-fn bytes(t: &Tensor) -> usize {
-    let per = match t.dtype() {
-        DType::F32 => 4,
-        DType::Bool => 1,
-        _ => 8,
-    };
-    t.len() * per
-}
+pub(crate) use value::Value;
+use value::bytes;
 
 /// What a run needs besides the program, kept between calls.
 #[derive(Default)]
@@ -280,11 +235,7 @@ impl Executor {
         given: &mut [Option<Tensor>],
         mut outer: Option<&mut Pool>,
     ) -> Result<Vec<Tensor>> {
-        if given.iter().any(Option::is_some) {
-            self.check_feeds(&with_given(inputs, given))?;
-        } else {
-            self.check_feeds(inputs)?;
-        }
+        self.check_feeds(&with_given(inputs, given))?;
         let state = self.program.state.as_deref();
         let writes = !self.program.updates.is_empty() || !self.program.streams.is_empty();
         let _writer = state.filter(|_| writes).map(|s| s.write());

@@ -156,39 +156,22 @@ fn checked<T: Clone + Default>(
     Ok(ArrayD::from_shape_vec(IxDyn(shape), v).expect("a buffer of the shape's size"))
 }
 
-/// A copy of `t`, a float one in a buffer from `pool`.
-pub(super) fn copy(t: &Tensor, pool: &mut Pool, node: &Node) -> Result<Tensor> {
-    copy_part(t, None, pool, node)
-}
-
 /// Slice `t` of a sequence along its first axis, float slices in buffers from `pool`.
 pub(super) fn slice(s: &Tensor, t: usize, pool: &mut Pool, node: &Node) -> Result<Tensor> {
-    copy_part(s, Some(t), pool, node)
-}
-
-/// A copy of `src`, or of its row `row` along the first axis, floats in a buffer from `pool`.
-fn copy_part(src: &Tensor, row: Option<usize>, pool: &mut Pool, node: &Node) -> Result<Tensor> {
-    let shape = match row {
-        Some(_) => &src.shape()[1..],
-        None => src.shape(),
-    };
-    let mut out = buffer(src.dtype(), shape, pool, node)?;
-    macro_rules! part {
+    let mut out = buffer(s.dtype(), &s.shape()[1..], pool, node)?;
+    macro_rules! at {
         ($v:ident) => {
-            match (&mut out, src) {
-                (Tensor::$v(o), Tensor::$v(a)) => match row {
-                    Some(t) => copy_into(o.view_mut(), a.index_axis(Axis(0), t)),
-                    None => copy_into(o.view_mut(), a.view()),
-                },
-                _ => unreachable!("the buffer has the dtype of what it copies"),
+            match (&mut out, s) {
+                (Tensor::$v(o), Tensor::$v(a)) => copy_into(o.view_mut(), a.index_axis(Axis(0), t)),
+                _ => unreachable!("the buffer has the sequence's dtype"),
             }
         };
     }
-    match src.dtype() {
-        DType::F32 => part!(F32),
-        DType::F64 => part!(F64),
-        DType::I64 => part!(I64),
-        DType::Bool => part!(Bool),
+    match s.dtype() {
+        DType::F32 => at!(F32),
+        DType::F64 => at!(F64),
+        DType::I64 => at!(I64),
+        DType::Bool => at!(Bool),
     }
     Ok(out)
 }

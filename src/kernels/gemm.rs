@@ -1,7 +1,8 @@
-//! Matrix products through the `gemm` crate, specialised as the optimizer's product nodes ask:
-//! `alpha · op(a) @ op(b) (+ bias)`. A transpose is only a swap of strides; a bias is copied
-//! into the output first and the product accumulated onto it. `gemm` keeps its packing buffers
-//! per thread, so a product allocates nothing once warm.
+//! Matrix products, specialised as the optimizer's product nodes ask: `alpha · op(a) @ op(b)
+//! (+ bias)`. A transpose is only a swap of strides; a bias is copied into the output first and
+//! the product accumulated onto it. `f32` products on a machine with AVX-512 run gradus's own
+//! kernel ([`super::sgemm`]), every other one the `gemm` crate's. Both keep their packing
+//! buffers per thread, so a product allocates nothing once warm.
 
 use std::fmt;
 
@@ -167,10 +168,20 @@ fn dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<(usize, usize, u
     Ok((m, k, n))
 }
 
-/// Would the `gemm` crate allocate a packing buffer for a transposed left operand of this
-/// product? (It does for products big enough to be split into blocks.)
-pub(crate) fn packs_transposed_lhs(m: usize, k: usize, n: usize) -> bool {
-    n > 1 && m * n * k >= PAR_MIN_FLOPS
+/// Would this product allocate a packing buffer for a transposed left operand? The `gemm`
+/// crate does for products big enough to be split into blocks; gradus's own kernel reads such
+/// an operand in place.
+pub(crate) fn packs_transposed_lhs<T: 'static>(m: usize, k: usize, n: usize) -> bool {
+    !own_kernel::<T>() && n > 1 && m * n * k >= PAR_MIN_FLOPS
+}
+
+/// Whether products of `T` run gradus's own kernel on this machine.
+fn own_kernel<T: 'static>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        return super::sgemm::available();
+    }
+    false
 }
 
 /// Row and column strides of `op(x)`.
@@ -227,6 +238,34 @@ pub(crate) fn gemm_onto<T: Float>(
     let ((rsa, csa), (rsb, csb)) = (strides(a, ta), strides(b, tb));
     let parallel = threads > 1 && m * n * k >= PAR_MIN_FLOPS;
     let read_out = !matches!(init, Init::Zero);
+    #[cfg(target_arch = "x86_64")]
+    if own_kernel::<T>() {
+        use super::sgemm::{Operand, sgemm};
+        let operand = |x: &ArrayViewD<T>, (rs, cs)| Operand {
+            ptr: x.as_ptr() as *const f32,
+            rs,
+            cs,
+        };
+        let threads = if parallel { threads } else { 1 };
+        // SAFETY: `T` is `f32` (`own_kernel`); `a` and `b` are live views whose strides
+        // describe `op(a)` as m×k and `op(b)` as k×n (checked by `dims`); `out` holds exactly
+        // m×n elements, row-major, borrowed mutably for the call; AVX-512 was detected.
+        unsafe {
+            sgemm(
+                m,
+                n,
+                k,
+                operand(a, (rsa, csa)),
+                operand(b, (rsb, csb)),
+                out.as_mut_ptr() as *mut f32,
+                n,
+                product.alpha as f32,
+                read_out,
+                threads,
+            )
+        };
+        return Ok(());
+    }
     let alpha = T::from_f(product.alpha);
     let (out_at, a_at, b_at) = (
         SendPtr(out.as_mut_ptr()),

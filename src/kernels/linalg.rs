@@ -1,6 +1,6 @@
 //! The matrix product of the `matmul` op as written (2-d, or batched over the first dim): by
-//! `ndarray` when fast, by the textbook triple loop accumulated in `f64` for the reference. The
-//! optimizer turns 2-d products into [`gemm`](super::gemm) calls.
+//! [`gemm`](super::gemm)'s kernels when fast, by the textbook triple loop accumulated in `f64`
+//! for the reference. The optimizer turns 2-d products into gemm nodes of their own.
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 
@@ -29,7 +29,17 @@ pub(crate) fn matmul<T: Float>(
             ));
         }
         if exec.is_fast() {
-            Ok(a.dot(&b))
+            let mut out = vec![T::zero(); m * n];
+            let plain = super::gemm::Gemm {
+                transpose_a: false,
+                transpose_b: false,
+                alpha: 1.0,
+                bias_add: None,
+            };
+            let threads = rayon::current_num_threads();
+            let (a, b) = (a.into_dyn(), b.into_dyn());
+            super::gemm::gemm_onto(&a, &b, super::gemm::Init::Zero, &plain, &mut out, threads)?;
+            ndarray::Array2::from_shape_vec((m, n), out).map_err(|e| e.to_string())
         } else {
             // The reference: the textbook triple loop, accumulated in f64.
             Ok(ndarray::Array2::from_shape_fn((m, n), |(i, j)| {

@@ -61,6 +61,8 @@ mod op;
 pub(crate) mod pool;
 pub(crate) mod random;
 pub(crate) mod reduce;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod sgemm;
 
 pub(crate) use op::eval;
 

@@ -109,7 +109,7 @@ impl Executor {
         };
         // The gemm crate would allocate a packing buffer for a transposed left operand on
         // every call: it is transposed into a pooled buffer instead.
-        let at = if product.transpose_a && gemm::packs_transposed_lhs(m, k, cols) {
+        let at = if product.transpose_a && gemm::packs_transposed_lhs::<T>(m, k, cols) {
             match pool.take::<T>(&[m, k]) {
                 Ok(buf) => Some(buf),
                 Err(e) => {

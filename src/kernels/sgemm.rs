@@ -1,0 +1,665 @@
+//! Single-precision products on AVX-512: `c ← alpha · a @ b (+ c)`, with `a` and `b` given by
+//! pointer and strides, `c` row-major. The `gemm` crate's kernels reach about two thirds of the
+//! machine's peak at the shapes of the models' steps (a few hundred rows, columns and inner
+//! dims); this one keeps each step's products near the peak:
+//!
+//! - a micro-kernel of `MR` rows by `NR` = 32 columns (two vectors per row, 24 accumulators),
+//!   which broadcasts `a`'s values and reads `b`'s rows as vectors;
+//! - `b` read in place where its rows are contiguous (a weight matrix `W`), packed into
+//!   32-column panels otherwise (`Wᵀ`); `a` read in place where its columns are contiguous
+//!   (`xᵀ`), packed into `MR`-row panels otherwise;
+//! - the work split over the threads along the dimension whose operand needs packing (each task
+//!   packs only its own panels), in more tasks than threads so a slow thread's share is taken
+//!   by the others; an operand that needs packing along the other dimension is packed once
+//!   before the split.
+//!
+//! The sum over the inner dimension runs in the same order whatever the split and the number
+//! of threads, so a product's value does not depend on them.
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+/// Rows of the micro-kernel (values of `a` broadcast per step of the inner dimension).
+const MR: usize = 12;
+/// Columns of the micro-kernel: two vectors of 16.
+const NR: usize = 32;
+/// The inner dimension is walked in blocks of this many, so that a panel of `b` (`KC × NR`)
+/// stays in the first-level cache while the kernel runs down the rows.
+const KC: usize = 256;
+
+/// A matrix operand: element `(r, c)` at `ptr + r * rs + c * cs`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Operand {
+    pub ptr: *const f32,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+// SAFETY: an operand is only read, by the tasks of the one product it was given to, while the
+// caller keeps it alive (the contract of `sgemm`).
+unsafe impl Send for Operand {}
+unsafe impl Sync for Operand {}
+
+/// Whether this machine runs the kernels of this module.
+pub(crate) fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+/// Buffers of packed panels, one per thread, kept from product to product.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([f32; 16]);
+
+thread_local! {
+    static TASK_BUF: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    static SHARED_BUF: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with at least `len` floats of the thread's buffer `key` (a fresh one if that is in
+/// use further up this thread's stack, as when a thread waiting for its tasks runs another's).
+fn with_buf<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<Line>>>,
+    len: usize,
+    f: impl FnOnce(*mut f32) -> R,
+) -> R {
+    let lines = len.div_ceil(16);
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < lines {
+                buf.resize(lines, Line([0.0; 16]));
+            }
+            f(buf.as_mut_ptr() as *mut f32)
+        }
+        Err(_) => {
+            let mut buf = vec![Line([0.0; 16]); lines];
+            f(buf.as_mut_ptr() as *mut f32)
+        }
+    })
+}
+
+/// A pointer a task may take to another thread.
+#[derive(Clone, Copy)]
+struct Ptr<T>(*mut T);
+// SAFETY: the tasks of one product read its operands (and the panels packed before the split)
+// and write disjoint blocks of its output, all of which outlive the tasks.
+unsafe impl<T> Send for Ptr<T> {}
+unsafe impl<T> Sync for Ptr<T> {}
+
+/// Where a block of panels of one operand lives: element `(i, p)` of panel `q` (`i` across the
+/// panel, `p` along the inner dimension) at `ptr + q * panel + p * ld + i * step`.
+#[derive(Clone, Copy)]
+struct Panels {
+    ptr: *const f32,
+    panel: isize,
+    ld: isize,
+}
+
+// SAFETY: packed panels are written before the tasks start and only read by them.
+unsafe impl Send for Panels {}
+unsafe impl Sync for Panels {}
+
+/// `c ← alpha · a @ b + (accumulate ? c : 0)` for `a` m×k, `b` k×n, `c` m×n row-major with
+/// row stride `ldc`, on up to `threads` threads of the current rayon pool (the caller decides
+/// when a product is too small to split: `threads == 1`).
+///
+/// # Safety
+/// `a` and `b` must describe live m×k and k×n matrices, `c` a live m×n block of rows `ldc`
+/// apart that nothing else reads or writes during the call, and [`available`] must hold.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand,
+    b: Operand,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    accumulate: bool,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), n).fill(0.0) };
+            }
+        }
+        return;
+    }
+    let (row_panels, col_panels) = (m.div_ceil(MR), n.div_ceil(NR));
+    let threads = threads.max(1);
+    // Every task reads all of the operand along the dimension not split: split the columns
+    // when `a` is the smaller (fewer rows than `b` has columns), the rows otherwise, unless
+    // that leaves the threads too few panels to share.
+    let split_rows = if m >= n {
+        row_panels >= 2 * threads || row_panels >= col_panels
+    } else {
+        col_panels < 2 * threads && row_panels > col_panels
+    };
+    let panels = if split_rows { row_panels } else { col_panels };
+    let tasks = if threads == 1 {
+        1
+    } else {
+        panels.min(2 * threads)
+    };
+    // `a` is read in place when its rows or its columns are contiguous; `b` when its rows are.
+    let pack_a = a.rs != 1 && a.cs != 1;
+    let pack_b = b.cs != 1;
+    let cp = Ptr(c);
+    let run = |pa: Option<Panels>, pb: Option<Panels>| {
+        let task = |t: usize| {
+            let (q0, q1) = (t * panels / tasks, (t + 1) * panels / tasks);
+            let (r0, r1, c0, c1) = if split_rows {
+                (q0 * MR, (q1 * MR).min(m), 0, n)
+            } else {
+                (0, m, q0 * NR, (q1 * NR).min(n))
+            };
+            // Packed panels of the whole operand start at its first row or column.
+            let pa = pa.map(|p| p.from(r0 / MR));
+            let pb_shared = pb.map(|p| p.from(c0 / NR));
+            if pack_b && pb.is_none() {
+                with_buf(&TASK_BUF, (q1 - q0) * NR * k, |buf| unsafe {
+                    let own = pack_cols(b, c0, c1, k, buf);
+                    block(
+                        r0,
+                        r1,
+                        c0,
+                        c1,
+                        k,
+                        a,
+                        b,
+                        pa,
+                        Some(own),
+                        cp,
+                        ldc,
+                        alpha,
+                        accumulate,
+                    )
+                })
+            } else {
+                unsafe {
+                    block(
+                        r0, r1, c0, c1, k, a, b, pa, pb_shared, cp, ldc, alpha, accumulate,
+                    )
+                }
+            }
+        };
+        if tasks == 1 {
+            task(0)
+        } else {
+            use rayon::prelude::*;
+            (0..tasks).into_par_iter().with_max_len(1).for_each(task);
+        }
+    };
+    // What is packed before the split: `a` where neither its rows nor its columns are
+    // contiguous (a strided view), `b` where it needs packing and the split is by rows.
+    let a_len = if pack_a { row_panels * MR * k } else { 0 };
+    let b_len = if pack_b && split_rows {
+        col_panels * NR * k
+    } else {
+        0
+    };
+    if a_len + b_len == 0 {
+        return run(None, None);
+    }
+    with_buf(&SHARED_BUF, a_len + b_len, |buf| unsafe {
+        let pa = pack_a.then(|| pack_rows(a, 0, m, k, buf));
+        let pb = (b_len > 0).then(|| pack_cols(b, 0, n, k, buf.add(a_len)));
+        run(pa, pb)
+    })
+}
+
+impl Panels {
+    /// The panels from panel `q` on.
+    fn from(self, q: usize) -> Panels {
+        Panels {
+            ptr: unsafe { self.ptr.offset(q as isize * self.panel) },
+            ..self
+        }
+    }
+}
+
+/// Pack rows `r0 .. r1` of `a` (all `k` columns) into `MR`-row panels at `buf`: element
+/// `(i, p)` of panel `q` at `q * MR * k + p * MR + i`.
+unsafe fn pack_rows(a: Operand, r0: usize, r1: usize, k: usize, buf: *mut f32) -> Panels {
+    for (q, r) in (r0..r1).step_by(MR).enumerate() {
+        let rows = MR.min(r1 - r);
+        let dst = unsafe { buf.add(q * MR * k) };
+        for i in 0..rows {
+            let src = unsafe { a.ptr.offset((r + i) as isize * a.rs) };
+            for p in 0..k {
+                unsafe { *dst.add(p * MR + i) = *src.offset(p as isize * a.cs) };
+            }
+        }
+    }
+    Panels {
+        ptr: buf,
+        panel: (MR * k) as isize,
+        ld: MR as isize,
+    }
+}
+
+/// Pack columns `c0 .. c1` of `b` (all `k` rows) into `NR`-column panels at `buf`: element
+/// `(p, j)` of panel `q` at `q * NR * k + p * NR + j`. Lanes past the last column are left as
+/// they were: the kernel does not read them.
+unsafe fn pack_cols(b: Operand, c0: usize, c1: usize, k: usize, buf: *mut f32) -> Panels {
+    for (q, c) in (c0..c1).step_by(NR).enumerate() {
+        let cols = NR.min(c1 - c);
+        let dst = unsafe { buf.add(q * NR * k) };
+        let src = unsafe { b.ptr.offset(c as isize * b.cs) };
+        unsafe { pack_panel(src, b.rs, b.cs, cols, k, dst) };
+    }
+    Panels {
+        ptr: buf,
+        panel: (NR * k) as isize,
+        ld: NR as isize,
+    }
+}
+
+/// One panel of `cols` (<= NR) columns of `b` (element `(p, j)` at `src + p * rs + j * cs`),
+/// `k` rows: where each column is contiguous (`rs == 1`, a transposed matrix), by 16×16
+/// transposes in registers; otherwise one element at a time.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_panel(src: *const f32, rs: isize, cs: isize, cols: usize, k: usize, dst: *mut f32) {
+    for h in 0..cols.div_ceil(16) {
+        let width = 16.min(cols - 16 * h);
+        let base = unsafe { src.offset((16 * h) as isize * cs) };
+        let out = unsafe { dst.add(16 * h) };
+        if rs != 1 {
+            for p in 0..k {
+                for j in 0..width {
+                    unsafe {
+                        *out.add(p * NR + j) = *base.offset(p as isize * rs + j as isize * cs)
+                    };
+                }
+            }
+            continue;
+        }
+        for p0 in (0..k).step_by(16) {
+            let depth = 16.min(k - p0);
+            let mask = if depth == 16 {
+                0xFFFF
+            } else {
+                (1u16 << depth) - 1
+            };
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (j, v) in r.iter_mut().enumerate().take(width) {
+                *v = unsafe {
+                    _mm512_maskz_loadu_ps(mask, base.offset(j as isize * cs + p0 as isize))
+                };
+            }
+            transpose16(&mut r);
+            for (pp, v) in r.iter().enumerate().take(depth) {
+                unsafe { _mm512_storeu_ps(out.add((p0 + pp) * NR), *v) };
+            }
+        }
+    }
+}
+
+/// Transpose the 16×16 block whose rows are `r`.
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: &mut [__m512; 16]) {
+    // Pairs of rows interleaved, then pairs of pairs: within each 128-bit lane `l`, `u[4g + c]`
+    // holds column `4l + c` of rows `4g .. 4g + 4`.
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let d = |x: __m512| _mm512_castps_pd(x);
+        let (t0, t1, t2, t3) = (
+            d(t[4 * g]),
+            d(t[4 * g + 1]),
+            d(t[4 * g + 2]),
+            d(t[4 * g + 3]),
+        );
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    }
+    // Then the lanes: column `4l + c` gathers lane `l` of `u[c]`, `u[4 + c]`, `u[8 + c]`,
+    // `u[12 + c]`.
+    for c in 0..4 {
+        let v = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+        let w = _mm512_shuffle_f32x4::<0xDD>(u[c], u[4 + c]);
+        let x = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+        let y = _mm512_shuffle_f32x4::<0xDD>(u[8 + c], u[12 + c]);
+        r[c] = _mm512_shuffle_f32x4::<0x88>(v, x);
+        r[8 + c] = _mm512_shuffle_f32x4::<0xDD>(v, x);
+        r[4 + c] = _mm512_shuffle_f32x4::<0x88>(w, y);
+        r[12 + c] = _mm512_shuffle_f32x4::<0xDD>(w, y);
+    }
+}
+
+/// The block of rows `r0 .. r1` and columns `c0 .. c1` of the product, over all of `k`; `pa`
+/// and `pb` are the packed panels of those rows and columns, where packed.
+#[allow(clippy::too_many_arguments)]
+unsafe fn block(
+    r0: usize,
+    r1: usize,
+    c0: usize,
+    c1: usize,
+    k: usize,
+    a: Operand,
+    b: Operand,
+    pa: Option<Panels>,
+    pb: Option<Panels>,
+    c: Ptr<f32>,
+    ldc: usize,
+    alpha: f32,
+    accumulate: bool,
+) {
+    // `a` in place: by rows (`cs == 1`), each row's values along the inner dimension `rs`
+    // apart, or by columns (`rs == 1`, as in packed panels).
+    let (pa, a_rows) = match pa {
+        Some(p) => (p, false),
+        None if a.rs == 1 => (
+            Panels {
+                ptr: unsafe { a.ptr.add(r0) },
+                panel: MR as isize,
+                ld: a.cs,
+            },
+            false,
+        ),
+        None => (
+            Panels {
+                ptr: unsafe { a.ptr.offset(r0 as isize * a.rs) },
+                panel: MR as isize * a.rs,
+                ld: a.rs,
+            },
+            true,
+        ),
+    };
+    let pb = pb.unwrap_or(Panels {
+        ptr: unsafe { b.ptr.add(c0) },
+        panel: NR as isize,
+        ld: b.rs,
+    });
+    for p0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - p0);
+        let onto = accumulate || p0 > 0;
+        for (jq, col) in (c0..c1).step_by(NR).enumerate() {
+            let cols = NR.min(c1 - col);
+            let bp = unsafe { pb.ptr.offset(jq as isize * pb.panel + p0 as isize * pb.ld) };
+            let masks = masks(cols);
+            for (iq, row) in (r0..r1).step_by(MR).enumerate() {
+                let rows = MR.min(r1 - row);
+                // By rows, the block starts `p0` along each row; by columns, `p0` rows down.
+                let ap = unsafe {
+                    pa.ptr.offset(
+                        iq as isize * pa.panel
+                            + if a_rows {
+                                p0 as isize
+                            } else {
+                                p0 as isize * pa.ld
+                            },
+                    )
+                };
+                let cp = unsafe { c.0.add(row * ldc + col) };
+                let tile = Tile {
+                    kc,
+                    a: ap,
+                    lda: pa.ld,
+                    b: bp,
+                    ldb: pb.ld,
+                    masks,
+                    c: cp,
+                    ldc,
+                    alpha,
+                    onto,
+                };
+                unsafe { micro(rows, a_rows, tile) };
+            }
+        }
+    }
+}
+
+/// The lane masks of a panel of `cols` columns.
+fn masks(cols: usize) -> [u16; 2] {
+    let lanes = |w: usize| if w >= 16 { 0xFFFF } else { (1u16 << w) - 1 };
+    [lanes(cols), lanes(cols.saturating_sub(16))]
+}
+
+/// One call of the micro-kernel: `c ← alpha · a @ b (+ c)` for a tile of up to `MR` rows and
+/// `NR` columns (`masks`), `kc` deep.
+#[derive(Clone, Copy)]
+struct Tile {
+    kc: usize,
+    /// By columns: element `(i, p)` at `a + p * lda + i`; by rows: at `a + i * lda + p`.
+    a: *const f32,
+    lda: isize,
+    /// Element `(p, j)` at `b + p * ldb + j`.
+    b: *const f32,
+    ldb: isize,
+    masks: [u16; 2],
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    onto: bool,
+}
+
+/// The micro-kernel for `rows` (1 ..= MR) rows of `a` read by rows or by columns.
+unsafe fn micro(rows: usize, a_rows: bool, t: Tile) {
+    macro_rules! dispatch {
+        ($($r:literal)*) => {
+            match (rows, a_rows) {
+                $(($r, false) => unsafe { kernel::<$r, false>(t) },
+                  ($r, true) => unsafe { kernel::<$r, true>(t) },)*
+                _ => unreachable!("a panel of {rows} rows"),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<const R: usize, const A_ROWS: bool>(t: Tile) {
+    let mut lo = [_mm512_setzero_ps(); R];
+    let mut hi = [_mm512_setzero_ps(); R];
+    let [m0, m1] = t.masks;
+    let (mut ap, mut bp) = (t.a, t.b);
+    let (a_step, a_lane) = if A_ROWS { (1, t.lda) } else { (t.lda, 1) };
+    for _ in 0..t.kc {
+        let (b0, b1) = unsafe {
+            (
+                _mm512_maskz_loadu_ps(m0, bp),
+                _mm512_maskz_loadu_ps(m1, bp.add(16)),
+            )
+        };
+        for i in 0..R {
+            let x = _mm512_set1_ps(unsafe { *ap.offset(i as isize * a_lane) });
+            lo[i] = _mm512_fmadd_ps(x, b0, lo[i]);
+            hi[i] = _mm512_fmadd_ps(x, b1, hi[i]);
+        }
+        ap = unsafe { ap.offset(a_step) };
+        bp = unsafe { bp.offset(t.ldb) };
+    }
+    let alpha = _mm512_set1_ps(t.alpha);
+    for i in 0..R {
+        let row = unsafe { t.c.add(i * t.ldc) };
+        let (mut v0, mut v1) = (_mm512_mul_ps(lo[i], alpha), _mm512_mul_ps(hi[i], alpha));
+        if t.onto {
+            unsafe {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
+            }
+        }
+        unsafe {
+            _mm512_mask_storeu_ps(row, m0, v0);
+            _mm512_mask_storeu_ps(row.add(16), m1, v1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A matrix of `rows × cols` small integers (exact in `f32` sums), laid out by rows, by
+    /// columns, or strided (every other element of every other row of a larger buffer); the
+    /// buffer and the operand that describes it.
+    fn matrix(
+        rows: usize,
+        cols: usize,
+        layout: usize,
+        seed: usize,
+    ) -> (Vec<f32>, Operand, Vec<f64>) {
+        let value = |r: usize, c: usize| ((r * 7 + c * 3 + seed * 5) % 13) as f64 - 6.0;
+        let dense: Vec<f64> = (0..rows * cols)
+            .map(|i| value(i / cols, i % cols))
+            .collect();
+        let (len, rs, cs) = match layout {
+            0 => (rows * cols, cols, 1),
+            1 => (rows * cols, 1, rows),
+            _ => (4 * rows * cols + 1, 4 * cols, 2),
+        };
+        let mut buf = vec![f32::NAN; len.max(1)];
+        for r in 0..rows {
+            for c in 0..cols {
+                buf[r * rs + c * cs] = dense[r * cols + c] as f32;
+            }
+        }
+        let op = Operand {
+            ptr: buf.as_ptr(),
+            rs: rs as isize,
+            cs: cs as isize,
+        };
+        (buf, op, dense)
+    }
+
+    #[test]
+    fn products_match_the_definition_for_every_layout_and_edge() {
+        if !available() {
+            eprintln!("no AVX-512 here: gradus's own f32 kernel is not used");
+            return;
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        // Panels cut by the rows (MR = 12), the columns (NR = 32, 16 per vector) and the
+        // inner dimension's blocks (KC = 256) and transposes (16).
+        let shapes = [
+            (1, 1, 1),
+            (5, 7, 3),
+            (12, 32, 16),
+            (13, 33, 17),
+            (25, 16, 257),
+            (100, 70, 40),
+            (3, 200, 600),
+            (40, 5, 30),
+        ];
+        for (m, n, k) in shapes {
+            for la in 0..3 {
+                for lb in 0..3 {
+                    let (_abuf, a, ad) = matrix(m, k, la, 1);
+                    let (_bbuf, b, bd) = matrix(k, n, lb, 2);
+                    for (accumulate, threads) in [(false, 1), (true, 1), (false, 3), (true, 3)] {
+                        // `c` is a block of a wider matrix whose other columns must not change.
+                        let ldc = n + 5;
+                        let mut c: Vec<f32> = (0..m * ldc).map(|i| (i % 7) as f32).collect();
+                        let before = c.clone();
+                        pool.install(|| unsafe {
+                            sgemm(m, n, k, a, b, c.as_mut_ptr(), ldc, 0.5, accumulate, threads)
+                        });
+                        for r in 0..m {
+                            for j in 0..ldc {
+                                let want = if j < n {
+                                    let dot: f64 =
+                                        (0..k).map(|p| ad[r * k + p] * bd[p * n + j]).sum();
+                                    0.5 * dot
+                                        + if accumulate {
+                                            before[r * ldc + j] as f64
+                                        } else {
+                                            0.0
+                                        }
+                                } else {
+                                    before[r * ldc + j] as f64
+                                };
+                                assert_eq!(
+                                    c[r * ldc + j] as f64,
+                                    want,
+                                    "{m}x{k}x{n}, layouts {la} {lb}, onto {accumulate}, \
+                                     {threads} threads, at ({r}, {j})"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn values_do_not_depend_on_the_number_of_threads() {
+        if !available() {
+            return;
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (m, n, k) = (100, 500, 300);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.random::<f32>() - 0.5).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.random::<f32>() - 0.5).collect();
+        let (oa, ob) = (
+            Operand {
+                ptr: a.as_ptr(),
+                rs: k as isize,
+                cs: 1,
+            },
+            Operand {
+                ptr: b.as_ptr(),
+                rs: 1,
+                cs: k as isize,
+            },
+        );
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut c = vec![0.0f32; m * n];
+            pool.install(|| unsafe {
+                sgemm(m, n, k, oa, ob, c.as_mut_ptr(), n, 1.0, false, threads)
+            });
+            c
+        };
+        let one = run(1);
+        for threads in [2, 3, 5] {
+            assert!(
+                one.iter()
+                    .zip(run(threads))
+                    .all(|(x, y)| x.to_bits() == y.to_bits())
+            );
+        }
+    }
+
+    #[test]
+    fn transposes_a_block_of_sixteen_rows() {
+        if !available() {
+            return;
+        }
+        let src: Vec<f32> = (0..256).map(|v| v as f32).collect();
+        let mut dst = vec![0.0f32; 256];
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(src.as_ptr().add(16 * i));
+            }
+            transpose16(&mut r);
+            for (i, v) in r.iter().enumerate() {
+                _mm512_storeu_ps(dst.as_mut_ptr().add(16 * i), *v);
+            }
+        }
+        for i in 0..16 {
+            for j in 0..16 {
+                assert_eq!(dst[16 * j + i], src[16 * i + j]);
+            }
+        }
+    }
+}

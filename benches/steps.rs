@@ -73,6 +73,11 @@ fn time_calls(t: Timer, f: &Function, feed: &[Tensor]) -> f64 {
 
 /// A compiled product of an f32 `m x k` by a `k x n` matrix, either stored transposed
 /// (`ta`, `tb`), and a feed for it.
+/// Whether W2 and W3 print their profiles (`STEPS_PROFILE=1`).
+fn profiling() -> bool {
+    std::env::var_os("STEPS_PROFILE").is_some()
+}
+
 fn product(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> (Function, Vec<Tensor>) {
     let g = Graph::new();
     let a_shape = if ta { [k, m] } else { [m, k] };
@@ -182,13 +187,22 @@ fn main() {
         );
     }
     if run("W2") {
-        let w2 = sgd_step(&[784, 500, 500, 10], true).compile().unwrap();
+        let w2 = sgd_step(&[784, 500, 500, 10], true)
+            .profile(profiling())
+            .compile()
+            .unwrap();
         let ms = time_calls(args.timer(W1_TIMER), &w2, &[x.clone(), labels]);
         println!("W2 mlp sgd step: {ms:.3} ms ({:.0} steps/s)", 1e3 / ms);
+        if let Some(profile) = w2.profile() {
+            println!("{profile}");
+        }
     }
     if run("W3") {
         let layers = [784, 1000, 500, 250, 30, 250, 500, 1000, 784];
-        let w3 = sgd_step(&layers, false).compile().unwrap();
+        let w3 = sgd_step(&layers, false)
+            .profile(profiling())
+            .compile()
+            .unwrap();
         let ms = time_calls(
             args.timer(Timer::new(10, 15, 5)),
             &w3,
@@ -198,6 +212,9 @@ fn main() {
             "W3 deep autoencoder sgd step: {ms:.3} ms ({:.0} steps/s)",
             1e3 / ms
         );
+        if let Some(profile) = w3.profile() {
+            println!("{profile}");
+        }
     }
     if run("P") {
         // Small enough that each call's kernels run on one thread.

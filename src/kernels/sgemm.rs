@@ -27,6 +27,9 @@ const NR: usize = 32;
 /// stays in the first-level cache while the kernel runs down the rows.
 const KC: usize = 256;
 
+/// How many rows of `b` ahead the kernel asks for.
+const PREFETCH: isize = 8;
+
 /// A matrix operand: element `(r, c)` at `ptr + r * rs + c * cs`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Operand {
@@ -472,6 +475,14 @@ unsafe fn kernel<const R: usize, const A_ROWS: bool>(t: Tile) {
                 _mm512_maskz_loadu_ps(m1, bp.add(16)),
             )
         };
+        // The rows of `b` a few steps ahead: on the first tile of a panel they come from
+        // memory, at a stride the hardware's prefetchers do not follow far enough (a product
+        // whose `b` is out of cache: 110 -> 120-130 GFLOP/s at 100x784x500).
+        unsafe {
+            let ahead = bp.offset(PREFETCH * t.ldb) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(ahead);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.add(64));
+        }
         for i in 0..R {
             let x = _mm512_set1_ps(unsafe { *ap.offset(i as isize * a_lane) });
             lo[i] = _mm512_fmadd_ps(x, b0, lo[i]);

@@ -1,5 +1,7 @@
-//! Matrix products through a compiled function, at the shapes of the RBM step (W1): throughput
-//! is reported in multiply-adds × 2 per second, so criterion's "elem/s" reads as FLOP/s.
+//! Matrix products through a compiled function, at the shapes of the RBM step (W1) and two of
+//! the LSTM step (W5): throughput is reported in multiply-adds × 2 per second, so criterion's
+//! "elem/s" reads as FLOP/s. `GRADUS_GEMM=crate` runs the `f32` products through the `gemm`
+//! crate instead of gradus's own kernel, to compare the two.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gradus::prelude::*;
@@ -12,6 +14,9 @@ fn products(c: &mut Criterion) {
         ("v·W 100x784x500", 100, 784, 500, false),
         ("h·Wᵀ 100x500x784", 100, 500, 784, false),
         ("vᵀ·h 784x100x500", 784, 100, 500, true),
+        // The LSTM step's (W5): h·W_h, per step, and the input weights' gradient xᵀ·δ.
+        ("h·W_h 64x128x512", 64, 128, 512, false),
+        ("xᵀ·δ 28x1792x512", 28, 1792, 512, true),
     ];
     for dtype in [DType::F32, DType::F64] {
         for &(name, m, k, n, ta) in &shapes {

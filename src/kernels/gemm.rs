@@ -175,11 +175,16 @@ pub(crate) fn packs_transposed_lhs<T: 'static>(m: usize, k: usize, n: usize) -> 
     !own_kernel::<T>() && n > 1 && m * n * k >= PAR_MIN_FLOPS
 }
 
-/// Whether products of `T` run gradus's own kernel on this machine.
+/// Whether products of `T` run gradus's own kernel on this machine: `f32` where the CPU has
+/// AVX-512, unless the environment variable `GRADUS_GEMM` is `crate` when the first product
+/// runs (then every product goes through the `gemm` crate, to compare the two).
 fn own_kernel<T: 'static>() -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-        return super::sgemm::available();
+        static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        return *OWN.get_or_init(|| {
+            super::sgemm::available() && std::env::var("GRADUS_GEMM").map_or(true, |v| v != "crate")
+        });
     }
     false
 }

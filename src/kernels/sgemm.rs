@@ -6,12 +6,13 @@
 //! - a micro-kernel of `MR` rows by `NR` = 32 columns (two vectors per row, 24 accumulators),
 //!   which broadcasts `a`'s values and reads `b`'s rows as vectors;
 //! - `b` read in place where its rows are contiguous (a weight matrix `W`), packed into
-//!   32-column panels otherwise (`Wᵀ`); `a` read in place where its columns are contiguous
-//!   (`xᵀ`), packed into `MR`-row panels otherwise;
-//! - the work split over the threads along the dimension whose operand needs packing (each task
-//!   packs only its own panels), in more tasks than threads so a slow thread's share is taken
-//!   by the others; an operand that needs packing along the other dimension is packed once
-//!   before the split.
+//!   32-column panels by 16×16 transposes in registers where its columns are (`Wᵀ`); `a` read
+//!   in place by rows (`x`) or by columns (`xᵀ`); only a strided view is packed element by
+//!   element;
+//! - the work split over the threads along the columns when `a` is the smaller operand, the
+//!   rows otherwise (every task reads all of the operand not split), in twice as many tasks as
+//!   threads so that a slow thread's share is taken by the others; a task packs the panels of
+//!   `b` it needs, unless the split is by rows, when `b` is packed once before the split.
 //!
 //! The sum over the inner dimension runs in the same order whatever the split and the number
 //! of threads, so a product's value does not depend on them.
@@ -88,8 +89,8 @@ struct Ptr<T>(*mut T);
 unsafe impl<T> Send for Ptr<T> {}
 unsafe impl<T> Sync for Ptr<T> {}
 
-/// Where a block of panels of one operand lives: element `(i, p)` of panel `q` (`i` across the
-/// panel, `p` along the inner dimension) at `ptr + q * panel + p * ld + i * step`.
+/// Where a block of panels of one operand lives: panel `q` starts at `ptr + q * panel`, and
+/// its steps along the inner dimension are `ld` apart (see [`Tile`] for the elements).
 #[derive(Clone, Copy)]
 struct Panels {
     ptr: *const f32,
@@ -100,6 +101,18 @@ struct Panels {
 // SAFETY: packed panels are written before the tasks start and only read by them.
 unsafe impl Send for Panels {}
 unsafe impl Sync for Panels {}
+
+/// What every task of one product shares: `c ← alpha · a @ b (+ c)`, `a` m×k, `b` k×n.
+#[derive(Clone, Copy)]
+struct Product {
+    k: usize,
+    a: Operand,
+    b: Operand,
+    c: Ptr<f32>,
+    ldc: usize,
+    alpha: f32,
+    accumulate: bool,
+}
 
 /// `c ← alpha · a @ b + (accumulate ? c : 0)` for `a` m×k, `b` k×n, `c` m×n row-major with
 /// row stride `ldc`, on up to `threads` threads of the current rayon pool (the caller decides
@@ -151,7 +164,15 @@ pub(crate) unsafe fn sgemm(
     // `a` is read in place when its rows or its columns are contiguous; `b` when its rows are.
     let pack_a = a.rs != 1 && a.cs != 1;
     let pack_b = b.cs != 1;
-    let cp = Ptr(c);
+    let product = Product {
+        k,
+        a,
+        b,
+        c: Ptr(c),
+        ldc,
+        alpha,
+        accumulate,
+    };
     let run = |pa: Option<Panels>, pb: Option<Panels>| {
         let task = |t: usize| {
             let (q0, q1) = (t * panels / tasks, (t + 1) * panels / tasks);
@@ -162,32 +183,14 @@ pub(crate) unsafe fn sgemm(
             };
             // Packed panels of the whole operand start at its first row or column.
             let pa = pa.map(|p| p.from(r0 / MR));
-            let pb_shared = pb.map(|p| p.from(c0 / NR));
-            if pack_b && pb.is_none() {
-                with_buf(&TASK_BUF, (q1 - q0) * NR * k, |buf| unsafe {
-                    let own = pack_cols(b, c0, c1, k, buf);
-                    block(
-                        r0,
-                        r1,
-                        c0,
-                        c1,
-                        k,
-                        a,
-                        b,
-                        pa,
-                        Some(own),
-                        cp,
-                        ldc,
-                        alpha,
-                        accumulate,
-                    )
-                })
-            } else {
-                unsafe {
-                    block(
-                        r0, r1, c0, c1, k, a, b, pa, pb_shared, cp, ldc, alpha, accumulate,
-                    )
-                }
+            let block = |pb| unsafe { product.block(r0..r1, c0..c1, pa, pb) };
+            match pb {
+                Some(p) => block(Some(p.from(c0 / NR))),
+                // The task's own panels of `b`.
+                None if pack_b => with_buf(&TASK_BUF, (q1 - q0) * NR * k, |buf| {
+                    block(Some(unsafe { pack_cols(b, c0, c1, k, buf) }))
+                }),
+                None => block(None),
             }
         };
         if tasks == 1 {
@@ -340,84 +343,70 @@ fn transpose16(r: &mut [__m512; 16]) {
     }
 }
 
-/// The block of rows `r0 .. r1` and columns `c0 .. c1` of the product, over all of `k`; `pa`
-/// and `pb` are the packed panels of those rows and columns, where packed.
-#[allow(clippy::too_many_arguments)]
-unsafe fn block(
-    r0: usize,
-    r1: usize,
-    c0: usize,
-    c1: usize,
-    k: usize,
-    a: Operand,
-    b: Operand,
-    pa: Option<Panels>,
-    pb: Option<Panels>,
-    c: Ptr<f32>,
-    ldc: usize,
-    alpha: f32,
-    accumulate: bool,
-) {
-    // `a` in place: by rows (`cs == 1`), each row's values along the inner dimension `rs`
-    // apart, or by columns (`rs == 1`, as in packed panels).
-    let (pa, a_rows) = match pa {
-        Some(p) => (p, false),
-        None if a.rs == 1 => (
-            Panels {
-                ptr: unsafe { a.ptr.add(r0) },
-                panel: MR as isize,
-                ld: a.cs,
-            },
-            false,
-        ),
-        None => (
-            Panels {
-                ptr: unsafe { a.ptr.offset(r0 as isize * a.rs) },
-                panel: MR as isize * a.rs,
-                ld: a.rs,
-            },
-            true,
-        ),
-    };
-    let pb = pb.unwrap_or(Panels {
-        ptr: unsafe { b.ptr.add(c0) },
-        panel: NR as isize,
-        ld: b.rs,
-    });
-    for p0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - p0);
-        let onto = accumulate || p0 > 0;
-        for (jq, col) in (c0..c1).step_by(NR).enumerate() {
-            let cols = NR.min(c1 - col);
-            let bp = unsafe { pb.ptr.offset(jq as isize * pb.panel + p0 as isize * pb.ld) };
-            let masks = masks(cols);
-            for (iq, row) in (r0..r1).step_by(MR).enumerate() {
-                let rows = MR.min(r1 - row);
-                // By rows, the block starts `p0` along each row; by columns, `p0` rows down.
-                let ap = unsafe {
-                    pa.ptr.offset(
-                        iq as isize * pa.panel
-                            + if a_rows {
-                                p0 as isize
-                            } else {
-                                p0 as isize * pa.ld
-                            },
-                    )
-                };
-                let cp = unsafe { c.0.add(row * ldc + col) };
-                let tile = Tile {
-                    kc,
-                    a: ap,
-                    lda: pa.ld,
-                    b: bp,
-                    ldb: pb.ld,
-                    masks,
-                    c: cp,
-                    ldc,
-                    alpha,
-                    onto,
-                };
-                unsafe { micro(rows, a_rows, tile) };
+impl Product {
+    /// The block of `rows` and `cols` of the product, over all of `k`; `pa` and `pb` are the
+    /// packed panels of those rows and columns, where packed.
+    unsafe fn block(
+        &self,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        pa: Option<Panels>,
+        pb: Option<Panels>,
+    ) {
+        let (a, b) = (self.a, self.b);
+        // `a` in place: by rows (`cs == 1`), each row's values along the inner dimension `rs`
+        // apart, or by columns (`rs == 1`, as in packed panels).
+        let (pa, a_rows) = match pa {
+            Some(p) => (p, false),
+            None if a.rs == 1 => (
+                Panels {
+                    ptr: unsafe { a.ptr.add(rows.start) },
+                    panel: MR as isize,
+                    ld: a.cs,
+                },
+                false,
+            ),
+            None => (
+                Panels {
+                    ptr: unsafe { a.ptr.offset(rows.start as isize * a.rs) },
+                    panel: MR as isize * a.rs,
+                    ld: a.rs,
+                },
+                true,
+            ),
+        };
+        let pb = pb.unwrap_or(Panels {
+            ptr: unsafe { b.ptr.add(cols.start) },
+            panel: NR as isize,
+            ld: b.rs,
+        });
+        for p0 in (0..self.k).step_by(KC) {
+            let kc = KC.min(self.k - p0);
+            let onto = self.accumulate || p0 > 0;
+            // By rows, the block starts `p0` along each row; by columns, `p0` rows down.
+            let a_from = if a_rows {
+                p0 as isize
+            } else {
+                p0 as isize * pa.ld
+            };
+            for (jq, col) in cols.clone().step_by(NR).enumerate() {
+                let bp = unsafe { pb.ptr.offset(jq as isize * pb.panel + p0 as isize * pb.ld) };
+                let masks = masks(NR.min(cols.end - col));
+                for (iq, row) in rows.clone().step_by(MR).enumerate() {
+                    let tile = Tile {
+                        kc,
+                        a: unsafe { pa.ptr.offset(iq as isize * pa.panel + a_from) },
+                        lda: pa.ld,
+                        b: bp,
+                        ldb: pb.ld,
+                        masks,
+                        c: unsafe { self.c.0.add(row * self.ldc + col) },
+                        ldc: self.ldc,
+                        alpha: self.alpha,
+                        onto,
+                    };
+                    unsafe { micro(MR.min(rows.end - row), a_rows, tile) };
+                }
             }
         }
     }

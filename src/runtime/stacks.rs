@@ -10,6 +10,20 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// `body` on the arrays of two tensors of one dtype, named `$d` and `$s` (`what`: why their
+/// dtypes cannot differ).
+macro_rules! same_dtype {
+    ($dst:expr, $src:expr, $d:ident, $s:ident => $body:expr, $what:literal) => {
+        match ($dst, $src) {
+            (Tensor::F32($d), Tensor::F32($s)) => $body,
+            (Tensor::F64($d), Tensor::F64($s)) => $body,
+            (Tensor::I64($d), Tensor::I64($s)) => $body,
+            (Tensor::Bool($d), Tensor::Bool($s)) => $body,
+            _ => unreachable!($what),
+        }
+    };
+}
+
 /// Per-step values stacked along a new first axis: into one buffer of all the steps where
 /// their number is known when the loop starts, else kept and stacked at the end.
 pub(super) enum Stack {
@@ -51,22 +65,8 @@ impl Stack {
                         ),
                     });
                 }
-                macro_rules! put {
-                    ($v:ident) => {
-                        match (all, y) {
-                            (Tensor::$v(a), Tensor::$v(b)) => {
-                                copy_into(a.index_axis_mut(Axis(0), t), b.view())
-                            }
-                            _ => unreachable!("the stack has the dtype of its first value"),
-                        }
-                    };
-                }
-                match y.dtype() {
-                    DType::F32 => put!(F32),
-                    DType::F64 => put!(F64),
-                    DType::I64 => put!(I64),
-                    DType::Bool => put!(Bool),
-                }
+                same_dtype!(all, y, a, b => copy_into(a.index_axis_mut(Axis(0), t), b.view()),
+                    "the stack has the dtype of its first value")
             }
         }
         Ok(())
@@ -159,20 +159,8 @@ fn checked<T: Clone + Default>(
 /// Slice `t` of a sequence along its first axis, float slices in buffers from `pool`.
 pub(super) fn slice(s: &Tensor, t: usize, pool: &mut Pool, node: &Node) -> Result<Tensor> {
     let mut out = buffer(s.dtype(), &s.shape()[1..], pool, node)?;
-    macro_rules! at {
-        ($v:ident) => {
-            match (&mut out, s) {
-                (Tensor::$v(o), Tensor::$v(a)) => copy_into(o.view_mut(), a.index_axis(Axis(0), t)),
-                _ => unreachable!("the buffer has the sequence's dtype"),
-            }
-        };
-    }
-    match s.dtype() {
-        DType::F32 => at!(F32),
-        DType::F64 => at!(F64),
-        DType::I64 => at!(I64),
-        DType::Bool => at!(Bool),
-    }
+    same_dtype!(&mut out, s, o, a => copy_into(o.view_mut(), a.index_axis(Axis(0), t)),
+        "the buffer has the sequence's dtype");
     Ok(out)
 }
 

@@ -4,6 +4,7 @@
 //! [`FGraph::find`]); [`FGraph::order`] lists the live nodes reachable from the roots in
 //! dependency order, and [`FGraph::finish`] compacts them into the program's node list.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::ir::{Kind, Node, eval_kind, infer_kind};
@@ -33,6 +34,12 @@ pub(crate) struct FGraph {
     value_uses: Vec<u32>,
     /// Every replacement made, in order, for the debug mode.
     pub history: Vec<Replacement>,
+    /// The last [`FGraph::order`] walked, with the number of replacements made before it:
+    /// only a replacement changes which nodes are live and their order (a new node is not
+    /// live until something is replaced by it), so the walk stands until the next one.
+    order: RefCell<Option<(usize, Arc<[usize]>)>>,
+    /// `history.len()` when the uses were last counted.
+    counted: Option<usize>,
 }
 
 impl FGraph {
@@ -45,6 +52,8 @@ impl FGraph {
             uses: Vec::new(),
             value_uses: Vec::new(),
             history: Vec::new(),
+            order: RefCell::new(None),
+            counted: None,
         }
     }
 
@@ -161,7 +170,11 @@ impl FGraph {
 
     /// Recount how many times each live node is read (a root counts as one read); rules that
     /// must not duplicate work ask [`FGraph::uses`]. Returns the [`FGraph::order`] it walked.
-    pub fn count_uses(&mut self) -> Vec<usize> {
+    pub fn count_uses(&mut self) -> Arc<[usize]> {
+        if self.counted == Some(self.history.len()) {
+            // No replacement since: the same live nodes read the same operands.
+            return self.order();
+        }
         // Each node forwarded straight to what it stands for now, so that the walks below (and
         // the rules' until the next count) follow one link, not a chain of replacements.
         for i in 0..self.forward.len() {
@@ -171,7 +184,7 @@ impl FGraph {
         let mut uses = vec![0u32; self.nodes.len()];
         let mut value_uses = vec![0u32; self.nodes.len()];
         let order = self.order();
-        for &i in &order {
+        for &i in order.iter() {
             // Live nodes stand for themselves, and their operands are one link away (above).
             let n = &self.nodes[i];
             let shape_only = shape_only_operand(&n.kind);
@@ -189,6 +202,7 @@ impl FGraph {
         }
         self.uses = uses;
         self.value_uses = value_uses;
+        self.counted = Some(self.history.len());
         order
     }
 
@@ -219,7 +233,20 @@ impl FGraph {
     }
 
     /// Live nodes reachable from the roots, operands first.
-    pub fn order(&self) -> Vec<usize> {
+    pub fn order(&self) -> Arc<[usize]> {
+        let made = self.history.len();
+        if let Some((at, order)) = &*self.order.borrow()
+            && *at == made
+        {
+            return order.clone();
+        }
+        let order: Arc<[usize]> = self.walk().into();
+        *self.order.borrow_mut() = Some((made, order.clone()));
+        order
+    }
+
+    /// The depth-first walk behind [`FGraph::order`].
+    fn walk(&self) -> Vec<usize> {
         #[derive(Clone, Copy, PartialEq)]
         enum Visit {
             New,
@@ -309,7 +336,7 @@ impl FGraph {
     /// graph no rewrite touched keeps the order it was copied in (the user's); a rewritten one
     /// runs in the order of [`FGraph::order`].
     pub fn finish(self) -> (Vec<Node>, Vec<usize>) {
-        let mut order = self.order();
+        let mut order = self.order().to_vec();
         if self.history.is_empty() {
             order.sort_unstable();
         }

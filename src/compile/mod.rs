@@ -12,7 +12,7 @@ pub(crate) mod plan;
 pub(crate) mod rewrite;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use crate::error::{Error, Location, Result};
@@ -125,7 +125,7 @@ pub(crate) fn compile(spec: &Spec) -> Result<Compiled> {
     }
     let subst = |id: NodeId| *givens.get(&id).unwrap_or(&id);
     let n_out = spec.outputs.len();
-    let root_index: Vec<usize> = roots.iter().map(|r| index[&subst(*r)]).collect();
+    let root_index: Vec<usize> = roots.iter().map(|r| index[subst(*r).0 as usize]).collect();
     let shared_vars: Vec<Arc<SharedVar>> = updates.into_iter().map(|(s, _)| s).collect();
 
     // The optimizer works on its own copy; the reference mode runs the graph as written.
@@ -284,16 +284,20 @@ fn copy_subgraph(
     input_pos: &HashMap<NodeId, usize>,
     givens: &HashMap<NodeId, NodeId>,
     usage: &impl Fn(String) -> Error,
-) -> Result<(Vec<Node>, HashMap<NodeId, usize>)> {
+) -> Result<(Vec<Node>, Vec<usize>)> {
     let subst = |id: NodeId| *givens.get(&id).unwrap_or(&id);
-    let mut index: HashMap<NodeId, usize> = HashMap::new();
-    let mut on_stack: HashSet<NodeId> = HashSet::new();
+    // By the graph's node ids, dense: a copy's position (`UNSEEN` before it is copied), and
+    // whether the node waits on the walk's stack for its operands.
+    const UNSEEN: usize = usize::MAX;
+    let mut index: Vec<usize> = vec![UNSEEN; g.nodes.len()];
+    let mut on_stack: Vec<bool> = vec![false; g.nodes.len()];
+    let at = |id: NodeId| id.0 as usize;
     let mut nodes: Vec<Node> = Vec::new();
     let mut ids: Vec<NodeId> = Vec::new();
     for root in roots {
         let mut stack = vec![(subst(*root), false)];
         while let Some((id, expanded)) = stack.pop() {
-            if index.contains_key(&id) {
+            if index[at(id)] != UNSEEN {
                 continue;
             }
             let n = g.node(id);
@@ -333,11 +337,11 @@ fn copy_subgraph(
                     (None, op) => Kind::Op(op.clone()),
                 };
                 let inputs = match kind {
-                    Kind::Op(_) => n.inputs.iter().map(|p| index[&subst(*p)]).collect(),
+                    Kind::Op(_) => n.inputs.iter().map(|p| index[at(subst(*p))]).collect(),
                     _ => Vec::new(),
                 };
-                index.insert(id, nodes.len());
-                on_stack.remove(&id);
+                index[at(id)] = nodes.len();
+                on_stack[at(id)] = false;
                 ids.push(id);
                 nodes.push(Node {
                     kind,
@@ -347,7 +351,7 @@ fn copy_subgraph(
                 });
                 continue;
             }
-            if !on_stack.insert(id) {
+            if std::mem::replace(&mut on_stack[at(id)], true) {
                 return Err(usage(format!(
                     "givens create a cycle through {}",
                     g.name_of(id)
@@ -356,7 +360,7 @@ fn copy_subgraph(
             stack.push((id, true));
             for p in n.inputs.iter().rev() {
                 let p = subst(*p);
-                if !index.contains_key(&p) {
+                if index[at(p)] == UNSEEN {
                     stack.push((p, false));
                 }
             }
@@ -366,13 +370,27 @@ fn copy_subgraph(
     // runs them in that order, and of two failing nodes reports the one built first.
     let order = build_order(&nodes, &ids);
     let (nodes, position) = ir::permuted(nodes, &order);
-    index.values_mut().for_each(|k| *k = position[*k]);
+    index
+        .iter_mut()
+        .filter(|k| **k != UNSEEN)
+        .for_each(|k| *k = position[*k]);
     Ok((nodes, index))
 }
 
 /// A dependency order of `nodes` that takes, of the nodes ready to run, the one the user built
 /// first (`ids`: each node's id in the user's graph).
 fn build_order(nodes: &[Node], ids: &[NodeId]) -> Vec<usize> {
+    // Without givens (or with ones that point back), every operand was built before its user:
+    // the order of the ids is the order below, without the heap.
+    if nodes
+        .iter()
+        .zip(ids)
+        .all(|(n, &id)| n.inputs.iter().all(|&p| ids[p] < id))
+    {
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        order.sort_unstable_by_key(|&k| ids[k]);
+        return order;
+    }
     let mut waiting: Vec<usize> = nodes.iter().map(|n| n.inputs.len()).collect();
     let mut users: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     for (k, n) in nodes.iter().enumerate() {

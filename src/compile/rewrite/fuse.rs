@@ -56,7 +56,7 @@ fn fuse(fg: &mut FGraph) -> usize {
     // here, and hashing each index would double it.
     let n = fg.all_nodes().len();
     let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for &i in &order {
+    for &i in order.iter() {
         for p in fg.inputs(i) {
             users[p].push(i);
         }
@@ -93,7 +93,7 @@ fn fuse(fg: &mut FGraph) -> usize {
     }
     let mut absorbed = 0;
     // Regions by their result, in dependency order.
-    for &r in &order {
+    for &r in order.iter() {
         if region[r] != Some(r) {
             continue;
         }

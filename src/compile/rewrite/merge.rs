@@ -53,7 +53,7 @@ fn merge(fg: &mut FGraph) -> usize {
     let mut consts: HashMap<(DType, Vec<usize>, Vec<u64>), usize> = HashMap::default();
     let mut merged = 0;
     let hasher = rustc_hash::FxBuildHasher;
-    for node in fg.order() {
+    for &node in fg.order().iter() {
         if let Kind::Constant(t) = fg.kind(node) {
             let bits: Vec<u64> = t.to_f64_vec().iter().map(|v| v.to_bits()).collect();
             let target = *consts

@@ -233,7 +233,7 @@ pub(crate) fn optimize(fg: &mut FGraph, excluded: &[String], pass_limit: usize) 
             if !fired.is_empty() {
                 order = fg.order();
             }
-            for node in order {
+            for &node in order.iter() {
                 for rule in &rules {
                     let node = fg.find(node);
                     if apply(fg, rule, node) {

@@ -380,8 +380,11 @@ impl Product {
             panel: NR as isize,
             ld: b.rs,
         });
-        for p0 in (0..self.k).step_by(KC) {
-            let kc = KC.min(self.k - p0);
+        // Blocks of equal depth, at most `KC`: a thin last block (784 = 3 × 256 + 16) would
+        // cost a pass over the output for little work.
+        let depth = self.k.div_ceil(self.k.div_ceil(KC));
+        for p0 in (0..self.k).step_by(depth) {
+            let kc = depth.min(self.k - p0);
             let onto = self.accumulate || p0 > 0;
             // By rows, the block starts `p0` along each row; by columns, `p0` rows down.
             let a_from = if a_rows {

@@ -21,6 +21,9 @@
 //! W7: a LeNet-5-like convnet SGD step (batch 100; `examples/convnet.rs`'s net); with
 //! `W7_PROFILE=1`, its profile by kind of node.
 //!
+//! W4: with `W4_PROFILE=1`, the chain's profile; with `W4_PRINT=1`, its program (try
+//! `--stages 8`).
+//!
 //! W6: the time to compile the RBM CD-k step, unrolled (k = 1, 5, 25, 100) and as one loop.
 //!
 //! L1, L2, L3: the matrix products of W1's, W2's and W3's steps alone, one after the other (the
@@ -348,7 +351,10 @@ fn main() {
         let start = Instant::now();
         let (_g, x, cost) = chain_of(stages);
         let gx = grad(&cost, &[&x]).unwrap().remove(0);
-        let w4 = function(&[&x], &[&cost, &gx]).compile().unwrap();
+        let w4 = function(&[&x], &[&cost, &gx])
+            .profile(std::env::var_os("W4_PROFILE").is_some())
+            .compile()
+            .unwrap();
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
         let input: Tensor = vec![0.5f64; common::N].into();
         let ms = time_calls(args.timer(Timer::new(10, 15, 5)), &w4, &[input]);
@@ -356,5 +362,11 @@ fn main() {
             "W4 chain value and gradient: {ms:.3} ms (build + grad + compile {compile_ms:.1} ms) \
              [{stages} stages]"
         );
+        if let Some(profile) = w4.profile() {
+            println!("{profile}");
+        }
+        if std::env::var_os("W4_PRINT").is_some() {
+            println!("{}", w4.debugprint());
+        }
     }
 }

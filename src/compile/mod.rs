@@ -125,7 +125,7 @@ pub(crate) fn compile(spec: &Spec) -> Result<Compiled> {
     }
     let subst = |id: NodeId| *givens.get(&id).unwrap_or(&id);
     let n_out = spec.outputs.len();
-    let root_index: Vec<usize> = roots.iter().map(|r| index[subst(*r).0 as usize]).collect();
+    let root_index: Vec<usize> = roots.iter().map(|r| index[subst(*r).index()]).collect();
     let shared_vars: Vec<Arc<SharedVar>> = updates.into_iter().map(|(s, _)| s).collect();
 
     // The optimizer works on its own copy; the reference mode runs the graph as written.
@@ -291,13 +291,12 @@ fn copy_subgraph(
     const UNSEEN: usize = usize::MAX;
     let mut index: Vec<usize> = vec![UNSEEN; g.nodes.len()];
     let mut on_stack: Vec<bool> = vec![false; g.nodes.len()];
-    let at = |id: NodeId| id.0 as usize;
     let mut nodes: Vec<Node> = Vec::new();
     let mut ids: Vec<NodeId> = Vec::new();
     for root in roots {
         let mut stack = vec![(subst(*root), false)];
         while let Some((id, expanded)) = stack.pop() {
-            if index[at(id)] != UNSEEN {
+            if index[id.index()] != UNSEEN {
                 continue;
             }
             let n = g.node(id);
@@ -337,11 +336,11 @@ fn copy_subgraph(
                     (None, op) => Kind::Op(op.clone()),
                 };
                 let inputs = match kind {
-                    Kind::Op(_) => n.inputs.iter().map(|p| index[at(subst(*p))]).collect(),
+                    Kind::Op(_) => n.inputs.iter().map(|p| index[subst(*p).index()]).collect(),
                     _ => Vec::new(),
                 };
-                index[at(id)] = nodes.len();
-                on_stack[at(id)] = false;
+                index[id.index()] = nodes.len();
+                on_stack[id.index()] = false;
                 ids.push(id);
                 nodes.push(Node {
                     kind,
@@ -351,7 +350,7 @@ fn copy_subgraph(
                 });
                 continue;
             }
-            if std::mem::replace(&mut on_stack[at(id)], true) {
+            if std::mem::replace(&mut on_stack[id.index()], true) {
                 return Err(usage(format!(
                     "givens create a cycle through {}",
                     g.name_of(id)
@@ -360,7 +359,7 @@ fn copy_subgraph(
             stack.push((id, true));
             for p in n.inputs.iter().rev() {
                 let p = subst(*p);
-                if index[at(p)] == UNSEEN {
+                if index[p.index()] == UNSEEN {
                     stack.push((p, false));
                 }
             }

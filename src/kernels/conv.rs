@@ -183,7 +183,7 @@ fn per_image<T: Float>(
     f: impl Fn(usize, &mut [T], usize) -> Result<(), String> + Sync,
 ) -> Result<(), String> {
     let threads = if exec.is_fast() {
-        rayon::current_num_threads()
+        crate::kernels::threads()
     } else {
         1
     };
@@ -531,7 +531,7 @@ fn filter_grad<T: KernelFloat>(
         }
         Ok::<_, String>(())
     };
-    let threads = rayon::current_num_threads();
+    let threads = crate::kernels::threads();
     if threads > 1 && g.n >= threads {
         // A partial sum per thread's share of the images, in that thread's scratch (no
         // allocation on a warm step), added onto `dw` under a lock.

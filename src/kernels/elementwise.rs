@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
 
-use super::{Exec, PAR_MIN};
+use super::Exec;
 use crate::dtype::Float;
 use crate::graph::op::{Binary, Cmp, Unary};
 use crate::shape;
@@ -12,7 +12,7 @@ pub(crate) fn map<T: Float>(
     exec: Exec,
     f: impl Fn(T) -> T + Sync + Send,
 ) -> ArrayD<T> {
-    if exec.is_fast() && a.len() >= PAR_MIN {
+    if crate::kernels::parallel(exec, a.len()) {
         Zip::from(a).par_map_collect(|&x| f(x))
     } else {
         a.mapv(f)
@@ -33,7 +33,7 @@ where
     let shape = shape::broadcast_concrete(a.shape(), b.shape())?;
     let (av, bv) = (bcast(a, &shape)?, bcast(b, &shape)?);
     let z = Zip::from(&av).and(&bv);
-    Ok(if exec.is_fast() && av.len() >= PAR_MIN {
+    Ok(if crate::kernels::parallel(exec, av.len()) {
         z.par_map_collect(|&x, &y| f(x, y))
     } else {
         z.map_collect(|&x, &y| f(x, y))

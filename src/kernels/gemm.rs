@@ -132,7 +132,7 @@ impl Gemm {
             .transpose()?;
         let mut out = vec![T::zero(); m * n];
         let threads = if exec.is_fast() {
-            rayon::current_num_threads()
+            crate::kernels::threads()
         } else {
             1
         };
@@ -365,7 +365,7 @@ pub(crate) fn transpose_into<T: Copy + Send + Sync>(
             }
         }
     };
-    if rows * cols >= super::PAR_MIN && rayon::current_num_threads() > 1 {
+    if rows * cols >= super::PAR_MIN && crate::kernels::threads() > 1 {
         use rayon::prelude::*;
         dst[..rows * cols]
             .par_chunks_mut(TILE * rows.max(1))

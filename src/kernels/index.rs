@@ -85,7 +85,7 @@ pub(crate) fn take<A: Copy + Default + Send + Sync>(
             let copy = |(r, dst): (usize, &mut [A])| {
                 dst.copy_from_slice(&src[at[r] * row..][..row]);
             };
-            if exec.is_fast() && out.len() >= super::PAR_MIN {
+            if crate::kernels::parallel(exec, out.len()) {
                 use rayon::prelude::*;
                 out.par_chunks_mut(row).enumerate().for_each(copy);
             } else {
@@ -223,7 +223,7 @@ pub(crate) fn concat_into<T: Copy + Send + Sync>(
             }
         }
     };
-    let threads = rayon::current_num_threads();
+    let threads = crate::kernels::threads();
     if threads > 1 && outer > 1 && outer * row >= super::PAR_MIN {
         use rayon::prelude::*;
         let per = outer.div_ceil(threads);

@@ -36,7 +36,7 @@ pub(crate) fn matmul<T: Float>(
                 alpha: 1.0,
                 bias_add: None,
             };
-            let threads = rayon::current_num_threads();
+            let threads = crate::kernels::threads();
             let (a, b) = (a.into_dyn(), b.into_dyn());
             super::gemm::gemm_onto(&a, &b, super::gemm::Init::Zero, &plain, &mut out, threads)?;
             ndarray::Array2::from_shape_vec((m, n), out).map_err(|e| e.to_string())

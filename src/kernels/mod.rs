@@ -70,6 +70,35 @@ pub(crate) use op::eval;
 /// split the work over the rayon pool.
 pub const PAR_MIN: usize = 1 << 15;
 
+thread_local! {
+    /// Whether this thread runs a part of a loop split by rows (see `runtime::rows`), which
+    /// has a thread of its own: its kernels do not split their work further.
+    static ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The threads the fast kernels split their work over: the rayon pool's, or one on a thread
+/// that runs a part of a loop split by rows ([`alone`]).
+pub(crate) fn threads() -> usize {
+    if ALONE.get() {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// Whether a fast kernel of `len` elements splits its work over the pool.
+pub(crate) fn parallel(exec: Exec, len: usize) -> bool {
+    exec.is_fast() && len >= PAR_MIN && threads() > 1
+}
+
+/// Run `f` with the kernels on this thread alone (see [`threads`]).
+pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
+    let before = ALONE.replace(true);
+    let result = f();
+    ALONE.set(before);
+    result
+}
+
 /// A kernel's result, or what went wrong in words (the caller adds the op and the user's line).
 pub(crate) type KernelResult<T = crate::tensor::Tensor> = Result<T, String>;
 

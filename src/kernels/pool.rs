@@ -5,8 +5,8 @@
 use ndarray::{ArrayD, IxDyn, Slice};
 use rayon::prelude::*;
 
+use super::Exec;
 use super::conv::rank4;
-use super::{Exec, PAR_MIN};
 use crate::dtype::Float;
 use crate::graph::op::Pool2d;
 use crate::shape::window_places;
@@ -119,7 +119,7 @@ fn per_plane<T: Float>(out: &mut [T], len: usize, exec: Exec, f: impl Fn(usize, 
     if len == 0 {
         return;
     }
-    if exec.is_fast() && out.len() >= PAR_MIN {
+    if crate::kernels::parallel(exec, out.len()) {
         out.par_chunks_mut(len)
             .enumerate()
             .for_each(|(p, o)| f(p, o));

@@ -177,7 +177,7 @@ pub(crate) fn draw_node<T: KernelFloat>(
         let at = [params[0][i], params.get(1).map_or(0.0, |p| p[i])];
         *v = T::from_f(sample(dist, base, i as u64, at));
     };
-    if exec.is_fast() && flat.len() >= super::PAR_MIN {
+    if crate::kernels::parallel(exec, flat.len()) {
         use rayon::prelude::*;
         flat.par_iter_mut().enumerate().for_each(one);
     } else {
@@ -219,7 +219,7 @@ pub(crate) fn draw_into<T: KernelFloat>(
         }
         fill_from(dist, base, c * CHUNK, chunk)
     };
-    if exec.is_fast() && out.len() >= super::PAR_MIN {
+    if crate::kernels::parallel(exec, out.len()) {
         use rayon::prelude::*;
         out.par_chunks_mut(CHUNK).enumerate().for_each(fill);
     } else {

@@ -30,7 +30,7 @@ impl Executor {
                 let product = self
                     .gemm_job::<T>(j, inputs, values, pool)
                     .and_then(|mut job| {
-                        let threads = rayon::current_num_threads();
+                        let threads = crate::kernels::threads();
                         let done = self.gemm_run(&mut job, j, inputs, values, threads);
                         Self::gemm_finish(job, pool, done)
                     });
@@ -288,7 +288,7 @@ impl Executor {
             alpha: 1.0,
             bias_add: None,
         };
-        let threads = rayon::current_num_threads();
+        let threads = crate::kernels::threads();
         let done = crate::kernels::gemm::gemm_onto(
             &rows,
             &b,

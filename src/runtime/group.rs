@@ -198,7 +198,7 @@ impl Executor {
                     kernel(m).span(&m.layout, out, from);
                 }
             };
-            let threads = rayon::current_num_threads();
+            let threads = crate::kernels::threads();
             if threads > 1 && work >= GROUP_PAR_WORK && total >= 2 * GROUP_CHUNK_MIN {
                 let chunks = threads.max(total / GROUP_CHUNK);
                 let chunk = total.div_ceil(chunks).next_multiple_of(GROUP_CHUNK_MIN);

@@ -6,7 +6,8 @@
 //! crate, two independent ones side by side ([`products`]); other ops have fast paths into
 //! pooled buffers ([`fast`]) or run their general kernel. A reference program runs on the one
 //! reference interpreter ([`interpret`]), which the debug mode ([`debug`]) and `eval` use too.
-//! A loop's body runs on an executor of its own, once per step ([`loops`]). Feeds and new values
+//! A loop's body runs on an executor of its own, once per step ([`loops`]),
+//! split by rows over the threads where its rows are independent ([`rows`]). Feeds and new values
 //! are checked in [`checks`]; a node's failure becomes the user's error in [`failure`], and a
 //! call's shape error names the inputs behind it ([`sources`]).
 
@@ -21,6 +22,7 @@ mod loops;
 mod pool;
 mod products;
 mod profile;
+mod rows;
 mod sources;
 mod stacks;
 mod value;
@@ -132,7 +134,7 @@ impl Executor {
         self.nan_guard = true;
         self.loops
             .iter_mut()
-            .for_each(|r| r.executor.enable_nan_guard());
+            .for_each(|r| r.executors_mut().for_each(|e| e.enable_nan_guard()));
     }
 
     /// Under the NaN guard, check the result of node `j` against its operands.
@@ -158,7 +160,7 @@ impl Executor {
         self.memory_limit = Some(bytes);
         self.loops
             .iter_mut()
-            .for_each(|r| r.executor.set_memory_limit(bytes));
+            .for_each(|r| r.executors_mut().for_each(|e| e.set_memory_limit(bytes)));
     }
 
     /// Record time and calls per node from now on.
@@ -584,10 +586,8 @@ impl Executor {
         for &i in &self.program.nodes[j].inputs {
             if self.program.last_use[i] == Some(j) {
                 *live -= std::mem::take(&mut held[i]);
-                match values[i].take() {
-                    Some(Value::Owned(t)) => pool.give(t),
-                    Some(Value::Steps(steps)) => steps.into_iter().for_each(|t| pool.give(t)),
-                    _ => {}
+                if let Some(v) = values[i].take() {
+                    v.give_to(pool);
                 }
             }
         }

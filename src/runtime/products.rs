@@ -45,7 +45,7 @@ impl Executor {
             }
         };
         let flops = |job: &GemmJob<T>| job.dims.0 * job.dims.1 * job.dims.2;
-        let threads = rayon::current_num_threads();
+        let threads = crate::kernels::threads();
         let values = &*values;
         let (a, b) = if threads > 1 && flops(&first).min(flops(&second)) >= gemm::PAR_MIN_FLOPS {
             let half = threads / 2;

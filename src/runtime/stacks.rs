@@ -1,7 +1,9 @@
 //! The per-step values of a loop: slices of its sequences in, stacks of its outputs, its
 //! states' history and the body values it keeps out, in buffers from the caller's pool.
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use std::ops::Range;
+
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::pool::Pool;
 use super::{Failure, Value};
@@ -161,6 +163,70 @@ pub(super) fn slice(s: &Tensor, t: usize, pool: &mut Pool, node: &Node) -> Resul
     let mut out = buffer(s.dtype(), &s.shape()[1..], pool, node)?;
     same_dtype!(&mut out, s, o, a => copy_into(o.view_mut(), a.index_axis(Axis(0), t)),
         "the buffer has the sequence's dtype");
+    Ok(out)
+}
+
+/// The rows `rows` (along the first axis) of slice `t` of a sequence, in a buffer from `pool`.
+pub(super) fn slice_rows(
+    s: &Tensor,
+    t: usize,
+    rows: &Range<usize>,
+    pool: &mut Pool,
+    node: &Node,
+) -> Result<Tensor> {
+    let mut shape = s.shape()[1..].to_vec();
+    shape[0] = rows.len();
+    let mut out = buffer(s.dtype(), &shape, pool, node)?;
+    same_dtype!(&mut out, s, o, a => copy_into(
+        o.view_mut(),
+        a.index_axis(Axis(0), t).slice_axis(Axis(0), Slice::from(rows.clone()))
+    ), "the buffer has the sequence's dtype");
+    Ok(out)
+}
+
+/// The rows `rows` (along the first axis) of `s`, in a buffer from `pool`.
+pub(super) fn rows_of(
+    s: &Tensor,
+    rows: &Range<usize>,
+    pool: &mut Pool,
+    node: &Node,
+) -> Result<Tensor> {
+    let mut shape = s.shape().to_vec();
+    shape[0] = rows.len();
+    let mut out = buffer(s.dtype(), &shape, pool, node)?;
+    same_dtype!(&mut out, s, o, a => copy_into(
+        o.view_mut(),
+        a.slice_axis(Axis(0), Slice::from(rows.clone()))
+    ), "the buffer has the tensor's dtype");
+    Ok(out)
+}
+
+/// The parts of a value split by rows, joined along `axis` (where their rows are), in a
+/// buffer from `pool`: for each position before `axis`, each part's block in turn.
+pub(super) fn join_rows(
+    parts: &[&Tensor],
+    axis: usize,
+    pool: &mut Pool,
+    node: &Node,
+) -> Result<Tensor> {
+    let mut shape = parts[0].shape().to_vec();
+    shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
+    let mut out = buffer(parts[0].dtype(), &shape, pool, node)?;
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let blocks: Vec<usize> = parts.iter().map(|p| p.shape()[axis] * inner).collect();
+    for (k, part) in parts.iter().enumerate() {
+        let before: usize = blocks[..k].iter().sum();
+        let (block, row) = (blocks[k], shape[axis] * inner);
+        same_dtype!(&mut out, *part, o, a => {
+            let (o, a) = (o.as_slice_mut(), a.as_standard_layout());
+            let (o, a) = (o.expect("a pool buffer is contiguous"), a.as_slice().expect("standard"));
+            for i in 0..outer {
+                o[i * row + before..i * row + before + block]
+                    .copy_from_slice(&a[i * block..(i + 1) * block]);
+            }
+        }, "the parts have one dtype");
+    }
     Ok(out)
 }
 

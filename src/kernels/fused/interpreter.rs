@@ -37,7 +37,7 @@ impl FusedKernel {
             return Ok(());
         }
         let plan = self.layout(srcs, shape)?;
-        let threads = rayon::current_num_threads();
+        let threads = crate::kernels::threads();
         if exec.is_fast() && threads > 1 && total * self.cost >= PAR_WORK && total >= 2 * self.block
         {
             // Several chunks per thread balance the load on big outputs.

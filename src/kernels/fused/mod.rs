@@ -243,6 +243,11 @@ impl FusedKernel {
             .any(|(&o, v)| o == i && v.is_some())
     }
 
+    /// The part of input `k` it reads, where it reads a part.
+    pub(crate) fn view(&self, k: usize) -> Option<View> {
+        self.views.get(k).copied().flatten()
+    }
+
     /// Does it read a part of some operand?
     pub(crate) fn has_views(&self) -> bool {
         self.views.iter().any(Option::is_some)

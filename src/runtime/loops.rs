@@ -336,6 +336,9 @@ fn split_rows(runner: &BodyRunner, args: &[Arg]) -> Option<Vec<Range<usize>>> {
     let body = runner.compiled.body.body();
     let (p, q) = (body.n_sequences, body.n_states());
     let (sequences, states) = (&args[..p], &args[p..p + q]);
+    if sequences.iter().any(|s| s.len() == 0) {
+        return None;
+    }
     // The rows: the first axis of the states and of the sequences' steps, one length for all.
     let step_shapes: Vec<Vec<usize>> = sequences.iter().map(|s| s.step_shape()).collect();
     let state_shapes: Vec<&[usize]> = states.iter().map(|s| s.one().shape()).collect();
@@ -345,7 +348,7 @@ fn split_rows(runner: &BodyRunner, args: &[Arg]) -> Option<Vec<Range<usize>>> {
         .chain(state_shapes.iter().map(|s| s.first().copied()))
         .collect();
     let n = (*firsts.first()?)?;
-    if firsts.iter().any(|&f| f != Some(n)) || sequences.iter().any(|s| s.len() == 0) {
+    if firsts.iter().any(|&f| f != Some(n)) {
         return None;
     }
     let work: usize = state_shapes

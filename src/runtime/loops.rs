@@ -3,12 +3,12 @@
 //! of them is needed in a call, and kept until the others are read.
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::Executor;
 use super::Value;
 use super::pool::Pool;
-use super::rows::{self, Rows};
+use super::rows::{self, PartRunner, Rows};
 use super::stacks::{Stack, join_rows, rows_of, slice, slice_rows};
 use super::value::PartList;
 use crate::compile::ir::{CompiledLoop, Kind, Node, infer_kind};
@@ -33,28 +33,11 @@ pub(crate) struct BodyRunner {
     lists: Vec<bool>,
     /// Where the body treats the rows of its step values independently (see [`rows`]): how
     /// each of its outputs depends on them.
-    rows: Option<Vec<Rows>>,
+    pub(super) rows: Option<Vec<Rows>>,
     /// The executors of the parts after the first of a loop split by rows (the first runs on
     /// `executor`): none where the body cannot be split or one thread runs it.
-    parts: Vec<PartRunner>,
+    pub(super) parts: Vec<PartRunner>,
 }
-
-/// A part of a loop split by rows, beyond the first: its own executor, and its own pool (the
-/// first part uses the caller's).
-pub(crate) struct PartRunner {
-    executor: Executor,
-    pool: Arc<Mutex<Pool>>,
-}
-
-/// Rows of states (summed over the states, times their other axes) below which a loop runs
-/// whole: its steps are too small for a thread each.
-const SPLIT_MIN_WORK: usize = 4096;
-/// Fewest rows of a part of a split loop.
-const SPLIT_MIN_ROWS: usize = 8;
-
-/// Loops run split by rows so far (for the tests, which check that a split happens).
-#[cfg(test)]
-static SPLIT_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl BodyRunner {
     /// The executors of the body: the first part's, then those of the other parts.
@@ -78,7 +61,7 @@ pub(crate) enum Arg<'a> {
 
 impl<'a> Arg<'a> {
     /// A tensor operand (a state, a count, a captured value: never a list).
-    fn one(self) -> &'a Tensor {
+    pub(super) fn one(self) -> &'a Tensor {
         match self {
             Arg::One(t) => t,
             _ => unreachable!("only a loop's sequences are given as lists or parts"),
@@ -86,7 +69,7 @@ impl<'a> Arg<'a> {
     }
 
     /// The number of steps of a sequence.
-    fn len(self) -> usize {
+    pub(super) fn len(self) -> usize {
         match self {
             Arg::One(t) | Arg::Rows(t, _) => t.shape()[0],
             Arg::Steps(steps) | Arg::StepRows(steps, _) => steps.len(),
@@ -95,7 +78,7 @@ impl<'a> Arg<'a> {
     }
 
     /// The shape of one step of a sequence (a list has at least one step).
-    fn step_shape(self) -> Vec<usize> {
+    pub(super) fn step_shape(self) -> Vec<usize> {
         let mut shape = match self {
             Arg::One(t) | Arg::Rows(t, _) => t.shape()[1..].to_vec(),
             Arg::Steps(steps) | Arg::StepRows(steps, _) => steps[0].shape().to_vec(),
@@ -190,28 +173,7 @@ pub(crate) fn body_runners(outer: &Program) -> Vec<BodyRunner> {
                         })
                 })
                 .collect();
-            let body = compiled.body.body();
-            let (p, q) = (body.n_sequences, body.n_states());
-            // A body splits by rows where its states keep their rows, it draws nothing and it
-            // does not decide when to stop (a condition holds for all rows or none).
-            let rows = rows::by_rows(program, p + q).filter(|r| {
-                r[..q].iter().all(|&s| s == Rows::Each)
-                    && body.until.is_none()
-                    && !body.streams.iter().any(|&s| s)
-                    && compiled.debug.is_none()
-                    && program.exec == crate::kernels::Exec::Fast
-            });
-            let threads = if rows.is_some() {
-                crate::kernels::threads()
-            } else {
-                1
-            };
-            let parts = (1..threads)
-                .map(|_| PartRunner {
-                    executor: Executor::shared(program.clone()),
-                    pool: Arc::new(Mutex::new(Pool::default())),
-                })
-                .collect();
+            let (rows, parts) = rows::plan(compiled);
             runners.push(BodyRunner {
                 compiled: compiled.clone(),
                 executor,
@@ -319,214 +281,14 @@ fn run_loop(
     node: &Node,
     lists: bool,
 ) -> Result<Vec<Option<Value>>> {
-    match split_rows(runner, args) {
-        Some(parts) => run_split(runner, args, &parts, pool, node, lists),
+    match rows::split(runner, args) {
+        Some(parts) => rows::run_split(runner, args, &parts, pool, node, lists),
         None => run_whole(runner, &runner.executor, args, pool, node, lists),
     }
 }
 
-/// The rows of each part where the loop of `runner` runs split by rows on `args` (see
-/// [`rows`]); `None` where it runs whole: its body mixes rows, one thread runs it, the
-/// function is profiled (a body's profile is of one executor), or its steps are small.
-fn split_rows(runner: &BodyRunner, args: &[Arg]) -> Option<Vec<Range<usize>>> {
-    runner.rows.as_ref()?;
-    if runner.executor.profile.is_some() {
-        return None;
-    }
-    let body = runner.compiled.body.body();
-    let (p, q) = (body.n_sequences, body.n_states());
-    let (sequences, states) = (&args[..p], &args[p..p + q]);
-    if sequences.iter().any(|s| s.len() == 0) {
-        return None;
-    }
-    // The rows: the first axis of the states and of the sequences' steps, one length for all.
-    let step_shapes: Vec<Vec<usize>> = sequences.iter().map(|s| s.step_shape()).collect();
-    let state_shapes: Vec<&[usize]> = states.iter().map(|s| s.one().shape()).collect();
-    let firsts: Vec<Option<usize>> = step_shapes
-        .iter()
-        .map(|s| s.first().copied())
-        .chain(state_shapes.iter().map(|s| s.first().copied()))
-        .collect();
-    let n = (*firsts.first()?)?;
-    if firsts.iter().any(|&f| f != Some(n)) {
-        return None;
-    }
-    let work: usize = state_shapes
-        .iter()
-        .map(|s| s.iter().product::<usize>())
-        .sum();
-    let threads = crate::kernels::threads().min(runner.parts.len() + 1);
-    let count = threads.min(n / SPLIT_MIN_ROWS);
-    if count < 2 || work < SPLIT_MIN_WORK {
-        return None;
-    }
-    let parts = rows::partition(n, count);
-    // A loop split otherwise than one whose lists it reads runs whole (and joins them).
-    let matches = |made: &[PartList]| {
-        made.len() == parts.len() && made.iter().zip(&parts).all(|(m, rows)| m.rows == *rows)
-    };
-    if sequences
-        .iter()
-        .any(|s| matches!(s, Arg::Parts(made) if !matches(made)))
-    {
-        return None;
-    }
-    Some(parts)
-}
-
-/// Run the loop of `runner` split by rows into `parts`, each part through all the steps on a
-/// thread of its own (the first on the body's executor and `pool`), and put the parts'
-/// results together: a result with rows joined along them (per-step lists stay the parts'
-/// lists), one the same for every part taken from the first.
-fn run_split(
-    runner: &BodyRunner,
-    args: &[Arg],
-    parts: &[Range<usize>],
-    pool: &mut Pool,
-    node: &Node,
-    lists: bool,
-) -> Result<Vec<Option<Value>>> {
-    #[cfg(test)]
-    SPLIT_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let compiled = &runner.compiled;
-    let body = compiled.body.body();
-    let (p, q) = (body.n_sequences, body.n_states());
-    let limit = pool.limit;
-    // Each part's initial states: its rows of them.
-    let mut initial: Vec<Vec<Tensor>> = Vec::with_capacity(parts.len());
-    for rows in parts {
-        let mut mine = Vec::with_capacity(q);
-        for s in &args[p..p + q] {
-            mine.push(rows_of(s.one(), rows, pool, node)?);
-        }
-        initial.push(mine);
-    }
-    let part_args = |k: usize| -> Vec<Arg> {
-        let rows = &parts[k];
-        args[..p]
-            .iter()
-            .map(|s| match *s {
-                Arg::One(t) => Arg::Rows(t, rows),
-                Arg::Steps(steps) => Arg::StepRows(steps, rows),
-                Arg::Parts(made) => Arg::Steps(&made[k].steps),
-                Arg::Rows(..) | Arg::StepRows(..) => {
-                    unreachable!("a part of a split loop runs no split loop")
-                }
-            })
-            .chain(initial[k].iter().map(Arg::One))
-            .chain(args[p + q..].iter().copied())
-            .collect()
-    };
-    let mut runs: Vec<Option<Result<Vec<Option<Value>>>>> =
-        (0..parts.len()).map(|_| None).collect();
-    let (first, others) = runs.split_first_mut().expect("a split has parts");
-    rayon::scope(|scope| {
-        for (k, run) in others.iter_mut().enumerate() {
-            let part = &runner.parts[k];
-            let args = part_args(k + 1);
-            scope.spawn(move |_| {
-                // (A concurrent call of the function that holds the part's pool leaves this
-                // one to a pool of its own, which it does not wait for.)
-                let mut own = Pool::default();
-                let mut held = part.pool.try_lock().ok();
-                let pool = held.as_deref_mut().unwrap_or(&mut own);
-                pool.limit = limit;
-                *run = Some(crate::kernels::alone(|| {
-                    run_whole(runner, &part.executor, &args, pool, node, lists)
-                }));
-            });
-        }
-        let args = part_args(0);
-        *first = Some(crate::kernels::alone(|| {
-            run_whole(runner, &runner.executor, &args, pool, node, lists)
-        }));
-    });
-    initial.into_iter().flatten().for_each(|t| pool.give(t));
-    let runs: Vec<Result<Vec<Option<Value>>>> = runs
-        .into_iter()
-        .map(|r| r.expect("every part ran"))
-        .collect();
-    if runs.iter().any(|r| r.is_err()) {
-        // A step failed in some part: the loop runs again whole, so that the error names the
-        // shapes the user's values have, not a part's.
-        let made = runs.into_iter().flatten().flatten().flatten();
-        made.for_each(|v| v.give_to(pool));
-        return run_whole(runner, &runner.executor, args, pool, node, lists);
-    }
-    let mut runs: Vec<Vec<Option<Value>>> = runs.into_iter().flatten().collect();
-    // How each result depends on the rows, and the axis they are along in it.
-    let outputs = runner.rows.as_ref().expect("a split loop's body splits");
-    let n_inner = compiled.inner.len();
-    let n_outputs = compiled.program.outputs.len();
-    let mut results = Vec::with_capacity(compiled.results.len());
-    for (j, &r) in compiled.results.iter().enumerate() {
-        let (depends, axis) = match r {
-            LoopResult::Final(_) => (Rows::Each, 0),
-            LoopResult::History(_) => (Rows::Each, 1),
-            LoopResult::Stacked(i) => (outputs[q + i], 1),
-            LoopResult::Inner(id) => {
-                let k = compiled.inner.iter().position(|&c| c == id);
-                (
-                    outputs[n_outputs - n_inner + k.expect("kept nodes are outputs")],
-                    1,
-                )
-            }
-        };
-        let mut values: Vec<Value> = runs
-            .iter_mut()
-            .map(|run| run[j].take().expect("each part makes every result"))
-            .collect();
-        // The buffers of the parts after the first go back to their own pools.
-        let give_back = |values: Vec<Value>, pool: &mut Pool| {
-            let mut values = values.into_iter();
-            if let Some(first) = values.next() {
-                first.give_to(pool);
-            }
-            for (v, part) in values.zip(&runner.parts) {
-                v.give_to(&mut part.pool.lock().unwrap_or_else(|e| e.into_inner()));
-            }
-        };
-        let value = if depends == Rows::Same {
-            let first = values.remove(0);
-            give_back(std::iter::once(Value::Fed(0)).chain(values).collect(), pool);
-            first
-        } else if values.iter().all(|v| matches!(v, Value::Steps(_))) {
-            let homes =
-                std::iter::once(None).chain(runner.parts.iter().map(|p| Some(p.pool.clone())));
-            Value::Parts(
-                parts
-                    .iter()
-                    .zip(values)
-                    .zip(homes)
-                    .map(|((rows, v), home)| match v {
-                        Value::Steps(steps) => PartList {
-                            rows: rows.clone(),
-                            steps,
-                            home,
-                        },
-                        _ => unreachable!("every part made a list"),
-                    })
-                    .collect(),
-            )
-        } else {
-            let tensors: Vec<&Tensor> = values
-                .iter()
-                .map(|v| match v {
-                    Value::Owned(t) => t,
-                    _ => unreachable!("a part's results are lists or its own tensors"),
-                })
-                .collect();
-            let joined = join_rows(&tensors, axis, pool, node)?;
-            give_back(values, pool);
-            Value::Owned(joined)
-        };
-        results.push(Some(value));
-    }
-    Ok(results)
-}
-
 /// Run the loop of `runner` on `args`, all its rows, with the body on `executor`.
-fn run_whole(
+pub(super) fn run_whole(
     runner: &BodyRunner,
     executor: &Executor,
     args: &[Arg],
@@ -894,201 +656,5 @@ fn at_step(err: Error, t: usize, loc: crate::error::Location) -> Error {
             loc,
         },
         other => other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::Ordering;
-
-    use ndarray::{Array2, Array3};
-
-    use super::SPLIT_RUNS;
-    use crate::models::recurrent::Lstm;
-    use crate::prelude::*;
-    use crate::{Function, Scan, StepResult};
-
-    /// `f` on a rayon pool of `threads` threads.
-    fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(f)
-    }
-
-    /// Whether each loop body of `f` splits by rows, in program order.
-    fn splits(f: &Function) -> Vec<bool> {
-        f.executor
-            .loops
-            .iter()
-            .map(|r| r.rows.is_some() && !r.parts.is_empty())
-            .collect()
-    }
-
-    fn sequences(t: usize, n: usize, d: usize) -> Tensor {
-        Array3::from_shape_fn((t, n, d), |(a, b, c)| {
-            ((a * 7 + b * 3 + c * 5) % 11) as f64 / 11.0 - 0.5
-        })
-        .into()
-    }
-
-    /// A loss of a loop's last state and its gradients, compiled and called on `threads`
-    /// threads: whether each body splits, and the values.
-    fn run(
-        threads: usize,
-        build: impl Fn(&Graph, &Expr) -> (Expr, Vec<Expr>) + Sync,
-        feed: &Tensor,
-    ) -> (Vec<bool>, Vec<Tensor>) {
-        on_threads(threads, || {
-            let g = Graph::new();
-            let xs = g.input("xs", DType::F64, &[None, None, Some(feed.shape()[2])]);
-            let (loss, params) = build(&g, &xs);
-            let grads = grad(&loss, &params.iter().collect::<Vec<_>>()).unwrap();
-            let outs: Vec<&Expr> = std::iter::once(&loss).chain(&grads).collect();
-            let f = function(&[&xs], &outs).compile().unwrap();
-            (splits(&f), f.call(std::slice::from_ref(feed)).unwrap())
-        })
-    }
-
-    fn assert_same(a: &[Tensor], b: &[Tensor]) {
-        for (x, y) in a.iter().zip(b) {
-            assert_eq!(x.shape(), y.shape());
-            for (p, q) in x.to_f64_vec().iter().zip(y.to_f64_vec()) {
-                assert!((p - q).abs() <= 1e-12 * (1.0 + q.abs()), "{p} vs {q}");
-            }
-        }
-    }
-
-    fn lstm_loss(g: &Graph, xs: &Expr) -> (Expr, Vec<Expr>) {
-        let lstm = Lstm::new(g, "lstm", 8, 64, DType::F64, 3).unwrap();
-        let zero = lstm.zero_state(xs);
-        let looped = lstm.scan(xs, &zero, &zero).unwrap();
-        let loss = (&looped.states[0]
-            * &looped.outputs[0].slice(0, 0, Some(1)).sum_axes(&[0], false))
-            .sum();
-        (
-            loss,
-            vec![lstm.w_x.clone(), lstm.w_h.clone(), lstm.b.clone()],
-        )
-    }
-
-    #[test]
-    fn an_lstm_over_a_batch_runs_split_by_rows_and_gives_what_it_gives_whole() {
-        // 32 sequences of 64 units (two states): 4096 rows of work, two parts of 16 rows.
-        let feed = sequences(5, 32, 8);
-        let before = SPLIT_RUNS.load(Ordering::Relaxed);
-        let (split, on_two) = run(2, lstm_loss, &feed);
-        assert_eq!(
-            split,
-            [true, true],
-            "the forward and the backward loop split"
-        );
-        assert!(SPLIT_RUNS.load(Ordering::Relaxed) >= before + 2);
-        let (whole, on_one) = run(1, lstm_loss, &feed);
-        assert_eq!(whole, [false, false], "one thread runs every loop whole");
-        assert_same(&on_two, &on_one);
-    }
-
-    #[test]
-    fn a_body_that_mixes_rows_runs_whole_and_gives_the_same_values() {
-        // Each step adds a sum over the batch: row r depends on every row. (32 rows of 128: a
-        // loop that splits.)
-        let mixing = |g: &Graph, xs: &Expr| {
-            let u = g.shared(
-                "U",
-                Array2::from_shape_fn((128, 128), |(i, j)| ((i * 5 + j) % 7) as f64 / 140.0),
-            );
-            let h0 = xs
-                .sum_axes(&[0], false)
-                .matmul(&g.constant(Tensor::from(Array2::<f64>::from_elem((8, 128), 0.1))));
-            let looped = Scan::over(&[xs])
-                .states(&[&h0])
-                .run(|s| {
-                    let h = s.state(0);
-                    let next = (h.matmul(&u) + &(h.sum_axes(&[0], true) * 0.01)).tanh()
-                        + s.seq(0).sum_axes(&[1], true);
-                    Ok(StepResult::new().state(&next))
-                })
-                .unwrap();
-            (looped.states[0].sum(), vec![u])
-        };
-        let feed = sequences(4, 32, 8);
-        let (split, on_two) = run(2, mixing, &feed);
-        assert_eq!(split, [false, false]);
-        let (_, on_one) = run(1, mixing, &feed);
-        assert_same(&on_two, &on_one);
-    }
-
-    #[test]
-    fn a_step_that_fails_in_a_part_is_reported_as_the_whole_loop_reports_it() {
-        // Row 20 of step 2 goes negative: its log is a NaN, which the guard stops at.
-        let mut xs = sequences(4, 32, 8).to_f64_array();
-        xs[[2, 20, 0]] = -50.0;
-        let feed = Tensor::from(xs);
-        let error = |threads: usize| {
-            on_threads(threads, || {
-                let g = Graph::new();
-                let xs = g.input("xs", DType::F64, &[None, None, Some(8)]);
-                let h0 = xs
-                    .sum_axes(&[0], false)
-                    .matmul(&g.constant(Tensor::from(Array2::<f64>::from_elem((8, 128), 0.1))));
-                let looped = Scan::over(&[&xs])
-                    .states(&[&h0])
-                    .run(|s| {
-                        let h = s.state(0) + &(s.seq(0).sum_axes(&[1], true) + 10.0).log();
-                        Ok(StepResult::new().state(&h))
-                    })
-                    .unwrap();
-                let f = function(&[&xs], &[&looped.states[0]])
-                    .nan_guard(true)
-                    .compile()
-                    .unwrap();
-                (
-                    splits(&f),
-                    f.call(std::slice::from_ref(&feed)).unwrap_err().to_string(),
-                )
-            })
-        };
-        let (split, on_two) = error(2);
-        assert_eq!(split, [true]);
-        let (_, on_one) = error(1);
-        assert!(on_one.contains("step 2"), "{on_one}");
-        assert_eq!(on_two, on_one);
-    }
-
-    #[test]
-    fn a_whole_backward_loop_reads_the_lists_of_a_split_forward_loop() {
-        // A bias captured in the step: its gradient sums the rows in the backward loop, which
-        // runs whole, on the per-step lists of the split forward loop.
-        let biased = |g: &Graph, xs: &Expr| {
-            let w = g.shared(
-                "W",
-                Array2::from_shape_fn((8, 128), |(i, j)| ((i + 3 * j) % 9) as f64 / 30.0 - 0.1),
-            );
-            let u = g.shared(
-                "U",
-                Array2::from_shape_fn((128, 128), |(i, j)| ((i * 3 + j) % 13) as f64 / 300.0),
-            );
-            let b = g.shared("b", ndarray::Array1::from_elem(128, 0.05));
-            let h0 = xs.sum_axes(&[0], false).matmul(&w).zeros_like();
-            let looped = Scan::over(&[xs])
-                .states(&[&h0])
-                .run(|s| {
-                    let h = (s.seq(0).matmul(&w) + s.state(0).matmul(&u) + &b).tanh();
-                    Ok(StepResult::new().state(&h).output(&h))
-                })
-                .unwrap();
-            ((&looped.states[0] * 0.5).sum(), vec![w, u, b])
-        };
-        let feed = sequences(6, 32, 8);
-        let (split, on_two) = run(2, biased, &feed);
-        assert_eq!(
-            split,
-            [true, false],
-            "the forward loop splits, the backward runs whole"
-        );
-        let (_, on_one) = run(1, biased, &feed);
-        assert_same(&on_two, &on_one);
     }
 }

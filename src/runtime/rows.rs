@@ -316,8 +316,10 @@ pub(super) fn run_split(
     if runs.iter().any(|r| r.is_err()) {
         // A step failed in some part: the loop runs again whole, so that the error names the
         // shapes the user's values have, not a part's.
-        let made = runs.into_iter().flatten().flatten().flatten();
-        made.for_each(|v| v.give_to(pool));
+        for (k, made) in runs.into_iter().enumerate() {
+            let made = made.into_iter().flatten().flatten();
+            made.for_each(|v| give_home(runner, k, v, pool));
+        }
         return run_whole(runner, &runner.executor, args, pool, node, lists);
     }
     let mut runs: Vec<Vec<Option<Value>>> = runs.into_iter().flatten().collect();
@@ -339,37 +341,26 @@ pub(super) fn run_split(
                 )
             }
         };
-        let mut values: Vec<Value> = runs
+        let values: Vec<Value> = runs
             .iter_mut()
             .map(|run| run[j].take().expect("each part makes every result"))
             .collect();
-        // The buffers of the parts after the first go back to their own pools.
-        let give_back = |values: Vec<Value>, pool: &mut Pool| {
-            let mut values = values.into_iter();
-            if let Some(first) = values.next() {
-                first.give_to(pool);
-            }
-            for (v, part) in values.zip(&runner.parts) {
-                v.give_to(&mut part.pool.lock().unwrap_or_else(|e| e.into_inner()));
-            }
-        };
         let value = if depends == Rows::Same {
-            let first = values.remove(0);
-            give_back(std::iter::once(Value::Fed(0)).chain(values).collect(), pool);
+            let mut values = values.into_iter().enumerate();
+            let (_, first) = values.next().expect("a split has parts");
+            values.for_each(|(k, v)| give_home(runner, k, v, pool));
             first
         } else if values.iter().all(|v| matches!(v, Value::Steps(_))) {
-            let homes =
-                std::iter::once(None).chain(runner.parts.iter().map(|p| Some(p.pool.clone())));
             Value::Parts(
                 parts
                     .iter()
                     .zip(values)
-                    .zip(homes)
-                    .map(|((rows, v), home)| match v {
+                    .enumerate()
+                    .map(|(k, (rows, v))| match v {
                         Value::Steps(steps) => PartList {
                             rows: rows.clone(),
                             steps,
-                            home,
+                            home: home(runner, k).cloned(),
                         },
                         _ => unreachable!("every part made a list"),
                     })
@@ -384,12 +375,27 @@ pub(super) fn run_split(
                 })
                 .collect();
             let joined = join_rows(&tensors, axis, pool, node)?;
-            give_back(values, pool);
+            for (k, v) in values.into_iter().enumerate() {
+                give_home(runner, k, v, pool);
+            }
             Value::Owned(joined)
         };
         results.push(Some(value));
     }
     Ok(results)
+}
+
+/// The pool part `k` of a split loop of `runner` runs on: the caller's (`None`) for the first.
+fn home(runner: &BodyRunner, k: usize) -> Option<&Arc<Mutex<Pool>>> {
+    k.checked_sub(1).map(|k| &runner.parts[k].pool)
+}
+
+/// Give the buffers of `v`, made by part `k`, back to that part's pool (`pool` for the first).
+fn give_home(runner: &BodyRunner, k: usize, v: Value, pool: &mut Pool) {
+    match home(runner, k) {
+        Some(home) => v.give_to(&mut home.lock().unwrap_or_else(|e| e.into_inner())),
+        None => v.give_to(pool),
+    }
 }
 
 /// The rows `0..n` cut into `parts` ranges of nearly equal length, in order: every split of

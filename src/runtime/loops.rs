@@ -9,7 +9,7 @@ use super::Executor;
 use super::Value;
 use super::pool::Pool;
 use super::rows::{self, PartRunner, Rows};
-use super::stacks::{Stack, join_rows, rows_of, slice, slice_rows};
+use super::stacks::{RowsMut, Stack, join_rows, rows_of, slice, slice_rows};
 use super::value::PartList;
 use crate::compile::ir::{CompiledLoop, Kind, Node, infer_kind};
 use crate::compile::plan::Program;
@@ -30,7 +30,7 @@ pub(crate) struct BodyRunner {
     reads: Vec<bool>,
     /// For each of the compiled loop's results, whether the program takes it as the list of
     /// its per-step values (the plan's `as_steps`, for every node of that result).
-    lists: Vec<bool>,
+    pub(super) lists: Vec<bool>,
     /// Where the body treats the rows of its step values independently (see [`rows`]): how
     /// each of its outputs depends on them.
     pub(super) rows: Option<Vec<Rows>>,
@@ -283,18 +283,31 @@ fn run_loop(
 ) -> Result<Vec<Option<Value>>> {
     match rows::split(runner, args) {
         Some(parts) => rows::run_split(runner, args, &parts, pool, node, lists),
-        None => run_whole(runner, &runner.executor, args, pool, node, lists),
+        None => run_whole(
+            runner,
+            &runner.executor,
+            args,
+            pool,
+            node,
+            lists,
+            Vec::new(),
+        ),
     }
 }
 
 /// Run the loop of `runner` on `args`, all its rows, with the body on `executor`.
-pub(super) fn run_whole(
+///
+/// `into`, by result (or empty): where a result's stack is a part's rows of a stack shared by
+/// the parts of a split loop, filled in place; such a result is `None`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_whole<'a>(
     runner: &BodyRunner,
     executor: &Executor,
     args: &[Arg],
     pool: &mut Pool,
     node: &Node,
     lists: bool,
+    mut into: Vec<Option<RowsMut<'a>>>,
 ) -> Result<Vec<Option<Value>>> {
     let compiled = &runner.compiled;
     let body = compiled.body.body();
@@ -355,9 +368,22 @@ pub(super) fn run_whole(
     let initial: Vec<&Tensor> = args[p..p + q].iter().map(|a| a.one()).collect();
     // The states after the last step made (none yet: the initial states).
     let mut states: Vec<Tensor> = Vec::new();
-    let mut stacked: Vec<Stack> = (0..o).map(|_| Stack::Empty).collect();
-    let mut history: Vec<Stack> = (0..q).map(|_| Stack::Empty).collect();
-    let mut inner: Vec<Stack> = (0..n_inner).map(|_| Stack::Empty).collect();
+    let mut stacked: Vec<Stack<'a>> = (0..o).map(|_| Stack::Empty).collect();
+    let mut history: Vec<Stack<'a>> = (0..q).map(|_| Stack::Empty).collect();
+    let mut inner: Vec<Stack<'a>> = (0..n_inner).map(|_| Stack::Empty).collect();
+    for (j, &r) in compiled.results.iter().enumerate() {
+        if let Some(rows) = into.get_mut(j).and_then(Option::take) {
+            let stack = match r {
+                LoopResult::Stacked(k) => &mut stacked[k],
+                LoopResult::History(k) => &mut history[k],
+                LoopResult::Inner(id) => {
+                    &mut inner[compiled.inner.iter().position(|&c| c == id).expect("kept")]
+                }
+                LoopResult::Final(_) => unreachable!("a final state is not stacked"),
+            };
+            *stack = Stack::Into(rows);
+        }
+    }
     let mut spent: Vec<Tensor> = Vec::new();
     // The streams a step draws from, each with its own counter.
     let mut stream_states: Vec<Option<Tensor>> = vec![None; captured.len()];
@@ -529,7 +555,9 @@ pub(super) fn run_whole(
             .expect("a compiled loop makes results of its loop");
         let declared = &ty.shape.dims()[1.min(ty.ndim())..];
         let value = match r {
-            LoopResult::Final(i) => Value::Owned(states[i].take().expect("one result per state")),
+            LoopResult::Final(i) => Some(Value::Owned(
+                states[i].take().expect("one result per state"),
+            )),
             LoopResult::Stacked(i) => {
                 let step = step_shapes
                     .as_ref()
@@ -562,7 +590,7 @@ pub(super) fn run_whole(
                 v.finish_value(ty.dtype, &empty(declared, step), body.reverse)?
             }
         };
-        results.push(Some(value));
+        results.push(value);
     }
     // The final states no result reads go back to the pool.
     states.into_iter().flatten().for_each(|s| pool.give(s));

@@ -19,14 +19,14 @@ use std::sync::{Arc, Mutex};
 
 use super::loops::{Arg, BodyRunner, run_whole};
 use super::pool::Pool;
-use super::stacks::{join_rows, rows_of};
+use super::stacks::{RowsMut, buffer, join_rows, rows_mut, rows_of};
 use super::value::PartList;
 use super::{Executor, Value};
 use crate::compile::ir::{CompiledLoop, Kind, Node};
 use crate::compile::plan::Program;
 use crate::error::Result;
 use crate::graph::Type;
-use crate::graph::loops::LoopResult;
+use crate::graph::loops::{LoopResult, Steps};
 use crate::graph::op::Op;
 use crate::tensor::Tensor;
 
@@ -284,11 +284,54 @@ pub(super) fn run_split(
             .chain(args[p + q..].iter().copied())
             .collect()
     };
+    // How each result depends on the rows, and the axis they are along in it.
+    let outputs = runner.rows.as_ref().expect("a split loop's body splits");
+    let n_inner = compiled.inner.len();
+    let n_outputs = compiled.program.outputs.len();
+    let depends: Vec<(Rows, usize)> = compiled
+        .results
+        .iter()
+        .map(|&r| match r {
+            LoopResult::Final(_) => (Rows::Each, 0),
+            LoopResult::History(_) => (Rows::Each, 1),
+            LoopResult::Stacked(i) => (outputs[q + i], 1),
+            LoopResult::Inner(id) => {
+                let k = compiled.inner.iter().position(|&c| c == id);
+                (
+                    outputs[n_outputs - n_inner + k.expect("kept nodes are outputs")],
+                    1,
+                )
+            }
+        })
+        .collect();
+    // The stacks of all the rows the parts fill in place, where their shapes are known now.
+    let mut shared: Vec<Option<Tensor>> = Vec::with_capacity(depends.len());
+    for (j, &r) in compiled.results.iter().enumerate() {
+        let listed = lists && runner.lists[j];
+        let shape = match shared_shape(runner, args, r) {
+            Some(shape) if depends[j] == (Rows::Each, 1) && !listed => shape,
+            _ => {
+                shared.push(None);
+                continue;
+            }
+        };
+        let dtype = body.result_type(r).expect("a result of the loop").dtype;
+        shared.push(Some(buffer(dtype, &shape, pool, node)?));
+    }
+    let mut into: Vec<Vec<Option<RowsMut>>> = (0..parts.len()).map(|_| Vec::new()).collect();
+    for stack in shared.iter_mut() {
+        let mut cut = stack.as_mut().map(|s| rows_mut(s, parts).into_iter());
+        for mine in into.iter_mut() {
+            mine.push(cut.as_mut().map(|c| c.next().expect("a view per part")));
+        }
+    }
     let mut runs: Vec<Option<Result<Vec<Option<Value>>>>> =
         (0..parts.len()).map(|_| None).collect();
     let (first, others) = runs.split_first_mut().expect("a split has parts");
+    let mut into = into.into_iter();
+    let first_into = into.next().expect("a split has parts");
     rayon::scope(|scope| {
-        for (k, run) in others.iter_mut().enumerate() {
+        for ((k, run), into) in others.iter_mut().enumerate().zip(into) {
             let part = &runner.parts[k];
             let args = part_args(k + 1);
             scope.spawn(move |_| {
@@ -299,13 +342,21 @@ pub(super) fn run_split(
                 let pool = held.as_deref_mut().unwrap_or(&mut own);
                 pool.limit = limit;
                 *run = Some(crate::kernels::alone(|| {
-                    run_whole(runner, &part.executor, &args, pool, node, lists)
+                    run_whole(runner, &part.executor, &args, pool, node, lists, into)
                 }));
             });
         }
         let args = part_args(0);
         *first = Some(crate::kernels::alone(|| {
-            run_whole(runner, &runner.executor, &args, pool, node, lists)
+            run_whole(
+                runner,
+                &runner.executor,
+                &args,
+                pool,
+                node,
+                lists,
+                first_into,
+            )
         }));
     });
     initial.into_iter().flatten().for_each(|t| pool.give(t));
@@ -320,27 +371,24 @@ pub(super) fn run_split(
             let made = made.into_iter().flatten().flatten();
             made.for_each(|v| give_home(runner, k, v, pool));
         }
-        return run_whole(runner, &runner.executor, args, pool, node, lists);
+        shared.into_iter().flatten().for_each(|t| pool.give(t));
+        return run_whole(
+            runner,
+            &runner.executor,
+            args,
+            pool,
+            node,
+            lists,
+            Vec::new(),
+        );
     }
     let mut runs: Vec<Vec<Option<Value>>> = runs.into_iter().flatten().collect();
-    // How each result depends on the rows, and the axis they are along in it.
-    let outputs = runner.rows.as_ref().expect("a split loop's body splits");
-    let n_inner = compiled.inner.len();
-    let n_outputs = compiled.program.outputs.len();
     let mut results = Vec::with_capacity(compiled.results.len());
-    for (j, &r) in compiled.results.iter().enumerate() {
-        let (depends, axis) = match r {
-            LoopResult::Final(_) => (Rows::Each, 0),
-            LoopResult::History(_) => (Rows::Each, 1),
-            LoopResult::Stacked(i) => (outputs[q + i], 1),
-            LoopResult::Inner(id) => {
-                let k = compiled.inner.iter().position(|&c| c == id);
-                (
-                    outputs[n_outputs - n_inner + k.expect("kept nodes are outputs")],
-                    1,
-                )
-            }
-        };
+    for (j, (&(depends, axis), filled)) in depends.iter().zip(shared).enumerate() {
+        if let Some(filled) = filled {
+            results.push(Some(Value::Owned(filled)));
+            continue;
+        }
         let values: Vec<Value> = runs
             .iter_mut()
             .map(|run| run[j].take().expect("each part makes every result"))
@@ -383,6 +431,37 @@ pub(super) fn run_split(
         results.push(Some(value));
     }
     Ok(results)
+}
+
+/// The shape of result `r` of the loop of `runner` split by rows on `args`, where it is a
+/// stack of all the rows (`[steps, rows, ...]`) known before the loop runs: the number of steps
+/// is its sequences' length, and the step's shape is a state's or the body's declared shape.
+fn shared_shape(runner: &BodyRunner, args: &[Arg], r: LoopResult) -> Option<Vec<usize>> {
+    let body = runner.compiled.body.body();
+    let (p, q) = (body.n_sequences, body.n_states());
+    if body.steps != Steps::OfSequences || p == 0 {
+        return None;
+    }
+    let steps = args[0].len();
+    if args[..p].iter().any(|s| s.len() != steps) {
+        return None;
+    }
+    let rows = args[p..p + q].first()?.one().shape().first().copied()?;
+    let step: Vec<usize> = match r {
+        LoopResult::Final(_) => return None,
+        LoopResult::History(i) => args[p + i].one().shape().to_vec(),
+        LoopResult::Stacked(_) | LoopResult::Inner(_) => {
+            let ty = body.result_type(r)?;
+            let dims = ty.shape.dims();
+            let rest = dims
+                .get(2..)?
+                .iter()
+                .copied()
+                .collect::<Option<Vec<usize>>>()?;
+            std::iter::once(rows).chain(rest).collect()
+        }
+    };
+    Some(std::iter::once(steps).chain(step).collect())
 }
 
 /// The pool part `k` of a split loop of `runner` runs on: the caller's (`None`) for the first.

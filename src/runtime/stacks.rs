@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use ndarray::{ArrayD, Axis, IxDyn, Slice};
+use ndarray::{ArrayD, ArrayViewMutD, Axis, IxDyn, Slice};
 
 use super::pool::Pool;
 use super::{Failure, Value};
@@ -28,18 +28,21 @@ macro_rules! same_dtype {
 
 /// Per-step values stacked along a new first axis: into one buffer of all the steps where
 /// their number is known when the loop starts, else kept and stacked at the end.
-pub(super) enum Stack {
+pub(super) enum Stack<'a> {
     /// Not yet sized (sized at the first step).
     Empty,
     /// `[steps, ...]`, filled step by step.
     Filled(Tensor),
+    /// One part's rows of a stack of all the rows of a loop split by rows (`[steps, rows,
+    /// ...]`, a view of the stack the parts share), filled step by step.
+    Into(RowsMut<'a>),
     /// The steps of a while loop, in the order they ran.
     Steps(Vec<Tensor>),
     /// Each step's own tensor, in the order they ran, to hand over as a list (never stacked).
     List(Vec<Tensor>),
 }
 
-impl Stack {
+impl Stack<'_> {
     /// Put `y`, the value of step `t` of `steps` (`None`: a while loop's), in its place.
     pub(super) fn put(
         &mut self,
@@ -57,18 +60,27 @@ impl Stack {
             Stack::Empty => *self = Stack::Steps(vec![y.clone()]),
             Stack::Steps(ys) | Stack::List(ys) => ys.push(y.clone()),
             Stack::Filled(all) => {
-                if all.shape()[1..] != *y.shape() {
-                    return Err(Error::Data {
-                        path: "<loop>".into(),
-                        reason: format!(
-                            "per-step values of different shapes: {} at step {t}, {} before",
-                            crate::shape::show(y.shape()),
-                            crate::shape::show(&all.shape()[1..])
-                        ),
-                    });
-                }
+                same_step_shape(t, y, &all.shape()[1..])?;
                 same_dtype!(all, y, a, b => copy_into(a.index_axis_mut(Axis(0), t), b.view()),
                     "the stack has the dtype of its first value")
+            }
+            Stack::Into(rows) => {
+                same_step_shape(t, y, &rows.shape()[1..])?;
+                match (rows, y) {
+                    (RowsMut::F32(a), Tensor::F32(b)) => {
+                        copy_into(a.index_axis_mut(Axis(0), t), b.view())
+                    }
+                    (RowsMut::F64(a), Tensor::F64(b)) => {
+                        copy_into(a.index_axis_mut(Axis(0), t), b.view())
+                    }
+                    (RowsMut::I64(a), Tensor::I64(b)) => {
+                        copy_into(a.index_axis_mut(Axis(0), t), b.view())
+                    }
+                    (RowsMut::Bool(a), Tensor::Bool(b)) => {
+                        copy_into(a.index_axis_mut(Axis(0), t), b.view())
+                    }
+                    _ => unreachable!("a shared stack has the dtype of the body's output"),
+                }
             }
         }
         Ok(())
@@ -82,21 +94,25 @@ impl Stack {
         }
     }
 
-    /// As [`finish`](Self::finish), but a list stays a list (in sequence order).
+    /// As [`finish`](Self::finish), but a list stays a list (in sequence order), and a part's
+    /// rows of a shared stack are no value of their own (`None`: the stack holds them).
     pub(super) fn finish_value(
         self,
         dtype: DType,
         empty: &[usize],
         reverse: bool,
-    ) -> Result<Value> {
+    ) -> Result<Option<Value>> {
         match self {
             Stack::List(mut ys) => {
                 if reverse {
                     ys.reverse();
                 }
-                Ok(Value::Steps(ys))
+                Ok(Some(Value::Steps(ys)))
             }
-            other => other.finish(dtype, empty, reverse).map(Value::Owned),
+            Stack::Into(_) => Ok(None),
+            other => other
+                .finish(dtype, empty, reverse)
+                .map(|t| Some(Value::Owned(t))),
         }
     }
 
@@ -106,6 +122,7 @@ impl Stack {
         match self {
             Stack::Filled(all) => Ok(all),
             Stack::Empty => stack(&[], dtype, empty),
+            Stack::Into(_) => unreachable!("a part's rows of a shared stack are not finished"),
             Stack::Steps(mut ys) | Stack::List(mut ys) => {
                 if reverse {
                     ys.reverse();
@@ -116,8 +133,70 @@ impl Stack {
     }
 }
 
+/// A step's value `y` at step `t` has the shape `before` of the steps before it, or why not.
+fn same_step_shape(t: usize, y: &Tensor, before: &[usize]) -> Result<()> {
+    if before != y.shape() {
+        return Err(Error::Data {
+            path: "<loop>".into(),
+            reason: format!(
+                "per-step values of different shapes: {} at step {t}, {} before",
+                crate::shape::show(y.shape()),
+                crate::shape::show(before)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A mutable view of a tensor's elements, of its dtype.
+pub(super) enum RowsMut<'a> {
+    F32(ArrayViewMutD<'a, f32>),
+    F64(ArrayViewMutD<'a, f64>),
+    I64(ArrayViewMutD<'a, i64>),
+    Bool(ArrayViewMutD<'a, bool>),
+}
+
+impl RowsMut<'_> {
+    fn shape(&self) -> &[usize] {
+        match self {
+            RowsMut::F32(a) => a.shape(),
+            RowsMut::F64(a) => a.shape(),
+            RowsMut::I64(a) => a.shape(),
+            RowsMut::Bool(a) => a.shape(),
+        }
+    }
+}
+
+/// `stack` (`[steps, rows, ...]`) cut along its rows into the disjoint views of `parts`
+/// (consecutive ranges from row 0 to the last row).
+pub(super) fn rows_mut<'a>(stack: &'a mut Tensor, parts: &[Range<usize>]) -> Vec<RowsMut<'a>> {
+    macro_rules! cut {
+        ($a:expr, $v:ident) => {{
+            let mut rest = $a.view_mut();
+            let mut views = Vec::with_capacity(parts.len());
+            for rows in parts {
+                let (mine, after) = rest.split_at(Axis(1), rows.len());
+                views.push(RowsMut::$v(mine));
+                rest = after;
+            }
+            views
+        }};
+    }
+    match stack {
+        Tensor::F32(a) => cut!(a, F32),
+        Tensor::F64(a) => cut!(a, F64),
+        Tensor::I64(a) => cut!(a, I64),
+        Tensor::Bool(a) => cut!(a, Bool),
+    }
+}
+
 /// A tensor of `dtype` and `shape` (contents unspecified), float buffers from `pool`.
-fn buffer(dtype: DType, shape: &[usize], pool: &mut Pool, node: &Node) -> Result<Tensor> {
+pub(super) fn buffer(
+    dtype: DType,
+    shape: &[usize],
+    pool: &mut Pool,
+    node: &Node,
+) -> Result<Tensor> {
     let failed = |f: Failure| f.at(node);
     Ok(match dtype {
         DType::F32 => Tensor::F32(

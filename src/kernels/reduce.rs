@@ -120,6 +120,25 @@ pub(crate) fn sum_axes<T: Float>(flat: &[T], dims: &[usize], axes: &[usize], out
         return;
     };
     let outer = &runs[..runs.len() - 1];
+    if let [(_, true)] = outer
+        && !inner_summed
+        && flat.len() >= super::PAR_MIN
+        && super::threads() > 1
+    {
+        // Leading axes summed onto rows (a bias's gradient): the columns split among the
+        // threads, each summed in the same order as on one thread.
+        use rayon::prelude::*;
+        let block = inner.div_ceil(4 * super::threads()).next_multiple_of(16);
+        out.par_chunks_mut(block).enumerate().for_each(|(k, cols)| {
+            let (c0, n) = (k * block, cols.len());
+            for row in flat.chunks_exact(inner) {
+                for (d, &v) in cols.iter_mut().zip(&row[c0..c0 + n]) {
+                    *d = *d + v;
+                }
+            }
+        });
+        return;
+    }
     // The stride in `out` of each outer run (zero for a summed one).
     let mut strides: SmallVec<[usize; 6]> = SmallVec::from_elem(0, outer.len());
     let mut stride = if inner_summed { 1 } else { inner };
@@ -197,6 +216,31 @@ mod tests {
                 "axes {axes:?}"
             );
         }
+    }
+
+    /// Leading axes summed onto long rows (a bias's gradient, large enough to split among
+    /// threads): on two threads the same sums, bit for bit, as on one, each column in order.
+    #[test]
+    fn a_sum_over_leading_axes_is_the_same_on_any_number_of_threads() {
+        let dims = [7, 50, 130];
+        let flat: Vec<f32> = (0..7 * 50 * 130)
+            .map(|i| ((i * 7919) % 1009) as f32 / 97.0 - 5.0)
+            .collect();
+        assert!(flat.len() >= crate::kernels::PAR_MIN);
+        let sum = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![f32::NAN; 130];
+            pool.install(|| sum_axes(&flat, &dims, &[0, 1], &mut out));
+            out
+        };
+        let want: Vec<f32> = (0..130)
+            .map(|c| flat.iter().skip(c).step_by(130).fold(0.0, |s, &v| s + v))
+            .collect();
+        assert_eq!(sum(1), want);
+        assert_eq!(sum(2), want);
     }
 
     #[test]

@@ -281,18 +281,20 @@ fn run_loop(
     node: &Node,
     lists: bool,
 ) -> Result<Vec<Option<Value>>> {
-    match rows::split(runner, args) {
-        Some(parts) => rows::run_split(runner, args, &parts, pool, node, lists),
-        None => run_whole(
-            runner,
-            &runner.executor,
-            args,
-            pool,
-            node,
-            lists,
-            Vec::new(),
-        ),
+    if let Some(parts) = rows::split(runner, args)
+        && let Some(results) = rows::run_split(runner, args, &parts, pool, node, lists)?
+    {
+        return Ok(results);
     }
+    run_whole(
+        runner,
+        &runner.executor,
+        args,
+        pool,
+        node,
+        lists,
+        Vec::new(),
+    )
 }
 
 /// Run the loop of `runner` on `args`, all its rows, with the body on `executor`.

@@ -244,7 +244,9 @@ pub(super) fn split(runner: &BodyRunner, args: &[Arg]) -> Option<Vec<Range<usize
 /// Run the loop of `runner` split by rows into `parts`, each part through all the steps on a
 /// thread of its own (the first on the body's executor and `pool`), and put the parts'
 /// results together: a result with rows joined along them (per-step lists stay the parts'
-/// lists), one the same for every part taken from the first.
+/// lists), one the same for every part taken from the first. `None` where a step failed in
+/// some part: the loop is to run again whole, so that the error names the shapes the user's
+/// values have, not a part's.
 pub(super) fn run_split(
     runner: &BodyRunner,
     args: &[Arg],
@@ -252,7 +254,7 @@ pub(super) fn run_split(
     pool: &mut Pool,
     node: &Node,
     lists: bool,
-) -> Result<Vec<Option<Value>>> {
+) -> Result<Option<Vec<Option<Value>>>> {
     #[cfg(test)]
     SPLIT_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let compiled = &runner.compiled;
@@ -365,22 +367,13 @@ pub(super) fn run_split(
         .map(|r| r.expect("every part ran"))
         .collect();
     if runs.iter().any(|r| r.is_err()) {
-        // A step failed in some part: the loop runs again whole, so that the error names the
-        // shapes the user's values have, not a part's.
+        // A step failed in some part: its buffers go home, and the caller runs the loop whole.
         for (k, made) in runs.into_iter().enumerate() {
             let made = made.into_iter().flatten().flatten();
             made.for_each(|v| give_home(runner, k, v, pool));
         }
         shared.into_iter().flatten().for_each(|t| pool.give(t));
-        return run_whole(
-            runner,
-            &runner.executor,
-            args,
-            pool,
-            node,
-            lists,
-            Vec::new(),
-        );
+        return Ok(None);
     }
     let mut runs: Vec<Vec<Option<Value>>> = runs.into_iter().flatten().collect();
     let mut results = Vec::with_capacity(compiled.results.len());
@@ -430,7 +423,7 @@ pub(super) fn run_split(
         };
         results.push(Some(value));
     }
-    Ok(results)
+    Ok(Some(results))
 }
 
 /// The shape of result `r` of the loop of `runner` split by rows on `args`, where it is a

@@ -309,16 +309,18 @@ pub(super) fn run_split(
     // The stacks of all the rows the parts fill in place, where their shapes are known now.
     let mut shared: Vec<Option<Tensor>> = Vec::with_capacity(depends.len());
     for (j, &r) in compiled.results.iter().enumerate() {
-        let listed = lists && runner.lists[j];
-        let shape = match shared_shape(runner, args, r) {
-            Some(shape) if depends[j] == (Rows::Each, 1) && !listed => shape,
-            _ => {
-                shared.push(None);
-                continue;
+        let stacked_rows = depends[j] == (Rows::Each, 1) && !(lists && runner.lists[j]);
+        let stack = match stacked_rows
+            .then(|| shared_shape(runner, args, r))
+            .flatten()
+        {
+            Some(shape) => {
+                let dtype = body.result_type(r).expect("a result of the loop").dtype;
+                Some(buffer(dtype, &shape, pool, node)?)
             }
+            None => None,
         };
-        let dtype = body.result_type(r).expect("a result of the loop").dtype;
-        shared.push(Some(buffer(dtype, &shape, pool, node)?));
+        shared.push(stack);
     }
     let mut into: Vec<Vec<Option<RowsMut>>> = (0..parts.len()).map(|_| Vec::new()).collect();
     for stack in shared.iter_mut() {

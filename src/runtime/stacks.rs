@@ -59,29 +59,8 @@ impl Stack<'_> {
         match self {
             Stack::Empty => *self = Stack::Steps(vec![y.clone()]),
             Stack::Steps(ys) | Stack::List(ys) => ys.push(y.clone()),
-            Stack::Filled(all) => {
-                same_step_shape(t, y, &all.shape()[1..])?;
-                same_dtype!(all, y, a, b => copy_into(a.index_axis_mut(Axis(0), t), b.view()),
-                    "the stack has the dtype of its first value")
-            }
-            Stack::Into(rows) => {
-                same_step_shape(t, y, &rows.shape()[1..])?;
-                match (rows, y) {
-                    (RowsMut::F32(a), Tensor::F32(b)) => {
-                        copy_into(a.index_axis_mut(Axis(0), t), b.view())
-                    }
-                    (RowsMut::F64(a), Tensor::F64(b)) => {
-                        copy_into(a.index_axis_mut(Axis(0), t), b.view())
-                    }
-                    (RowsMut::I64(a), Tensor::I64(b)) => {
-                        copy_into(a.index_axis_mut(Axis(0), t), b.view())
-                    }
-                    (RowsMut::Bool(a), Tensor::Bool(b)) => {
-                        copy_into(a.index_axis_mut(Axis(0), t), b.view())
-                    }
-                    _ => unreachable!("a shared stack has the dtype of the body's output"),
-                }
-            }
+            Stack::Filled(all) => RowsMut::of(all).put(t, y)?,
+            Stack::Into(rows) => rows.put(t, y)?,
         }
         Ok(())
     }
@@ -133,21 +112,6 @@ impl Stack<'_> {
     }
 }
 
-/// A step's value `y` at step `t` has the shape `before` of the steps before it, or why not.
-fn same_step_shape(t: usize, y: &Tensor, before: &[usize]) -> Result<()> {
-    if before != y.shape() {
-        return Err(Error::Data {
-            path: "<loop>".into(),
-            reason: format!(
-                "per-step values of different shapes: {} at step {t}, {} before",
-                crate::shape::show(y.shape()),
-                crate::shape::show(before)
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// A mutable view of a tensor's elements, of its dtype.
 pub(super) enum RowsMut<'a> {
     F32(ArrayViewMutD<'a, f32>),
@@ -156,7 +120,17 @@ pub(super) enum RowsMut<'a> {
     Bool(ArrayViewMutD<'a, bool>),
 }
 
-impl RowsMut<'_> {
+impl<'a> RowsMut<'a> {
+    /// A view of all of `t`.
+    fn of(t: &'a mut Tensor) -> Self {
+        match t {
+            Tensor::F32(a) => RowsMut::F32(a.view_mut()),
+            Tensor::F64(a) => RowsMut::F64(a.view_mut()),
+            Tensor::I64(a) => RowsMut::I64(a.view_mut()),
+            Tensor::Bool(a) => RowsMut::Bool(a.view_mut()),
+        }
+    }
+
     fn shape(&self) -> &[usize] {
         match self {
             RowsMut::F32(a) => a.shape(),
@@ -164,6 +138,31 @@ impl RowsMut<'_> {
             RowsMut::I64(a) => a.shape(),
             RowsMut::Bool(a) => a.shape(),
         }
+    }
+
+    /// Put `y`, the value of step `t`, in its place along the first axis: a step's value has
+    /// the shape of the steps before it.
+    fn put(&mut self, t: usize, y: &Tensor) -> Result<()> {
+        let before = &self.shape()[1..];
+        if before != y.shape() {
+            return Err(Error::Data {
+                path: "<loop>".into(),
+                reason: format!(
+                    "per-step values of different shapes: {} at step {t}, {} before",
+                    crate::shape::show(y.shape()),
+                    crate::shape::show(before)
+                ),
+            });
+        }
+        let at = Axis(0);
+        match (self, y) {
+            (RowsMut::F32(a), Tensor::F32(b)) => copy_into(a.index_axis_mut(at, t), b.view()),
+            (RowsMut::F64(a), Tensor::F64(b)) => copy_into(a.index_axis_mut(at, t), b.view()),
+            (RowsMut::I64(a), Tensor::I64(b)) => copy_into(a.index_axis_mut(at, t), b.view()),
+            (RowsMut::Bool(a), Tensor::Bool(b)) => copy_into(a.index_axis_mut(at, t), b.view()),
+            _ => unreachable!("a stack has the dtype of its first value"),
+        }
+        Ok(())
     }
 }
 

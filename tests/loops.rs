@@ -1102,3 +1102,50 @@ fn a_stacked_output_that_no_result_reads_is_not_computed() {
         .expect_err("log of a negative");
     assert!(matches!(err, Error::NonFinite { .. }), "{err:?}");
 }
+
+/// An outer loop whose step output is an inner loop's stacked outputs over a count that grows
+/// with the step: `[1]`, then `[2]`, ... Its stack of per-step values cannot hold them.
+fn growing(g: &Graph, outer: Scan, until: bool) -> Function {
+    let k0 = g.scalar("k0", DType::F64);
+    let x0 = g.scalar("x0", DType::F64);
+    let looped = outer
+        .states(&[&k0, &x0])
+        .run(|s| {
+            let inner = Scan::counted(&s.state(0).cast(DType::I64))
+                .states(&[s.state(1)])
+                .run(|t| {
+                    let y = t.state(0) + 1.0;
+                    Ok(StepResult::new().state(&y).output(&y))
+                })?;
+            let k = s.state(0) + 1.0;
+            let step = StepResult::new()
+                .state(&k)
+                .state(s.state(1))
+                .output(&inner.outputs[0]);
+            Ok(if until { step.until(&k.gt(10.0)) } else { step })
+        })
+        .unwrap();
+    function(&[&k0, &x0], &[&looped.outputs[0]])
+        .compile()
+        .unwrap()
+}
+
+#[test]
+fn per_step_outputs_of_different_shapes_are_an_error_when_the_loop_runs() {
+    // Known steps (the stack is sized before the first) and a while loop (stacked at the end).
+    for (outer, until) in [(Scan::times(3), false), (Scan::until(5), true)] {
+        let f = growing(&Graph::new(), outer, until);
+        let err = f
+            .call(&[1.0.into(), 0.0.into()])
+            .expect_err("steps of [1] and [2]");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("output 0 is [2] at step 1 and [1] at the steps before"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("tests/loops.rs"),
+            "names the loop's line: {msg}"
+        );
+    }
+}

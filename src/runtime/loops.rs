@@ -390,6 +390,8 @@ pub(super) fn run_whole<'a>(
     // The streams a step draws from, each with its own counter.
     let mut stream_states: Vec<Option<Tensor>> = vec![None; captured.len()];
     let mut made = 0;
+    // The shape of each per-step output at the first step: every step's keeps it.
+    let mut output_shapes: Vec<Option<Vec<usize>>> = Vec::new();
     let mut unread: Vec<Option<Tensor>> = vec![None; p];
     let placeholder = Tensor::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[0])));
     for i in 0..steps {
@@ -482,6 +484,21 @@ pub(super) fn run_whole<'a>(
                     crate::shape::show(b.shape()),
                     crate::shape::show(a.shape())
                 )));
+            }
+        }
+        output_shapes.resize(per_step.len(), None);
+        for (k, y) in per_step.iter().enumerate() {
+            match &output_shapes[k] {
+                Some(first) if first.as_slice() != y.shape() => {
+                    return Err(loop_error(format!(
+                        "output {k} is {} at step {t} and {} at the steps before; the \
+                         outputs of every step are stacked, so each keeps its shape",
+                        crate::shape::show(y.shape()),
+                        crate::shape::show(first)
+                    )));
+                }
+                Some(_) => {}
+                None => output_shapes[k] = Some(y.shape().to_vec()),
             }
         }
         for (k, y) in per_step.into_iter().enumerate() {

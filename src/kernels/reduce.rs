@@ -241,29 +241,44 @@ mod tests {
         }
     }
 
+    /// `sum_axes` of `flat` (`dims`) over its leading two axes on a pool of `threads`.
+    fn leading_sum<T: Float>(flat: &[T], dims: &[usize; 3], threads: usize) -> Vec<T> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut out = vec![T::nan(); dims[2]];
+        pool.install(|| sum_axes(flat, dims, &[0, 1], &mut out));
+        out
+    }
+
+    /// Each of the `cols` columns of `flat` summed down its rows in order.
+    fn columns_in_order<T: Float>(flat: &[T], cols: usize) -> Vec<T> {
+        (0..cols)
+            .map(|c| {
+                let column = flat.iter().skip(c).step_by(cols);
+                column.fold(T::zero(), |s, &v| s + v)
+            })
+            .collect()
+    }
+
+    /// Values in -5 .. 5 that round differently in different orders of summing.
+    fn mixed<T: Float>(n: usize) -> Vec<T> {
+        (0..n)
+            .map(|i| T::from(((i * 7919) % 1009) as f64 / 97.0 - 5.0).unwrap())
+            .collect()
+    }
+
     /// Leading axes summed onto long rows (a bias's gradient, large enough to split among
     /// threads): on two threads the same sums, bit for bit, as on one, each column in order.
     #[test]
     fn a_sum_over_leading_axes_is_the_same_on_any_number_of_threads() {
         let dims = [7, 50, 130];
-        let flat: Vec<f32> = (0..7 * 50 * 130)
-            .map(|i| ((i * 7919) % 1009) as f32 / 97.0 - 5.0)
-            .collect();
+        let flat: Vec<f32> = mixed(7 * 50 * 130);
         assert!(flat.len() >= crate::kernels::PAR_MIN);
-        let sum = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut out = vec![f32::NAN; 130];
-            pool.install(|| sum_axes(&flat, &dims, &[0, 1], &mut out));
-            out
-        };
-        let want: Vec<f32> = (0..130)
-            .map(|c| flat.iter().skip(c).step_by(130).fold(0.0, |s, &v| s + v))
-            .collect();
-        assert_eq!(sum(1), want);
-        assert_eq!(sum(2), want);
+        let want = columns_in_order(&flat, 130);
+        assert_eq!(leading_sum(&flat, &dims, 1), want);
+        assert_eq!(leading_sum(&flat, &dims, 2), want);
     }
 
     /// Wide rows (columns in blocks of 64 summed in registers, and a narrower rest): each
@@ -271,20 +286,14 @@ mod tests {
     #[test]
     fn a_sum_onto_wide_rows_adds_each_column_in_order() {
         let dims = [9, 30, 520];
-        let flat: Vec<f64> = (0..9 * 30 * 520)
-            .map(|i| ((i * 7919) % 1009) as f64 / 97.0 - 5.0)
-            .collect();
-        let want: Vec<f64> = (0..520)
-            .map(|c| flat.iter().skip(c).step_by(520).fold(0.0, |s, &v| s + v))
-            .collect();
+        let flat: Vec<f64> = mixed(9 * 30 * 520);
+        let want = columns_in_order(&flat, 520);
         for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut out = vec![f64::NAN; 520];
-            pool.install(|| sum_axes(&flat, &dims, &[0, 1], &mut out));
-            assert_eq!(out, want, "{threads} threads");
+            assert_eq!(
+                leading_sum(&flat, &dims, threads),
+                want,
+                "{threads} threads"
+            );
         }
     }
 

@@ -391,7 +391,7 @@ pub(super) fn run_whole<'a>(
     let mut stream_states: Vec<Option<Tensor>> = vec![None; captured.len()];
     let mut made = 0;
     // The shape of each per-step output at the first step: every step's keeps it.
-    let mut output_shapes: Vec<Option<Vec<usize>>> = Vec::new();
+    let mut output_shapes: Vec<Option<Vec<usize>>> = vec![None; o];
     let mut unread: Vec<Option<Tensor>> = vec![None; p];
     let placeholder = Tensor::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[0])));
     for i in 0..steps {
@@ -486,7 +486,6 @@ pub(super) fn run_whole<'a>(
                 )));
             }
         }
-        output_shapes.resize(per_step.len(), None);
         for (k, y) in per_step.iter().enumerate() {
             match &output_shapes[k] {
                 Some(first) if first.as_slice() != y.shape() => {

@@ -228,14 +228,23 @@ impl Executor {
         n: &Node,
         in_shapes: &[SmallVec<[usize; 6]>],
     ) -> Result<SmallVec<[usize; 6]>> {
-        // (An input that reads a part of its operand has the part's shape.)
-        let parts: SmallVec<[SmallVec<[usize; 6]>; 8]> = in_shapes
-            .iter()
-            .enumerate()
-            .map(|(x, s)| k.input_shape(x, s))
-            .collect::<std::result::Result<_, String>>()
-            .map_err(|detail| node_error(n, detail))?;
-        let shapes: SmallVec<[&[usize]; 8]> = parts.iter().map(|s| &s[..]).collect();
+        // (An input that reads a part of its operand has the part's shape; the others, most,
+        // their operand's, read without a copy.)
+        let parts: SmallVec<[SmallVec<[usize; 6]>; 8]> = if k.has_views() {
+            in_shapes
+                .iter()
+                .enumerate()
+                .map(|(x, s)| k.input_shape(x, s))
+                .collect::<std::result::Result<_, String>>()
+                .map_err(|detail| node_error(n, detail))?
+        } else {
+            SmallVec::new()
+        };
+        let shapes: SmallVec<[&[usize]; 8]> = if k.has_views() {
+            parts.iter().map(|s| &s[..]).collect()
+        } else {
+            in_shapes.iter().map(|s| &s[..]).collect()
+        };
         let declared: SmallVec<[&shape::Shape; 8]> = n
             .inputs
             .iter()

@@ -228,23 +228,21 @@ impl Executor {
         n: &Node,
         in_shapes: &[SmallVec<[usize; 6]>],
     ) -> Result<SmallVec<[usize; 6]>> {
-        // (An input that reads a part of its operand has the part's shape; the others, most,
-        // their operand's, read without a copy.)
-        let parts: SmallVec<[SmallVec<[usize; 6]>; 8]> = if k.has_views() {
-            in_shapes
+        // (An input that reads a part of its operand has the part's shape; without parts, the
+        // operands' own shapes are read as they are.)
+        let parts: SmallVec<[SmallVec<[usize; 6]>; 8]>;
+        let kernel_shapes = if k.has_views() {
+            parts = in_shapes
                 .iter()
                 .enumerate()
                 .map(|(x, s)| k.input_shape(x, s))
                 .collect::<std::result::Result<_, String>>()
-                .map_err(|detail| node_error(n, detail))?
+                .map_err(|detail| node_error(n, detail))?;
+            &parts[..]
         } else {
-            SmallVec::new()
+            in_shapes
         };
-        let shapes: SmallVec<[&[usize]; 8]> = if k.has_views() {
-            parts.iter().map(|s| &s[..]).collect()
-        } else {
-            in_shapes.iter().map(|s| &s[..]).collect()
-        };
+        let shapes: SmallVec<[&[usize]; 8]> = kernel_shapes.iter().map(|s| &s[..]).collect();
         let declared: SmallVec<[&shape::Shape; 8]> = n
             .inputs
             .iter()

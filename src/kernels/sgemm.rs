@@ -30,6 +30,8 @@ const KC: usize = 256;
 
 /// How many rows of `b` ahead the kernel asks for.
 const PREFETCH: isize = 8;
+/// How many elements ahead along a column of `b` its packing asks for.
+const PACK_AHEAD: usize = 64;
 
 /// A matrix operand: element `(r, c)` at `ptr + r * rs + c * cs`.
 #[derive(Clone, Copy, Debug)]
@@ -292,6 +294,12 @@ unsafe fn pack_panel(src: *const f32, rs: isize, cs: isize, cols: usize, k: usiz
                 (1u16 << depth) - 1
             };
             let mut r = [_mm512_setzero_ps(); 16];
+            // Each column four lines ahead: the hardware's prefetchers do not keep up with
+            // sixteen streams (a cold `Wᵀ` of 500×784: 150 -> 160 GFLOP/s on two threads).
+            for j in 0..width {
+                let ahead = base.wrapping_offset(j as isize * cs + (p0 + PACK_AHEAD) as isize);
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8) };
+            }
             for (j, v) in r.iter_mut().enumerate().take(width) {
                 *v = unsafe {
                     _mm512_maskz_loadu_ps(mask, base.offset(j as isize * cs + p0 as isize))
@@ -392,8 +400,15 @@ impl Product {
             } else {
                 p0 as isize * pa.ld
             };
+            let col_panels = (cols.end - cols.start).div_ceil(NR);
             for (jq, col) in cols.clone().step_by(NR).enumerate() {
                 let bp = unsafe { pb.ptr.offset(jq as isize * pb.panel + p0 as isize * pb.ld) };
+                // The next panel, for the first tile to bring into the second-level cache.
+                let next = if jq + 1 < col_panels {
+                    unsafe { bp.offset(pb.panel) }
+                } else {
+                    bp
+                };
                 let masks = masks(NR.min(cols.end - col));
                 for (iq, row) in rows.clone().step_by(MR).enumerate() {
                     let tile = Tile {
@@ -407,6 +422,7 @@ impl Product {
                         ldc: self.ldc,
                         alpha: self.alpha,
                         onto,
+                        next: if iq == 0 { next } else { bp },
                     };
                     unsafe { micro(MR.min(rows.end - row), a_rows, tile) };
                 }
@@ -437,15 +453,22 @@ struct Tile {
     ldc: usize,
     alpha: f32,
     onto: bool,
+    /// Where the kernel brings rows of `b` into the second-level cache, `ldb` apart.
+    next: *const f32,
 }
 
-/// The micro-kernel for `rows` (1 ..= MR) rows of `a` read by rows or by columns.
+/// The micro-kernel for `rows` (1 ..= MR) rows of `a` read by rows or by columns; a tile of
+/// all `NR` columns reads and writes whole vectors (masked loads cost a few percent of the
+/// kernel's speed on Intel's cores: 3% at 100x784x500).
 unsafe fn micro(rows: usize, a_rows: bool, t: Tile) {
+    let full = t.masks == [0xFFFF; 2];
     macro_rules! dispatch {
         ($($r:literal)*) => {
-            match (rows, a_rows) {
-                $(($r, false) => unsafe { kernel::<$r, false>(t) },
-                  ($r, true) => unsafe { kernel::<$r, true>(t) },)*
+            match (rows, a_rows, full) {
+                $(($r, false, false) => unsafe { kernel::<$r, false, false>(t) },
+                  ($r, true, false) => unsafe { kernel::<$r, true, false>(t) },
+                  ($r, false, true) => unsafe { kernel::<$r, false, true>(t) },
+                  ($r, true, true) => unsafe { kernel::<$r, true, true>(t) },)*
                 _ => unreachable!("a panel of {rows} rows"),
             }
         };
@@ -453,27 +476,47 @@ unsafe fn micro(rows: usize, a_rows: bool, t: Tile) {
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
 }
 
+/// A vector of 16 lanes at `p`: all of them where the tile is `FULL`, else those of `mask`
+/// (the others read as zero).
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<const R: usize, const A_ROWS: bool>(t: Tile) {
+unsafe fn load<const FULL: bool>(mask: u16, p: *const f32) -> __m512 {
+    if FULL {
+        unsafe { _mm512_loadu_ps(p) }
+    } else {
+        unsafe { _mm512_maskz_loadu_ps(mask, p) }
+    }
+}
+
+/// Store the lanes of `v` at `p`: all of them where the tile is `FULL`, else those of `mask`.
+#[target_feature(enable = "avx512f")]
+unsafe fn store<const FULL: bool>(mask: u16, p: *mut f32, v: __m512) {
+    if FULL {
+        unsafe { _mm512_storeu_ps(p, v) }
+    } else {
+        unsafe { _mm512_mask_storeu_ps(p, mask, v) }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<const R: usize, const A_ROWS: bool, const FULL: bool>(t: Tile) {
     let mut lo = [_mm512_setzero_ps(); R];
     let mut hi = [_mm512_setzero_ps(); R];
     let [m0, m1] = t.masks;
-    let (mut ap, mut bp) = (t.a, t.b);
+    let (mut ap, mut bp, mut np) = (t.a, t.b, t.next);
     let (a_step, a_lane) = if A_ROWS { (1, t.lda) } else { (t.lda, 1) };
     for _ in 0..t.kc {
-        let (b0, b1) = unsafe {
-            (
-                _mm512_maskz_loadu_ps(m0, bp),
-                _mm512_maskz_loadu_ps(m1, bp.add(16)),
-            )
-        };
+        let (b0, b1) = unsafe { (load::<FULL>(m0, bp), load::<FULL>(m1, bp.add(16))) };
         // The rows of `b` a few steps ahead: on the first tile of a panel they come from
         // memory, at a stride the hardware's prefetchers do not follow far enough (a product
-        // whose `b` is out of cache: 110 -> 120-130 GFLOP/s at 100x784x500).
+        // whose `b` is out of cache: 110 -> 120-130 GFLOP/s at 100x784x500). The first tile
+        // of a panel also brings the next panel into the second-level cache, which the
+        // prefetchers cannot guess either (cold `b` at 100x784x500 on two threads: 160 -> 175).
         unsafe {
-            let ahead = bp.offset(PREFETCH * t.ldb) as *const i8;
+            let ahead = bp.wrapping_offset(PREFETCH * t.ldb) as *const i8;
             _mm_prefetch::<_MM_HINT_T0>(ahead);
-            _mm_prefetch::<_MM_HINT_T0>(ahead.add(64));
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+            _mm_prefetch::<_MM_HINT_T1>(np as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>((np as *const i8).wrapping_add(64));
         }
         for i in 0..R {
             let x = _mm512_set1_ps(unsafe { *ap.offset(i as isize * a_lane) });
@@ -482,6 +525,7 @@ unsafe fn kernel<const R: usize, const A_ROWS: bool>(t: Tile) {
         }
         ap = unsafe { ap.offset(a_step) };
         bp = unsafe { bp.offset(t.ldb) };
+        np = np.wrapping_offset(t.ldb);
     }
     let alpha = _mm512_set1_ps(t.alpha);
     for i in 0..R {
@@ -489,13 +533,13 @@ unsafe fn kernel<const R: usize, const A_ROWS: bool>(t: Tile) {
         let (mut v0, mut v1) = (_mm512_mul_ps(lo[i], alpha), _mm512_mul_ps(hi[i], alpha));
         if t.onto {
             unsafe {
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
+                v0 = _mm512_add_ps(v0, load::<FULL>(m0, row));
+                v1 = _mm512_add_ps(v1, load::<FULL>(m1, row.add(16)));
             }
         }
         unsafe {
-            _mm512_mask_storeu_ps(row, m0, v0);
-            _mm512_mask_storeu_ps(row.add(16), m1, v1);
+            store::<FULL>(m0, row, v0);
+            store::<FULL>(m1, row.add(16), v1);
         }
     }
 }

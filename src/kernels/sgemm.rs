@@ -298,7 +298,7 @@ unsafe fn pack_panel(src: *const f32, rs: isize, cs: isize, cols: usize, k: usiz
             // sixteen streams (a cold `Wᵀ` of 500×784: 150 -> 160 GFLOP/s on two threads).
             for j in 0..width {
                 let ahead = base.wrapping_offset(j as isize * cs + (p0 + PACK_AHEAD) as isize);
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8) };
+                _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
             }
             for (j, v) in r.iter_mut().enumerate().take(width) {
                 *v = unsafe {
@@ -511,13 +511,11 @@ unsafe fn kernel<const R: usize, const A_ROWS: bool, const FULL: bool>(t: Tile) 
         // whose `b` is out of cache: 110 -> 120-130 GFLOP/s at 100x784x500). The first tile
         // of a panel also brings the next panel into the second-level cache, which the
         // prefetchers cannot guess either (cold `b` at 100x784x500 on two threads: 160 -> 175).
-        unsafe {
-            let ahead = bp.wrapping_offset(PREFETCH * t.ldb) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(ahead);
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
-            _mm_prefetch::<_MM_HINT_T1>(np as *const i8);
-            _mm_prefetch::<_MM_HINT_T1>((np as *const i8).wrapping_add(64));
-        }
+        let ahead = bp.wrapping_offset(PREFETCH * t.ldb) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(ahead);
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+        _mm_prefetch::<_MM_HINT_T1>(np as *const i8);
+        _mm_prefetch::<_MM_HINT_T1>((np as *const i8).wrapping_add(64));
         for i in 0..R {
             let x = _mm512_set1_ps(unsafe { *ap.offset(i as isize * a_lane) });
             lo[i] = _mm512_fmadd_ps(x, b0, lo[i]);

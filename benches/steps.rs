@@ -21,6 +21,8 @@
 //! W7: a LeNet-5-like convnet SGD step (batch 100; `examples/convnet.rs`'s net); with
 //! `W7_PROFILE=1`, its profile by kind of node.
 //!
+//! W2: with `W2_PRINT=1`, its program.
+//!
 //! W4: with `W4_PROFILE=1`, the chain's profile; with `W4_PRINT=1`, its program (try
 //! `--stages 8`).
 //!
@@ -198,6 +200,9 @@ fn main() {
         println!("W2 mlp sgd step: {ms:.3} ms ({:.0} steps/s)", 1e3 / ms);
         if let Some(profile) = w2.profile() {
             println!("{profile}");
+        }
+        if std::env::var_os("W2_PRINT").is_some() {
+            println!("{}", w2.debugprint());
         }
     }
     if run("W3") {

@@ -21,7 +21,8 @@
 //! W7: a LeNet-5-like convnet SGD step (batch 100; `examples/convnet.rs`'s net); with
 //! `W7_PROFILE=1`, its profile by kind of node.
 //!
-//! W2: with `W2_PRINT=1`, its program.
+//! W1: with `W1_PROFILE=1`, its profile; with `W1_PRINT=1`, its program. W2: with
+//! `W2_PRINT=1`, its program.
 //!
 //! W4: with `W4_PROFILE=1`, the chain's profile; with `W4_PRINT=1`, its program (try
 //! `--stages 8`).
@@ -140,9 +141,20 @@ fn main() {
             weight_decay: 0.0,
             ..CdConfig::default()
         };
-        let w1 = rbm.trainer(&cfg, &stream).unwrap();
+        let w1 = rbm
+            .trainer_builder(&cfg, &stream)
+            .unwrap()
+            .profile(std::env::var_os("W1_PROFILE").is_some())
+            .compile()
+            .unwrap();
         let ms = time_calls(args.timer(W1_TIMER), &w1, std::slice::from_ref(&x));
         println!("W1 rbm cd-1 step: {ms:.3} ms ({:.0} steps/s)", 1e3 / ms);
+        if let Some(profile) = w1.profile() {
+            println!("{profile}");
+        }
+        if std::env::var_os("W1_PRINT").is_some() {
+            println!("{}", w1.debugprint());
+        }
     }
     if run("L1") {
         let (b, h, v) = (BATCH, 500, 784);

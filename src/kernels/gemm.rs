@@ -224,16 +224,7 @@ pub(crate) fn gemm_onto<T: Float>(
             out.len()
         ));
     }
-    // A bias of the output's shape (the weights an update subtracts the product from), read
-    // in place by gradus's own kernel where it is contiguous and the product is not empty.
-    let whole = match init {
-        Init::Bias(c) if c.shape() == [m, n] => c.as_slice(),
-        _ => None,
-    };
-    let read_in_place = own_kernel::<T>() && whole.is_some() && k > 0;
-    if read_in_place {
-        // The kernel below reads it.
-    } else if let Init::Bias(c) = init
+    if let Init::Bias(c) = init
         && c.shape().last() == Some(&n)
         && c.shape().iter().rev().skip(1).all(|&d| d == 1)
         && let Some(row) = c.as_slice_memory_order()
@@ -243,8 +234,6 @@ pub(crate) fn gemm_onto<T: Float>(
         for dst in out.chunks_exact_mut(n) {
             dst.copy_from_slice(row);
         }
-    } else if let Some(all) = whole {
-        out.copy_from_slice(all);
     } else if let Init::Bias(c) = init {
         let src = c.broadcast(IxDyn(&[m, n])).ok_or_else(|| {
             format!(
@@ -266,22 +255,16 @@ pub(crate) fn gemm_onto<T: Float>(
     let read_out = !matches!(init, Init::Zero);
     #[cfg(target_arch = "x86_64")]
     if own_kernel::<T>() {
-        use super::sgemm::{Onto, Operand, sgemm};
+        use super::sgemm::{Operand, sgemm};
         let operand = |x: &ArrayViewD<T>, (rs, cs)| Operand {
             ptr: x.as_ptr() as *const f32,
             rs,
             cs,
         };
         let threads = if parallel { threads } else { 1 };
-        let onto = match whole {
-            Some(all) if read_in_place => Onto::From(all.as_ptr() as *const f32),
-            _ if read_out => Onto::Out,
-            _ => Onto::Zero,
-        };
         // SAFETY: `T` is `f32` (`own_kernel`); `a` and `b` are live views whose strides
         // describe `op(a)` as m×k and `op(b)` as k×n (checked by `dims`); `out` holds exactly
-        // m×n elements, row-major, borrowed mutably for the call, and an `Onto::From` bias as
-        // many, row-major, borrowed for the call; AVX-512 was detected.
+        // m×n elements, row-major, borrowed mutably for the call; AVX-512 was detected.
         unsafe {
             sgemm(
                 m,
@@ -292,7 +275,7 @@ pub(crate) fn gemm_onto<T: Float>(
                 out.as_mut_ptr() as *mut f32,
                 n,
                 product.alpha as f32,
-                onto,
+                read_out,
                 threads,
             )
         };
@@ -493,41 +476,6 @@ mod tests {
                         }
                     }
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn f32_products_onto_a_whole_bias_read_it_in_place() {
-        // gradus's own f32 kernel (where the machine has it) reads a bias of the output's
-        // shape where it starts, instead of a copy in the output; small integers keep every
-        // sum exact.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        for (m, k, n) in [(100, 300, 200), (13, 40, 33), (7, 0, 5)] {
-            let value = |r: usize, c: usize, s: usize| ((r * 7 + c * 3 + s) % 13) as f32 - 6.0;
-            let a = ArrayD::from_shape_fn(IxDyn(&[m, k]), |i| value(i[0], i[1], 1));
-            let b = ArrayD::from_shape_fn(IxDyn(&[k, n]), |i| value(i[0], i[1], 2));
-            let w = ArrayD::from_shape_fn(IxDyn(&[m, n]), |i| value(i[0], i[1], 3));
-            let product = Gemm {
-                transpose_a: false,
-                transpose_b: false,
-                alpha: -0.5,
-                bias_add: None,
-            };
-            let run = |init: Init<f32>| {
-                let mut out = vec![f32::NAN; m * n];
-                pool.install(|| {
-                    gemm_onto(&a.view(), &b.view(), init, &product, &mut out, 2).unwrap()
-                });
-                out
-            };
-            let (w_view, plain) = (w.view(), run(Init::Zero));
-            let onto = run(Init::Bias(&w_view));
-            for (i, (x, y)) in onto.iter().zip(&plain).enumerate() {
-                assert_eq!(*x, y + w.as_slice().unwrap()[i], "{m}x{k}x{n} at {i}");
             }
         }
     }

@@ -113,36 +113,16 @@ struct Product {
     c: Ptr<f32>,
     ldc: usize,
     alpha: f32,
-    onto: Onto,
+    accumulate: bool,
 }
 
-/// What a product is added to.
-#[derive(Clone, Copy)]
-pub(crate) enum Onto {
-    /// Nothing: `c ← alpha · a @ b`.
-    Zero,
-    /// What `c` holds: `c ← alpha · a @ b + c`.
-    Out,
-    /// Another m×n matrix with rows `ldc` apart, as `c`'s: `c ← alpha · a @ b + init`, read
-    /// where the first block of the inner dimension is written (an update `W - lr · g`
-    /// reads `W` in place instead of copying it into `c` first).
-    From(*const f32),
-}
-
-// SAFETY: `From`'s matrix is only read, by the tasks of the one product it was given to,
-// while the caller keeps it alive (the contract of `sgemm`).
-unsafe impl Send for Onto {}
-unsafe impl Sync for Onto {}
-
-/// `c ← alpha · a @ b + onto` for `a` m×k, `b` k×n, `c` m×n row-major with row stride `ldc`,
-/// on up to `threads` threads of the current rayon pool (the caller decides when a product is
-/// too small to split: `threads == 1`).
+/// `c ← alpha · a @ b + (accumulate ? c : 0)` for `a` m×k, `b` k×n, `c` m×n row-major with
+/// row stride `ldc`, on up to `threads` threads of the current rayon pool (the caller decides
+/// when a product is too small to split: `threads == 1`).
 ///
 /// # Safety
 /// `a` and `b` must describe live m×k and k×n matrices, `c` a live m×n block of rows `ldc`
-/// apart that nothing else reads or writes during the call, an `Onto::From` matrix a live
-/// m×n block of rows `ldc` apart that nothing writes during the call (it may be `c` itself),
-/// and [`available`] must hold.
+/// apart that nothing else reads or writes during the call, and [`available`] must hold.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn sgemm(
     m: usize,
@@ -153,21 +133,16 @@ pub(crate) unsafe fn sgemm(
     c: *mut f32,
     ldc: usize,
     alpha: f32,
-    onto: Onto,
+    accumulate: bool,
     threads: usize,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        for r in 0..m {
-            let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), n) };
-            match onto {
-                Onto::Zero => row.fill(0.0),
-                Onto::Out => {}
-                Onto::From(init) => unsafe {
-                    std::ptr::copy(init.add(r * ldc), row.as_mut_ptr(), n)
-                },
+        if !accumulate {
+            for r in 0..m {
+                unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), n).fill(0.0) };
             }
         }
         return;
@@ -198,7 +173,7 @@ pub(crate) unsafe fn sgemm(
         c: Ptr(c),
         ldc,
         alpha,
-        onto,
+        accumulate,
     };
     let run = |pa: Option<Panels>, pb: Option<Panels>| {
         let task = |t: usize| {
@@ -418,13 +393,7 @@ impl Product {
         let depth = self.k.div_ceil(self.k.div_ceil(KC));
         for p0 in (0..self.k).step_by(depth) {
             let kc = depth.min(self.k - p0);
-            // The first block adds what the product is onto; the others, the blocks before.
-            let (onto, src) = match self.onto {
-                _ if p0 > 0 => (true, self.c.0 as *const f32),
-                Onto::Zero => (false, self.c.0 as *const f32),
-                Onto::Out => (true, self.c.0 as *const f32),
-                Onto::From(init) => (true, init),
-            };
+            let onto = self.accumulate || p0 > 0;
             // By rows, the block starts `p0` along each row; by columns, `p0` rows down.
             let a_from = if a_rows {
                 p0 as isize
@@ -432,44 +401,30 @@ impl Product {
                 p0 as isize * pa.ld
             };
             let col_panels = (cols.end - cols.start).div_ceil(NR);
-            let tile = |jq: usize, col: usize, iq: usize, row: usize| {
+            for (jq, col) in cols.clone().step_by(NR).enumerate() {
                 let bp = unsafe { pb.ptr.offset(jq as isize * pb.panel + p0 as isize * pb.ld) };
                 // The next panel, for the first tile to bring into the second-level cache.
-                let next = if iq == 0 && jq + 1 < col_panels {
+                let next = if jq + 1 < col_panels {
                     unsafe { bp.offset(pb.panel) }
                 } else {
                     bp
                 };
-                let tile = Tile {
-                    kc,
-                    a: unsafe { pa.ptr.offset(iq as isize * pa.panel + a_from) },
-                    lda: pa.ld,
-                    b: bp,
-                    ldb: pb.ld,
-                    masks: masks(NR.min(cols.end - col)),
-                    c: unsafe { self.c.0.add(row * self.ldc + col) },
-                    src: unsafe { src.add(row * self.ldc + col) },
-                    ldc: self.ldc,
-                    alpha: self.alpha,
-                    onto,
-                    next,
-                };
-                unsafe { micro(MR.min(rows.end - row), a_rows, tile) };
-            };
-            if matches!(self.onto, Onto::From(_)) && p0 == 0 {
-                // Onto another matrix (out of cache, as an update's `W`): tile by tile along
-                // its rows, so that each row is read in order (cold, 784x100x1000 on two
-                // threads: 108 GFLOP/s down the columns, 131 along the rows, 160 onto nothing).
+                let masks = masks(NR.min(cols.end - col));
                 for (iq, row) in rows.clone().step_by(MR).enumerate() {
-                    for (jq, col) in cols.clone().step_by(NR).enumerate() {
-                        tile(jq, col, iq, row);
-                    }
-                }
-            } else {
-                for (jq, col) in cols.clone().step_by(NR).enumerate() {
-                    for (iq, row) in rows.clone().step_by(MR).enumerate() {
-                        tile(jq, col, iq, row);
-                    }
+                    let tile = Tile {
+                        kc,
+                        a: unsafe { pa.ptr.offset(iq as isize * pa.panel + a_from) },
+                        lda: pa.ld,
+                        b: bp,
+                        ldb: pb.ld,
+                        masks,
+                        c: unsafe { self.c.0.add(row * self.ldc + col) },
+                        ldc: self.ldc,
+                        alpha: self.alpha,
+                        onto,
+                        next: if iq == 0 { next } else { bp },
+                    };
+                    unsafe { micro(MR.min(rows.end - row), a_rows, tile) };
                 }
             }
         }
@@ -495,9 +450,6 @@ struct Tile {
     ldb: isize,
     masks: [u16; 2],
     c: *mut f32,
-    /// What the tile is added to where `onto` (`c` itself, or the matrix it starts from), with
-    /// rows `ldc` apart.
-    src: *const f32,
     ldc: usize,
     alpha: f32,
     onto: bool,
@@ -552,15 +504,6 @@ unsafe fn kernel<const R: usize, const A_ROWS: bool, const FULL: bool>(t: Tile) 
     let [m0, m1] = t.masks;
     let (mut ap, mut bp, mut np) = (t.a, t.b, t.next);
     let (a_step, a_lane) = if A_ROWS { (1, t.lda) } else { (t.lda, 1) };
-    if t.onto {
-        // What the tile is added to, asked for now to be there when the sums are: rows
-        // `ldc` apart that no prefetcher follows (an update's `W` out of cache).
-        for i in 0..R {
-            let row = t.src.wrapping_add(i * t.ldc) as *const i8;
-            _mm_prefetch::<_MM_HINT_T1>(row);
-            _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(64));
-        }
-    }
     for _ in 0..t.kc {
         let (b0, b1) = unsafe { (load::<FULL>(m0, bp), load::<FULL>(m1, bp.add(16))) };
         // The rows of `b` a few steps ahead: on the first tile of a panel they come from
@@ -584,12 +527,12 @@ unsafe fn kernel<const R: usize, const A_ROWS: bool, const FULL: bool>(t: Tile) 
     }
     let alpha = _mm512_set1_ps(t.alpha);
     for i in 0..R {
-        let (row, src) = unsafe { (t.c.add(i * t.ldc), t.src.add(i * t.ldc)) };
+        let row = unsafe { t.c.add(i * t.ldc) };
         let (mut v0, mut v1) = (_mm512_mul_ps(lo[i], alpha), _mm512_mul_ps(hi[i], alpha));
         if t.onto {
             unsafe {
-                v0 = _mm512_add_ps(v0, load::<FULL>(m0, src));
-                v1 = _mm512_add_ps(v1, load::<FULL>(m1, src.add(16)));
+                v0 = _mm512_add_ps(v0, load::<FULL>(m0, row));
+                v1 = _mm512_add_ps(v1, load::<FULL>(m1, row.add(16)));
             }
         }
         unsafe {
@@ -656,23 +599,19 @@ mod tests {
             (100, 70, 40),
             (3, 200, 600),
             (40, 5, 30),
-            (3, 4, 0),
         ];
         for (m, n, k) in shapes {
             for la in 0..3 {
                 for lb in 0..3 {
                     let (_abuf, a, ad) = matrix(m, k, la, 1);
                     let (_bbuf, b, bd) = matrix(k, n, lb, 2);
-                    // Onto nothing, onto `c`, onto another matrix of `c`'s layout.
-                    for (onto, threads) in (0..3).flat_map(|o| [(o, 1), (o, 3)]) {
+                    for (accumulate, threads) in [(false, 1), (true, 1), (false, 3), (true, 3)] {
                         // `c` is a block of a wider matrix whose other columns must not change.
                         let ldc = n + 5;
                         let mut c: Vec<f32> = (0..m * ldc).map(|i| (i % 7) as f32).collect();
                         let before = c.clone();
-                        let init: Vec<f32> = (0..m * ldc).map(|i| (i % 11) as f32 - 5.0).collect();
-                        let mode = [Onto::Zero, Onto::Out, Onto::From(init.as_ptr())][onto];
                         pool.install(|| unsafe {
-                            sgemm(m, n, k, a, b, c.as_mut_ptr(), ldc, 0.5, mode, threads)
+                            sgemm(m, n, k, a, b, c.as_mut_ptr(), ldc, 0.5, accumulate, threads)
                         });
                         for r in 0..m {
                             for j in 0..ldc {
@@ -680,14 +619,18 @@ mod tests {
                                     let dot: f64 =
                                         (0..k).map(|p| ad[r * k + p] * bd[p * n + j]).sum();
                                     0.5 * dot
-                                        + [0.0, before[r * ldc + j], init[r * ldc + j]][onto] as f64
+                                        + if accumulate {
+                                            before[r * ldc + j] as f64
+                                        } else {
+                                            0.0
+                                        }
                                 } else {
                                     before[r * ldc + j] as f64
                                 };
                                 assert_eq!(
                                     c[r * ldc + j] as f64,
                                     want,
-                                    "{m}x{k}x{n}, layouts {la} {lb}, onto {onto}, \
+                                    "{m}x{k}x{n}, layouts {la} {lb}, onto {accumulate}, \
                                      {threads} threads, at ({r}, {j})"
                                 );
                             }
@@ -727,7 +670,7 @@ mod tests {
                 .unwrap();
             let mut c = vec![0.0f32; m * n];
             pool.install(|| unsafe {
-                sgemm(m, n, k, oa, ob, c.as_mut_ptr(), n, 1.0, Onto::Zero, threads)
+                sgemm(m, n, k, oa, ob, c.as_mut_ptr(), n, 1.0, false, threads)
             });
             c
         };

@@ -225,6 +225,7 @@ pub(crate) fn gemm_onto<T: Float>(
         ));
     }
     if let Init::Bias(c) = init
+        && n > 0
         && c.shape().last() == Some(&n)
         && c.shape().iter().rev().skip(1).all(|&d| d == 1)
         && let Some(row) = c.as_slice_memory_order()
@@ -408,6 +409,7 @@ mod tests {
             (5, 64, 1000),
             (60, 40, 200),
             (40, 9, 40),
+            (3, 4, 0),
         ] {
             for (ta, tb) in [(false, false), (true, false), (false, true)] {
                 let value = |r: usize, c: usize, s: usize| ((r * 7 + c * 3 + s) % 13) as f64 - 6.0;

@@ -76,6 +76,10 @@ fn pattern(rule: &str) -> fn(&Listed) -> bool {
         "slice_grads_to_concat" => |n| is(&n.op, "slice_grad"),
         "flatten_concat" => |n| is(&n.op, "concat") && is(&n.operands[0], "concat"),
         "gemm_alpha" => |n| is(&n.op, "mul") || is(&n.op, "neg"),
+        // A difference whose second operand is a product.
+        "gemm_sub" => {
+            |n| is(&n.op, "sub") && (is(&n.operands[1], "gemm") || is(&n.operands[1], "matmul"))
+        }
         other => panic!("no pattern for rule {other}"),
     }
 }
@@ -228,6 +232,19 @@ fn every_rule_fires_and_keeps_values() {
         ),
         ("gemm_alpha", one(&((-&m).matmul(&m.t()) * 0.5))),
         (
+            // W - xᵀ·g (alone), and an update as a step writes it, W - lr * (xᵀ·g0 + x1ᵀ·g1):
+            // the second product onto the first (gemm_bias), the rate folded into both
+            // (gemm_alpha), and both onto W.
+            "gemm_sub",
+            {
+                let w = m.t().matmul(&m).exp();
+                vec![
+                    &w - m.t().matmul(&m.cos()),
+                    &w - (m.t().matmul(&m.sin()) + m.cos().t().matmul(&m)) * 0.1,
+                ]
+            },
+        ),
+        (
             "conv_bias",
             one(&(im.conv2d(&filters, conv) + bias.reshape(&[6, 1, 1])).relu()),
         ),
@@ -247,6 +264,7 @@ fn every_rule_fires_and_keeps_values() {
             "matmul_to_gemm",
             "gemm_bias",
             "gemm_alpha",
+            "gemm_sub",
         ]
         .contains(rule);
         if *rule == "conv_bias" {

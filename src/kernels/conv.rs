@@ -449,7 +449,15 @@ fn forward<T: KernelFloat>(
                 let w_g = matrix(&ws[grp * og * k..][..og * k], og, k)?;
                 let out = &mut y_i[grp * og * l..][..og * l];
                 let col = matrix(col, k, l)?;
-                gemm_onto(&w_g, &col, start, &product(false, false), out, threads)?;
+                gemm_onto(
+                    &w_g,
+                    &col,
+                    start,
+                    &product(false, false),
+                    out,
+                    threads,
+                    None,
+                )?;
             }
             Ok(())
         })
@@ -490,7 +498,15 @@ fn input_grad<T: KernelFloat>(
             for grp in 0..g.conv.groups {
                 let w_g = matrix(&ws[grp * og * k..][..og * k], og, k)?;
                 let dy_g = matrix(&dys[(i * g.o + grp * og) * l..][..og * l], og, l)?;
-                gemm_onto(&w_g, &dy_g, Init::Zero, &product(true, false), col, threads)?;
+                gemm_onto(
+                    &w_g,
+                    &dy_g,
+                    Init::Zero,
+                    &product(true, false),
+                    col,
+                    threads,
+                    None,
+                )?;
                 col2im(g, col, &mut dx_i[grp * g.x_group()..][..g.x_group()]);
             }
             Ok(())
@@ -526,7 +542,15 @@ fn filter_grad<T: KernelFloat>(
                 let dy_g = matrix(&dys[(i * g.o + grp * og) * l..][..og * l], og, l)?;
                 let out = &mut dw[grp * og * k..][..og * k];
                 let col = matrix(col, k, l)?;
-                gemm_onto(&dy_g, &col, Init::Out, &product(false, true), out, threads)?;
+                gemm_onto(
+                    &dy_g,
+                    &col,
+                    Init::Out,
+                    &product(false, true),
+                    out,
+                    threads,
+                    None,
+                )?;
             }
         }
         Ok::<_, String>(())

@@ -137,7 +137,7 @@ impl Gemm {
             1
         };
         let init = bias.as_ref().map_or(Init::Zero, Init::Bias);
-        gemm_onto(&a.view(), &b.view(), init, self, &mut out, threads)?;
+        gemm_onto(&a.view(), &b.view(), init, self, &mut out, threads, None)?;
         ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| e.to_string())
     }
 }
@@ -206,8 +206,37 @@ pub(crate) enum Init<'v, 'a, T> {
     Out,
 }
 
+/// Elements of packing space to lend [`gemm_onto`] for this product on up to `threads`
+/// threads, so that it allocates nothing whichever threads run it (0 where it packs nothing,
+/// or the `gemm` crate computes it).
+pub(crate) fn scratch_len<T: 'static>(
+    a: &ArrayViewD<T>,
+    b: &ArrayViewD<T>,
+    product: &Gemm,
+    threads: usize,
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if own_kernel::<T>()
+        && let Ok((m, k, n)) = product.dims(a.shape(), b.shape())
+    {
+        use super::sgemm::Operand;
+        let operand = |x: &ArrayViewD<T>, (rs, cs)| Operand {
+            ptr: x.as_ptr() as *const f32,
+            rs,
+            cs,
+        };
+        let (oa, ob) = (
+            operand(a, strides(a, product.transpose_a)),
+            operand(b, strides(b, product.transpose_b)),
+        );
+        return super::sgemm::scratch_len(m, n, k, &oa, &ob, threads);
+    }
+    0
+}
+
 /// `out ← alpha · op(a) @ op(b) + init`, `out` contiguous `[m, n]`, on up to `threads`
-/// threads of the current rayon pool (one below [`PAR_MIN_FLOPS`] multiply-adds).
+/// threads of the current rayon pool (one below [`PAR_MIN_FLOPS`] multiply-adds), packing
+/// into `scratch` where it has [`scratch_len`] elements (else into the threads' own buffers).
 pub(crate) fn gemm_onto<T: Float>(
     a: &ArrayViewD<T>,
     b: &ArrayViewD<T>,
@@ -215,6 +244,7 @@ pub(crate) fn gemm_onto<T: Float>(
     product: &Gemm,
     out: &mut [T],
     threads: usize,
+    scratch: Option<&mut [T]>,
 ) -> Result<(), String> {
     let (m, k, n) = product.dims(a.shape(), b.shape())?;
     let (ta, tb) = (product.transpose_a, product.transpose_b);
@@ -224,7 +254,16 @@ pub(crate) fn gemm_onto<T: Float>(
             out.len()
         ));
     }
-    if let Init::Bias(c) = init
+    // A bias of the output's shape (the weights an update subtracts the product from), read
+    // in place by gradus's own kernel where it is contiguous and the product is not empty.
+    let whole = match init {
+        Init::Bias(c) if c.shape() == [m, n] => c.as_slice(),
+        _ => None,
+    };
+    let read_in_place = own_kernel::<T>() && whole.is_some() && k > 0;
+    if read_in_place {
+        // The kernel below reads it.
+    } else if let Init::Bias(c) = init
         && n > 0
         && c.shape().last() == Some(&n)
         && c.shape().iter().rev().skip(1).all(|&d| d == 1)
@@ -235,6 +274,8 @@ pub(crate) fn gemm_onto<T: Float>(
         for dst in out.chunks_exact_mut(n) {
             dst.copy_from_slice(row);
         }
+    } else if let Some(all) = whole {
+        out.copy_from_slice(all);
     } else if let Init::Bias(c) = init {
         let src = c.broadcast(IxDyn(&[m, n])).ok_or_else(|| {
             format!(
@@ -256,16 +297,23 @@ pub(crate) fn gemm_onto<T: Float>(
     let read_out = !matches!(init, Init::Zero);
     #[cfg(target_arch = "x86_64")]
     if own_kernel::<T>() {
-        use super::sgemm::{Operand, sgemm};
+        use super::sgemm::{Onto, Operand, sgemm};
         let operand = |x: &ArrayViewD<T>, (rs, cs)| Operand {
             ptr: x.as_ptr() as *const f32,
             rs,
             cs,
         };
         let threads = if parallel { threads } else { 1 };
+        let onto = match whole {
+            Some(all) if read_in_place => Onto::From(all.as_ptr() as *const f32),
+            _ if read_out => Onto::Out,
+            _ => Onto::Zero,
+        };
         // SAFETY: `T` is `f32` (`own_kernel`); `a` and `b` are live views whose strides
         // describe `op(a)` as m×k and `op(b)` as k×n (checked by `dims`); `out` holds exactly
-        // m×n elements, row-major, borrowed mutably for the call; AVX-512 was detected.
+        // m×n elements, row-major, borrowed mutably for the call, and an `Onto::From` bias as
+        // many, row-major, borrowed for the call; the lent scratch is `T`s, so `f32`s, and
+        // borrowed mutably for the call; AVX-512 was detected.
         unsafe {
             sgemm(
                 m,
@@ -276,8 +324,10 @@ pub(crate) fn gemm_onto<T: Float>(
                 out.as_mut_ptr() as *mut f32,
                 n,
                 product.alpha as f32,
-                read_out,
+                onto,
                 threads,
+                scratch
+                    .map(|s| std::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut f32, s.len())),
             )
         };
         return Ok(());
@@ -459,7 +509,7 @@ mod tests {
                     let mut out: Vec<f64> = (0..m * n).map(|i| (i % 5) as f64).collect();
                     let before = out.clone();
                     pool.install(|| {
-                        gemm_onto(&a.view(), &b.view(), init, &product, &mut out, 3).unwrap()
+                        gemm_onto(&a.view(), &b.view(), init, &product, &mut out, 3, None).unwrap()
                     });
                     for r in 0..m {
                         for c in 0..n {
@@ -478,6 +528,41 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_products_onto_a_whole_bias_read_it_in_place() {
+        // gradus's own f32 kernel (where the machine has it) reads a bias of the output's
+        // shape where it starts, instead of a copy in the output; small integers keep every
+        // sum exact.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (m, k, n) in [(100, 300, 200), (13, 40, 33), (7, 0, 5)] {
+            let value = |r: usize, c: usize, s: usize| ((r * 7 + c * 3 + s) % 13) as f32 - 6.0;
+            let a = ArrayD::from_shape_fn(IxDyn(&[m, k]), |i| value(i[0], i[1], 1));
+            let b = ArrayD::from_shape_fn(IxDyn(&[k, n]), |i| value(i[0], i[1], 2));
+            let w = ArrayD::from_shape_fn(IxDyn(&[m, n]), |i| value(i[0], i[1], 3));
+            let product = Gemm {
+                transpose_a: false,
+                transpose_b: false,
+                alpha: -0.5,
+                bias_add: None,
+            };
+            let run = |init: Init<f32>| {
+                let mut out = vec![f32::NAN; m * n];
+                pool.install(|| {
+                    gemm_onto(&a.view(), &b.view(), init, &product, &mut out, 2, None).unwrap()
+                });
+                out
+            };
+            let (w_view, plain) = (w.view(), run(Init::Zero));
+            let onto = run(Init::Bias(&w_view));
+            for (i, (x, y)) in onto.iter().zip(&plain).enumerate() {
+                assert_eq!(*x, y + w.as_slice().unwrap()[i], "{m}x{k}x{n} at {i}");
             }
         }
     }

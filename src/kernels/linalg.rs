@@ -38,7 +38,15 @@ pub(crate) fn matmul<T: Float>(
             };
             let threads = crate::kernels::threads();
             let (a, b) = (a.into_dyn(), b.into_dyn());
-            super::gemm::gemm_onto(&a, &b, super::gemm::Init::Zero, &plain, &mut out, threads)?;
+            super::gemm::gemm_onto(
+                &a,
+                &b,
+                super::gemm::Init::Zero,
+                &plain,
+                &mut out,
+                threads,
+                None,
+            )?;
             ndarray::Array2::from_shape_vec((m, n), out).map_err(|e| e.to_string())
         } else {
             // The reference: the textbook triple loop, accumulated in f64.

@@ -113,16 +113,38 @@ struct Product {
     c: Ptr<f32>,
     ldc: usize,
     alpha: f32,
-    accumulate: bool,
+    onto: Onto,
 }
 
-/// `c ← alpha · a @ b + (accumulate ? c : 0)` for `a` m×k, `b` k×n, `c` m×n row-major with
-/// row stride `ldc`, on up to `threads` threads of the current rayon pool (the caller decides
-/// when a product is too small to split: `threads == 1`).
+/// What a product is added to.
+#[derive(Clone, Copy)]
+pub(crate) enum Onto {
+    /// Nothing: `c ← alpha · a @ b`.
+    Zero,
+    /// What `c` holds: `c ← alpha · a @ b + c`.
+    Out,
+    /// Another m×n matrix with rows `ldc` apart, as `c`'s: `c ← alpha · a @ b + init`, read
+    /// where the first block of the inner dimension is written (an update `W - lr · g`
+    /// reads `W` in place instead of copying it into `c` first).
+    From(*const f32),
+}
+
+// SAFETY: `From`'s matrix is only read, by the tasks of the one product it was given to,
+// while the caller keeps it alive (the contract of `sgemm`).
+unsafe impl Send for Onto {}
+unsafe impl Sync for Onto {}
+
+/// `c ← alpha · a @ b + onto` for `a` m×k, `b` k×n, `c` m×n row-major with row stride `ldc`,
+/// on up to `threads` threads of the current rayon pool (the caller decides when a product is
+/// too small to split: `threads == 1`). Panels are packed into `scratch` where the caller
+/// lends at least [`scratch_len`] floats, else into buffers of the threads that run the tasks
+/// (which grow, and so allocate, the first time a thread runs a product that large).
 ///
 /// # Safety
 /// `a` and `b` must describe live m×k and k×n matrices, `c` a live m×n block of rows `ldc`
-/// apart that nothing else reads or writes during the call, and [`available`] must hold.
+/// apart that nothing else reads or writes during the call, an `Onto::From` matrix a live
+/// m×n block of rows `ldc` apart that nothing writes during the call (it may be `c` itself),
+/// and [`available`] must hold.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn sgemm(
     m: usize,
@@ -133,39 +155,41 @@ pub(crate) unsafe fn sgemm(
     c: *mut f32,
     ldc: usize,
     alpha: f32,
-    accumulate: bool,
+    onto: Onto,
     threads: usize,
+    scratch: Option<&mut [f32]>,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        if !accumulate {
-            for r in 0..m {
-                unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), n).fill(0.0) };
+        for r in 0..m {
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), n) };
+            match onto {
+                Onto::Zero => row.fill(0.0),
+                Onto::Out => {}
+                Onto::From(init) => unsafe {
+                    std::ptr::copy(init.add(r * ldc), row.as_mut_ptr(), n)
+                },
             }
         }
         return;
     }
-    let (row_panels, col_panels) = (m.div_ceil(MR), n.div_ceil(NR));
-    let threads = threads.max(1);
-    // Every task reads all of the operand along the dimension not split: split the columns
-    // when `a` is the smaller (fewer rows than `b` has columns), the rows otherwise, unless
-    // that leaves the threads too few panels to share.
-    let split_rows = if m >= n {
-        row_panels >= 2 * threads || row_panels >= col_panels
-    } else {
-        col_panels < 2 * threads && row_panels > col_panels
-    };
-    let panels = if split_rows { row_panels } else { col_panels };
-    let tasks = if threads == 1 {
-        1
-    } else {
-        panels.min(2 * threads)
-    };
-    // `a` is read in place when its rows or its columns are contiguous; `b` when its rows are.
-    let pack_a = a.rs != 1 && a.cs != 1;
-    let pack_b = b.cs != 1;
+    let split = Split::new(m, n, k, &a, &b, threads);
+    let Split {
+        split_rows,
+        panels,
+        tasks,
+        pack_b,
+        a_len,
+        b_len,
+        task_len,
+        ..
+    } = split;
+    // The caller's space where it lent enough, from its first 64-byte line on.
+    let lent = scratch
+        .filter(|s| s.len() >= split.floats() + 15)
+        .map(|s| Ptr(unsafe { s.as_mut_ptr().add(s.as_ptr().align_offset(64)) }));
     let product = Product {
         k,
         a,
@@ -173,7 +197,7 @@ pub(crate) unsafe fn sgemm(
         c: Ptr(c),
         ldc,
         alpha,
-        accumulate,
+        onto,
     };
     let run = |pa: Option<Panels>, pb: Option<Panels>| {
         let task = |t: usize| {
@@ -186,12 +210,15 @@ pub(crate) unsafe fn sgemm(
             // Packed panels of the whole operand start at its first row or column.
             let pa = pa.map(|p| p.from(r0 / MR));
             let block = |pb| unsafe { product.block(r0..r1, c0..c1, pa, pb) };
+            let own = |buf| block(Some(unsafe { pack_cols(b, c0, c1, k, buf) }));
             match pb {
                 Some(p) => block(Some(p.from(c0 / NR))),
-                // The task's own panels of `b`.
-                None if pack_b => with_buf(&TASK_BUF, (q1 - q0) * NR * k, |buf| {
-                    block(Some(unsafe { pack_cols(b, c0, c1, k, buf) }))
-                }),
+                // The task's own panels of `b`: its share of the lent space, after what is
+                // packed before the split, or the thread's buffer.
+                None if pack_b => match lent {
+                    Some(base) => own(unsafe { base.0.add(split.shared() + t * task_len) }),
+                    None => with_buf(&TASK_BUF, (q1 - q0) * NR * k, own),
+                },
                 None => block(None),
             }
         };
@@ -202,22 +229,112 @@ pub(crate) unsafe fn sgemm(
             (0..tasks).into_par_iter().with_max_len(1).for_each(task);
         }
     };
-    // What is packed before the split: `a` where neither its rows nor its columns are
-    // contiguous (a strided view), `b` where it needs packing and the split is by rows.
-    let a_len = if pack_a { row_panels * MR * k } else { 0 };
-    let b_len = if pack_b && split_rows {
-        col_panels * NR * k
-    } else {
-        0
-    };
     if a_len + b_len == 0 {
         return run(None, None);
     }
-    with_buf(&SHARED_BUF, a_len + b_len, |buf| unsafe {
-        let pa = pack_a.then(|| pack_rows(a, 0, m, k, buf));
+    let before = |buf: *mut f32| unsafe {
+        let pa = split.pack_a.then(|| pack_rows(a, 0, m, k, buf));
         let pb = (b_len > 0).then(|| pack_cols(b, 0, n, k, buf.add(a_len)));
         run(pa, pb)
-    })
+    };
+    match lent {
+        Some(base) => before(base.0),
+        None => with_buf(&SHARED_BUF, a_len + b_len, before),
+    }
+}
+
+/// How one product is shared among its tasks and what it packs: decided once, for the
+/// product ([`sgemm`]) and for the space its caller lends it ([`scratch_len`]).
+#[derive(Clone, Copy)]
+struct Split {
+    /// Whether the tasks take bands of rows (else of columns), and how many panels of
+    /// `MR` rows (or `NR` columns) there are to share among how many tasks.
+    split_rows: bool,
+    panels: usize,
+    tasks: usize,
+    /// Whether `a` (a strided view) is packed before the split; whether `b` is packed at all.
+    pack_a: bool,
+    pack_b: bool,
+    /// Floats of `a`'s and of `b`'s panels packed before the split, and of the panels of `b`
+    /// each task packs for itself (a whole number of 64-byte lines).
+    a_len: usize,
+    b_len: usize,
+    task_len: usize,
+}
+
+impl Split {
+    fn new(m: usize, n: usize, k: usize, a: &Operand, b: &Operand, threads: usize) -> Split {
+        let (row_panels, col_panels) = (m.div_ceil(MR), n.div_ceil(NR));
+        let threads = threads.max(1);
+        // Every task reads all of the operand along the dimension not split: split the
+        // columns when `a` is the smaller (fewer rows than `b` has columns), the rows
+        // otherwise, unless that leaves the threads too few panels to share.
+        let split_rows = if m >= n {
+            row_panels >= 2 * threads || row_panels >= col_panels
+        } else {
+            col_panels < 2 * threads && row_panels > col_panels
+        };
+        let panels = if split_rows { row_panels } else { col_panels };
+        let tasks = if threads == 1 {
+            1
+        } else {
+            panels.min(2 * threads)
+        };
+        // `a` is read in place when its rows or its columns are contiguous; `b` when its rows
+        // are. What is packed before the split: `a` where neither is (a strided view), `b`
+        // where it needs packing and the split is by rows.
+        let (pack_a, pack_b) = (a.rs != 1 && a.cs != 1, b.cs != 1);
+        Split {
+            split_rows,
+            panels,
+            tasks,
+            pack_a,
+            pack_b,
+            a_len: if pack_a { row_panels * MR * k } else { 0 },
+            b_len: if pack_b && split_rows {
+                col_panels * NR * k
+            } else {
+                0
+            },
+            task_len: if pack_b && !split_rows {
+                panels.div_ceil(tasks) * NR * k
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Floats packed before the split, rounded up to whole lines (the tasks' panels follow).
+    fn shared(&self) -> usize {
+        (self.a_len + self.b_len).next_multiple_of(16)
+    }
+
+    /// Floats of packing space the product uses in all.
+    fn floats(&self) -> usize {
+        self.shared() + self.tasks * self.task_len
+    }
+}
+
+/// Floats of packing space for `sgemm` to run this product on up to `threads` threads,
+/// alignment included: a caller that lends this much (a plan's pool) makes the product
+/// allocate nothing whichever threads run it; one that lends less leaves it the threads' own
+/// buffers.
+pub(crate) fn scratch_len(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &Operand,
+    b: &Operand,
+    threads: usize,
+) -> usize {
+    if m == 0 || n == 0 || k == 0 {
+        return 0;
+    }
+    let most = (1..=threads.max(1))
+        .map(|t| Split::new(m, n, k, a, b, t).floats())
+        .max()
+        .unwrap_or(0);
+    if most == 0 { 0 } else { most + 15 }
 }
 
 impl Panels {
@@ -393,7 +510,13 @@ impl Product {
         let depth = self.k.div_ceil(self.k.div_ceil(KC));
         for p0 in (0..self.k).step_by(depth) {
             let kc = depth.min(self.k - p0);
-            let onto = self.accumulate || p0 > 0;
+            // The first block adds what the product is onto; the others, the blocks before.
+            let (onto, src) = match self.onto {
+                _ if p0 > 0 => (true, self.c.0 as *const f32),
+                Onto::Zero => (false, self.c.0 as *const f32),
+                Onto::Out => (true, self.c.0 as *const f32),
+                Onto::From(init) => (true, init),
+            };
             // By rows, the block starts `p0` along each row; by columns, `p0` rows down.
             let a_from = if a_rows {
                 p0 as isize
@@ -401,30 +524,44 @@ impl Product {
                 p0 as isize * pa.ld
             };
             let col_panels = (cols.end - cols.start).div_ceil(NR);
-            for (jq, col) in cols.clone().step_by(NR).enumerate() {
+            let tile = |jq: usize, col: usize, iq: usize, row: usize| {
                 let bp = unsafe { pb.ptr.offset(jq as isize * pb.panel + p0 as isize * pb.ld) };
                 // The next panel, for the first tile to bring into the second-level cache.
-                let next = if jq + 1 < col_panels {
+                let next = if iq == 0 && jq + 1 < col_panels {
                     unsafe { bp.offset(pb.panel) }
                 } else {
                     bp
                 };
-                let masks = masks(NR.min(cols.end - col));
+                let tile = Tile {
+                    kc,
+                    a: unsafe { pa.ptr.offset(iq as isize * pa.panel + a_from) },
+                    lda: pa.ld,
+                    b: bp,
+                    ldb: pb.ld,
+                    masks: masks(NR.min(cols.end - col)),
+                    c: unsafe { self.c.0.add(row * self.ldc + col) },
+                    src: unsafe { src.add(row * self.ldc + col) },
+                    ldc: self.ldc,
+                    alpha: self.alpha,
+                    onto,
+                    next,
+                };
+                unsafe { micro(MR.min(rows.end - row), a_rows, tile) };
+            };
+            if matches!(self.onto, Onto::From(_)) && p0 == 0 {
+                // Onto another matrix (out of cache, as an update's `W`): tile by tile along
+                // its rows, so that each row is read in order (cold, 784x100x1000 on two
+                // threads: 108 GFLOP/s down the columns, 131 along the rows, 160 onto nothing).
                 for (iq, row) in rows.clone().step_by(MR).enumerate() {
-                    let tile = Tile {
-                        kc,
-                        a: unsafe { pa.ptr.offset(iq as isize * pa.panel + a_from) },
-                        lda: pa.ld,
-                        b: bp,
-                        ldb: pb.ld,
-                        masks,
-                        c: unsafe { self.c.0.add(row * self.ldc + col) },
-                        ldc: self.ldc,
-                        alpha: self.alpha,
-                        onto,
-                        next: if iq == 0 { next } else { bp },
-                    };
-                    unsafe { micro(MR.min(rows.end - row), a_rows, tile) };
+                    for (jq, col) in cols.clone().step_by(NR).enumerate() {
+                        tile(jq, col, iq, row);
+                    }
+                }
+            } else {
+                for (jq, col) in cols.clone().step_by(NR).enumerate() {
+                    for (iq, row) in rows.clone().step_by(MR).enumerate() {
+                        tile(jq, col, iq, row);
+                    }
                 }
             }
         }
@@ -450,6 +587,9 @@ struct Tile {
     ldb: isize,
     masks: [u16; 2],
     c: *mut f32,
+    /// What the tile is added to where `onto` (`c` itself, or the matrix it starts from), with
+    /// rows `ldc` apart.
+    src: *const f32,
     ldc: usize,
     alpha: f32,
     onto: bool,
@@ -504,6 +644,15 @@ unsafe fn kernel<const R: usize, const A_ROWS: bool, const FULL: bool>(t: Tile) 
     let [m0, m1] = t.masks;
     let (mut ap, mut bp, mut np) = (t.a, t.b, t.next);
     let (a_step, a_lane) = if A_ROWS { (1, t.lda) } else { (t.lda, 1) };
+    if t.onto {
+        // What the tile is added to, asked for now to be there when the sums are: rows
+        // `ldc` apart that no prefetcher follows (an update's `W` out of cache).
+        for i in 0..R {
+            let row = t.src.wrapping_add(i * t.ldc) as *const i8;
+            _mm_prefetch::<_MM_HINT_T1>(row);
+            _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(64));
+        }
+    }
     for _ in 0..t.kc {
         let (b0, b1) = unsafe { (load::<FULL>(m0, bp), load::<FULL>(m1, bp.add(16))) };
         // The rows of `b` a few steps ahead: on the first tile of a panel they come from
@@ -527,12 +676,12 @@ unsafe fn kernel<const R: usize, const A_ROWS: bool, const FULL: bool>(t: Tile) 
     }
     let alpha = _mm512_set1_ps(t.alpha);
     for i in 0..R {
-        let row = unsafe { t.c.add(i * t.ldc) };
+        let (row, src) = unsafe { (t.c.add(i * t.ldc), t.src.add(i * t.ldc)) };
         let (mut v0, mut v1) = (_mm512_mul_ps(lo[i], alpha), _mm512_mul_ps(hi[i], alpha));
         if t.onto {
             unsafe {
-                v0 = _mm512_add_ps(v0, load::<FULL>(m0, row));
-                v1 = _mm512_add_ps(v1, load::<FULL>(m1, row.add(16)));
+                v0 = _mm512_add_ps(v0, load::<FULL>(m0, src));
+                v1 = _mm512_add_ps(v1, load::<FULL>(m1, src.add(16)));
             }
         }
         unsafe {
@@ -599,38 +748,54 @@ mod tests {
             (100, 70, 40),
             (3, 200, 600),
             (40, 5, 30),
+            (3, 4, 0),
         ];
         for (m, n, k) in shapes {
             for la in 0..3 {
                 for lb in 0..3 {
                     let (_abuf, a, ad) = matrix(m, k, la, 1);
                     let (_bbuf, b, bd) = matrix(k, n, lb, 2);
-                    for (accumulate, threads) in [(false, 1), (true, 1), (false, 3), (true, 3)] {
+                    // Onto nothing, onto `c`, onto another matrix of `c`'s layout; packing into
+                    // the threads' buffers and into space lent by the caller.
+                    let cases = (0..3).flat_map(|o| [(o, 1), (o, 3)]);
+                    for ((onto, threads), lend) in cases.flat_map(|c| [(c, false), (c, true)]) {
                         // `c` is a block of a wider matrix whose other columns must not change.
                         let ldc = n + 5;
                         let mut c: Vec<f32> = (0..m * ldc).map(|i| (i % 7) as f32).collect();
                         let before = c.clone();
+                        let init: Vec<f32> = (0..m * ldc).map(|i| (i % 11) as f32 - 5.0).collect();
+                        let mode = [Onto::Zero, Onto::Out, Onto::From(init.as_ptr())][onto];
+                        let len = if lend {
+                            scratch_len(m, n, k, &a, &b, threads)
+                        } else {
+                            0
+                        };
+                        let mut space = vec![f32::NAN; len];
                         pool.install(|| unsafe {
-                            sgemm(m, n, k, a, b, c.as_mut_ptr(), ldc, 0.5, accumulate, threads)
+                            let lent = Some(&mut space[..]);
+                            sgemm(m, n, k, a, b, c.as_mut_ptr(), ldc, 0.5, mode, threads, lent)
                         });
+                        // A product that packs does so in the space it was lent.
+                        let packs = a.rs != 1 && a.cs != 1 || b.cs != 1;
+                        assert_eq!(
+                            space.iter().any(|v| !v.is_nan()),
+                            lend && packs && k > 0 && m > 0 && n > 0,
+                            "{m}x{k}x{n}, layouts {la} {lb}, {threads} threads"
+                        );
                         for r in 0..m {
                             for j in 0..ldc {
                                 let want = if j < n {
                                     let dot: f64 =
                                         (0..k).map(|p| ad[r * k + p] * bd[p * n + j]).sum();
                                     0.5 * dot
-                                        + if accumulate {
-                                            before[r * ldc + j] as f64
-                                        } else {
-                                            0.0
-                                        }
+                                        + [0.0, before[r * ldc + j], init[r * ldc + j]][onto] as f64
                                 } else {
                                     before[r * ldc + j] as f64
                                 };
                                 assert_eq!(
                                     c[r * ldc + j] as f64,
                                     want,
-                                    "{m}x{k}x{n}, layouts {la} {lb}, onto {accumulate}, \
+                                    "{m}x{k}x{n}, layouts {la} {lb}, onto {onto}, \
                                      {threads} threads, at ({r}, {j})"
                                 );
                             }
@@ -670,7 +835,19 @@ mod tests {
                 .unwrap();
             let mut c = vec![0.0f32; m * n];
             pool.install(|| unsafe {
-                sgemm(m, n, k, oa, ob, c.as_mut_ptr(), n, 1.0, false, threads)
+                sgemm(
+                    m,
+                    n,
+                    k,
+                    oa,
+                    ob,
+                    c.as_mut_ptr(),
+                    n,
+                    1.0,
+                    Onto::Zero,
+                    threads,
+                    None,
+                )
             });
             c
         };

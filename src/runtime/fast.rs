@@ -289,6 +289,14 @@ impl Executor {
             bias_add: None,
         };
         let threads = crate::kernels::threads();
+        // Packing space for a `b` whose rows are not contiguous (a transposed view).
+        let mut space = match crate::kernels::gemm::scratch_len(&rows, &b, &product, threads) {
+            0 => Vec::new(),
+            len => match pool.take::<T>(&[len]) {
+                Ok(buf) => buf,
+                Err(e) => return Some(Err(e)),
+            },
+        };
         let done = crate::kernels::gemm::gemm_onto(
             &rows,
             &b,
@@ -296,7 +304,9 @@ impl Executor {
             &product,
             &mut out,
             threads,
+            Some(&mut space[..]),
         );
+        pool.keep_vec(space);
         if let Some(buf) = copy {
             pool.keep_vec(buf);
         }

@@ -11,12 +11,14 @@ use crate::error::{Error, Result};
 use crate::kernels::gemm::{self, Gemm};
 use crate::tensor::Tensor;
 
-/// A product with its buffers taken: the output (a dying bias's own buffer, or a pooled one)
-/// and, for a transposed left operand the `gemm` crate would pack, a pooled buffer to
-/// transpose it into.
+/// A product with its buffers taken: the output (a dying bias's own buffer, or a pooled one),
+/// for a transposed left operand the `gemm` crate would pack, a pooled buffer to transpose it
+/// into, and the space gradus's own kernel packs panels into (pooled, so that which threads
+/// run the product does not decide whether a warm call allocates).
 pub(super) struct GemmJob<T> {
     out: Vec<T>,
     at: Option<Vec<T>>,
+    scratch: Vec<T>,
     own_bias: bool,
     /// Rows, inner dim and columns.
     dims: (usize, usize, usize),
@@ -84,6 +86,12 @@ impl Executor {
             operand(values, inputs, n.inputs[1]),
         );
         let (m, k, cols) = product.dims(a.shape(), b.shape())?;
+        // The space gradus's own kernel would pack panels into.
+        let space = match (float_view::<T>(a), float_view::<T>(b)) {
+            (Ok(a), Ok(b)) => gemm::scratch_len(&a, &b, &product, crate::kernels::threads()),
+            // (`gemm_run` reports it.)
+            _ => 0,
+        };
         // The bias stretches only as the `add` it replaced would have let it, and a mismatch is
         // that add's error.
         if let Some(&c) = n.inputs.get(2) {
@@ -120,9 +128,21 @@ impl Executor {
         } else {
             None
         };
+        let scratch = match space {
+            0 => Vec::new(),
+            _ => match pool.take::<T>(&[space]) {
+                Ok(buf) => buf,
+                Err(e) => {
+                    pool.keep_vec(out);
+                    at.into_iter().for_each(|at| pool.keep_vec(at));
+                    return Err(e);
+                }
+            },
+        };
         Ok(GemmJob {
             out,
             at,
+            scratch,
             own_bias: own_bias.is_some(),
             dims: (m, k, cols),
             product,
@@ -163,13 +183,17 @@ impl Executor {
                     transpose_a: false,
                     ..job.product
                 };
-                gemm::gemm_onto(&a2, &b, init, &product, &mut job.out, threads)
+                gemm::gemm_onto(&a2, &b, init, &product, &mut job.out, threads, None)
             }
-            None => gemm::gemm_onto(&a, &b, init, &job.product, &mut job.out, threads),
+            None => {
+                let lent = Some(&mut job.scratch[..]);
+                gemm::gemm_onto(&a, &b, init, &job.product, &mut job.out, threads, lent)
+            }
         }
     }
 
-    /// The result of a product job, its transposition buffer back in the pool.
+    /// The result of a product job, its transposition buffer and packing space back in the
+    /// pool.
     pub(super) fn gemm_finish<T: Pooled>(
         job: GemmJob<T>,
         pool: &mut Pool,
@@ -178,6 +202,7 @@ impl Executor {
         if let Some(at) = job.at {
             pool.keep_vec(at);
         }
+        pool.keep_vec(job.scratch);
         match done {
             Ok(()) => Ok(shaped(job.out, &[job.dims.0, job.dims.2])?),
             Err(e) => {

@@ -120,6 +120,7 @@ pub static RULES: &[Rewrite] = &[
     specialize::MATMUL_TO_GEMM,
     specialize::GEMM_BIAS,
     specialize::GEMM_ALPHA,
+    specialize::GEMM_SUB,
     specialize::CONV_BIAS,
 ];
 

@@ -16,6 +16,7 @@ pub(super) const MATMUL_TO_GEMM: Rewrite =
     Rewrite::new("matmul_to_gemm", Phase::Specialize, matmul_to_gemm);
 pub(super) const GEMM_BIAS: Rewrite = Rewrite::new("gemm_bias", Phase::Specialize, gemm_bias);
 pub(super) const GEMM_ALPHA: Rewrite = Rewrite::new("gemm_alpha", Phase::Specialize, gemm_alpha);
+pub(super) const GEMM_SUB: Rewrite = Rewrite::new("gemm_sub", Phase::Specialize, gemm_sub);
 pub(super) const CONV_BIAS: Rewrite = Rewrite::new("conv_bias", Phase::Specialize, conv_bias);
 
 // x * x -> square(x)
@@ -95,19 +96,25 @@ fn gemm_bias(fg: &mut FGraph, i: usize) -> Option<usize> {
     None
 }
 
-// s * gemm(a, b) -> gemm{alpha = s}(a, b) for a scalar constant s (no bias, one reader);
-// gemm(-a, b) -> gemm{alpha = -1}(a, b); gemm(s * a, b) -> gemm{alpha = s}(a, b)
+// s * gemm(a, b) -> gemm{alpha = s}(a, b) for a scalar constant s (one reader), and with a
+// bias, s * gemm(a, b, d) -> gemm{alpha = s}(a, b, s * d) (a smaller bias, or a bias that is
+// itself a product, takes the factor in turn); gemm(-a, b) -> gemm{alpha = -1}(a, b);
+// gemm(s * a, b) -> gemm{alpha = s}(a, b)
 fn gemm_alpha(fg: &mut FGraph, i: usize) -> Option<usize> {
     if let Some((x, y)) = binary(fg, i, Binary::Mul) {
         for (g, s) in [(x, y), (y, x)] {
-            if let (Some(product), Some(c)) = (lone_product(fg, g), scalar_const(fg, s))
+            if let (Kind::Gemm(product), Some(c)) = (fg.kind(g), scalar_const(fg, s))
+                && fg.uses(g) == 1
                 && fg.ty(g) == fg.ty(i)
             {
                 let scaled = Gemm {
                     alpha: product.alpha * c,
-                    ..product
+                    ..*product
                 };
-                let (ins, loc) = (fg.inputs(g), fg.loc(g));
+                let (mut ins, loc) = (fg.inputs(g), fg.loc(g));
+                if let Some(&d) = ins.get(2) {
+                    ins[2] = fg.add_op(Op::Binary(Binary::Mul), &[d, s], fg.loc(i))?;
+                }
                 let new = fg.add(Kind::Gemm(scaled), &ins, loc);
                 return if_same_type(fg, i, new);
             }
@@ -142,6 +149,38 @@ fn gemm_alpha(fg: &mut FGraph, i: usize) -> Option<usize> {
     }
     let loc = fg.loc(i);
     let new = fg.add(Kind::Gemm(product), &ins, loc);
+    if_same_type(fg, i, new)
+}
+
+// c - gemm{alpha}(a, b) -> gemm{-alpha}(a, b, c), and with a bias, c - gemm{alpha}(a, b, d)
+// -> gemm{-alpha}(a, b, c - d), for c of the product's type that nothing else reads the
+// product for: an update W - lr * (a @ b) is the product accumulated onto a copy of W instead
+// of the product and then a pass that reads both (Theano's in-place gemm)
+fn gemm_sub(fg: &mut FGraph, i: usize) -> Option<usize> {
+    let (c, g) = binary(fg, i, Binary::Sub)?;
+    let Kind::Gemm(product) = *fg.kind(g) else {
+        return None;
+    };
+    if fg.uses(g) != 1 || fg.ty(g) != fg.ty(i) || fg.ty(c) != fg.ty(i) {
+        return None;
+    }
+    let (mut ins, loc) = (fg.inputs(g), fg.loc(i));
+    let init = match ins.get(2) {
+        Some(&d) => fg.add_op(Op::Binary(Binary::Sub), &[c, d], loc)?,
+        None => c,
+    };
+    ins.truncate(2);
+    ins.push(init);
+    let onto = Gemm {
+        alpha: -product.alpha,
+        bias_add: Some(BiasAdd {
+            loc,
+            bias_first: true,
+        }),
+        ..product
+    };
+    let at = fg.loc(g);
+    let new = fg.add(Kind::Gemm(onto), &ins, at);
     if_same_type(fg, i, new)
 }
 

@@ -205,3 +205,45 @@ fn a_warm_lstm_step_by_scan_allocates_no_arrays() {
     );
     eprintln!("warm lstm step: {bytes} bytes in {count} allocations per call");
 }
+
+/// Which threads run a warm product does not decide whether it allocates: the panels it packs
+/// (here all of `Wᵀ`, 1.6 MB) go into space from the function's pool, not into buffers of the
+/// threads, which grow the first time a thread packs that much. Each call runs on a pool of
+/// threads that have never run a product.
+#[test]
+fn a_warm_product_allocates_no_arrays_on_threads_new_to_it() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let g = Graph::new();
+    let x = g.input("x", DType::F32, &[None, Some(500)]);
+    let w = g.shared(
+        "W",
+        Array2::from_shape_fn((784, 500), |(i, j)| ((i * 3 + j) % 7) as f32 * 0.01),
+    );
+    let y = x.matmul(&w.t()).sum();
+    let f = function(&[&x], &[&y]).compile().unwrap();
+    let feed: Tensor = Array2::from_elem((100, 500), 0.5f32).into();
+    for _ in 0..5 {
+        f.call(std::slice::from_ref(&feed)).unwrap();
+    }
+    let mut large = Vec::new();
+    for _ in 0..3 {
+        let threads = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // The workers are up before the counting starts.
+        threads.install(|| rayon::join(|| (), || ()));
+        COUNT.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        threads.install(|| f.call(std::slice::from_ref(&feed)).unwrap());
+        COUNTING.store(false, Ordering::SeqCst);
+        let count = COUNT.load(Ordering::SeqCst).min(SIZES.len());
+        large.extend(
+            SIZES[..count]
+                .iter()
+                .map(|s| s.load(Ordering::SeqCst))
+                .filter(|&s| s >= 16 * 1024),
+        );
+    }
+    assert!(large.is_empty(), "allocations of {large:?} bytes");
+}

@@ -187,9 +187,12 @@ pub(crate) unsafe fn sgemm(
         ..
     } = split;
     // The caller's space where it lent enough, from its first 64-byte line on.
-    let lent = scratch
-        .filter(|s| s.len() >= split.floats() + 15)
-        .map(|s| Ptr(unsafe { s.as_mut_ptr().add(s.as_ptr().align_offset(64)) }));
+    // (`align_offset` is at most 15 for a pointer to `f32`s; were it not, the space is not used.)
+    let lent = scratch.and_then(|s| {
+        let skip = s.as_ptr().align_offset(64);
+        (skip <= 15 && s.len() >= split.floats() + 15)
+            .then(|| Ptr(unsafe { s.as_mut_ptr().add(skip) }))
+    });
     let product = Product {
         k,
         a,

@@ -699,3 +699,33 @@ fn fused_kernels_read_slices_in_place_with_the_values_of_the_copies() {
         }
     }
 }
+
+/// `c - x·B` with `c` of more rows than the product at run time (both `[?, 4]` to the types):
+/// a mistake, which the subtraction reports (only a dim declared 1 broadcasts), and still
+/// reports, at the user's line, once the product is accumulated onto `c` (gemm_sub).
+#[test]
+fn a_product_onto_a_matrix_of_other_rows_is_the_subtractions_error() {
+    let g = Graph::new();
+    let c = g.input("c", DType::F64, &[None, Some(4)]);
+    let x = g.input("x", DType::F64, &[None, Some(3)]);
+    let b = g.constant(ndarray::Array2::from_shape_fn((3, 4), |(i, j)| {
+        (i * 4 + j) as f64 * 0.5
+    }));
+    let line = line!() + 1;
+    let out = &c - x.matmul(&b);
+    let feed: Vec<Tensor> = vec![
+        ndarray::Array2::from_shape_fn((5, 4), |(i, j)| (i + j) as f64).into(),
+        ndarray::arr2(&[[1.0f64, -1.0, 2.0]]).into(),
+    ];
+    for mode in [Mode::Reference, Mode::Fast] {
+        let f = function(&[&c, &x], &[&out]).mode(mode).compile().unwrap();
+        match f.call(&feed) {
+            Err(Error::Runtime { op, loc, detail }) => {
+                assert_eq!((op.as_str(), loc.line()), ("sub", line), "{mode:?}");
+                let sources = "the inputs `c` (fed [5, 4]) and `x` (fed [1, 3])";
+                assert!(detail.contains(sources), "{mode:?}: {detail}");
+            }
+            other => panic!("{mode:?}: {other:?}"),
+        }
+    }
+}

@@ -29,11 +29,14 @@ pub(crate) struct Gemm {
     pub bias_add: Option<BiasAdd>,
 }
 
-/// The `add` of a product and its bias, as the user wrote it.
+/// The `add` of a product and its bias (or the `sub` of the product from a matrix it is now
+/// accumulated onto), as the user wrote it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BiasAdd {
     /// Where the user wrote it.
     pub loc: Location,
+    /// The op the user wrote: `add` or `sub`, the name its errors give.
+    pub op: &'static str,
     /// Whether the bias was its first operand (`c + a @ b`).
     pub bias_first: bool,
 }

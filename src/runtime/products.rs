@@ -100,7 +100,7 @@ impl Executor {
             if let Err(detail) = product.check_bias(&n.ty.shape, declared, bias, (m, cols)) {
                 return Err(match product.bias_add {
                     Some(add) => Failure::Located(Error::Runtime {
-                        op: "add".into(),
+                        op: add.op.into(),
                         detail,
                         loc: add.loc,
                     }),

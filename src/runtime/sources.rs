@@ -43,7 +43,14 @@ fn operands_of(n: &Node, op: &str, loc: Location) -> Option<Vec<Vec<usize>>> {
     match &n.kind {
         Kind::Fused(k) => Some(pick(k.operand_inputs(op, loc)?)),
         Kind::Gemm(g) => match &g.bias_add {
-            Some(add) if op == "add" && add.loc == loc => Some(pick(vec![vec![0, 1], vec![2]])),
+            Some(add) if op == add.op && add.loc == loc => {
+                // The operands in the order the user wrote them.
+                let (product, bias) = (vec![0, 1], vec![2]);
+                Some(pick(match add.bias_first {
+                    true => vec![bias, product],
+                    false => vec![product, bias],
+                }))
+            }
             _ if op == "matmul" && n.loc == loc => Some(pick(vec![vec![0], vec![1]])),
             _ => None,
         },

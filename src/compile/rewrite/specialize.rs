@@ -79,6 +79,7 @@ fn gemm_bias(fg: &mut FGraph, i: usize) -> Option<usize> {
             && fg.ty(g) == fg.ty(i)
         {
             let bias_add = Some(BiasAdd {
+                op: "add",
                 loc: fg.loc(i),
                 bias_first: c == x,
             });
@@ -175,6 +176,7 @@ fn gemm_sub(fg: &mut FGraph, i: usize) -> Option<usize> {
         alpha: -product.alpha,
         bias_add: Some(BiasAdd {
             loc,
+            op: "sub",
             bias_first: true,
         }),
         ..product

@@ -63,6 +63,8 @@ pub(crate) mod random;
 pub(crate) mod reduce;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod sgemm;
+#[cfg(target_arch = "x86_64")]
+mod sgemv;
 
 pub(crate) use op::eval;
 

@@ -209,6 +209,17 @@ pub(crate) enum Init<'v, 'a, T> {
     Out,
 }
 
+/// `op(x)` (row and column strides `rs`, `cs`) as an operand of gradus's own kernel, for a
+/// `T` that is `f32` there.
+#[cfg(target_arch = "x86_64")]
+fn operand<T>(x: &ArrayViewD<T>, (rs, cs): (isize, isize)) -> super::sgemm::Operand {
+    super::sgemm::Operand {
+        ptr: x.as_ptr() as *const f32,
+        rs,
+        cs,
+    }
+}
+
 /// Elements of packing space to lend [`gemm_onto`] for this product on up to `threads`
 /// threads, so that it allocates nothing whichever threads run it (0 where it packs nothing,
 /// or the `gemm` crate computes it).
@@ -222,12 +233,6 @@ pub(crate) fn scratch_len<T: 'static>(
     if own_kernel::<T>()
         && let Ok((m, k, n)) = product.dims(a.shape(), b.shape())
     {
-        use super::sgemm::Operand;
-        let operand = |x: &ArrayViewD<T>, (rs, cs)| Operand {
-            ptr: x.as_ptr() as *const f32,
-            rs,
-            cs,
-        };
         let (oa, ob) = (
             operand(a, strides(a, product.transpose_a)),
             operand(b, strides(b, product.transpose_b)),
@@ -300,12 +305,7 @@ pub(crate) fn gemm_onto<T: Float>(
     let read_out = !matches!(init, Init::Zero);
     #[cfg(target_arch = "x86_64")]
     if own_kernel::<T>() {
-        use super::sgemm::{Onto, Operand, sgemm};
-        let operand = |x: &ArrayViewD<T>, (rs, cs)| Operand {
-            ptr: x.as_ptr() as *const f32,
-            rs,
-            cs,
-        };
+        use super::sgemm::{Onto, sgemm};
         let threads = if parallel { threads } else { 1 };
         let onto = match whole {
             Some(all) if read_in_place => Onto::From(all.as_ptr() as *const f32),

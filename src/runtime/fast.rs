@@ -290,12 +290,10 @@ impl Executor {
         };
         let threads = crate::kernels::threads();
         // Packing space for a `b` whose rows are not contiguous (a transposed view).
-        let mut space = match crate::kernels::gemm::scratch_len(&rows, &b, &product, threads) {
-            0 => Vec::new(),
-            len => match pool.take::<T>(&[len]) {
-                Ok(buf) => buf,
-                Err(e) => return Some(Err(e)),
-            },
+        let len = crate::kernels::gemm::scratch_len(&rows, &b, &product, threads);
+        let mut space = match pool.take_space::<T>(len) {
+            Ok(buf) => buf,
+            Err(e) => return Some(Err(e)),
         };
         let done = crate::kernels::gemm::gemm_onto(
             &rows,

@@ -100,6 +100,16 @@ impl Pool {
         T::bins(self).take(n).ok_or_else(|| too_big(None))
     }
 
+    /// Scratch space of `len` elements (a product's packing space): pooled, or newly allocated
+    /// within the memory limit; none at all for 0, which would otherwise take the smallest
+    /// buffer of the pool.
+    pub fn take_space<T: Pooled>(&mut self, len: usize) -> Result<Vec<T>, Failure> {
+        match len {
+            0 => Ok(Vec::new()),
+            _ => self.take(&[len]),
+        }
+    }
+
     pub fn give(&mut self, t: Tensor) {
         match t {
             Tensor::F32(a) => self.f32.keep(a.into_raw_vec_and_offset().0),

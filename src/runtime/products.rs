@@ -128,16 +128,13 @@ impl Executor {
         } else {
             None
         };
-        let scratch = match space {
-            0 => Vec::new(),
-            _ => match pool.take::<T>(&[space]) {
-                Ok(buf) => buf,
-                Err(e) => {
-                    pool.keep_vec(out);
-                    at.into_iter().for_each(|at| pool.keep_vec(at));
-                    return Err(e);
-                }
-            },
+        let scratch = match pool.take_space::<T>(space) {
+            Ok(buf) => buf,
+            Err(e) => {
+                pool.keep_vec(out);
+                at.into_iter().for_each(|at| pool.keep_vec(at));
+                return Err(e);
+            }
         };
         Ok(GemmJob {
             out,

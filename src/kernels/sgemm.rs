@@ -87,7 +87,7 @@ fn with_buf<R>(
 
 /// A pointer a task may take to another thread.
 #[derive(Clone, Copy)]
-struct Ptr<T>(*mut T);
+pub(super) struct Ptr<T>(pub *mut T);
 // SAFETY: the tasks of one product read its operands (and the panels packed before the split)
 // and write disjoint blocks of its output, all of which outlive the tasks.
 unsafe impl<T> Send for Ptr<T> {}
@@ -108,14 +108,14 @@ unsafe impl Sync for Panels {}
 
 /// What every task of one product shares: `c ← alpha · a @ b (+ c)`, `a` m×k, `b` k×n.
 #[derive(Clone, Copy)]
-struct Product {
-    k: usize,
-    a: Operand,
-    b: Operand,
-    c: Ptr<f32>,
-    ldc: usize,
-    alpha: f32,
-    onto: Onto,
+pub(super) struct Product {
+    pub k: usize,
+    pub a: Operand,
+    pub b: Operand,
+    pub c: Ptr<f32>,
+    pub ldc: usize,
+    pub alpha: f32,
+    pub onto: Onto,
 }
 
 /// What a product is added to.
@@ -177,9 +177,18 @@ pub(crate) unsafe fn sgemm(
         }
         return;
     }
+    let product = Product {
+        k,
+        a,
+        b,
+        c: Ptr(c),
+        ldc,
+        alpha,
+        onto,
+    };
     if n == 1 {
         // SAFETY: the caller's contract, for one column; AVX-512 (with FMA) is there.
-        return unsafe { super::sgemv::column(m, k, a, b, c, ldc, alpha, onto) };
+        return unsafe { super::sgemv::column(m, &product) };
     }
     let split = Split::new(m, n, k, &a, &b, threads);
     let Split {
@@ -199,15 +208,6 @@ pub(crate) unsafe fn sgemm(
         (skip <= 15 && s.len() >= split.floats() + 15)
             .then(|| Ptr(unsafe { s.as_mut_ptr().add(skip) }))
     });
-    let product = Product {
-        k,
-        a,
-        b,
-        c: Ptr(c),
-        ldc,
-        alpha,
-        onto,
-    };
     let run = |pa: Option<Panels>, pb: Option<Panels>| {
         let task = |t: usize| {
             let (q0, q1) = (t * panels / tasks, (t + 1) * panels / tasks);

@@ -1,25 +1,24 @@
 //! Single-precision products by one column on AVX-512 (a matrix by a vector), for
 //! [`super::sgemm`]: its tiles are 32 columns wide and would use one lane of them.
 
-use super::sgemm::{Onto, Operand};
+use super::sgemm::{Onto, Operand, Product, Ptr};
 
-/// `c ← alpha · a @ b + onto` for a `b` of one column (a matrix by a vector), on one thread: the
-/// kernel's tiles are 32 columns wide and would use one lane of them (0.03–0.07 ms for the
-/// `[100, 784] @ [784, 1]` of an RBM's free energy and its gradient). An `a` whose columns are
+/// `product` (`c ← alpha · a @ b + onto`, `a` m×k) for a `b` of one column (a matrix by a
+/// vector), on one thread: the kernel's tiles are 32 columns wide and would use one lane of
+/// them (0.03–0.07 ms for the `[100, 784] @ [784, 1]` of an RBM's free energy and its gradient). An `a` whose columns are
 /// contiguous (`xᵀ`) is added column by column onto the sums of a block of rows; one whose rows
 /// are, row by row in sixteen partial sums. Either way the sum runs in a fixed order.
 #[target_feature(enable = "avx512f,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn column(
-    m: usize,
-    k: usize,
-    a: Operand,
-    b: Operand,
-    c: *mut f32,
-    ldc: usize,
-    alpha: f32,
-    onto: Onto,
-) {
+pub(super) unsafe fn column(m: usize, product: &Product) {
+    let Product {
+        k,
+        a,
+        b,
+        c: Ptr(c),
+        ldc,
+        alpha,
+        onto,
+    } = *product;
     const ROWS: usize = 256;
     const LANES: usize = 16;
     let at = |x: Operand, r: usize, p: usize| unsafe {

@@ -190,7 +190,20 @@ def run_all(a):
     return dict(started=records[0]["time"] if records else None,
                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
                 argv=sys.argv[1:], rounds=a.rounds, quick=a.quick, timers=timers(a),
-                versions=versions(), records=records)
+                versions=versions(), cpu=cpu(), records=records)
+
+
+def cpu():
+    """The processor, as /proc/cpuinfo names it (sessions draw different machines, and the
+    same build's speed differs between them): 'AMD EPYC (family 25, model 17), 2 cores'."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    field = lambda key: next((l.split(":", 1)[1].strip() for l in info.splitlines()
+                              if l.split(":")[0].strip() == key), "?")
+    return (f"{field('model name')} (family {field('cpu family')}, model {field('model')}), "
+            f"{os.cpu_count()} cores")
 
 
 def unit(row):
@@ -248,7 +261,8 @@ def render(raw):
     lines = [
         f"Made by `{' '.join(['benches/peers/side_by_side.py', *raw['argv']])}` on {raw['date']}, "
         f"{first}–{last} UTC: {raw['rounds']} round{'s' * (raw['rounds'] > 1)}, each running "
-        "every workload on gradus then on each peer, one process per run, 2 threads. Every side "
+        "every workload on gradus then on each peer, one process per run, 2 threads"
+        + (f", on {raw['cpu']}" if raw.get("cpu") else "") + ". Every side "
         f"is timed alike, "
         f"{timer_text(raw['timers'])}. The host's 1-minute load before the runs: "
         f"{min(loads):.2f}–{max(loads):.2f}, median {statistics.median(loads):.2f}. "

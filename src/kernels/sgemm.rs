@@ -234,18 +234,16 @@ pub(crate) unsafe fn sgemm(
             let block = |pb| unsafe { product.block(r0..r1, c0..c1, pa, pb, None) };
             let own = |buf| block(Some(unsafe { pack_cols(b, c0, c1, k, buf) }));
             let late = |buf| unsafe { product.block(r0..r1, c0..c1, pa, None, Some(buf)) };
+            // The task's own space for panels of `b` (`len` floats): its share of the lent
+            // space, after what is packed before the split, or the thread's buffer.
+            let own_space = |len: usize, f: &dyn Fn(*mut f32)| match lent {
+                Some(base) => f(unsafe { base.0.add(split.shared() + t * task_len) }),
+                None => with_buf(&TASK_BUF, len, f),
+            };
             match pb {
                 Some(p) => block(Some(p.from(c0 / NR))),
-                None if split.pack_b_late => match lent {
-                    Some(base) => late(unsafe { base.0.add(split.shared() + t * task_len) }),
-                    None => with_buf(&TASK_BUF, task_len, late),
-                },
-                // The task's own panels of `b`: its share of the lent space, after what is
-                // packed before the split, or the thread's buffer.
-                None if pack_b => match lent {
-                    Some(base) => own(unsafe { base.0.add(split.shared() + t * task_len) }),
-                    None => with_buf(&TASK_BUF, (q1 - q0) * NR * k, own),
-                },
+                None if split.pack_b_late => own_space(task_len, &late),
+                None if pack_b => own_space((q1 - q0) * NR * k, &own),
                 None => block(None),
             }
         };
@@ -423,8 +421,9 @@ unsafe fn pack_cols(b: Operand, c0: usize, c1: usize, k: usize, buf: *mut f32) -
 }
 
 /// One panel of `cols` (<= NR) columns of `b` (element `(p, j)` at `src + p * rs + j * cs`),
-/// `k` rows: where each column is contiguous (`rs == 1`, a transposed matrix), by 16×16
-/// transposes in registers; otherwise one element at a time.
+/// `k` rows: where each row is contiguous (`cs == 1`), a masked vector copy per row and half;
+/// where each column is (`rs == 1`, a transposed matrix), by 16×16 transposes in registers;
+/// otherwise one element at a time.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_panel(src: *const f32, rs: isize, cs: isize, cols: usize, k: usize, dst: *mut f32) {
     for h in 0..cols.div_ceil(16) {
@@ -610,6 +609,7 @@ impl Product {
                 };
                 unsafe { micro(MR.min(rows.end - row), a_rows, tile) };
             };
+            // (A `b` packed late goes down the columns: each panel is packed once per block.)
             if late.is_none() && matches!(self.onto, Onto::From(_)) && p0 == 0 {
                 // Onto another matrix (out of cache, as an update's `W`): tile by tile along
                 // its rows, so that each row is read in order (cold, 784x100x1000 on two
@@ -624,8 +624,8 @@ impl Product {
                     if let Some(panel) = late {
                         let width = NR.min(cols.end - col);
                         unsafe {
-                            let src = b.ptr.offset(p0 as isize * b.rs + col as isize);
-                            pack_panel(src, b.rs, 1, width, kc, panel);
+                            let src = b.ptr.offset(p0 as isize * b.rs + col as isize * b.cs);
+                            pack_panel(src, b.rs, b.cs, width, kc, panel);
                         }
                     }
                     for (iq, row) in rows.clone().step_by(MR).enumerate() {
